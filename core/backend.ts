@@ -1,0 +1,103 @@
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { tf } from './tf.js';
+
+export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+export type BackendPreference = 'auto' | 'node-gpu' | 'node' | 'wasm' | 'cpu';
+
+export interface BackendInfo {
+  /** tfjs backend name actually running (`tensorflow` for tfjs-node and tfjs-node-gpu). */
+  backend: string;
+  /** What was loaded, for logs and manifests: `tfjs-node-gpu`, `tfjs-node`, `wasm`, `cpu`. */
+  name: BackendName;
+  simd?: boolean;
+  threads?: number;
+  reason?: string;
+}
+
+const require = createRequire(import.meta.url);
+let current: BackendInfo | undefined;
+
+/** Folder holding the tfjs WASM binaries: next to a bundle, or inside node_modules. */
+export function wasmDir(): string {
+  if (process.env.EDGETUNE_WASM_DIR) return process.env.EDGETUNE_WASM_DIR;
+  return path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm'));
+}
+
+async function tryNative(pkg: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-node'): Promise<boolean> {
+  try {
+    // Only the GPU container installs these; locally the import fails and we move on.
+    await import(pkg);
+    return await tf.setBackend('tensorflow');
+  } catch {
+    return false;
+  }
+}
+
+async function tryWasm(): Promise<boolean> {
+  try {
+    const dir = wasmDir();
+    setWasmPaths(dir.endsWith(path.sep) ? dir : dir + path.sep);
+    setThreadsCount(1);
+    const ok = await tf.setBackend('wasm');
+    // setBackend resolves false (and leaves tfjs on cpu) when the module cannot start: check it.
+    return ok && tf.getBackend() === 'wasm';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Selects the fastest backend available (tfjs-node-gpu, tfjs-node, WASM, then cpu) and says which.
+ * `EDGETUNE_BACKEND` overrides the preference.
+ */
+export async function initBackend(
+  prefer: BackendPreference = (process.env.EDGETUNE_BACKEND as BackendPreference) || 'auto',
+  log: (line: string) => void = (l) => console.error(l),
+): Promise<BackendInfo> {
+  if (current && (prefer === 'auto' || current.name.startsWith(prefer.replace('node', 'tensorflow')))) {
+    return current;
+  }
+  const order: BackendName[] =
+    prefer === 'auto'
+      ? ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu']
+      : prefer === 'node-gpu'
+        ? ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu']
+        : prefer === 'node'
+          ? ['tensorflow', 'wasm', 'cpu']
+          : prefer === 'wasm'
+            ? ['wasm', 'cpu']
+            : ['cpu'];
+  for (const name of order) {
+    let ok = false;
+    if (name === 'tensorflow-gpu') ok = await tryNative('@tensorflow/tfjs-node-gpu');
+    else if (name === 'tensorflow') ok = await tryNative('@tensorflow/tfjs-node');
+    else if (name === 'wasm') ok = await tryWasm();
+    else ok = await tf.setBackend('cpu');
+    if (!ok) continue;
+    await tf.ready();
+    current = { backend: tf.getBackend(), name };
+    if (name === 'wasm') {
+      current.simd = (await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) as boolean;
+      current.threads = 1;
+    }
+    if (name === 'cpu') {
+      current.reason = prefer === 'cpu' ? 'requested' : 'no faster backend could start; the cpu backend is ~20x slower and its convolution gradients are naive loops';
+    }
+    log(`edgetune: tfjs backend ${describeBackend(current)}`);
+    return current;
+  }
+  throw new Error('no tfjs backend could be initialised');
+}
+
+export function describeBackend(b: BackendInfo): string {
+  if (b.name === 'wasm') return `wasm (${b.simd ? 'SIMD' : 'no SIMD'}, ${b.threads ?? 1} thread)`;
+  if (b.name === 'tensorflow-gpu') return 'tensorflow (tfjs-node-gpu, CUDA)';
+  if (b.name === 'tensorflow') return 'tensorflow (tfjs-node, CPU)';
+  return `cpu (${b.reason ?? 'requested'})`;
+}
+
+export function currentBackend(): BackendInfo | undefined {
+  return current;
+}

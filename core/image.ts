@@ -1,0 +1,58 @@
+import sharp from 'sharp';
+
+/** Decoded, oriented, resized RGB pixels, row-major HWC, values 0..255. */
+export interface RgbImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
+
+export type ResizeMode = 'stretch' | 'crop';
+
+export interface PreprocessOptions {
+  /** Square model input size in pixels. */
+  size: number;
+  /** `stretch` resizes the whole image like Keras (default); `crop` centre-crops to square first. */
+  resize?: ResizeMode;
+  /** Refuse images with more pixels than this (decompression bombs). */
+  limitInputPixels?: number;
+}
+
+export class ImageDecodeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ImageDecodeError';
+  }
+}
+
+export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.bmp'] as const;
+export const DEFAULT_LIMIT_INPUT_PIXELS = 50_000_000;
+
+/**
+ * The one preprocessing shared by training and serving: decode (first frame of animations),
+ * apply EXIF orientation, convert greyscale/CMYK/alpha to sRGB RGB, then bilinear resize to
+ * size x size. Scaling to [-1, 1] happens inside the model (its Rescaling layer).
+ */
+export async function decodeImage(bytes: Uint8Array, opts: PreprocessOptions): Promise<RgbImage> {
+  const { size, resize = 'stretch', limitInputPixels = DEFAULT_LIMIT_INPUT_PIXELS } = opts;
+  try {
+    const { data, info } = await sharp(bytes, { limitInputPixels, failOn: 'error', pages: 1 })
+      .rotate()
+      .toColourspace('srgb')
+      .removeAlpha()
+      .resize(size, size, { fit: resize === 'crop' ? 'cover' : 'fill', kernel: 'linear' })
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3 || info.width !== size || info.height !== size) {
+      throw new Error(`unexpected decoded shape ${info.width}x${info.height}x${info.channels}`);
+    }
+    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: size, height: size };
+  } catch (e) {
+    throw new ImageDecodeError(`cannot decode image: ${(e as Error).message}`);
+  }
+}
+
+/** BMP is not read by libvips; decode it here (uncompressed 24/32-bit and 8-bit palette). */
+export function isBmp(bytes: Uint8Array): boolean {
+  return bytes.length > 2 && bytes[0] === 0x42 && bytes[1] === 0x4d;
+}

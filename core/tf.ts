@@ -1,0 +1,7 @@
+// The one tfjs entry point of the project: every module imports tf from here, so that
+// training, serving and tests share a single engine and backend.
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+
+export { tf };
+export type { Tensor, Tensor1D, Tensor2D, Tensor3D, Tensor4D, LayersModel } from '@tensorflow/tfjs';
