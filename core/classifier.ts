@@ -1,0 +1,52 @@
+import { tf } from './tf.js';
+import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs';
+import { mobileNetV2Features } from './mobilenet-v2.js';
+
+export interface ClassifierOptions {
+  alpha: number;
+  inputSize: number;
+  numClasses: number;
+  dropout?: number;
+}
+
+export const PREPROCESS = { scale: 1 / 127.5, offset: -1 } as const;
+/** Names of the layers the classifier adds around the Keras base. */
+export const HEAD = {
+  preprocess: 'preprocess',
+  pool: 'global_average_pooling2d',
+  dropout: 'dropout',
+  logits: 'logits',
+  probabilities: 'probabilities',
+} as const;
+
+/**
+ * The exported model: RGB 0..255 in, probabilities out.
+ * input -> Rescaling(x/127.5-1) -> MobileNetV2 base (Keras names) -> GAP -> Dropout -> Dense logits
+ * -> sigmoid (2 classes: one unit, P(classes[1])) or softmax (N > 2).
+ * Training works on the `logits` layer output; only standard tfjs layers, so
+ * `tf.loadLayersModel` loads it anywhere.
+ */
+export function buildClassifier(opts: ClassifierOptions): LayersModel {
+  const { alpha, inputSize, numClasses, dropout = 0.2 } = opts;
+  if (numClasses < 2) throw new Error(`a classifier needs at least 2 classes; got ${numClasses}`);
+  const input = tf.input({ shape: [inputSize, inputSize, 3], name: 'image' });
+  let x = tf.layers.rescaling({ scale: PREPROCESS.scale, offset: PREPROCESS.offset, name: HEAD.preprocess }).apply(input) as SymbolicTensor;
+  x = mobileNetV2Features(x, alpha);
+  x = tf.layers.globalAveragePooling2d({ name: HEAD.pool }).apply(x) as SymbolicTensor;
+  x = tf.layers.dropout({ rate: dropout, name: HEAD.dropout }).apply(x) as SymbolicTensor;
+  const units = numClasses === 2 ? 1 : numClasses;
+  x = tf.layers.dense({ units, name: HEAD.logits }).apply(x) as SymbolicTensor;
+  x = tf.layers.activation({ activation: numClasses === 2 ? 'sigmoid' : 'softmax', name: HEAD.probabilities }).apply(x) as SymbolicTensor;
+  return tf.model({ inputs: input, outputs: x, name: `edgetune_mobilenetv2_${alpha}_${inputSize}` });
+}
+
+/** Probabilities per class, in label order, from the model's output rows. */
+export function toClassProbabilities(output: Float32Array | number[], numClasses: number): number[][] {
+  const rows: number[][] = [];
+  if (numClasses === 2) {
+    for (const p of output) rows.push([1 - p, p]);
+  } else {
+    for (let i = 0; i < output.length; i += numClasses) rows.push(Array.from(output.slice(i, i + numClasses)));
+  }
+  return rows;
+}

@@ -1,0 +1,13 @@
+import { Command } from 'commander';
+
+// Each command lives in its own module exporting `register(program)`.
+const commands: Array<() => Promise<{ register: (program: Command) => void }>> = [
+];
+
+const program = new Command('edgetune')
+  .description('Fine-tune MobileNetV2 on a folder of labelled photos and serve it as an HTTPS API.')
+  .showHelpAfterError();
+
+for (const load of commands) (await load()).register(program);
+
+await program.parseAsync(process.argv);
