@@ -1,0 +1,127 @@
+import type { RgbImage } from '../core/image.js';
+
+export type FlipMode = 'horizontal' | 'vertical' | 'horizontal_and_vertical' | 'none';
+
+export interface AugmentConfig {
+  flip: FlipMode;
+  /** Fraction of a full turn, like Keras' RandomRotation(factor): angles in +-factor * 2 pi. */
+  rotation: number;
+  /** Like RandomZoom: scale drawn in [1 - zoom, 1 + zoom] (> 1 zooms out). */
+  zoom: number;
+  /** Like RandomContrast: factor drawn in [1 - contrast, 1 + contrast] around each channel's mean. */
+  contrast: number;
+}
+
+export interface AugmentDraw {
+  flipH: boolean;
+  flipV: boolean;
+  angle: number;
+  zoom: number;
+  contrast: number;
+}
+
+export const NO_AUGMENTATION: AugmentConfig = { flip: 'none', rotation: 0, zoom: 0, contrast: 0 };
+export const IDENTITY_DRAW: AugmentDraw = { flipH: false, flipV: false, angle: 0, zoom: 1, contrast: 1 };
+
+export function isIdentity(cfg: AugmentConfig): boolean {
+  return cfg.flip === 'none' && cfg.rotation === 0 && cfg.zoom === 0 && cfg.contrast === 0;
+}
+
+export function drawAugmentation(cfg: AugmentConfig, rng: () => number): AugmentDraw {
+  const sym = (f: number) => (rng() * 2 - 1) * f;
+  // Draw every value in a fixed order whatever the config, so one image's draw never shifts another's.
+  const h = rng() < 0.5;
+  const v = rng() < 0.5;
+  const angle = sym(cfg.rotation) * 2 * Math.PI;
+  const zoom = 1 + sym(cfg.zoom);
+  const contrast = 1 + sym(cfg.contrast);
+  return {
+    flipH: h && (cfg.flip === 'horizontal' || cfg.flip === 'horizontal_and_vertical'),
+    flipV: v && (cfg.flip === 'vertical' || cfg.flip === 'horizontal_and_vertical'),
+    angle,
+    zoom,
+    contrast,
+  };
+}
+
+/** Keras' 'reflect' fill (d c b a | a b c d | d c b a) on integer pixel indices. */
+function reflect(i: number, n: number): number {
+  const period = 2 * n;
+  let k = i % period;
+  if (k < 0) k += period;
+  return k < n ? k : period - k - 1;
+}
+
+/**
+ * Flip, then rotate/zoom about the centre with bilinear sampling and reflect fill (as Keras'
+ * RandomFlip + RandomRotation + RandomZoom), then contrast. Pure JS: runs in worker threads.
+ * Returns HWC RGB floats in 0..255, same size as the input.
+ */
+export function applyAugmentation(img: RgbImage, draw: AugmentDraw): Float32Array {
+  const { width: w, height: h, data } = img;
+  const out = new Float32Array(w * h * 3);
+  const cx = (w - 1) / 2;
+  const cy = (h - 1) / 2;
+  const cos = Math.cos(draw.angle) * draw.zoom;
+  const sin = Math.sin(draw.angle) * draw.zoom;
+  const geometric = draw.angle !== 0 || draw.zoom !== 1;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      // Inverse map: output pixel -> source position in the (flipped) input.
+      let sx = x;
+      let sy = y;
+      if (geometric) {
+        const dx = x - cx;
+        const dy = y - cy;
+        sx = cos * dx + sin * dy + cx;
+        sy = -sin * dx + cos * dy + cy;
+      }
+      if (draw.flipH) sx = w - 1 - sx;
+      if (draw.flipV) sy = h - 1 - sy;
+      const o = (y * w + x) * 3;
+      const x0f = Math.floor(sx);
+      const y0f = Math.floor(sy);
+      const fx = sx - x0f;
+      const fy = sy - y0f;
+      if (fx === 0 && fy === 0 && x0f >= 0 && x0f < w && y0f >= 0 && y0f < h) {
+        const i = (y0f * w + x0f) * 3;
+        out[o] = data[i];
+        out[o + 1] = data[i + 1];
+        out[o + 2] = data[i + 2];
+        continue;
+      }
+      const x0 = reflect(x0f, w);
+      const x1 = reflect(x0f + 1, w);
+      const y0 = reflect(y0f, h);
+      const y1 = reflect(y0f + 1, h);
+      const a = (y0 * w + x0) * 3;
+      const b = (y0 * w + x1) * 3;
+      const c = (y1 * w + x0) * 3;
+      const d = (y1 * w + x1) * 3;
+      const wa = (1 - fx) * (1 - fy);
+      const wb = fx * (1 - fy);
+      const wc = (1 - fx) * fy;
+      const wd = fx * fy;
+      for (let ch = 0; ch < 3; ch++) {
+        out[o + ch] = data[a + ch] * wa + data[b + ch] * wb + data[c + ch] * wc + data[d + ch] * wd;
+      }
+    }
+  }
+  if (draw.contrast !== 1) adjustContrast(out, draw.contrast);
+  return out;
+}
+
+function adjustContrast(px: Float32Array, factor: number): void {
+  const mean = [0, 0, 0];
+  const n = px.length / 3;
+  for (let i = 0; i < px.length; i += 3) {
+    mean[0] += px[i];
+    mean[1] += px[i + 1];
+    mean[2] += px[i + 2];
+  }
+  for (let ch = 0; ch < 3; ch++) mean[ch] /= n;
+  for (let i = 0; i < px.length; i++) {
+    const m = mean[i % 3];
+    px[i] = Math.min(255, Math.max(0, (px[i] - m) * factor + m));
+  }
+}
