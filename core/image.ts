@@ -1,3 +1,4 @@
+import bmp from 'bmp-js';
 import sharp from 'sharp';
 
 /** Decoded, oriented, resized RGB pixels, row-major HWC, values 0..255. */
@@ -36,7 +37,8 @@ export const DEFAULT_LIMIT_INPUT_PIXELS = 50_000_000;
 export async function decodeImage(bytes: Uint8Array, opts: PreprocessOptions): Promise<RgbImage> {
   const { size, resize = 'stretch', limitInputPixels = DEFAULT_LIMIT_INPUT_PIXELS } = opts;
   try {
-    const { data, info } = await sharp(bytes, { limitInputPixels, failOn: 'error', pages: 1 })
+    const input = isBmp(bytes) ? bmpToSharp(bytes, limitInputPixels) : sharp(bytes, { limitInputPixels, failOn: 'error', pages: 1 });
+    const { data, info } = await input
       .rotate()
       .toColourspace('srgb')
       .removeAlpha()
@@ -52,7 +54,20 @@ export async function decodeImage(bytes: Uint8Array, opts: PreprocessOptions): P
   }
 }
 
-/** BMP is not read by libvips; decode it here (uncompressed 24/32-bit and 8-bit palette). */
 export function isBmp(bytes: Uint8Array): boolean {
   return bytes.length > 2 && bytes[0] === 0x42 && bytes[1] === 0x4d;
+}
+
+/** libvips (sharp) does not read BMP: decode it in JS, then feed sharp the raw pixels. */
+function bmpToSharp(bytes: Uint8Array, limitInputPixels: number) {
+  const img = bmp.decode(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  if (img.width * img.height > limitInputPixels) throw new Error('input image exceeds pixel limit');
+  const rgb = Buffer.alloc(img.width * img.height * 3);
+  // bmp-js returns ABGR.
+  for (let i = 0, o = 0; o < rgb.length; i += 4, o += 3) {
+    rgb[o] = img.data[i + 3];
+    rgb[o + 1] = img.data[i + 2];
+    rgb[o + 2] = img.data[i + 1];
+  }
+  return sharp(rgb, { raw: { width: img.width, height: img.height, channels: 3 } });
 }

@@ -1,0 +1,100 @@
+import { z } from 'zod';
+import type { AugmentConfig } from './augment.js';
+
+const FlipSchema = z.enum(['horizontal', 'vertical', 'horizontal_and_vertical', 'none']);
+
+export const TrainOptionsSchema = z.object({
+  /** Local folder or s3://bucket/datasets/<name>/. */
+  data: z.string().min(1),
+  out: z.string().min(1),
+  name: z.string().optional(),
+  baseWeights: z.string().optional(),
+  alpha: z.number().optional(),
+  imageSize: z.number().int().min(32),
+  resize: z.enum(['stretch', 'crop']),
+  batchSize: z.number().int().min(1),
+  epochs: z.number().int().min(0),
+  fineTuneEpochs: z.number().int().min(0),
+  fineTuneAt: z.number().int().min(1).max(154),
+  lr: z.number().positive(),
+  fineTuneLr: z.number().positive(),
+  dropout: z.number().min(0).max(0.9),
+  validationSplit: z.number().min(0.05).max(0.9),
+  stratified: z.boolean(),
+  seed: z.number().int(),
+  flip: FlipSchema,
+  rotation: z.number().min(0).max(0.5),
+  zoom: z.number().min(0).max(0.5),
+  contrast: z.number().min(0).max(1),
+  /** Augment the frozen phase too (Keras does); off by default: see README "Defaults". */
+  augmentFrozen: z.boolean(),
+  /** Bytes of boundary activations kept in memory before spilling to disk. */
+  cacheBudgetBytes: z.number().int().positive(),
+  workers: z.number().int().min(1).max(16),
+  recipe: z.enum(['default', 'keras']),
+  json: z.boolean(),
+  publish: z.string().optional(),
+  checkpoint: z.string().optional(),
+});
+export type TrainOptions = z.infer<typeof TrainOptionsSchema>;
+
+/**
+ * Defaults chosen by measurement on the alpaca set (README "Defaults"): the shared ImageNet
+ * weights were trained at 224 and are clearly better there; a small rotation beats the
+ * notebook's 0.2; the head trains on un-augmented features for 20 epochs (milliseconds each).
+ */
+export const DEFAULTS = {
+  imageSize: 224,
+  resize: 'stretch',
+  batchSize: 32,
+  epochs: 20,
+  fineTuneEpochs: 5,
+  fineTuneAt: 120,
+  lr: 1e-3,
+  fineTuneLr: 1e-4,
+  dropout: 0.2,
+  validationSplit: 0.2,
+  stratified: false,
+  seed: 42,
+  flip: 'horizontal',
+  rotation: 0.04,
+  zoom: 0,
+  contrast: 0,
+  augmentFrozen: false,
+  cacheBudgetBytes: 1536 * 1024 * 1024,
+  workers: 2,
+  recipe: 'default',
+  json: false,
+} as const satisfies Partial<TrainOptions>;
+
+/** The Keras transfer-learning notebook, exactly. */
+export const KERAS_RECIPE = {
+  imageSize: 160,
+  resize: 'stretch',
+  batchSize: 32,
+  epochs: 5,
+  fineTuneEpochs: 5,
+  fineTuneAt: 120,
+  lr: 1e-3,
+  fineTuneLr: 1e-4,
+  dropout: 0.2,
+  validationSplit: 0.2,
+  flip: 'horizontal',
+  rotation: 0.2,
+  zoom: 0,
+  contrast: 0,
+  augmentFrozen: true,
+} as const satisfies Partial<TrainOptions>;
+
+/** Defaults, then the recipe, then what the user said explicitly. */
+export function resolveTrainOptions(given: Partial<TrainOptions> & { data: string; out: string }): TrainOptions {
+  const recipe = given.recipe === 'keras' ? KERAS_RECIPE : {};
+  const defined = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
+  const r = TrainOptionsSchema.safeParse({ ...DEFAULTS, ...recipe, ...defined });
+  if (!r.success) throw new Error(`invalid training options: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return r.data;
+}
+
+export function augmentConfig(o: TrainOptions): AugmentConfig {
+  return { flip: o.flip, rotation: o.rotation, zoom: o.zoom, contrast: o.contrast };
+}
