@@ -1,0 +1,243 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { io } from '@tensorflow/tfjs';
+import { initBackend } from './backend.js';
+import { type Manifest, ManifestSchema } from './manifest.js';
+import { cleanEtag, getObject, isNotFound } from './s3/client.js';
+import { isS3Uri, joinKey, parseS3Uri } from './s3/uri.js';
+import { tf } from './tf.js';
+import { isVersion, parseCurrent, sha256 } from './versioning.js';
+
+export interface LoadedModel {
+  model: tf.LayersModel;
+  manifest: Manifest;
+  /** The URI actually loaded: for a pointer, the version folder it named. */
+  uri: string;
+  version: string;
+  /** current.json's ETag for pointers, manifest.json's for pinned S3 versions, the manifest version for folders. */
+  etag?: string;
+}
+
+/** The model's files do not match its manifest: sha256 mismatch, missing file, bad manifest or pointer. */
+export class ModelIntegrityError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ModelIntegrityError';
+  }
+}
+
+/** Where a model's files come from: a folder or an S3 prefix. */
+interface ModelSource {
+  uri: string;
+  read(file: string): Promise<{ body: Buffer; etag?: string }>;
+}
+
+type Resolved =
+  | { kind: 'local'; dir: string }
+  | { kind: 's3-pointer'; bucket: string; prefix: string }
+  | { kind: 's3-version'; bucket: string; prefix: string };
+
+function localDir(uri: string): string {
+  const p = uri.startsWith('file://') ? fileURLToPath(uri) : uri;
+  return path.resolve(p.endsWith('.json') ? path.dirname(p) : p);
+}
+
+/**
+ * s3://b/models/x (a pointer when x/current.json exists), s3://b/models/x/current.json (pointer),
+ * s3://b/models/x/<version>[/model.json|/manifest.json] (pinned version).
+ */
+async function resolve(uri: string): Promise<Resolved> {
+  if (!isS3Uri(uri)) return { kind: 'local', dir: localDir(uri) };
+  const { bucket, key: raw } = parseS3Uri(uri);
+  const key = raw.replace(/\/+$/, '');
+  if (key === '') throw new Error(`${uri}: expected s3://bucket/models/<name>[/<version>]`);
+  const base = path.posix.basename(key);
+  if (base === 'current.json') return { kind: 's3-pointer', bucket, prefix: path.posix.dirname(key) };
+  if (base === 'model.json' || base === 'manifest.json') return { kind: 's3-version', bucket, prefix: path.posix.dirname(key) };
+  if (isVersion(base)) return { kind: 's3-version', bucket, prefix: key };
+  return { kind: 's3-pointer', bucket, prefix: key };
+}
+
+function s3Source(bucket: string, prefix: string): ModelSource {
+  const uri = `s3://${bucket}/${prefix}`;
+  return {
+    uri,
+    async read(file) {
+      const target = `s3://${bucket}/${joinKey(prefix, file)}`;
+      try {
+        return await getObject(target);
+      } catch (e) {
+        if (isNotFound(e)) throw new ModelIntegrityError(`missing file ${target}`);
+        throw e;
+      }
+    },
+  };
+}
+
+function localSource(dir: string): ModelSource {
+  return {
+    uri: dir,
+    async read(file) {
+      const p = path.join(dir, file);
+      try {
+        return { body: await readFile(p) };
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new ModelIntegrityError(`missing file ${p}`);
+        throw e;
+      }
+    },
+  };
+}
+
+function parseJson(body: Buffer, where: string): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (e) {
+    throw new ModelIntegrityError(`${where} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+export function parseManifestStrict(json: unknown, where: string): Manifest {
+  const r = ManifestSchema.safeParse(json);
+  if (!r.success) {
+    throw new ModelIntegrityError(`${where}: invalid manifest: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  }
+  return r.data;
+}
+
+function safeRelative(file: string, where: string): string {
+  const norm = path.posix.normalize(file);
+  if (norm.startsWith('..') || path.posix.isAbsolute(norm)) throw new ModelIntegrityError(`${where}: weight path "${file}" escapes the model folder`);
+  return norm;
+}
+
+/**
+ * Reads model.json, manifest.json and the weight files, checks every weight file's sha256 and size
+ * against manifest.files, and returns tfjs artifacts (quantized weights are dequantized by tfjs).
+ */
+export async function readVerifiedArtifacts(
+  source: ModelSource,
+  verify = true,
+): Promise<{ artifacts: io.ModelArtifacts; manifest: Manifest; manifestEtag?: string }> {
+  const m = await source.read('manifest.json');
+  const manifest = parseManifestStrict(parseJson(m.body, `${source.uri}/manifest.json`), `${source.uri}/manifest.json`);
+  const modelJson = parseJson((await source.read('model.json')).body, `${source.uri}/model.json`) as io.ModelJSON;
+  if (!modelJson || typeof modelJson !== 'object' || !modelJson.modelTopology || !Array.isArray(modelJson.weightsManifest)) {
+    throw new ModelIntegrityError(`${source.uri}/model.json is not a tfjs layers model (no modelTopology/weightsManifest)`);
+  }
+  const expected = new Map(manifest.files.map((f) => [safeRelative(f.path, source.uri), f]));
+  const specs: io.WeightsManifestEntry[] = [];
+  const buffers: Buffer[] = [];
+  for (const group of modelJson.weightsManifest) {
+    specs.push(...group.weights);
+    for (const p of group.paths) {
+      const rel = safeRelative(p, source.uri);
+      const want = expected.get(rel);
+      if (verify && !want) throw new ModelIntegrityError(`${source.uri}: weight file ${rel} is not listed in manifest.files`);
+      const { body } = await source.read(rel);
+      if (verify && want) {
+        const got = sha256(body);
+        if (got !== want.sha256) {
+          throw new ModelIntegrityError(
+            `${source.uri}/${rel}: sha256 mismatch: expected ${want.sha256} (${want.bytes} bytes), got ${got} (${body.byteLength} bytes)`,
+          );
+        }
+      }
+      buffers.push(body);
+    }
+  }
+  const all = Buffer.concat(buffers);
+  return {
+    manifest,
+    manifestEtag: m.etag,
+    artifacts: {
+      modelTopology: modelJson.modelTopology,
+      format: modelJson.format,
+      generatedBy: modelJson.generatedBy,
+      convertedBy: modelJson.convertedBy,
+      userDefinedMetadata: modelJson.userDefinedMetadata,
+      weightSpecs: specs,
+      weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength),
+    },
+  };
+}
+
+async function readPointer(bucket: string, prefix: string, ifNoneMatch?: string) {
+  const uri = `s3://${bucket}/${joinKey(prefix, 'current.json')}`;
+  let obj: { body: Buffer; etag?: string };
+  try {
+    obj = await getObject(uri, { ifNoneMatch });
+  } catch (e) {
+    if ((e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 304) return undefined;
+    if (isNotFound(e)) {
+      throw new ModelIntegrityError(`${uri} does not exist: no version of s3://${bucket}/${prefix} has been promoted (or the URI is wrong)`);
+    }
+    throw e;
+  }
+  try {
+    return { current: parseCurrent(obj.body, uri), etag: obj.etag };
+  } catch (e) {
+    throw new ModelIntegrityError((e as Error).message);
+  }
+}
+
+/**
+ * Loads a model from a local folder (or file:// URI), an S3 pointer `s3://bucket/models/<name>`
+ * (follows current.json) or a pinned version `s3://bucket/models/<name>/<version>`.
+ * With verify (default) every weight file's sha256 is checked against manifest.files first.
+ */
+export async function loadModel(uri: string, opts: { verify?: boolean } = {}): Promise<LoadedModel> {
+  const verify = opts.verify ?? true;
+  const r = await resolve(uri);
+  let source: ModelSource;
+  let etag: string | undefined;
+  let expectVersion: string | undefined;
+  if (r.kind === 'local') {
+    source = localSource(r.dir);
+  } else if (r.kind === 's3-pointer') {
+    const ptr = (await readPointer(r.bucket, r.prefix))!;
+    source = s3Source(r.bucket, joinKey(r.prefix, ptr.current.version));
+    etag = ptr.etag;
+    expectVersion = ptr.current.version;
+  } else {
+    source = s3Source(r.bucket, r.prefix);
+    const dirName = path.posix.basename(r.prefix);
+    if (isVersion(dirName)) expectVersion = dirName;
+  }
+  const { artifacts, manifest, manifestEtag } = await readVerifiedArtifacts(source, verify);
+  if (expectVersion && manifest.version !== expectVersion) {
+    throw new ModelIntegrityError(`${source.uri}: manifest.json names version ${manifest.version}, expected ${expectVersion}`);
+  }
+  if (r.kind === 'local') etag = manifest.version;
+  if (r.kind === 's3-version') etag = manifestEtag;
+  await initBackend();
+  const model = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
+  return { model, manifest, uri: source.uri, version: manifest.version, etag };
+}
+
+/**
+ * Cheap check whether `uri` now names something else than `knownEtag` (the LoadedModel.etag).
+ * Pointers: conditional GET of current.json (If-None-Match). Pinned S3 versions never change.
+ * Local folders: compares manifest.json's version.
+ */
+export async function checkForUpdate(
+  uri: string,
+  knownEtag?: string,
+): Promise<{ changed: false } | { changed: true; version: string; etag?: string }> {
+  const r = await resolve(uri);
+  if (r.kind === 'local') {
+    const src = localSource(r.dir);
+    const manifest = parseManifestStrict(parseJson((await src.read('manifest.json')).body, `${r.dir}/manifest.json`), `${r.dir}/manifest.json`);
+    return manifest.version === knownEtag ? { changed: false } : { changed: true, version: manifest.version, etag: manifest.version };
+  }
+  if (r.kind === 's3-version') {
+    if (knownEtag) return { changed: false };
+    const m = await s3Source(r.bucket, r.prefix).read('manifest.json');
+    const manifest = parseManifestStrict(parseJson(m.body, `s3://${r.bucket}/${r.prefix}/manifest.json`), `s3://${r.bucket}/${r.prefix}/manifest.json`);
+    return { changed: true, version: manifest.version, etag: m.etag };
+  }
+  const ptr = await readPointer(r.bucket, r.prefix, knownEtag);
+  if (!ptr || (knownEtag && cleanEtag(ptr.etag) === cleanEtag(knownEtag))) return { changed: false };
+  return { changed: true, version: ptr.current.version, etag: ptr.etag };
+}

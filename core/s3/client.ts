@@ -1,0 +1,205 @@
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { PutObjectCommandInput } from '@aws-sdk/client-s3';
+import { DEFAULT_BUCKET, DEFAULT_S3_DIR, startS3rver, type EmbeddedS3 } from './embedded.js';
+import { withRetry } from './retry.js';
+import { parseS3Uri } from './uri.js';
+
+export { parseS3Uri } from './uri.js';
+
+const clients = new Map<string, S3Client>();
+
+/** Endpoint of a local/self-hosted S3 (s3rver, MinIO), or undefined for real AWS S3. */
+export function s3Endpoint(): string | undefined {
+  return process.env.EDGETUNE_S3_ENDPOINT || undefined;
+}
+
+/**
+ * The S3 client every edgetune module uses. With EDGETUNE_S3_ENDPOINT set: path-style addressing
+ * against that endpoint (s3rver's fixed credentials unless AWS_* ones are set); otherwise the
+ * standard AWS region/credential chain, i.e. real S3. One client per endpoint, reused.
+ */
+export function s3Client(): S3Client {
+  const endpoint = s3Endpoint();
+  const cacheKey = endpoint ?? 'aws';
+  let client = clients.get(cacheKey);
+  if (client) return client;
+  if (endpoint) {
+    client = new S3Client({
+      endpoint,
+      forcePathStyle: true,
+      region: process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1',
+      credentials: {
+        accessKeyId: process.env.AWS_ACCESS_KEY_ID || 'S3RVER',
+        secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY || 'S3RVER',
+      },
+      // s3rver predates S3's flexible checksums; only send them where an operation requires one.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      // Local endpoint: fail fast at the SDK level; withRetry() does the backoff with clear messages.
+      maxAttempts: 1,
+    });
+  } else {
+    client = new S3Client({ maxAttempts: 3 });
+  }
+  clients.set(cacheKey, client);
+  return client;
+}
+
+/** True when the standard AWS environment looks configured (keys, profile, web identity, container). */
+export function hasAwsCredentialsInEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(
+    env.AWS_ACCESS_KEY_ID ||
+      env.AWS_PROFILE ||
+      env.AWS_WEB_IDENTITY_TOKEN_FILE ||
+      env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI ||
+      env.AWS_CONTAINER_CREDENTIALS_FULL_URI ||
+      env.AWS_LAMBDA_FUNCTION_NAME,
+  );
+}
+
+export interface S3Handle {
+  endpoint?: string;
+  embedded: boolean;
+  close(): Promise<void>;
+}
+
+let embedded: { s3: EmbeddedS3; users: number } | undefined;
+
+/**
+ * Makes sure an S3 is reachable: EDGETUNE_S3_ENDPOINT if set, else real AWS when credentials are in
+ * the environment, else starts s3rver in this process on a free port (data in EDGETUNE_S3_DIR or
+ * .edgetune/s3, bucket `edgetune` created if missing) and points EDGETUNE_S3_ENDPOINT at it, so
+ * s3Client() and child processes use it. close() stops it once every caller has closed.
+ */
+export async function ensureS3(opts: { log?: (line: string) => void; port?: number; dir?: string } = {}): Promise<S3Handle> {
+  const log = opts.log ?? ((l: string) => console.error(l));
+  if (embedded) {
+    embedded.users++;
+    return embeddedHandle(embedded);
+  }
+  const endpoint = s3Endpoint();
+  if (endpoint) return { endpoint, embedded: false, close: async () => {} };
+  if (hasAwsCredentialsInEnv()) return { embedded: false, close: async () => {} };
+  const s3 = await startS3rver({
+    port: opts.port ?? Number(process.env.EDGETUNE_S3_PORT ?? 0),
+    dir: opts.dir ?? process.env.EDGETUNE_S3_DIR ?? DEFAULT_S3_DIR,
+    buckets: [DEFAULT_BUCKET],
+  });
+  process.env.EDGETUNE_S3_ENDPOINT = s3.endpoint;
+  embedded = { s3, users: 1 };
+  log(`edgetune: embedded S3 (s3rver) at ${s3.endpoint}, data in ${s3.dir}, bucket s3://${DEFAULT_BUCKET}`);
+  return embeddedHandle(embedded);
+}
+
+function embeddedHandle(e: { s3: EmbeddedS3; users: number }): S3Handle {
+  let closed = false;
+  return {
+    endpoint: e.s3.endpoint,
+    embedded: true,
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (--e.users > 0) return;
+      if (embedded === e) embedded = undefined;
+      if (process.env.EDGETUNE_S3_ENDPOINT === e.s3.endpoint) delete process.env.EDGETUNE_S3_ENDPOINT;
+      clients.get(e.s3.endpoint)?.destroy();
+      clients.delete(e.s3.endpoint);
+      await e.s3.close();
+    },
+  };
+}
+
+export function isNotFound(e: unknown): boolean {
+  const err = e as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
+  return err?.name === 'NoSuchKey' || err?.name === 'NotFound' || err?.Code === 'NoSuchKey' || err?.$metadata?.httpStatusCode === 404;
+}
+
+export interface S3Object {
+  body: Buffer;
+  etag?: string;
+}
+
+/** GET an object's bytes (with retries). Throws the SDK's NoSuchKey error when absent. */
+export async function getObject(uri: string, extra: { ifNoneMatch?: string } = {}): Promise<S3Object> {
+  const { bucket, key } = parseS3Uri(uri);
+  return withRetry(
+    async () => {
+      const out = await s3Client().send(new GetObjectCommand({ Bucket: bucket, Key: key, IfNoneMatch: extra.ifNoneMatch }));
+      const body = Buffer.from(await out.Body!.transformToByteArray());
+      return { body, etag: out.ETag };
+    },
+    { label: `GET ${uri}` },
+  );
+}
+
+/** GET returning undefined when the object does not exist. */
+export async function getObjectIfExists(uri: string): Promise<S3Object | undefined> {
+  try {
+    return await getObject(uri);
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  }
+}
+
+export async function headObject(uri: string): Promise<{ etag?: string; size?: number } | undefined> {
+  const { bucket, key } = parseS3Uri(uri);
+  try {
+    return await withRetry(
+      async () => {
+        const out = await s3Client().send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+        return { etag: out.ETag, size: out.ContentLength };
+      },
+      { label: `HEAD ${uri}` },
+    );
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  }
+}
+
+export async function putObject(
+  uri: string,
+  body: Buffer | string,
+  extra: Omit<PutObjectCommandInput, 'Bucket' | 'Key' | 'Body'> = {},
+): Promise<{ etag?: string }> {
+  const { bucket, key } = parseS3Uri(uri);
+  return withRetry(
+    async () => {
+      const out = await s3Client().send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ...extra }));
+      return { etag: out.ETag };
+    },
+    { label: `PUT ${uri}` },
+  );
+}
+
+export interface ListedObject {
+  key: string;
+  etag: string;
+  size: number;
+  lastModified?: Date;
+}
+
+/** Every object under a prefix (all pages). */
+export async function listObjects(bucket: string, prefix: string, opts: { delimiter?: string } = {}): Promise<{ objects: ListedObject[]; prefixes: string[] }> {
+  const objects: ListedObject[] = [];
+  const prefixes: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await withRetry(
+      () => s3Client().send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token, Delimiter: opts.delimiter })),
+      { label: `LIST s3://${bucket}/${prefix}` },
+    );
+    for (const o of page.Contents ?? []) {
+      if (o.Key) objects.push({ key: o.Key, etag: o.ETag ?? '', size: o.Size ?? 0, lastModified: o.LastModified });
+    }
+    for (const p of page.CommonPrefixes ?? []) if (p.Prefix) prefixes.push(p.Prefix);
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return { objects, prefixes };
+}
+
+/** ETags come quoted from S3; compare them without the quotes. */
+export function cleanEtag(etag: string | undefined): string {
+  return (etag ?? '').replace(/^W\//, '').replace(/"/g, '');
+}

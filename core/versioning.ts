@@ -1,0 +1,53 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+
+/** `20261127T201500Z-3fa2c1d0`: UTC second + 8 hex of a content hash. Sorts by time as a string. */
+export const VERSION_RE = /^\d{8}T\d{6}Z-[0-9a-f]{8}$/;
+
+export function isVersion(s: string): boolean {
+  return VERSION_RE.test(s);
+}
+
+export function makeVersion(contentHash: string, at: Date = new Date()): string {
+  const ts = at.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+  return `${ts}-${contentHash.slice(0, 8)}`;
+}
+
+export function sha256(data: Uint8Array | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export const PromotionSchema = z.object({
+  version: z.string(),
+  promotedAt: z.string(),
+  valAccuracy: z.number().optional(),
+  reason: z.string(),
+});
+export type Promotion = z.infer<typeof PromotionSchema>;
+
+/**
+ * `models/<name>/current.json`: the live version, plus the promotions before it (newest first)
+ * so `models rollback` knows where to go back to.
+ */
+export const CurrentSchema = z.object({
+  schemaVersion: z.literal(1),
+  name: z.string(),
+  version: z.string().regex(VERSION_RE),
+  promotedAt: z.string(),
+  valAccuracy: z.number().optional(),
+  reason: z.string(),
+  history: z.array(PromotionSchema),
+});
+export type Current = z.infer<typeof CurrentSchema>;
+
+export function parseCurrent(body: Buffer | string, where: string): Current {
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString());
+  } catch (e) {
+    throw new Error(`${where} is not JSON: ${(e as Error).message}`);
+  }
+  const r = CurrentSchema.safeParse(json);
+  if (!r.success) throw new Error(`${where} is not a valid pointer: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return r.data;
+}
