@@ -1,0 +1,128 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../core/backend.js';
+import { tf } from '../core/tf.js';
+import { registerWasmGradKernels, relu6GradFromOutput } from '../training/fast/wasm-grad-kernels.js';
+
+// Seeded pseudo-random values so a failure reproduces.
+function rand(shape: number[], seed: number): tf.Tensor {
+  let s = seed >>> 0;
+  const n = shape.reduce((a, b) => a * b, 1);
+  const v = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    v[i] = s / 2 ** 31 - 1;
+  }
+  return tf.tensor(v, shape);
+}
+
+function onBackend(name: string, f: () => tf.Tensor): Float32Array {
+  const prev = tf.getBackend();
+  tf.setBackend(name);
+  try {
+    const t = f();
+    const out = t.dataSync() as Float32Array;
+    t.dispose();
+    return out.slice();
+  } finally {
+    tf.setBackend(prev);
+  }
+}
+
+function expectClose(a: Float32Array, b: Float32Array, tol = 1e-4): void {
+  expect(a.length).toBe(b.length);
+  let scale = 1;
+  for (const v of b) scale = Math.max(scale, Math.abs(v));
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+  expect(worst / scale).toBeLessThan(tol);
+}
+
+interface ConvCase {
+  x: [number, number, number, number];
+  k: number;
+  cout: number;
+  stride: number;
+  pad: 'same' | 'valid';
+}
+
+const convCases: ConvCase[] = [
+  { x: [2, 5, 5, 8], k: 1, cout: 12, stride: 1, pad: 'same' },
+  { x: [3, 4, 6, 16], k: 1, cout: 4, stride: 1, pad: 'valid' },
+  { x: [2, 7, 7, 3], k: 3, cout: 5, stride: 2, pad: 'valid' },
+  { x: [1, 6, 5, 4], k: 3, cout: 6, stride: 1, pad: 'same' },
+  { x: [2, 6, 6, 4], k: 1, cout: 3, stride: 2, pad: 'same' },
+];
+
+interface DwCase {
+  x: [number, number, number, number];
+  k: number;
+  mul: number;
+  stride: number;
+  pad: 'same' | 'valid';
+}
+
+const dwCases: DwCase[] = [
+  { x: [2, 6, 6, 8], k: 3, mul: 1, stride: 1, pad: 'same' },
+  { x: [2, 7, 7, 5], k: 3, mul: 1, stride: 2, pad: 'valid' },
+  { x: [1, 8, 8, 3], k: 3, mul: 1, stride: 2, pad: 'same' },
+  { x: [2, 5, 6, 4], k: 3, mul: 2, stride: 1, pad: 'same' },
+  { x: [1, 9, 9, 6], k: 5, mul: 1, stride: 1, pad: 'valid' },
+];
+
+describe('registered WASM gradient kernels match the cpu backend', () => {
+  beforeAll(async () => {
+    registerWasmGradKernels();
+    await initBackend('wasm', () => {});
+    expect(tf.getBackend()).toBe('wasm');
+  });
+
+  it.each(convCases)('Conv2DBackpropFilter and Conv2DBackpropInput via tf.grads %o', ({ x, k, cout, stride, pad }) => {
+    const xs = rand(x, 1);
+    const w = rand([k, k, x[3], cout], 2);
+    const f = (a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad);
+    const y = f(xs, w);
+    const dy = rand(y.shape, 3);
+    const g = (which: 0 | 1) => () => tf.tidy(() => tf.grads(f)([xs, w], dy)[which]);
+    expectClose(onBackend('wasm', g(0)), onBackend('cpu', g(0)));
+    expectClose(onBackend('wasm', g(1)), onBackend('cpu', g(1)));
+    tf.dispose([xs, w, y, dy]);
+  });
+
+  it.each(dwCases)('DepthwiseConv2dNativeBackpropFilter/Input via tf.grads %o', ({ x, k, mul, stride, pad }) => {
+    const xs = rand(x, 4);
+    const w = rand([k, k, x[3], mul], 5);
+    const f = (a: tf.Tensor, b: tf.Tensor) => tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad);
+    const y = f(xs, w);
+    const dy = rand(y.shape, 6);
+    const g = (which: 0 | 1) => () => tf.tidy(() => tf.grads(f)([xs, w], dy)[which]);
+    expectClose(onBackend('wasm', g(0)), onBackend('cpu', g(0)));
+    expectClose(onBackend('wasm', g(1)), onBackend('cpu', g(1)));
+    tf.dispose([xs, w, y, dy]);
+  });
+
+  it('ReLU6 gradient from the output equals tfjs relu6 gradient', () => {
+    const x = tf.mul(rand([3, 4, 4, 7], 7), 8);
+    const dy = rand([3, 4, 4, 7], 8);
+    const y = tf.relu6(x);
+    const ours = () => relu6GradFromOutput(dy, y);
+    const ref = () => tf.grad((a: tf.Tensor) => tf.relu6(a))(x, dy);
+    expectClose(onBackend('wasm', ours), onBackend('cpu', ref), 1e-7);
+    expectClose(onBackend('cpu', ours), onBackend('cpu', ref), 1e-7);
+    tf.dispose([x, dy, y]);
+  });
+
+  it('does not leak tensors', () => {
+    const before = tf.memory().numTensors;
+    const xs = rand([2, 5, 5, 8], 1);
+    const w = rand([1, 1, 8, 6], 2);
+    const dw = rand([3, 3, 8, 1], 3);
+    for (let i = 0; i < 3; i++) {
+      tf.tidy(() => {
+        tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same')))([xs, w]);
+        tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same')))([xs, dw]);
+      });
+    }
+    tf.dispose([xs, w, dw]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
