@@ -2,6 +2,11 @@ import { Command } from 'commander';
 
 // Each command lives in its own module exporting `register(program)`.
 const commands: Array<() => Promise<{ register: (program: Command) => void }>> = [
+  () => import('./commands/train.js'),
+  () => import('./commands/evaluate.js'),
+  () => import('./commands/predict.js'),
+  () => import('./commands/augment-preview.js'),
+  () => import('./commands/demo-data.js'),
 ];
 
 const program = new Command('edgetune')

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { applyAugmentation, drawAugmentation, IDENTITY_DRAW, NO_AUGMENTATION } from '../training/augment.js';
+import { createRng } from '../training/rng.js';
+import { epochDraws } from '../training/views.js';
+
+const img = (w: number, h: number) => {
+  const data = new Uint8Array(w * h * 3);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 37) % 251;
+  return { data, width: w, height: h };
+};
+
+describe('augmentation', () => {
+  it('the identity draw returns the image unchanged', () => {
+    const im = img(9, 9);
+    expect(Array.from(applyAugmentation(im, IDENTITY_DRAW))).toEqual(Array.from(im.data));
+  });
+
+  it('a horizontal flip mirrors each row', () => {
+    const im = img(5, 4);
+    const out = applyAugmentation(im, { ...IDENTITY_DRAW, flipH: true });
+    for (let c = 0; c < 3; c++) expect(out[(1 * 5 + 0) * 3 + c]).toBe(im.data[(1 * 5 + 4) * 3 + c]);
+  });
+
+  it('a quarter turn about the centre moves pixels exactly, and reflect fill keeps values in range', () => {
+    const im = img(7, 7);
+    const out = applyAugmentation(im, { ...IDENTITY_DRAW, angle: Math.PI / 2 });
+    // Centre stays; each output pixel samples a real input pixel (no interpolation at 90 degrees).
+    expect(out[(3 * 7 + 3) * 3]).toBeCloseTo(im.data[(3 * 7 + 3) * 3], 3);
+    const values = new Set(Array.from(im.data));
+    for (let i = 0; i < out.length; i++) expect(values.has(Math.round(out[i]))).toBe(true);
+    const rotated = applyAugmentation(img(16, 16), { ...IDENTITY_DRAW, angle: 0.6 });
+    expect(Math.min(...rotated)).toBeGreaterThanOrEqual(0);
+    expect(Math.max(...rotated)).toBeLessThanOrEqual(255);
+  });
+
+  it('draws are deterministic for a seed and stay within the configured factors', () => {
+    const cfg = { flip: 'horizontal' as const, rotation: 0.2, zoom: 0.1, contrast: 0.3 };
+    const a = Array.from({ length: 200 }, (_, i) => drawAugmentation(cfg, createRng(i)));
+    const b = Array.from({ length: 200 }, (_, i) => drawAugmentation(cfg, createRng(i)));
+    expect(a).toEqual(b);
+    for (const d of a) {
+      expect(Math.abs(d.angle)).toBeLessThanOrEqual(0.2 * 2 * Math.PI);
+      expect(d.flipV).toBe(false);
+      expect(d.zoom).toBeGreaterThanOrEqual(0.9);
+      expect(d.contrast).toBeLessThanOrEqual(1.3);
+    }
+    const flips = a.filter((d) => d.flipH).length;
+    expect(flips).toBeGreaterThan(70);
+    expect(flips).toBeLessThan(130);
+  });
+
+  it('epoch views depend on seed, epoch and file, not on order', () => {
+    const cfg = { flip: 'horizontal' as const, rotation: 0.2, zoom: 0, contrast: 0 };
+    const e0 = epochDraws(['a.jpg', 'b.jpg'], cfg, 42, 0);
+    expect(epochDraws(['b.jpg', 'a.jpg'], cfg, 42, 0)).toEqual([e0[1], e0[0]]);
+    expect(epochDraws(['a.jpg', 'b.jpg'], cfg, 42, 1)).not.toEqual(e0);
+    expect(epochDraws(['a.jpg'], NO_AUGMENTATION, 42, 0)).toEqual([null]);
+  });
+});

@@ -1,0 +1,82 @@
+import type { Command } from 'commander';
+import { DEFAULTS, KERAS_RECIPE, resolveTrainOptions } from '../options.js';
+import { humanReporter, jsonReporter } from '../progress.js';
+import { int, num, run } from './options.js';
+
+export function register(program: Command): void {
+  program
+    .command('train')
+    .description('Fine-tune MobileNetV2 on a folder of class subfolders (or s3://bucket/datasets/<name>/) and export the model, manifest and report.')
+    .argument('<data>', 'dataset folder with one subfolder per class, or s3://bucket/datasets/<name>/')
+    .requiredOption('-o, --out <dir>', 'output model folder')
+    .option('--name <name>', 'model name (default: the dataset folder name)')
+    .option('--base-weights <uri>', 'pretrained MobileNetV2: tfjs model.json (path, file://, https://, s3://) or Keras .h5; default $EDGETUNE_BASE_WEIGHTS, then the Keras cache, then nsfwjs')
+    .option('--alpha <a>', 'width multiplier when the weights do not fix it (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)', num('alpha'))
+    .option('--recipe <recipe>', `'keras' sets the notebook's values exactly (${JSON.stringify(KERAS_RECIPE)})`)
+    .option('--image-size <px>', `input size (default ${DEFAULTS.imageSize})`, int('image size'))
+    .option('--resize <mode>', "'stretch' (like Keras) or 'crop' to the aspect ratio first")
+    .option('--batch-size <n>', `batch size (default ${DEFAULTS.batchSize})`, int('batch size'))
+    .option('--epochs <n>', `phase 1 epochs, base frozen (default ${DEFAULTS.epochs})`, int('epochs'))
+    .option('--fine-tune-epochs <n>', `phase 2 epochs (default ${DEFAULTS.fineTuneEpochs})`, int('fine-tune epochs'))
+    .option('--fine-tune-at <layer>', `first trainable layer of the base's 155 in phase 2 (default ${DEFAULTS.fineTuneAt})`, int('fine-tune-at'))
+    .option('--lr <lr>', `phase 1 Adam learning rate (default ${DEFAULTS.lr})`, num('lr'))
+    .option('--fine-tune-lr <lr>', `phase 2 Adam learning rate (default ${DEFAULTS.fineTuneLr})`, num('fine-tune lr'))
+    .option('--dropout <rate>', `dropout before the classifier (default ${DEFAULTS.dropout})`, num('dropout'))
+    .option('--validation-split <f>', `validation share (default ${DEFAULTS.validationSplit})`, num('validation split'))
+    .option('--stratified', 'split each class separately')
+    .option('--seed <n>', `seed for the split, shuffling and augmentation (default ${DEFAULTS.seed})`, int('seed'))
+    .option('--flip <mode>', `random flip: horizontal, vertical, horizontal_and_vertical, none (default ${DEFAULTS.flip})`)
+    .option('--rotation <factor>', `random rotation, fraction of a turn (default ${DEFAULTS.rotation}; Keras recipe 0.2)`, num('rotation'))
+    .option('--zoom <factor>', 'random zoom factor (default 0)', num('zoom'))
+    .option('--contrast <factor>', 'random contrast factor (default 0)', num('contrast'))
+    .option('--no-augment', 'no augmentation at all')
+    .option('--augment-frozen', 'augment phase 1 too (the Keras recipe does; default: phase 1 on un-augmented features)')
+    .option('--workers <n>', `worker threads for the frozen forward pass (default ${DEFAULTS.workers})`, int('workers'))
+    .option('--publish <s3uri>', 'after training: verify, publish to s3://bucket/models/<name> and promote through the gate')
+    .option('--checkpoint <uri>', 'write a checkpoint after every epoch and resume from it (s3:// or a folder)')
+    .option('--quantize <dtype>', 'weights when publishing: none, float16, uint8 (default float16)')
+    .option('--tolerance <f>', 'publish: allowed validation accuracy drop (gate and quantization)', num('tolerance'))
+    .option('--force', 'publish: promote even if worse than the current version')
+    .option('--json', 'one JSON event per line instead of progress bars')
+    .action((data: string, o: Record<string, unknown>) =>
+      run(async () => {
+        const noAug = o.augment === false;
+        const opts = resolveTrainOptions({
+          data,
+          out: o.out as string,
+          name: o.name as string | undefined,
+          baseWeights: o.baseWeights as string | undefined,
+          alpha: o.alpha as number | undefined,
+          recipe: o.recipe as 'default' | 'keras' | undefined,
+          imageSize: o.imageSize as number | undefined,
+          resize: o.resize as 'stretch' | 'crop' | undefined,
+          batchSize: o.batchSize as number | undefined,
+          epochs: o.epochs as number | undefined,
+          fineTuneEpochs: o.fineTuneEpochs as number | undefined,
+          fineTuneAt: o.fineTuneAt as number | undefined,
+          lr: o.lr as number | undefined,
+          fineTuneLr: o.fineTuneLr as number | undefined,
+          dropout: o.dropout as number | undefined,
+          validationSplit: o.validationSplit as number | undefined,
+          stratified: o.stratified as boolean | undefined,
+          seed: o.seed as number | undefined,
+          flip: noAug ? 'none' : (o.flip as 'horizontal' | undefined),
+          rotation: noAug ? 0 : (o.rotation as number | undefined),
+          zoom: noAug ? 0 : (o.zoom as number | undefined),
+          contrast: noAug ? 0 : (o.contrast as number | undefined),
+          augmentFrozen: o.augmentFrozen as boolean | undefined,
+          workers: o.workers as number | undefined,
+          json: o.json as boolean | undefined,
+          publish: o.publish as string | undefined,
+          checkpoint: o.checkpoint as string | undefined,
+        });
+        const report = opts.json ? jsonReporter() : humanReporter();
+        const { runTraining } = await import('../job.js');
+        await runTraining(opts, report, {
+          quantize: o.quantize as 'none' | 'float16' | 'uint8' | undefined,
+          tolerance: o.tolerance as number | undefined,
+          force: o.force as boolean | undefined,
+        });
+      }),
+    );
+}

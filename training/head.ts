@@ -1,0 +1,111 @@
+import { HEAD } from '../core/classifier.js';
+import { tf } from '../core/tf.js';
+import type { LayersModel, Tensor, Tensor2D } from '../core/tf.js';
+import { epochOrder } from './dataset.js';
+
+/**
+ * Phase 1 on cached pooled features: dropout -> Dense logits, exactly the head of the classifier,
+ * trained with plain tf ops (milliseconds per epoch). Its weights start from and end in the
+ * model's `logits` layer.
+ */
+export class HeadTrainer {
+  readonly kernel: tf.Variable;
+  readonly bias: tf.Variable;
+  private readonly optimizer: tf.Optimizer;
+
+  constructor(
+    private readonly model: LayersModel,
+    private readonly numClasses: number,
+    lr: number,
+    private readonly dropout: number,
+  ) {
+    const [k, b] = model.getLayer(HEAD.logits).getWeights();
+    this.kernel = tf.variable(k.clone(), true, 'head/kernel');
+    this.bias = tf.variable(b.clone(), true, 'head/bias');
+    this.optimizer = tf.train.adam(lr);
+  }
+
+  logits(features: Tensor2D, training: boolean): Tensor2D {
+    return tf.tidy(() => {
+      const x = training && this.dropout > 0 ? tf.dropout(features, this.dropout) : features;
+      return tf.add(tf.matMul(x, this.kernel), this.bias) as Tensor2D;
+    });
+  }
+
+  /** One epoch over shuffled batches; returns mean loss and accuracy on the training batches. */
+  trainEpoch(features: Float32Array, dim: number, labels: Int32Array, batchSize: number, seed: number, epoch: number): { loss: number; accuracy: number } {
+    const n = labels.length;
+    const order = epochOrder(n, seed, epoch);
+    let lossSum = 0;
+    let correct = 0;
+    for (let start = 0; start < n; start += batchSize) {
+      const idx = order.slice(start, start + batchSize);
+      const xb = new Float32Array(idx.length * dim);
+      idx.forEach((k, r) => xb.set(features.subarray(k * dim, (k + 1) * dim), r * dim));
+      const yb = Int32Array.from(idx.map((k) => labels[k]));
+      const { loss, hits } = tf.tidy(() => {
+        const x = tf.tensor2d(xb, [idx.length, dim]);
+        const y = tf.tensor1d(yb, 'int32');
+        let logits: Tensor2D | undefined;
+        const lossT = this.optimizer.minimize(
+          () => {
+            logits = this.logits(x, true);
+            return classificationLoss(logits, y, this.numClasses);
+          },
+          true,
+          [this.kernel, this.bias],
+        ) as Tensor;
+        return { loss: lossT.dataSync()[0], hits: countCorrect(logits!, y, this.numClasses) };
+      });
+      lossSum += loss * idx.length;
+      correct += hits;
+    }
+    return { loss: lossSum / n, accuracy: correct / n };
+  }
+
+  /** Class probabilities (rows) for features, in inference mode. */
+  probabilities(features: Float32Array, dim: number): Float32Array {
+    return tf.tidy(() => {
+      const logits = this.logits(tf.tensor2d(features, [features.length / dim, dim]), false);
+      return toProbabilities(logits, this.numClasses).dataSync() as Float32Array;
+    });
+  }
+
+  /** Writes the trained head into the model's `logits` layer. */
+  writeBack(): void {
+    this.model.getLayer(HEAD.logits).setWeights([this.kernel, this.bias]);
+  }
+
+  dispose(): void {
+    this.kernel.dispose();
+    this.bias.dispose();
+    this.optimizer.dispose();
+  }
+}
+
+/** Binary: sigmoid cross-entropy on one logit (labels 0/1); N classes: softmax cross-entropy. */
+export function classificationLoss(logits: Tensor2D, labels: Tensor, numClasses: number): tf.Scalar {
+  return tf.tidy(() => {
+    if (numClasses === 2) {
+      return tf.losses.sigmoidCrossEntropy(tf.cast(labels, 'float32').reshape([-1, 1]), logits) as tf.Scalar;
+    }
+    return tf.losses.softmaxCrossEntropy(tf.oneHot(tf.cast(labels, 'int32'), numClasses), logits) as tf.Scalar;
+  });
+}
+
+export function toProbabilities(logits: Tensor2D, numClasses: number): Tensor2D {
+  return tf.tidy(() => {
+    if (numClasses === 2) {
+      const p = tf.sigmoid(logits);
+      return tf.concat([tf.sub(1, p), p], 1) as Tensor2D;
+    }
+    return tf.softmax(logits) as Tensor2D;
+  });
+}
+
+export function countCorrect(logits: Tensor2D, labels: Tensor, numClasses: number): number {
+  return tf.tidy(() => {
+    const pred = numClasses === 2 ? tf.cast(tf.greater(logits.reshape([-1]), 0), 'int32') : tf.argMax(logits, 1);
+    return tf.sum(tf.cast(tf.equal(pred, tf.cast(labels, 'int32')), 'int32')).dataSync()[0];
+  });
+}
