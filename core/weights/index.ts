@@ -1,0 +1,215 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { LayersModel } from '@tensorflow/tfjs';
+import { inferAlpha } from './alpha.js';
+import { applyBaseWeights, modelWeightShapes, TOP_LAYER } from './apply.js';
+import { cacheDir, DownloadError, fetchBytes, kerasModelsDir, sha256Hex, writeFileAtomic } from './cache.js';
+import { readKerasH5Weights } from './h5-source.js';
+import { cachedKerasWeights, kerasWeightsFileName, kerasWeightsUrl } from './keras-official.js';
+import { NSFWJS_SOURCE, readNsfwjsWeights } from './nsfwjs-source.js';
+import { readTfjsWeights } from './tfjs-source.js';
+import type { SourceWeights, WeightsKind } from './types.js';
+
+export { alphaSignature, inferAlpha } from './alpha.js';
+export { applyBaseWeights, BaseWeightsMismatchError, isBaseLayerName, modelWeightShapes, TOP_LAYER } from './apply.js';
+export { cacheDir, kerasModelsDir } from './cache.js';
+export { cachedKerasWeights, KERAS_SIZES, kerasWeightsFileName, kerasWeightsUrl } from './keras-official.js';
+export { NSFWJS_SOURCE, NSFWJS_WARNING } from './nsfwjs-source.js';
+export type { SourceWeights, WeightArray, WeightsKind } from './types.js';
+
+export const BASE_WEIGHTS_ENV = 'EDGETUNE_BASE_WEIGHTS';
+
+export interface LoadedBaseWeights {
+  /** The source read: path, URL, s3:// URI, or `nsfwjs`. */
+  source: string;
+  kind: WeightsKind;
+  /** sha256 of the source bytes (tfjs/nsfwjs: the weight shards in manifest order; h5: the file). */
+  sha256: string;
+  /** MobileNetV2 alpha inferred from the weights themselves. */
+  alpha: number;
+  /** Set when the weights are not ImageNet's (the nsfwjs fallback): print it. */
+  warning?: string;
+  /** Whether the ImageNet `predictions` layer was loaded too (model and source both have it). */
+  top: boolean;
+  /** Number of weight tensors set. */
+  count: number;
+  /** How the source was chosen when none was given (see resolveBaseWeights). */
+  resolvedBy?: BaseWeightsOrigin;
+}
+
+export interface LoadBaseWeightsOptions {
+  /** Progress and warnings; default stderr. */
+  log?: (line: string) => void;
+  /** Allow downloading the official Keras file when no source is given (default: unless EDGETUNE_OFFLINE=1). */
+  online?: boolean;
+  /** Fail unless the source also provides the ImageNet `predictions` layer for the model. */
+  requireTop?: boolean;
+}
+
+const isH5 = (s: string) => /\.(h5|hdf5|keras\.h5)(\?.*)?$/i.test(s);
+
+/** Downloads a remote .h5 (http(s):// or s3://) once into the cache and returns the local path. */
+async function localH5(source: string, log: (l: string) => void): Promise<string> {
+  if (source.startsWith('file://')) return fileURLToPath(source);
+  if (!/^(https?|s3):\/\//.test(source)) return source;
+  const base = path.posix.basename(source.replace(/\?.*$/, ''));
+  const official = /^mobilenet_v2_weights_tf_dim_ordering_tf_kernels_[\d.]+_\d+(_no_top)?\.h5$/.test(base);
+  // Official files go where Keras keeps them, so both tools share one download.
+  const file = official
+    ? path.join(kerasModelsDir(), base)
+    : path.join(cacheDir(), 'weights', `h5-${sha256Hex(Buffer.from(source)).slice(0, 16)}`, base);
+  if (existsSync(file)) return file;
+  log(`edgetune: downloading ${source} -> ${file}`);
+  let bytes: Uint8Array;
+  if (source.startsWith('s3://')) {
+    const [{ s3Client, parseS3Uri }, { GetObjectCommand }] = await Promise.all([import('../s3/client.js'), import('@aws-sdk/client-s3')]);
+    const { bucket, key } = parseS3Uri(source);
+    const res = await s3Client().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    if (!res.Body) throw new Error(`empty object ${source}`);
+    bytes = await res.Body.transformToByteArray();
+  } else {
+    bytes = await fetchBytes(source);
+  }
+  await writeFileAtomic(file, bytes);
+  return file;
+}
+
+/**
+ * Reads base weights from a source: a tfjs layers model (path or folder, file://, http(s)://, s3://
+ * .../model.json), a Keras .h5 (local, or remote and cached), or `nsfwjs` (the bundled fallback).
+ */
+export async function readBaseWeights(
+  source: string,
+  log: (l: string) => void = (l) => console.error(l),
+): Promise<SourceWeights & { alpha: number }> {
+  let w: SourceWeights;
+  if (source === NSFWJS_SOURCE) w = readNsfwjsWeights();
+  else if (isH5(source)) w = { ...(await readKerasH5Weights(await localH5(source, log))), source };
+  else w = await readTfjsWeights(source);
+  let alpha: number;
+  try {
+    alpha = inferAlpha(w.weights);
+  } catch (e) {
+    throw new Error(`${source}: ${(e as Error).message}`);
+  }
+  return { ...w, alpha };
+}
+
+function modelInputSize(model: LayersModel): number {
+  const s = model.inputs[0]?.shape;
+  const size = s?.[1];
+  if (typeof size !== 'number') throw new Error('cannot tell the model input size (expected [null, S, S, 3])');
+  return size;
+}
+
+/**
+ * Sets every MobileNetV2 base weight of `model` (a buildMobileNetV2 base or a buildClassifier graph)
+ * by layer and weight name, independent of the input size. Without `source`, resolveBaseWeights
+ * picks one for the model's alpha and size.
+ */
+export async function loadBaseWeights(model: LayersModel, source?: string, opts: LoadBaseWeightsOptions = {}): Promise<LoadedBaseWeights> {
+  const log = opts.log ?? ((l: string) => console.error(l));
+  let resolvedBy: BaseWeightsOrigin | undefined;
+  if (!source) {
+    const shapes = modelWeightShapes(model);
+    const resolved = await resolveBaseWeights({
+      alpha: inferAlpha(shapes),
+      inputSize: modelInputSize(model),
+      online: opts.online,
+      includeTop: opts.requireTop,
+      log,
+    });
+    source = resolved.source;
+    resolvedBy = resolved.origin;
+  }
+  const w = await readBaseWeights(source, log);
+  const applied = applyBaseWeights(model, w.weights, `The ${w.kind} weights from ${source}`);
+  if (opts.requireTop && !applied.top) {
+    const hasTop = model.layers.some((l) => l.name === TOP_LAYER);
+    throw new Error(
+      hasTop
+        ? `${source} has no ImageNet top (predictions/kernel [1280, 1000], predictions/bias) matching the model: use weights saved with include_top=True`
+        : `the model has no '${TOP_LAYER}' layer: build it with includeTop`,
+    );
+  }
+  if (w.warning) for (const line of ['', `!!! ${w.warning}`, '']) log(line);
+  return { source, kind: w.kind, sha256: w.sha256, alpha: w.alpha, warning: w.warning, top: applied.top, count: applied.count, resolvedBy };
+}
+
+export type BaseWeightsOrigin = 'flag' | 'env' | 'keras-cache' | 'download' | 'nsfwjs';
+
+export interface ResolveBaseWeightsOptions {
+  /** Explicit source (the `--base-weights` flag): wins over everything. */
+  baseWeights?: string;
+  /** Wanted alpha; default 1.0 (Keras' default). */
+  alpha?: number;
+  inputSize: number;
+  /** Allow downloading the official Keras file (default: unless EDGETUNE_OFFLINE=1). */
+  online?: boolean;
+  /** Need the ImageNet top (the `imagenet` command). */
+  includeTop?: boolean;
+  log?: (line: string) => void;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface ResolvedBaseWeights {
+  source: string;
+  origin: BaseWeightsOrigin;
+  /** What was tried before, for logs. */
+  notes: string[];
+}
+
+/**
+ * The default order: explicit flag > EDGETUNE_BASE_WEIGHTS > the official Keras .h5 for that
+ * alpha/size cached in ~/.keras/models > downloading it (only online; fails fast offline) >
+ * the nsfwjs MobileNetV2 (alpha 1.0 only, without an ImageNet top; warns).
+ */
+export async function resolveBaseWeights(opts: ResolveBaseWeightsOptions): Promise<ResolvedBaseWeights> {
+  const env = opts.env ?? process.env;
+  const log = opts.log ?? ((l: string) => console.error(l));
+  const alpha = opts.alpha ?? 1.0;
+  const includeTop = opts.includeTop ?? false;
+  const notes: string[] = [];
+  if (opts.baseWeights) return { source: opts.baseWeights, origin: 'flag', notes };
+  if (env[BASE_WEIGHTS_ENV]) return { source: env[BASE_WEIGHTS_ENV] as string, origin: 'env', notes };
+  notes.push(`no --base-weights and no ${BASE_WEIGHTS_ENV}`);
+
+  const cached = cachedKerasWeights(alpha, opts.inputSize, includeTop);
+  if (cached.length) return { source: cached[0], origin: 'keras-cache', notes };
+  const file = kerasWeightsFileName(alpha, opts.inputSize, includeTop);
+  notes.push(`${file} not in ${kerasModelsDir()}`);
+
+  const online = opts.online ?? !['1', 'true'].includes(env.EDGETUNE_OFFLINE ?? '');
+  if (online) {
+    const url = kerasWeightsUrl(alpha, opts.inputSize, includeTop);
+    const target = path.join(kerasModelsDir(), file);
+    try {
+      // A short probe first so an offline machine fails in seconds, not after the download timeout.
+      const probe = await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(10_000) }).catch(
+        (e: Error & { cause?: { code?: string } }) => {
+          throw new DownloadError(`cannot reach ${new URL(url).host} (${e.cause?.code ?? e.message}): offline?`);
+        },
+      );
+      if (!probe.ok) throw new DownloadError(`${url}: HTTP ${probe.status}`);
+      log(`edgetune: downloading ${url} -> ${target}`);
+      await writeFileAtomic(target, await fetchBytes(url, 600_000));
+      return { source: target, origin: 'download', notes };
+    } catch (e) {
+      const why = (e as Error).message;
+      notes.push(`download failed: ${why}`);
+      log(`edgetune: could not download the official Keras weights: ${why}`);
+    }
+  } else {
+    notes.push('offline (EDGETUNE_OFFLINE or online: false): not downloading the official Keras weights');
+  }
+
+  if (alpha !== 1.0 || includeTop) {
+    throw new Error(
+      `no ImageNet MobileNetV2 weights for alpha ${alpha}${includeTop ? ' with the ImageNet top' : ''} at ${opts.inputSize}: ${notes.join('; ')}. ` +
+        `The offline fallback (nsfwjs) only has alpha 1.0 without an ImageNet top. Pass --base-weights <model.json|.h5> or set ${BASE_WEIGHTS_ENV}.`,
+    );
+  }
+  log(`edgetune: falling back to the nsfwjs MobileNetV2 (${notes.join('; ')})`);
+  return { source: NSFWJS_SOURCE, origin: 'nsfwjs', notes };
+}
