@@ -1,0 +1,30 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { handle } from 'hono/lambda-edge';
+import { decodeImageJs } from '../core/image-js.js';
+import { configFromEnv } from './config.js';
+import { createRuntime } from './runtime.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+process.env.EDGETUNE_WASM_DIR ??= here;
+
+/**
+ * Lambda@Edge has no environment variables: the deployment writes `edge-config.json`
+ * ({"MODEL_URI": "s3://...", ...}, same names as the env vars) next to the bundle.
+ */
+function edgeEnv(): Record<string, string | undefined> {
+  try {
+    const json = JSON.parse(readFileSync(path.join(here, 'edge-config.json'), 'utf8')) as Record<string, unknown>;
+    return { ...process.env, ...Object.fromEntries(Object.entries(json).map(([k, v]) => [k, String(v)])) };
+  } catch {
+    return process.env;
+  }
+}
+
+// No sharp at the edge: images are decoded by libvips compiled to WASM.
+const rt = createRuntime(configFromEnv(edgeEnv()), decodeImageJs);
+await rt.ready;
+
+/** CloudFront origin-request (or viewer-request) trigger with the body included. */
+export const handler = handle(rt.app);

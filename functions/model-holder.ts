@@ -1,0 +1,199 @@
+import type { LayersModel } from '@tensorflow/tfjs';
+import type { Manifest } from '../core/manifest.js';
+import { tf } from '../core/tf.js';
+import type { Logger } from './logger.js';
+
+/** The store's loader contract (core/model-loader.ts); injectable so tests can make loads fail. */
+export interface ModelSource {
+  loadModel(uri: string, opts?: { verify?: boolean }): Promise<{ model: LayersModel; manifest: Manifest; uri: string; version: string; etag?: string }>;
+  checkForUpdate(uri: string, knownEtag?: string): Promise<{ changed: false } | { changed: true; version: string; etag?: string }>;
+}
+
+export interface ServingModel {
+  model: LayersModel;
+  manifest: Manifest;
+  version: string;
+  etag?: string;
+  uri: string;
+  loadedAt: string;
+  loadMs: number;
+  warmupMs: number;
+  /** Requests using this model right now; a retired model is disposed when this reaches 0. */
+  inUse: number;
+  retired: boolean;
+}
+
+export interface HolderStatus {
+  state: 'unconfigured' | 'loading' | 'ready' | 'failed';
+  model?: { name: string; version: string; loadedAt: string; loadMs: number; warmupMs: number };
+  lastCheckAt?: string;
+  lastError?: { message: string; at: string; during: 'initial-load' | 'refresh' };
+}
+
+export interface HolderOptions {
+  refreshSeconds: number;
+  log: Logger;
+  source?: ModelSource;
+  now?: () => number;
+}
+
+async function defaultSource(): Promise<ModelSource> {
+  return import('../core/model-loader.js');
+}
+
+/**
+ * Holds the model being served. Loads once, warms up with one prediction, then re-checks the
+ * pointer at most every `refreshSeconds` (lazily, from requests, so it also works in a frozen
+ * Lambda) and loads a new version in the background. The swap is a single reference assignment;
+ * a failed load keeps the old model and is reported by `status()`.
+ */
+export class ModelHolder {
+  private serving?: ServingModel;
+  private inflight?: Promise<void>;
+  private lastCheck = Number.NEGATIVE_INFINITY;
+  private lastCheckIso?: string;
+  private lastError?: HolderStatus['lastError'];
+  private loading = false;
+  private readonly now: () => number;
+
+  constructor(
+    readonly uri: string | undefined,
+    private readonly opts: HolderOptions,
+  ) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Starts the first load; resolves when it has finished (successfully or not). */
+  start(): Promise<void> {
+    if (!this.uri) return Promise.resolve();
+    return this.refresh('startup');
+  }
+
+  /** Waits for any background load in progress (tests, graceful shutdown). */
+  async settle(): Promise<void> {
+    while (this.inflight) await this.inflight;
+  }
+
+  status(): HolderStatus {
+    const s = this.serving;
+    const state: HolderStatus['state'] = !this.uri ? 'unconfigured' : s ? 'ready' : this.loading ? 'loading' : 'failed';
+    return {
+      state,
+      ...(s
+        ? { model: { name: s.manifest.name, version: s.version, loadedAt: s.loadedAt, loadMs: s.loadMs, warmupMs: s.warmupMs } }
+        : {}),
+      ...(this.lastCheckIso ? { lastCheckAt: this.lastCheckIso } : {}),
+      ...(this.lastError ? { lastError: this.lastError } : {}),
+    };
+  }
+
+  /** Kicks off a background check when the refresh interval has passed; never waits for it. */
+  maybeRefresh(requestId?: string): void {
+    if (!this.uri || this.inflight) return;
+    if (this.now() - this.lastCheck < this.opts.refreshSeconds * 1000) return;
+    void this.refresh(requestId);
+  }
+
+  /** Borrows the current model for one request; call the returned release() when done. */
+  acquire(): { serving: ServingModel; release: () => void } | undefined {
+    const s = this.serving;
+    if (!s) return undefined;
+    s.inUse++;
+    let released = false;
+    return {
+      serving: s,
+      release: () => {
+        if (released) return;
+        released = true;
+        s.inUse--;
+        if (s.retired && s.inUse === 0) s.model.dispose();
+      },
+    };
+  }
+
+  /** Disposes the model (process shutdown, tests). */
+  dispose(): void {
+    const s = this.serving;
+    this.serving = undefined;
+    if (s) {
+      s.retired = true;
+      if (s.inUse === 0) s.model.dispose();
+    }
+  }
+
+  private refresh(requestId?: string): Promise<void> {
+    if (this.inflight) return this.inflight;
+    this.lastCheck = this.now();
+    this.lastCheckIso = new Date(this.lastCheck).toISOString();
+    const p = this.checkAndLoad(requestId).finally(() => {
+      this.inflight = undefined;
+    });
+    this.inflight = p;
+    return p;
+  }
+
+  private async checkAndLoad(requestId?: string): Promise<void> {
+    const uri = this.uri!;
+    const log = this.opts.log;
+    const current = this.serving;
+    const during = current ? 'refresh' : 'initial-load';
+    const ids = requestId ? { requestId } : {};
+    this.loading = true;
+    try {
+      const source = this.opts.source ?? (await defaultSource());
+      if (current) {
+        const check = await source.checkForUpdate(uri, current.etag);
+        if (!check.changed || check.version === current.version) return;
+        log.info('model update found', { ...ids, uri, from: current.version, to: check.version });
+      }
+      const t0 = performance.now();
+      const loaded = await source.loadModel(uri, { verify: true });
+      const loadMs = performance.now() - t0;
+      if (current && loaded.version === current.version) {
+        loaded.model.dispose();
+        return;
+      }
+      const t1 = performance.now();
+      warmUp(loaded.model, loaded.manifest.input.size);
+      const warmupMs = performance.now() - t1;
+      const next: ServingModel = {
+        model: loaded.model,
+        manifest: loaded.manifest,
+        version: loaded.version,
+        etag: loaded.etag,
+        uri: loaded.uri,
+        loadedAt: new Date().toISOString(),
+        loadMs: Math.round(loadMs),
+        warmupMs: Math.round(warmupMs),
+        inUse: 0,
+        retired: false,
+      };
+      this.serving = next;
+      this.lastError = undefined;
+      if (current) {
+        current.retired = true;
+        if (current.inUse === 0) current.model.dispose();
+      }
+      log.info('model loaded', { ...ids, uri, name: next.manifest.name, version: next.version, loadMs: next.loadMs, warmupMs: next.warmupMs });
+    } catch (e) {
+      const message = (e as Error)?.message ?? String(e);
+      this.lastError = { message, at: new Date().toISOString(), during };
+      log.error(current ? 'model refresh failed; the previous version keeps serving' : 'model load failed', {
+        ...ids,
+        uri,
+        error: message,
+        ...(current ? { serving: current.version } : {}),
+      });
+    } finally {
+      this.loading = false;
+    }
+  }
+}
+
+/** One prediction at load, so the first request does not pay for WASM kernel setup. */
+export function warmUp(model: LayersModel, size: number): void {
+  tf.tidy(() => {
+    const out = model.predict(tf.zeros([1, size, size, 3])) as tf.Tensor;
+    out.dataSync();
+  });
+}

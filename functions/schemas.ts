@@ -1,0 +1,77 @@
+import { z } from '@hono/zod-openapi';
+
+export const PredictionSchema = z.object({ label: z.string(), score: z.number().min(0).max(1) }).openapi('Prediction');
+
+export const ModelRefSchema = z.object({ name: z.string(), version: z.string() }).openapi('ModelRef');
+
+export const TimingsSchema = z
+  .object({ decodeMs: z.number(), inferenceMs: z.number(), totalMs: z.number() })
+  .openapi('Timings', { description: 'Server-side milliseconds: image decode + resize, model forward pass, whole request.' });
+
+export const ClassifyResultSchema = z
+  .object({
+    label: z.string().openapi({ example: 'alpaca' }),
+    score: z.number().openapi({ example: 0.97 }),
+    predictions: z.array(PredictionSchema).openapi({ description: 'Best first; all classes unless ?top=k.' }),
+    model: ModelRefSchema,
+    timings: TimingsSchema,
+  })
+  .openapi('ClassifyResult');
+
+export const BatchResultSchema = z
+  .object({
+    results: z.array(z.object({ label: z.string(), score: z.number(), predictions: z.array(PredictionSchema) })),
+    model: ModelRefSchema,
+    timings: TimingsSchema,
+  })
+  .openapi('BatchResult');
+
+export const TopQuerySchema = z.object({
+  top: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .optional()
+    .openapi({ param: { name: 'top', in: 'query' }, description: 'Return only the k best labels.', example: 1 }),
+});
+
+const MetricsSchema = z.object({
+  valAccuracy: z.number(),
+  valLoss: z.number(),
+  perClass: z.array(z.object({ label: z.string(), precision: z.number(), recall: z.number(), support: z.number() })),
+  confusion: z.array(z.array(z.number())),
+  auc: z.number().optional(),
+});
+
+export const ModelInfoSchema = z
+  .object({
+    name: z.string(),
+    version: z.string(),
+    classes: z.array(z.string()),
+    inputSize: z.number().int(),
+    metrics: z.object({ frozen: MetricsSchema, fineTuned: MetricsSchema.optional() }),
+    trainedAt: z.string(),
+    backbone: z.object({ arch: z.string(), alpha: z.number() }),
+    loadedAt: z.string(),
+  })
+  .openapi('ModelInfo');
+
+export const HealthSchema = z.object({ status: z.literal('ok'), uptimeSeconds: z.number() }).openapi('Health');
+
+export const ReadySchema = z
+  .object({
+    ready: z.boolean(),
+    backend: z.string().optional(),
+    model: z
+      .object({ name: z.string(), version: z.string(), loadedAt: z.string(), loadMs: z.number(), warmupMs: z.number() })
+      .optional(),
+    lastCheckAt: z.string().optional(),
+    lastError: z.object({ message: z.string(), at: z.string(), during: z.enum(['initial-load', 'refresh']) }).optional(),
+    detail: z.string().optional(),
+  })
+  .openapi('Readiness');
+
+export const IMAGE_MEDIA_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'image/gif'] as const;
+
+export const BinaryImageSchema = z.string().openapi({ type: 'string', format: 'binary', description: 'The image file bytes.' });
