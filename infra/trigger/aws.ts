@@ -8,6 +8,8 @@ export const MAX_SQS_DELAY_SECONDS = 900;
 
 /** Schedules checks as delayed messages on the trigger's own queue. */
 export class SqsCheckScheduler implements CheckScheduler {
+  readonly maxDelayMs = MAX_SQS_DELAY_SECONDS * 1000;
+
   constructor(
     private readonly sqs: SQSClient,
     private readonly queueUrl: string,

@@ -3,7 +3,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { z } from 'zod';
 import { BatchJobRunner, SqsCheckScheduler } from './aws.js';
-import { systemClock } from './clock.js';
+import { type Clock, systemClock } from './clock.js';
 import { parseTriggerMessage } from './events.js';
 import { type Decision, RetrainTrigger } from './retrain-trigger.js';
 import { S3StateStore } from './state-store.js';
@@ -31,7 +31,7 @@ export const TriggerEnvSchema = z.object({
 });
 export type TriggerEnv = z.infer<typeof TriggerEnvSchema>;
 
-export function triggerFromEnv(env: TriggerEnv, clients = defaultClients()): RetrainTrigger {
+export function triggerFromEnv(env: TriggerEnv, clients = defaultClients(), clock: Clock = systemClock): RetrainTrigger {
   return new RetrainTrigger({
     runner: new BatchJobRunner(clients.batch, {
       jobQueue: env.JOB_QUEUE,
@@ -40,7 +40,7 @@ export function triggerFromEnv(env: TriggerEnv, clients = defaultClients()): Ret
     }),
     scheduler: new SqsCheckScheduler(clients.sqs, env.QUEUE_URL),
     store: new S3StateStore(clients.s3, env.STATE_BUCKET, env.STATE_PREFIX),
-    clock: systemClock,
+    clock,
     quietMs: env.QUIET_SECONDS * 1000,
     pollMs: env.POLL_SECONDS * 1000,
     activeGraceMs: env.ACTIVE_GRACE_SECONDS * 1000,

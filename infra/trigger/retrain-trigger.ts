@@ -13,6 +13,8 @@ export interface JobRunner {
 /** Arranges for `RetrainTrigger.check(dataset)` to be called after a delay (a timer, or a delayed SQS message). */
 export interface CheckScheduler {
   schedule(dataset: string, delayMs: number): Promise<void>;
+  /** Longest delay the scheduler supports; longer waits are split into several checks. */
+  readonly maxDelayMs?: number;
 }
 
 export interface RetrainTriggerOptions {
@@ -153,8 +155,9 @@ export class RetrainTrigger {
   private async scheduleCheck(dataset: string, state: DatasetState, now: number, delayMs: number): Promise<void> {
     // Schedule before recording: if scheduling throws, nothing claims a check is pending and the
     // next event (or the redelivered message) schedules again. An extra check is harmless.
-    await this.opts.scheduler.schedule(dataset, delayMs);
-    state.checkDueAt = now + delayMs;
+    const delay = Math.min(delayMs, this.opts.scheduler.maxDelayMs ?? Number.POSITIVE_INFINITY);
+    await this.opts.scheduler.schedule(dataset, delay);
+    state.checkDueAt = now + delay;
     await this.opts.store.save(dataset, state);
   }
 
