@@ -1,0 +1,590 @@
+// Phase-2 training of the layers above the freeze boundary, on cached boundary activations.
+//
+// Two routes compute the same function:
+// - `fast` (default on WASM/cpu): the tail re-expressed with ops whose forward and backward
+//   kernels are fast on WASM. Each convolution + inference-mode BatchNorm (+ ReLU6) is one fused
+//   unit: the BN scale is folded into the kernel (W * gamma / sqrt(var + eps)), the BN shift is the
+//   fused bias, a 1x1 convolution is a matrix product over pixels, and its gradient uses explicit
+//   transposes and plain products. BN moving statistics are constants, never updated.
+// - `layers` (default on tfjs-node): the model's own layers applied eagerly with
+//   `training: false`, with the registered WASM gradient kernels where WASM is the backend.
+// Both train the same weights; `writeBack()` copies the fast route's copies into the model's
+// layers (same names), so the exported model stays the standard layers model.
+import type { GradSaveFunc, LayerVariable, NamedTensorMap, Tensor, Tensor1D, Tensor2D, Tensor4D } from '@tensorflow/tfjs';
+import { HEAD } from '../../core/classifier.js';
+import type { LayersModel } from '../../core/tf.js';
+import { tf } from '../../core/tf.js';
+import { boundaryLayerName } from './base-layers.js';
+import { registerWasmGradKernels, relu6GradFromOutput } from './wasm-grad-kernels.js';
+
+export { baseLayerNames, boundaryLayerName } from './base-layers.js';
+
+export type TailRoute = 'fast' | 'layers';
+
+export interface TailOptions {
+  /** Keras base index of the first trainable layer (the notebook's `fine_tune_at`); default 120. */
+  fineTuneAt?: number;
+  numClasses: number;
+  /** Dropout rate before the logits in training; default: the model's dropout layer rate, else 0.2. */
+  dropout?: number;
+  /** Default: `layers` on tfjs-node (native kernels are fast), `fast` elsewhere. */
+  route?: TailRoute;
+}
+
+export interface TrainStepResult {
+  /** Mean loss over the batch (before the update). */
+  loss: number;
+  /** Number of correctly classified rows in the batch (before the update). */
+  correct: number;
+}
+
+export interface Tail {
+  readonly route: TailRoute;
+  /** Name of the classifier layer whose output feeds the tail. */
+  readonly boundaryName: string;
+  /** Shape of one boundary activation, [h, w, c]. */
+  readonly boundaryShape: [number, number, number];
+  /** Tail conv/depthwise kernels, gamma/beta of the tail's BatchNorms, head kernel and bias. */
+  readonly trainableVariables: tf.Variable[];
+  /** Logits [N, units]; dropout only when `training`; BatchNorm always in inference mode. */
+  logits(boundary: Tensor4D, training: boolean): Tensor2D;
+  /** Pooled features [N, C] (GlobalAveragePooling output), inference mode: phase 1's input. */
+  features(boundary: Tensor4D): Tensor2D;
+  /** One optimizer step over `trainableVariables` only. labels: class indices [N] (0/1 for 2 classes). */
+  trainStep(boundary: Tensor4D, labels: Tensor, optimizer: tf.Optimizer): TrainStepResult;
+  /** Copies the trained values into the model's layers (no-op for the `layers` route). */
+  writeBack(): void;
+  dispose(): void;
+}
+
+type AnyLayer = LayersModel['layers'][number];
+interface LayerConfig {
+  [key: string]: unknown;
+}
+
+function inboundNames(layer: AnyLayer): string[] {
+  const nodes = (layer as unknown as { inboundNodes: { inboundLayers: AnyLayer[] }[] }).inboundNodes;
+  if (!nodes?.length) return [];
+  if (nodes.length > 1) throw new Error(`layer ${layer.name} is used more than once in the model; cannot extract the tail`);
+  return nodes[0].inboundLayers.map((l) => l.name);
+}
+
+interface TailGraph {
+  layers: AnyLayer[];
+  inputs: Map<string, string[]>;
+  consumers: Map<string, string[]>;
+  logitsName: string;
+}
+
+/** Layers from the boundary up to `logits`, in model order, checked to depend on the boundary only. */
+function tailGraph(model: LayersModel, boundaryName: string): TailGraph {
+  const names = model.layers.map((l) => l.name);
+  const start = names.indexOf(boundaryName);
+  if (start < 0) throw new Error(`boundary layer ${boundaryName} is not in the model`);
+  if (!names.includes(HEAD.logits)) throw new Error(`the model has no '${HEAD.logits}' layer: not a buildClassifier model`);
+  const inTail = new Set([boundaryName]);
+  const layers: AnyLayer[] = [];
+  const inputs = new Map<string, string[]>();
+  const consumers = new Map<string, string[]>();
+  for (const layer of model.layers.slice(start + 1)) {
+    const ins = inboundNames(layer);
+    if (!ins.some((n) => inTail.has(n))) continue;
+    const outside = ins.filter((n) => !inTail.has(n));
+    if (outside.length) {
+      throw new Error(
+        `layer ${layer.name} also reads ${outside.join(', ')}, below the freeze boundary ${boundaryName}: ` +
+          'the tail cannot be computed from the cached boundary alone; choose a fineTuneAt at a block boundary',
+      );
+    }
+    inTail.add(layer.name);
+    layers.push(layer);
+    inputs.set(layer.name, ins);
+    for (const n of ins) consumers.set(n, [...(consumers.get(n) ?? []), layer.name]);
+    if (layer.name === HEAD.logits) break;
+  }
+  if (layers.at(-1)?.name !== HEAD.logits) throw new Error(`'${HEAD.logits}' is not reachable from ${boundaryName}`);
+  return { layers, inputs, consumers, logitsName: HEAD.logits };
+}
+
+/** `block_13_expand_BN/gamma_1` -> `gamma` (tfjs appends `_N` to repeated weight names). */
+function shortName(w: LayerVariable): string {
+  return (w.originalName.split('/').at(-1) ?? '').replace(/:\d+$/, '').replace(/_\d+$/, '');
+}
+
+function weightOf(layer: AnyLayer, short: string): LayerVariable | undefined {
+  return layer.weights.find((w) => shortName(w) === short);
+}
+
+const TRAINABLE = new Set(['kernel', 'depthwise_kernel', 'bias', 'gamma', 'beta']);
+
+function trainableWeightsOf(layer: AnyLayer): LayerVariable[] {
+  return layer.weights.filter((w) => TRAINABLE.has(shortName(w)));
+}
+
+function toLabels(labels: Tensor, n: number, numClasses: number): Tensor2D {
+  if (labels.shape[0] !== n) throw new Error(`labels have ${labels.shape[0]} rows but the batch has ${n}`);
+  if (labels.rank === 2 && labels.shape[1] === (numClasses === 2 ? 1 : numClasses)) return tf.cast(labels, 'float32') as Tensor2D;
+  if (labels.rank !== 1) throw new Error(`labels must be class indices [N]; got shape [${labels.shape}]`);
+  return numClasses === 2
+    ? (tf.reshape(tf.cast(labels, 'float32'), [n, 1]) as Tensor2D)
+    : (tf.oneHot(tf.cast(labels, 'int32') as Tensor1D, numClasses).toFloat() as Tensor2D);
+}
+
+function lossAndCorrect(logits: Tensor2D, y: Tensor2D, numClasses: number): { loss: tf.Scalar; correct: tf.Scalar } {
+  if (numClasses === 2) {
+    const loss = tf.losses.sigmoidCrossEntropy(y, logits) as tf.Scalar;
+    const correct = tf.sum(tf.cast(tf.equal(tf.cast(tf.greater(logits, 0), 'float32'), y), 'float32')) as tf.Scalar;
+    return { loss, correct };
+  }
+  const loss = tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar;
+  const correct = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), tf.argMax(y, 1)), 'float32')) as tf.Scalar;
+  return { loss, correct };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fast route: fused units with hand-written gradients.
+
+type Act = 'relu6' | 'linear';
+type CustomGradFunc = Parameters<typeof tf.customGrad>[0];
+
+function maskGrad(dy: Tensor, y: Tensor, act: Act): Tensor {
+  return act === 'relu6' ? relu6GradFromOutput(dy, y) : dy;
+}
+
+/** act(x @ w + b) over the pixels of an NHWC tensor: a 1x1 convolution with folded BatchNorm. */
+function pointwiseUnit(x: Tensor4D, w: Tensor2D, b: Tensor1D, act: Act, needDx: boolean): Tensor4D {
+  const [n, h, wd, ci] = x.shape;
+  const co = w.shape[1];
+  const p = n * h * wd;
+  const f = tf.customGrad(((xi: Tensor, wi: Tensor, bi: Tensor, save: GradSaveFunc) => {
+    const x2 = tf.reshape(xi, [p, ci]) as Tensor2D;
+    const y = tf.fused.matMul({ a: x2, b: wi as Tensor2D, bias: bi, activation: act });
+    save([x2, wi, y]);
+    return {
+      value: tf.reshape(y, [n, h, wd, co]),
+      gradFunc: (dy: Tensor, saved: Tensor[]) => {
+        const [xs, ws, ys] = saved as [Tensor2D, Tensor2D, Tensor2D];
+        const dz = maskGrad(tf.reshape(dy, [p, co]), ys, act) as Tensor2D;
+        // Explicit transposes: WASM's BatchMatMul with transpose flags is ~10x slower.
+        const dx = needDx ? tf.reshape(tf.matMul(dz, tf.transpose(ws)), [n, h, wd, ci]) : tf.zeros([n, h, wd, ci]);
+        const dw = ci <= co ? tf.matMul(tf.transpose(xs), dz) : tf.transpose(tf.matMul(tf.transpose(dz), xs));
+        return [dx, dw, tf.sum(dz, 0)];
+      },
+    };
+  }) as unknown as CustomGradFunc);
+  return f(x, w, b) as Tensor4D;
+}
+
+interface DwGeom {
+  strides: [number, number];
+  pad: 'same' | 'valid';
+}
+
+/** act(depthwise(x, k) + b): a depthwise convolution with folded BatchNorm. */
+function depthwiseUnit(x: Tensor4D, k: Tensor4D, b: Tensor1D, g: DwGeom, act: Act, needDx: boolean): Tensor4D {
+  const f = tf.customGrad(((xi: Tensor, ki: Tensor, bi: Tensor, save: GradSaveFunc) => {
+    const y = tf.fused.depthwiseConv2d({
+      x: xi as Tensor4D,
+      filter: ki as Tensor4D,
+      strides: g.strides,
+      pad: g.pad,
+      bias: bi,
+      activation: act,
+    });
+    save([xi, ki, y]);
+    return {
+      value: y,
+      gradFunc: (dy: Tensor, saved: Tensor[]) => {
+        const [xs, ks, ys] = saved as [Tensor4D, Tensor4D, Tensor4D];
+        const dz = maskGrad(dy, ys, act) as Tensor4D;
+        const attrs = { strides: g.strides, pad: g.pad, dilations: [1, 1], dimRoundingMode: undefined };
+        const dk = tf.engine().runKernel(
+          'DepthwiseConv2dNativeBackpropFilter',
+          { x: xs, dy: dz } as unknown as NamedTensorMap,
+          {
+            ...attrs,
+            filterShape: ks.shape,
+          } as never,
+        ) as Tensor;
+        const dx = needDx
+          ? (tf.engine().runKernel(
+              'DepthwiseConv2dNativeBackpropInput',
+              { dy: dz, filter: ks } as unknown as NamedTensorMap,
+              {
+                ...attrs,
+                inputShape: xs.shape,
+              } as never,
+            ) as Tensor)
+          : tf.zeros(xs.shape);
+        return [dx, dk, tf.sum(dz, [0, 1, 2])];
+      },
+    };
+  }) as unknown as CustomGradFunc);
+  return f(x, k, b) as Tensor4D;
+}
+
+interface Owned {
+  layerVar: LayerVariable;
+  v: tf.Variable;
+}
+
+/** One fused unit or layer of the fast tail, over named values. */
+interface Step {
+  out: string;
+  ins: string[];
+  /** Holds trainable variables (its output is never a constant). */
+  hasParams: boolean;
+  /** needDx: whether the gradient with respect to the input is needed (input not constant). */
+  run(xs: Tensor[], training: boolean, needDx: boolean): Tensor;
+}
+
+function layerConfig(layer: AnyLayer): LayerConfig {
+  return layer.getConfig() as LayerConfig;
+}
+
+function pair(v: unknown): [number, number] {
+  return Array.isArray(v) ? [v[0] as number, v[1] as number] : [v as number, v as number];
+}
+
+function buildFastSteps(graph: TailGraph, own: (w: LayerVariable) => tf.Variable, constants: Tensor[], dropoutRate: number): Step[] {
+  const steps: Step[] = [];
+  const byName = new Map(graph.layers.map((l) => [l.name, l]));
+  const soleConsumer = (name: string, cls: string): AnyLayer | undefined => {
+    const c = graph.consumers.get(name) ?? [];
+    if (c.length !== 1) return undefined;
+    const l = byName.get(c[0]);
+    return l && l.getClassName() === cls ? l : undefined;
+  };
+  const constant = (t: Tensor) => {
+    constants.push(t);
+    return t;
+  };
+  /** Folded BN: scale s = gamma / sqrt(var + eps), shift = beta - mean * s (gamma/beta trainable). */
+  const bnParams = (bn: AnyLayer) => {
+    const cfg = layerConfig(bn);
+    const eps = cfg.epsilon as number;
+    const mean = weightOf(bn, 'moving_mean');
+    const variance = weightOf(bn, 'moving_variance');
+    if (!mean || !variance) throw new Error(`BatchNormalization ${bn.name} has no moving statistics`);
+    const invStd = constant(tf.tidy(() => tf.rsqrt(tf.add(variance.read(), eps))));
+    const meanC = constant(tf.clone(mean.read()));
+    const gammaW = weightOf(bn, 'gamma');
+    const betaW = weightOf(bn, 'beta');
+    const gamma = gammaW ? own(gammaW) : undefined;
+    const beta = betaW ? own(betaW) : undefined;
+    const axis = cfg.axis as number | number[];
+    if (!(axis === -1 || axis === 3 || (Array.isArray(axis) && axis.length === 1 && (axis[0] === -1 || axis[0] === 3)))) {
+      throw new Error(`BatchNormalization ${bn.name}: only channel-last BN is supported`);
+    }
+    return {
+      scale: () => (gamma ? tf.mul(gamma, invStd) : invStd) as Tensor1D,
+      shift: (s: Tensor1D, convBias?: Tensor1D) => {
+        let sh = tf.neg(tf.mul(meanC, s));
+        if (convBias) sh = tf.add(sh, tf.mul(convBias, s));
+        return (beta ? tf.add(sh, beta) : sh) as Tensor1D;
+      },
+    };
+  };
+  const reluKind = (l: AnyLayer): Act | undefined => {
+    const cfg = layerConfig(l);
+    return cfg.maxValue === 6 && !cfg.negativeSlope && !cfg.threshold ? 'relu6' : undefined;
+  };
+
+  const consumed = new Set<string>();
+  for (const layer of graph.layers) {
+    if (consumed.has(layer.name)) continue;
+    const cls = layer.getClassName();
+    const ins = graph.inputs.get(layer.name) as string[];
+    const cfg = layerConfig(layer);
+    if ((cls === 'Conv2D' || cls === 'DepthwiseConv2D') && soleConsumer(layer.name, 'BatchNormalization')) {
+      if (cfg.activation !== 'linear') throw new Error(`${layer.name}: fused activation ${cfg.activation} is not supported`);
+      const bn = soleConsumer(layer.name, 'BatchNormalization') as AnyLayer;
+      consumed.add(bn.name);
+      let out = bn.name;
+      let act: Act = 'linear';
+      const relu = soleConsumer(bn.name, 'ReLU');
+      if (relu && reluKind(relu)) {
+        act = 'relu6';
+        consumed.add(relu.name);
+        out = relu.name;
+      }
+      const p = bnParams(bn);
+      const biasW = cfg.useBias ? weightOf(layer, 'bias') : undefined;
+      const bias = biasW ? own(biasW) : undefined;
+      const strides = pair(cfg.strides);
+      const pad = cfg.padding as 'same' | 'valid';
+      const dil = pair(cfg.dilationRate ?? 1);
+      if (dil[0] !== 1 || dil[1] !== 1) throw new Error(`${layer.name}: dilated convolutions are not supported`);
+      if (cls === 'DepthwiseConv2D') {
+        const k = own(weightOf(layer, 'depthwise_kernel') as LayerVariable);
+        const [, , c, m] = k.shape;
+        steps.push({
+          out,
+          ins,
+          hasParams: true,
+          run: ([x], _t, needDx) => {
+            const s = p.scale();
+            const ks = tf.mul(k, tf.reshape(s, [1, 1, c, m])) as Tensor4D;
+            return depthwiseUnit(x as Tensor4D, ks, p.shift(s, bias as Tensor1D | undefined), { strides, pad }, act, needDx);
+          },
+        });
+      } else {
+        const k = own(weightOf(layer, 'kernel') as LayerVariable);
+        const [kh, kw, ci, co] = k.shape;
+        const pointwise = kh === 1 && kw === 1 && strides[0] === 1 && strides[1] === 1;
+        steps.push({
+          out,
+          ins,
+          hasParams: true,
+          run: ([x], _t, needDx) => {
+            const s = p.scale();
+            const shift = p.shift(s, bias as Tensor1D | undefined);
+            if (pointwise) return pointwiseUnit(x as Tensor4D, tf.mul(tf.reshape(k, [ci, co]), s) as Tensor2D, shift, act, needDx);
+            const z = tf.add(tf.conv2d(x as Tensor4D, tf.mul(k, s) as Tensor4D, strides, pad), shift);
+            return act === 'relu6' ? tf.relu6(z) : z;
+          },
+        });
+      }
+      continue;
+    }
+    switch (cls) {
+      case 'ZeroPadding2D': {
+        const pd = cfg.padding as [[number, number], [number, number]] | number | [number, number];
+        const [[t, b], [l, r]] = Array.isArray(pd)
+          ? Array.isArray(pd[0])
+            ? (pd as [[number, number], [number, number]])
+            : [
+                [pd[0] as number, pd[0] as number],
+                [pd[1] as number, pd[1] as number],
+              ]
+          : [
+              [pd, pd],
+              [pd, pd],
+            ];
+        steps.push({
+          out: layer.name,
+          ins,
+          hasParams: false,
+          run: ([x]) =>
+            tf.pad(x, [
+              [0, 0],
+              [t, b],
+              [l, r],
+              [0, 0],
+            ]),
+        });
+        break;
+      }
+      case 'BatchNormalization': {
+        const p = bnParams(layer);
+        steps.push({
+          out: layer.name,
+          ins,
+          hasParams: true,
+          run: ([x]) => {
+            const s = p.scale();
+            return tf.add(tf.mul(x, s), p.shift(s));
+          },
+        });
+        break;
+      }
+      case 'ReLU': {
+        const maxValue = cfg.maxValue as number | null;
+        if (cfg.negativeSlope || cfg.threshold) throw new Error(`${layer.name}: ReLU with negative slope/threshold is not supported`);
+        steps.push({
+          out: layer.name,
+          ins,
+          hasParams: false,
+          run: ([x]) => (maxValue == null ? tf.relu(x) : tf.clipByValue(tf.relu(x), 0, maxValue)),
+        });
+        break;
+      }
+      case 'Add':
+        steps.push({ out: layer.name, ins, hasParams: false, run: (xs) => tf.addN(xs) });
+        break;
+      case 'GlobalAveragePooling2D':
+        steps.push({ out: layer.name, ins, hasParams: false, run: ([x]) => tf.mean(x, [1, 2]) });
+        break;
+      case 'Dropout':
+        steps.push({
+          out: layer.name,
+          ins,
+          hasParams: false,
+          run: ([x], training) => (training && dropoutRate > 0 ? tf.dropout(x, dropoutRate) : x),
+        });
+        break;
+      case 'Dense': {
+        if (cfg.activation !== 'linear') throw new Error(`${layer.name}: Dense activation ${cfg.activation} is not supported in the tail`);
+        const k = own(weightOf(layer, 'kernel') as LayerVariable);
+        const bW = weightOf(layer, 'bias');
+        const b = bW ? own(bW) : undefined;
+        steps.push({
+          out: layer.name,
+          ins,
+          hasParams: true,
+          run: ([x]) => (b ? tf.add(tf.matMul(x as Tensor2D, k as Tensor2D), b) : tf.matMul(x as Tensor2D, k as Tensor2D)),
+        });
+        break;
+      }
+      default:
+        throw new Error(`layer ${layer.name} (${cls}) is not supported in the fast tail`);
+    }
+  }
+  return steps;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function defaultRoute(): TailRoute {
+  return tf.getBackend() === 'tensorflow' ? 'layers' : 'fast';
+}
+
+/**
+ * The trainable tail of a `buildClassifier` model above the freeze boundary (Keras base layer
+ * `fineTuneAt - 1`), for phase 2 on cached boundary activations.
+ */
+export function createTail(model: LayersModel, opts: TailOptions): Tail {
+  const fineTuneAt = opts.fineTuneAt ?? 120;
+  const boundaryName = boundaryLayerName(fineTuneAt);
+  const { numClasses } = opts;
+  if (!Number.isInteger(numClasses) || numClasses < 2) throw new Error(`numClasses must be an integer >= 2; got ${numClasses}`);
+  registerWasmGradKernels();
+  const graph = tailGraph(model, boundaryName);
+  const logitsLayer = model.getLayer(HEAD.logits);
+  const units = logitsLayer.outputShape.at(-1) as number;
+  if (units !== (numClasses === 2 ? 1 : numClasses)) {
+    throw new Error(`the model's logits layer has ${units} units, which does not fit ${numClasses} classes`);
+  }
+  const poolName = graph.layers.find((l) => l.getClassName() === 'GlobalAveragePooling2D')?.name;
+  if (!poolName) throw new Error('no GlobalAveragePooling2D layer in the tail');
+  const dropLayer = graph.layers.find((l) => l.getClassName() === 'Dropout');
+  const dropoutRate = opts.dropout ?? (dropLayer ? (layerConfig(dropLayer).rate as number) : undefined) ?? 0.2;
+  if (!(dropoutRate >= 0 && dropoutRate < 1)) throw new Error(`dropout must be in [0, 1); got ${dropoutRate}`);
+  const bShape = model.getLayer(boundaryName).outputShape as (number | null)[];
+  const boundaryShape = bShape.slice(1) as [number, number, number];
+  const route = opts.route ?? defaultRoute();
+
+  const checkBoundary = (b: Tensor4D) => {
+    if (b.rank !== 4 || b.shape.slice(1).some((d, i) => d !== boundaryShape[i])) {
+      throw new Error(`boundary activations must be [N, ${boundaryShape.join(', ')}] (output of ${boundaryName}); got [${b.shape}]`);
+    }
+  };
+
+  let forward: (b: Tensor4D, training: boolean, until?: string) => Tensor;
+  let trainableVariables: tf.Variable[];
+  let writeBack = () => {};
+  let disposeOwned = () => {};
+
+  if (route === 'fast') {
+    const owned: Owned[] = [];
+    const constants: Tensor[] = [];
+    const own = (w: LayerVariable) => {
+      const found = owned.find((o) => o.layerVar === w);
+      if (found) return found.v;
+      const v = tf.variable(w.read(), true);
+      owned.push({ layerVar: w, v });
+      return v;
+    };
+    const steps = buildFastSteps(graph, own, constants, dropoutRate);
+    trainableVariables = owned.map((o) => o.v);
+    forward = (b, training, until) => {
+      const values = new Map<string, Tensor>([[boundaryName, b]]);
+      const constant = new Set([boundaryName]);
+      for (const s of steps) {
+        const xs = s.ins.map((n) => values.get(n) as Tensor);
+        const needDx = s.ins.some((n) => !constant.has(n));
+        values.set(s.out, s.run(xs, training, needDx));
+        if (!needDx && !s.hasParams) constant.add(s.out);
+        if (s.out === until) return values.get(s.out) as Tensor;
+      }
+      return values.get(graph.logitsName) as Tensor;
+    };
+    writeBack = () => {
+      for (const o of owned) o.layerVar.write(o.v);
+    };
+    disposeOwned = () => {
+      for (const o of owned) o.v.dispose();
+      tf.dispose(constants);
+    };
+  } else {
+    const layerVars = graph.layers.flatMap(trainableWeightsOf);
+    trainableVariables = layerVars.map((w) => w.read() as tf.Variable);
+    forward = (b, training, until) => {
+      const values = new Map<string, Tensor>([[boundaryName, b]]);
+      for (const layer of graph.layers) {
+        const xs = (graph.inputs.get(layer.name) as string[]).map((n) => values.get(n) as Tensor);
+        let y: Tensor;
+        if (layer.getClassName() === 'Dropout') y = training && dropoutRate > 0 ? tf.dropout(xs[0], dropoutRate) : xs[0];
+        else y = layer.apply(xs.length === 1 ? xs[0] : xs, { training: false }) as Tensor;
+        values.set(layer.name, y);
+        if (layer.name === until) return y;
+      }
+      return values.get(graph.logitsName) as Tensor;
+    };
+  }
+
+  let disposed = false;
+  const live = () => {
+    if (disposed) throw new Error('this tail was disposed');
+  };
+  return {
+    route,
+    boundaryName,
+    boundaryShape,
+    get trainableVariables() {
+      return trainableVariables;
+    },
+    logits(boundary, training) {
+      live();
+      checkBoundary(boundary);
+      return tf.tidy(() => forward(boundary, training) as Tensor2D);
+    },
+    features(boundary) {
+      live();
+      checkBoundary(boundary);
+      return tf.tidy(() => forward(boundary, false, poolName) as Tensor2D);
+    },
+    trainStep(boundary, labels, optimizer) {
+      live();
+      checkBoundary(boundary);
+      const n = boundary.shape[0];
+      let correctT: tf.Scalar | undefined;
+      // variableGrads silently drops variables flagged non-trainable (a frozen layer's): force them on.
+      const flags = trainableVariables.map((v) => v.trainable);
+      for (const v of trainableVariables) v.trainable = true;
+      let lossT: tf.Scalar;
+      try {
+        lossT = tf.tidy(() => {
+          const y = toLabels(labels, n, numClasses);
+          return optimizer.minimize(
+            () => {
+              const logits = forward(boundary, true) as Tensor2D;
+              const r = lossAndCorrect(logits, y, numClasses);
+              correctT = tf.keep(r.correct);
+              return r.loss;
+            },
+            true,
+            trainableVariables,
+          ) as tf.Scalar;
+        });
+      } finally {
+        trainableVariables.forEach((v, i) => {
+          v.trainable = flags[i];
+        });
+      }
+      const loss = lossT.dataSync()[0];
+      const correct = (correctT as tf.Scalar).dataSync()[0];
+      tf.dispose([lossT, correctT as tf.Scalar]);
+      return { loss, correct };
+    },
+    writeBack() {
+      live();
+      writeBack();
+    },
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      disposeOwned();
+    },
+  };
+}
