@@ -1,0 +1,155 @@
+import type { LayersModel, Tensor } from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../core/backend.js';
+import { buildMobileNetV2 } from '../core/mobilenet-v2.js';
+import { tf } from '../core/tf.js';
+import { type AugmentDraw, applyAugmentation } from '../training/augment.js';
+import { fromFloat16, toFloat16 } from '../training/fast/boundary-float16.js';
+import { type BoundaryPool, createBoundaryPool } from '../training/fast/boundary-pool.js';
+import { type BoundaryWeights, createBoundaryRunner } from '../training/fast/boundary-runner.js';
+
+const SIZE = 64;
+const ALPHA = 0.35;
+const BOUNDARY = 'block_13_expand_relu';
+
+function randomizeBatchNorm(model: LayersModel): void {
+  let s = 100;
+  for (const layer of model.layers) {
+    if (layer.getClassName() !== 'BatchNormalization') continue;
+    const n = layer.getWeights()[0].shape[0];
+    s += 4;
+    layer.setWeights([
+      tf.randomUniform([n], 0.5, 1.5, 'float32', s),
+      tf.randomUniform([n], -0.3, 0.3, 'float32', s + 1),
+      tf.randomUniform([n], -0.2, 0.2, 'float32', s + 2),
+      tf.randomUniform([n], 0.5, 2, 'float32', s + 3),
+    ]);
+  }
+}
+
+async function weightsOf(model: LayersModel): Promise<BoundaryWeights> {
+  let got: BoundaryWeights | undefined;
+  await model.save(
+    tf.io.withSaveHandler(async (a) => {
+      got = { weightSpecs: a.weightSpecs ?? [], weightData: a.weightData as ArrayBuffer };
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
+  if (!got) throw new Error('no weights saved');
+  return got;
+}
+
+function image(seed: number): Uint8Array {
+  return new Uint8Array(SIZE * SIZE * 3).map((_, i) => (i * 31 + seed * 17 + ((i * seed) >> 5)) % 256);
+}
+
+const DRAWS: AugmentDraw[] = [
+  { flipH: true, flipV: false, angle: 0.2, zoom: 1.1, contrast: 1.3 },
+  { flipH: false, flipV: true, angle: -0.4, zoom: 0.85, contrast: 0.8 },
+  { flipH: false, flipV: false, angle: 0, zoom: 1, contrast: 1 },
+];
+
+let model: LayersModel;
+let weights: BoundaryWeights;
+let pool: BoundaryPool;
+const images = [image(1), image(2), image(3)];
+
+beforeAll(async () => {
+  await initBackend('wasm', () => {});
+  model = buildMobileNetV2({ alpha: ALPHA, inputSize: SIZE });
+  randomizeBatchNorm(model);
+  weights = await weightsOf(model);
+  pool = await createBoundaryPool({ weights, alpha: ALPHA, inputSize: SIZE, workers: 2, dtype: 'float32', batchSize: 2 });
+});
+
+afterAll(async () => {
+  await pool?.close();
+  model?.dispose();
+});
+
+describe('boundary runner (in-process)', () => {
+  it('equals the layers model at the boundary on augmented views, and does not leak', async () => {
+    const runner = createBoundaryRunner(weights, { alpha: ALPHA, inputSize: SIZE, batchSize: 2 });
+    const before = tf.memory().numTensors;
+    const out = await runner.run({ pixels: images[0], views: DRAWS }, 'float32');
+    expect(tf.memory().numTensors).toBe(before);
+    expect(out.shape).toEqual([3, 4, 4, 192]);
+    const sub = tf.model({ inputs: model.inputs, outputs: model.getLayer(BOUNDARY).output as tf.SymbolicTensor });
+    const px = DRAWS.map((d) => applyAugmentation({ data: images[0], width: SIZE, height: SIZE }, d));
+    const ref = tf.tidy(() => {
+      const x = tf.tensor4d(Float32Array.from(px.flatMap((p) => Array.from(p))), [3, SIZE, SIZE, 3]);
+      return sub.predict(x.div(127.5).sub(1)) as Tensor;
+    });
+    const refData = ref.dataSync();
+    ref.dispose();
+    let maxDiff = 0;
+    for (let i = 0; i < refData.length; i++) maxDiff = Math.max(maxDiff, Math.abs(refData[i] - out.data[i]));
+    expect(maxDiff).toBeLessThan(1e-4);
+    runner.dispose();
+  });
+
+  it('rejects jobs with partial images or mismatched views', async () => {
+    const runner = createBoundaryRunner(weights, { alpha: ALPHA, inputSize: SIZE });
+    await expect(runner.run({ pixels: new Uint8Array(100), views: null })).rejects.toThrow(/whole 64x64x3 images/);
+    const two = new Uint8Array(SIZE * SIZE * 3 * 2);
+    await expect(runner.run({ pixels: two, views: DRAWS })).rejects.toThrow(/2 images need 2 views/);
+    runner.dispose();
+  });
+
+  it('refuses weights of another alpha', () => {
+    expect(() => createBoundaryRunner(weights, { alpha: 1.0, inputSize: SIZE })).toThrow(/shape/);
+  });
+});
+
+describe('boundary pool (2 worker threads)', () => {
+  it('returns the same activations as the in-process forward, in job order', async () => {
+    const jobs = [
+      { pixels: images[0], views: DRAWS },
+      { pixels: new Uint8Array([...images[1], ...images[2]]), views: null },
+      { pixels: images[2], views: [DRAWS[1]] },
+    ];
+    const seen: number[] = [];
+    const results = await pool.run(jobs, (done, total) => {
+      expect(total).toBe(6);
+      seen.push(done);
+    });
+    expect(seen.at(-1)).toBe(6);
+    expect(results.map((r) => r.index)).toEqual([0, 1, 2]);
+    const runner = createBoundaryRunner(weights, { alpha: ALPHA, inputSize: SIZE, batchSize: 2 });
+    for (const [i, job] of jobs.entries()) {
+      const local = await runner.run(job, 'float32');
+      expect(results[i].shape).toEqual(local.shape);
+      expect(results[i].dtype).toBe('float32');
+      let maxDiff = 0;
+      for (let k = 0; k < local.data.length; k++) maxDiff = Math.max(maxDiff, Math.abs(local.data[k] - results[i].data[k]));
+      expect(maxDiff).toBeLessThan(1e-6);
+    }
+    runner.dispose();
+    expect(pool.rowShape).toEqual([4, 4, 192]);
+    expect(pool.workers).toBe(2);
+  });
+
+  it('reports a bad job as an error', async () => {
+    await expect(pool.run([{ pixels: new Uint8Array(5), views: null }])).rejects.toThrow(/whole 64x64x3 images/);
+  });
+
+  it('returns float16 when asked, equal to the float32 activations rounded', async () => {
+    const p16 = await createBoundaryPool({ weights, alpha: ALPHA, inputSize: SIZE, workers: 1 });
+    const job = { pixels: images[1], views: [DRAWS[0]] };
+    const [h] = await p16.run([job]);
+    const [f] = await pool.run([job]);
+    expect(h.dtype).toBe('float16');
+    expect(h.data).toBeInstanceOf(Uint16Array);
+    expect(Array.from(h.data)).toEqual(Array.from(toFloat16(f.data as Float32Array)));
+    expect(fromFloat16(h.data as Uint16Array).length).toBe(f.data.length);
+    await p16.close();
+    await expect(p16.run([job])).rejects.toThrow(/closed/);
+  });
+
+  it('runs in-process with workers: 0', async () => {
+    const p0 = await createBoundaryPool({ weights, alpha: ALPHA, inputSize: SIZE, workers: 0, dtype: 'float32' });
+    const [r] = await p0.run([{ pixels: images[0], views: null }]);
+    expect(r.shape).toEqual([1, 4, 4, 192]);
+    await p0.close();
+  });
+});

@@ -1,0 +1,239 @@
+// Worker-thread pool for the boundary forward pass: tfjs' WASM backend runs one thread per
+// instance in Node, so N workers (each its own tfjs + WASM) use N cores.
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { io } from '@tensorflow/tfjs';
+import { loadModelArtifacts } from '../../core/file-io.js';
+import {
+  type BoundaryDtype,
+  type BoundaryJob,
+  type BoundaryModelOptions,
+  type BoundaryOutput,
+  type BoundaryRunner,
+  type BoundaryWeights,
+  createBoundaryRunner,
+  DEFAULT_BOUNDARY,
+  jobViews,
+} from './boundary-runner.js';
+import type { WorkerInit, WorkerReply, WorkerRequest } from './worker-boundary.js';
+
+export interface BoundaryPoolOptions extends BoundaryModelOptions {
+  /** Weights by Keras name, or a model (folder / model.json path / artifacts) to read them from. */
+  weights: BoundaryWeights | io.ModelArtifacts | string;
+  /** Worker threads; default = available cores. 0 runs in this thread (no workers). */
+  workers?: number;
+  /** Views per forward call inside a worker. */
+  batchSize?: number;
+  /** Output encoding of the activations. Default float16. */
+  dtype?: BoundaryDtype;
+  /** Jobs queued per worker, so a worker never waits for the next message. */
+  inFlight?: number;
+}
+
+export interface BoundaryResult extends BoundaryOutput {
+  /** Index of the job in the `run` input. */
+  index: number;
+}
+
+export interface BoundaryPool {
+  readonly workers: number;
+  /** [h, w, c] of one activation. */
+  readonly rowShape: [number, number, number];
+  readonly backend: string;
+  /** Results in completion order; `onProgress(outputsDone, outputsTotal)`. */
+  stream(jobs: readonly BoundaryJob[], onProgress?: (done: number, total: number) => void): AsyncIterable<BoundaryResult>;
+  /** All results, in job order. */
+  run(jobs: readonly BoundaryJob[], onProgress?: (done: number, total: number) => void): Promise<BoundaryResult[]>;
+  close(): Promise<void>;
+}
+
+async function resolveWeights(w: BoundaryPoolOptions['weights']): Promise<BoundaryWeights> {
+  const artifacts = typeof w === 'string' ? await loadModelArtifacts(w) : w;
+  const specs = artifacts.weightSpecs;
+  const data = artifacts.weightData;
+  if (!specs || !data) throw new Error('boundary pool: the model has no weights');
+  const buffers = Array.isArray(data) ? data : [data];
+  const weightData = buffers.length === 1 ? buffers[0] : concat(buffers);
+  return { weightSpecs: specs, weightData };
+}
+
+function concat(buffers: ArrayBuffer[]): ArrayBuffer {
+  const out = new Uint8Array(buffers.reduce((a, b) => a + b.byteLength, 0));
+  let o = 0;
+  for (const b of buffers) {
+    out.set(new Uint8Array(b), o);
+    o += b.byteLength;
+  }
+  return out.buffer;
+}
+
+interface Slot {
+  worker: Worker;
+  busy: number;
+}
+
+interface Pending {
+  resolve(out: BoundaryOutput): void;
+  reject(e: Error): void;
+  slot: Slot;
+}
+
+/** Starts `workers` threads (each loads the weights it is sent, never from disk) and waits until ready. */
+export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<BoundaryPool> {
+  const weights = await resolveWeights(opts.weights);
+  const dtype = opts.dtype ?? 'float16';
+  const count = opts.workers ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+  const init: WorkerInit = {
+    weights,
+    alpha: opts.alpha,
+    inputSize: opts.inputSize,
+    boundaryLayer: opts.boundaryLayer ?? DEFAULT_BOUNDARY,
+    batchSize: opts.batchSize,
+  };
+  if (count === 0) return inProcessPool(createBoundaryRunner(weights, init), dtype, opts.inputSize);
+
+  const slots: Slot[] = [];
+  const pending = new Map<number, Pending>();
+  let nextId = 0;
+  let failure: Error | undefined;
+  let closing = false;
+  const fail = (e: Error) => {
+    failure ??= e;
+    for (const p of pending.values()) p.reject(e);
+    pending.clear();
+  };
+  const readies: Promise<{ backend: string; rowShape: [number, number, number] }>[] = [];
+  for (let i = 0; i < count; i++) {
+    const worker = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: init });
+    const slot: Slot = { worker, busy: 0 };
+    slots.push(slot);
+    readies.push(
+      new Promise((resolve, reject) => {
+        worker.once('message', (m: WorkerReply) => {
+          if (m.type === 'ready') resolve({ backend: m.backend, rowShape: m.rowShape });
+          else reject(new Error(m.type === 'error' ? m.message : `unexpected first message ${m.type}`));
+        });
+        worker.once('error', reject);
+      }),
+    );
+    worker.on('message', (m: WorkerReply) => {
+      if (m.type === 'ready') return;
+      const p = m.id === undefined ? undefined : pending.get(m.id);
+      if (!p) {
+        if (m.type === 'error') fail(new Error(`boundary worker ${i}: ${m.message}`));
+        return;
+      }
+      pending.delete(m.id as number);
+      p.slot.busy--;
+      if (m.type === 'error') p.reject(new Error(`boundary worker ${i}: ${m.message}`));
+      else p.resolve({ data: m.data, dtype: m.dtype, shape: m.shape });
+    });
+    worker.on('error', (e) => fail(new Error(`boundary worker ${i} crashed: ${e.message}`)));
+    worker.on('exit', (code) => {
+      if (!closing) fail(new Error(`boundary worker ${i} exited (code ${code})`));
+    });
+  }
+  let info: { backend: string; rowShape: [number, number, number] }[];
+  try {
+    info = await Promise.all(readies);
+  } catch (e) {
+    closing = true;
+    await Promise.all(slots.map((s) => s.worker.terminate()));
+    throw e;
+  }
+
+  const send = (slot: Slot, job: BoundaryJob): Promise<BoundaryOutput> =>
+    new Promise((resolve, reject) => {
+      if (failure) return reject(failure);
+      const id = nextId++;
+      pending.set(id, { resolve, reject, slot });
+      slot.busy++;
+      // Pixels are copied (not transferred): the caller keeps its decoded images for later epochs.
+      slot.worker.postMessage({ type: 'job', id, job, dtype } satisfies WorkerRequest);
+    });
+
+  const inFlight = Math.max(1, opts.inFlight ?? 2);
+  async function* stream(jobs: readonly BoundaryJob[], onProgress?: (done: number, total: number) => void): AsyncGenerator<BoundaryResult> {
+    const total = jobs.reduce((a, j) => a + jobViews(j, opts.inputSize).views.length, 0);
+    let done = 0;
+    let next = 0;
+    const running = new Map<number, Promise<[number, BoundaryOutput]>>();
+    const fill = () => {
+      while (next < jobs.length) {
+        const slot = slots.reduce((a, b) => (b.busy < a.busy ? b : a));
+        if (slot.busy >= inFlight) break;
+        const index = next++;
+        running.set(
+          index,
+          send(slot, jobs[index]).then((out) => [index, out]),
+        );
+      }
+    };
+    fill();
+    while (running.size) {
+      const [index, out] = await Promise.race(running.values());
+      running.delete(index);
+      fill();
+      done += out.shape[0];
+      onProgress?.(done, total);
+      yield { index, ...out };
+    }
+  }
+
+  return {
+    workers: count,
+    rowShape: info[0].rowShape,
+    backend: `${count} worker threads, each ${info[0].backend}`,
+    stream,
+    async run(jobs, onProgress) {
+      const results: BoundaryResult[] = new Array(jobs.length);
+      for await (const r of stream(jobs, onProgress)) results[r.index] = r;
+      return results;
+    },
+    async close() {
+      if (closing) return;
+      closing = true;
+      fail(new Error('boundary pool closed'));
+      await Promise.all(
+        slots.map(
+          (s) =>
+            new Promise<void>((resolve) => {
+              const timer = setTimeout(() => void s.worker.terminate().then(() => resolve()), 2000);
+              s.worker.once('exit', () => {
+                clearTimeout(timer);
+                resolve();
+              });
+              s.worker.postMessage({ type: 'close' } satisfies WorkerRequest);
+            }),
+        ),
+      );
+    },
+  };
+}
+
+function inProcessPool(runner: BoundaryRunner, dtype: BoundaryDtype, inputSize: number): BoundaryPool {
+  async function* stream(jobs: readonly BoundaryJob[], onProgress?: (done: number, total: number) => void): AsyncGenerator<BoundaryResult> {
+    const total = jobs.reduce((a, j) => a + jobViews(j, inputSize).views.length, 0);
+    let done = 0;
+    for (let index = 0; index < jobs.length; index++) {
+      const out = await runner.run(jobs[index], dtype);
+      done += out.shape[0];
+      onProgress?.(done, total);
+      yield { index, ...out };
+    }
+  }
+  return {
+    workers: 0,
+    rowShape: runner.rowShape,
+    backend: 'in-process (this thread)',
+    stream,
+    async run(jobs, onProgress) {
+      const results: BoundaryResult[] = [];
+      for await (const r of stream(jobs, onProgress)) results.push(r);
+      return results;
+    },
+    async close() {
+      runner.dispose();
+    },
+  };
+}
