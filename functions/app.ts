@@ -128,7 +128,9 @@ async function readImages(c: Context<Env>, maxCount: number): Promise<ImagePart[
     const out: ImagePart[] = [];
     for (const p of parts) {
       if (typeof p === 'string') throw new HttpProblem(400, "the field 'image' must be a file, not text");
-      out.push({ bytes: new Uint8Array(await p.arrayBuffer()), type: baseMediaType(p.type) });
+      const bytes = new Uint8Array(await p.arrayBuffer());
+      if (bytes.byteLength === 0) throw new HttpProblem(400, "no image: the file in field 'image' is empty");
+      out.push({ bytes, type: baseMediaType(p.type) });
     }
     return out;
   }

@@ -31,7 +31,11 @@ export async function startNodeServer(
     port,
     url: `http://${hostname === '0.0.0.0' ? '127.0.0.1' : hostname}:${port}`,
     close: async () => {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Idle keep-alive sockets would otherwise hold close() open for seconds.
+        (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
+      });
       await rt.holder.settle();
       rt.holder.dispose();
     },
