@@ -1,0 +1,69 @@
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Manifest } from '../../core/manifest.js';
+import { confusionSpec, curveSpec } from './charts.js';
+import { type ReportAssets, reportHtml } from './html.js';
+import { pngTextRenders, renderSvg, svgToPng } from './render.js';
+
+export { confusionSpec, curveSpec, fineTuneStart } from './charts.js';
+export { reportHtml } from './html.js';
+export { pngTextRenders, renderSvg, svgToPng } from './render.js';
+
+export interface ReportOptions {
+  /** PNG of augmented samples (the lead's augmentation grid), copied into the report. */
+  augmentationGrid?: string;
+}
+
+export interface ReportResult {
+  dir: string;
+  /** Files written, relative to `dir`. */
+  files: string[];
+  /** Problems worth telling the user about (the report is still written). */
+  warnings: string[];
+}
+
+/**
+ * Writes `<outDir>/report/`: accuracy and loss curves over both phases with the fine-tuning
+ * marker, the confusion matrix (fine-tuned metrics if present, else frozen), each as SVG and PNG,
+ * the augmentation grid if given, and `index.html` tying them together with the metrics.
+ */
+export async function writeReport(outDir: string, manifest: Manifest, opts: ReportOptions = {}): Promise<ReportResult> {
+  const dir = path.join(outDir, 'report');
+  await mkdir(dir, { recursive: true });
+  const files: string[] = [];
+  const warnings: string[] = [];
+  if (!(await pngTextRenders())) {
+    warnings.push(
+      'no fonts found for SVG rasterisation: the PNG figures have no text (the SVGs are fine); install fonts, e.g. apt-get install fonts-dejavu-core',
+    );
+  }
+  const chart = async (name: string, svg: string) => {
+    await writeFile(path.join(dir, `${name}.svg`), svg);
+    await writeFile(path.join(dir, `${name}.png`), await svgToPng(svg));
+    files.push(`${name}.svg`, `${name}.png`);
+    return `${name}.svg`;
+  };
+
+  const assets: ReportAssets = { confusion: '' };
+  if (manifest.history.length) {
+    assets.accuracy = await chart('accuracy', await renderSvg(curveSpec(manifest.history, 'accuracy')));
+    assets.loss = await chart('loss', await renderSvg(curveSpec(manifest.history, 'loss')));
+  }
+  const fine = manifest.metrics.fineTuned;
+  const metrics = fine ?? manifest.metrics.frozen;
+  const subtitle = `validation set, ${fine ? 'after fine-tuning' : 'base frozen'}: accuracy ${(100 * metrics.valAccuracy).toFixed(1)}%`;
+  assets.confusion = await chart('confusion', await renderSvg(confusionSpec(manifest.classes, metrics.confusion, subtitle)));
+
+  if (opts.augmentationGrid) {
+    const target = 'augmentation.png';
+    await copyFile(opts.augmentationGrid, path.join(dir, target)).catch((e: NodeJS.ErrnoException) => {
+      throw new Error(`report: cannot copy the augmentation grid ${opts.augmentationGrid}: ${e.message}`);
+    });
+    assets.augmentation = target;
+    files.push(target);
+  }
+
+  await writeFile(path.join(dir, 'index.html'), reportHtml(manifest, assets));
+  files.push('index.html');
+  return { dir, files, warnings };
+}
