@@ -52,6 +52,8 @@ export interface ApplyResult {
   top: boolean;
 }
 
+const fmt = (alpha: number) => (Number.isInteger(alpha) ? alpha.toFixed(1) : String(alpha));
+
 function describeList(items: string[], max = 25): string {
   const shown = items.slice(0, max).map((s) => `  - ${s}`);
   if (items.length > max) shown.push(`  ... and ${items.length - max} more`);
@@ -108,7 +110,7 @@ export function applyBaseWeights(model: LayersModel, weights: ReadonlyMap<string
       const have = inferAlpha(weights);
       const want = inferAlpha(modelWeightShapes(model));
       if (have !== want)
-        hint = `\nThe weights are MobileNetV2 alpha ${have} but the model is alpha ${want}: build the model with alpha ${have} or use weights for alpha ${want}.`;
+        hint = `\nThe weights are MobileNetV2 alpha ${fmt(have)} but the model is alpha ${fmt(want)}: build the model with alpha ${fmt(have)} or use weights for alpha ${fmt(want)}.`;
     } catch {
       // no alpha hint possible: the lists below say enough
     }

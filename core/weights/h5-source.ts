@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { LayersModel } from '@tensorflow/tfjs';
 import { sha256Hex } from './cache.js';
 import { type SourceWeights, type WeightArray, weightKey } from './types.js';
 
@@ -96,6 +97,53 @@ export async function readKerasH5Weights(file: string): Promise<SourceWeights> {
     }
     if (weights.size === 0) throw new Error(`${abs} holds no Keras layer weights (expected groups with a weight_names attribute)`);
     return { source: file, kind: 'keras-h5', sha256: sha256Hex(bytes), weights };
+  } finally {
+    f.close();
+  }
+}
+
+export interface KerasLayerWeights {
+  name: string;
+  /** Keras weight names without the layer scope and `:0`, e.g. `kernel`, `moving_mean`. */
+  weights: Array<{ name: string; shape: number[]; values: Float32Array }>;
+}
+
+/** A model's layers and weights in Keras save order, for writeKerasH5Weights. */
+export function kerasLayerWeights(model: LayersModel): KerasLayerWeights[] {
+  return model.layers.map((layer) => ({
+    name: layer.name,
+    weights: layer.weights.map((w) => ({
+      name: weightKey(w.originalName, layer.name).split('/')[1],
+      shape: w.shape as number[],
+      values: w.read().dataSync() as Float32Array,
+    })),
+  }));
+}
+
+/**
+ * Writes weights in the Keras HDF5 layout (`model.save_weights('x.h5')`, what keras.applications
+ * publishes): root attributes layer_names/backend/keras_version, one group per layer with a
+ * `weight_names` attribute (`<layer>/<weight>:0`) and datasets at `<layer>/<layer>/<weight>:0`.
+ * `modelWeights` nests everything under `model_weights`, as a full `model.save('x.h5')` does.
+ */
+export async function writeKerasH5Weights(file: string, layers: KerasLayerWeights[], opts: { modelWeights?: boolean } = {}): Promise<void> {
+  const lib = await h5wasm();
+  const f = new lib.File(path.resolve(file), 'w');
+  try {
+    const root: H5Group = opts.modelWeights ? f.create_group('model_weights') : f;
+    const fixed = (names: string[]) => `S${Math.max(1, ...names.map((n) => Buffer.byteLength(n)))}`;
+    const layerNames = layers.map((l) => l.name);
+    root.create_attribute('layer_names', layerNames, [layerNames.length], fixed(layerNames));
+    root.create_attribute('backend', 'tensorflow');
+    root.create_attribute('keras_version', '2.2.4');
+    for (const layer of layers) {
+      const g = root.create_group(layer.name);
+      if (layer.weights.length === 0) continue;
+      const names = layer.weights.map((w) => `${layer.name}/${w.name}:0`);
+      g.create_attribute('weight_names', names, [names.length], fixed(names));
+      const scope = g.create_group(layer.name);
+      for (const w of layer.weights) scope.create_dataset({ name: `${w.name}:0`, data: w.values, shape: w.shape, dtype: '<f' });
+    }
   } finally {
     f.close();
   }

@@ -14,6 +14,7 @@ import type { SourceWeights, WeightsKind } from './types.js';
 export { alphaSignature, inferAlpha } from './alpha.js';
 export { applyBaseWeights, BaseWeightsMismatchError, isBaseLayerName, modelWeightShapes, TOP_LAYER } from './apply.js';
 export { cacheDir, kerasModelsDir } from './cache.js';
+export { type KerasLayerWeights, kerasLayerWeights, readKerasH5Weights, writeKerasH5Weights } from './h5-source.js';
 export { cachedKerasWeights, KERAS_SIZES, kerasWeightsFileName, kerasWeightsUrl } from './keras-official.js';
 export { NSFWJS_SOURCE, NSFWJS_WARNING } from './nsfwjs-source.js';
 export type { SourceWeights, WeightArray, WeightsKind } from './types.js';

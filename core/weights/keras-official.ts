@@ -23,8 +23,10 @@ export function kerasWeightsFileName(alpha: number, inputSize: number, includeTo
   return `mobilenet_v2_weights_tf_dim_ordering_tf_kernels_${pyFloat(alpha)}_${kerasWeightsSize(inputSize)}${includeTop ? '' : '_no_top'}.h5`;
 }
 
+/** The official download URL; EDGETUNE_KERAS_WEIGHTS_URL replaces the base (a mirror). */
 export function kerasWeightsUrl(alpha: number, inputSize: number, includeTop = false): string {
-  return KERAS_WEIGHTS_BASE_URL + kerasWeightsFileName(alpha, inputSize, includeTop);
+  const base = process.env.EDGETUNE_KERAS_WEIGHTS_URL || KERAS_WEIGHTS_BASE_URL;
+  return base.replace(/\/?$/, '/') + kerasWeightsFileName(alpha, inputSize, includeTop);
 }
 
 /**
