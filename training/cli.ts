@@ -7,6 +7,9 @@ const commands: Array<() => Promise<{ register: (program: Command) => void }>> =
   () => import('./commands/predict.js'),
   () => import('./commands/augment-preview.js'),
   () => import('./commands/demo-data.js'),
+  () => import('../functions/commands/serve.js'),
+  () => import('./commands/summary.js'),
+  () => import('./commands/imagenet.js'),
 ];
 
 const program = new Command('edgetune')
