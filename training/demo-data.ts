@@ -135,14 +135,17 @@ function polygonSdf(v: Vec[], px: number, py: number): number {
   return s * Math.sqrt(d);
 }
 
-function capsuleSdf(ax: number, ay: number, bx: number, by: number, r: number) {
+/** A straight stroke with round caps from (ax, ay) to (bx, by), half-width w. */
+function stroke(c: Canvas, ax: number, ay: number, bx: number, by: number, w: number, col: Rgb, alpha = 1): void {
   const ex = bx - ax;
   const ey = by - ay;
   const ee = ex * ex + ey * ey || 1;
-  return (px: number, py: number) => {
+  const sdf = (px: number, py: number) => {
     const t = Math.min(1, Math.max(0, ((px - ax) * ex + (py - ay) * ey) / ee));
-    return Math.hypot(px - ax - ex * t, py - ay - ey * t) - r;
+    return Math.hypot(px - ax - ex * t, py - ay - ey * t) - w;
   };
+  const pad = w + 2;
+  fillShape(c, [Math.min(ax, bx) - pad, Math.min(ay, by) - pad, Math.max(ax, bx) + pad, Math.max(ay, by) + pad], sdf, () => col, alpha);
 }
 
 /** Unit-radius outline of each polygonal class, before rotation and scaling. */
@@ -255,14 +258,7 @@ function clutter(c: Canvas, rng: () => number): void {
     const by = ay + Math.sin(a) * len;
     const w = size * (0.005 + 0.02 * rng());
     const col = hsv(rng(), rng() * 0.7, 0.15 + 0.8 * rng());
-    const pad = w + 2;
-    fillShape(
-      c,
-      [Math.min(ax, bx) - pad, Math.min(ay, by) - pad, Math.max(ax, bx) + pad, Math.max(ay, by) + pad],
-      capsuleSdf(ax, ay, bx, by, w),
-      () => col,
-      0.5 + 0.5 * rng(),
-    );
+    stroke(c, ax, ay, bx, by, w, col, 0.5 + 0.5 * rng());
   }
   const blobs = Math.floor(rng() * 4);
   for (let k = 0; k < blobs; k++) {
@@ -347,13 +343,7 @@ function occlude(c: Canvas, cx: number, cy: number, r: number, rng: () => number
   const by = py + Math.sin(a) * len;
   const w = r * (0.08 + 0.2 * rng());
   const col = hsv(rng(), rng() * 0.5, 0.1 + 0.6 * rng());
-  const pad = w + 2;
-  fillShape(
-    c,
-    [Math.min(ax, bx) - pad, Math.min(ay, by) - pad, Math.max(ax, bx) + pad, Math.max(ay, by) + pad],
-    capsuleSdf(ax, ay, bx, by, w),
-    () => col,
-  );
+  stroke(c, ax, ay, bx, by, w, col);
 }
 
 /** Global exposure/contrast jitter and Gaussian sensor noise, then quantise to 8-bit RGB. */
