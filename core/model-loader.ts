@@ -28,7 +28,7 @@ export class ModelIntegrityError extends Error {
 }
 
 /** Where a model's files come from: a folder or an S3 prefix. */
-interface ModelSource {
+export interface ModelSource {
   uri: string;
   read(file: string): Promise<{ body: Buffer; etag?: string }>;
 }
@@ -59,7 +59,7 @@ async function resolve(uri: string): Promise<Resolved> {
   return { kind: 's3-pointer', bucket, prefix: key };
 }
 
-function s3Source(bucket: string, prefix: string): ModelSource {
+export function s3Source(bucket: string, prefix: string): ModelSource {
   const uri = `s3://${bucket}/${prefix}`;
   return {
     uri,
@@ -75,7 +75,7 @@ function s3Source(bucket: string, prefix: string): ModelSource {
   };
 }
 
-function localSource(dir: string): ModelSource {
+export function localSource(dir: string): ModelSource {
   return {
     uri: dir,
     async read(file) {

@@ -76,6 +76,8 @@ export function registerS3Router(): void {
     const u = Array.isArray(url) ? url[0] : url;
     return typeof u === 'string' && u.startsWith('s3://') ? s3Handler(u) : null;
   };
-  tf.io.registerLoadRouter(router);
-  tf.io.registerSaveRouter(router);
+  // tfjs routers return null for URLs they do not handle, which its IORouter type does not spell out.
+  const r = router as unknown as Parameters<typeof tf.io.registerLoadRouter>[0];
+  tf.io.registerLoadRouter(r);
+  tf.io.registerSaveRouter(r);
 }

@@ -28,6 +28,48 @@ function rng(seed: number): () => number {
 }
 
 /**
+ * A randomly initialised MobileNetV2 in inference mode (BN moving mean 0, variance 1) shrinks its
+ * activations to ~1e-13 by the last block, so every input gets probability 0.5. Setting each BN
+ * layer's moving statistics to the batch statistics of its input (what training would have left
+ * there) gives a model whose outputs depend on the input, which the publish checks need.
+ */
+function calibrateBatchNorm(model: tf.LayersModel, inputSize: number, random: () => number): void {
+  // tfjs initializers are not seedable from here: redraw every non-BN weight from the seeded
+  // generator at the scale tfjs chose, so a seed always gives the same model.
+  for (const layer of model.layers) {
+    if (layer.getClassName() === 'BatchNormalization') continue;
+    const ws = layer.getWeights();
+    if (!ws.length) continue;
+    const redrawn = ws.map((w) => {
+      if (w.rank < 2) return tf.zeros(w.shape);
+      // Glorot-uniform limit from the shape, as tfjs' default initializer uses.
+      const receptive = w.shape.slice(0, -2).reduce((a, b) => a * b, 1);
+      const limit = Math.sqrt(6 / (receptive * (w.shape[w.rank - 2] + w.shape[w.rank - 1])));
+      const vals = new Float32Array(w.size).map(() => (random() * 2 - 1) * limit);
+      return tf.tensor(vals, w.shape, 'float32');
+    });
+    layer.setWeights(redrawn);
+    tf.dispose(redrawn);
+  }
+  const n = 8;
+  const pixels = new Float32Array(n * inputSize * inputSize * 3).map(() => Math.floor(random() * 256));
+  const x = tf.tensor4d(pixels, [n, inputSize, inputSize, 3]);
+  for (const layer of model.layers) {
+    if (layer.getClassName() !== 'BatchNormalization') continue;
+    const [gamma, beta] = layer.getWeights();
+    const stats = tf.tidy(() => {
+      const sub = tf.model({ inputs: model.inputs, outputs: layer.input as tf.SymbolicTensor });
+      const { mean, variance } = tf.moments(sub.predict(x) as tf.Tensor, [0, 1, 2]);
+      // The eps keeps near-dead channels from being blown up into noise amplifiers.
+      return [mean, variance.add(variance.mean().mul(0.1)).add(1e-3)];
+    });
+    layer.setWeights([gamma, beta, ...stats]);
+    tf.dispose(stats);
+  }
+  x.dispose();
+}
+
+/**
  * Writes a complete model directory like training produces (model.json, weights.bin,
  * manifest.json passing ManifestSchema with weights.bin's sha256, verification.json with the
  * model's own probabilities) for a small randomly initialised classifier. Needs a tf backend.
@@ -39,12 +81,21 @@ export async function makeModelDir(dir: string, opts: ModelDirOptions = {}): Pro
   const random = rng(opts.seed ?? 42);
   const model = buildClassifier({ alpha: opts.alpha ?? 0.35, inputSize, numClasses: classes.length });
   try {
+    calibrateBatchNorm(model, inputSize, random);
     await model.save(tf.io.withSaveHandler((a) => saveModelArtifacts(dir, a)));
-    const pixels = new Uint8Array(samples * inputSize * inputSize * 3);
-    for (let i = 0; i < pixels.length; i++) pixels[i] = Math.floor(random() * 256);
-    const out = tf.tidy(() => model.predict(tf.tensor4d(pixels, [samples, inputSize, inputSize, 3], 'int32').toFloat()) as tf.Tensor);
-    const probabilities = toClassProbabilities(await out.data() as Float32Array, classes.length);
+    // Draw 4x the samples and keep those nearest p = 0.2 / 0.8: sensitive enough that a wrong
+    // weight shows in the probabilities, far enough from 0.5 that float16 noise cannot flip a label.
+    const per = inputSize * inputSize * 3;
+    const candidates = new Uint8Array(4 * samples * per);
+    for (let i = 0; i < candidates.length; i++) candidates[i] = Math.floor(random() * 256);
+    const out = tf.tidy(() => model.predict(tf.tensor4d(candidates, [4 * samples, inputSize, inputSize, 3], 'int32').toFloat()) as tf.Tensor);
+    const all = toClassProbabilities((await out.data()) as Float32Array, classes.length);
     out.dispose();
+    const margin = (row: number[]) => Math.max(...row) - Math.min(...row);
+    const order = all.map((_, i) => i).sort((a, b) => Math.abs(margin(all[a]) - 0.6) - Math.abs(margin(all[b]) - 0.6)).slice(0, samples).sort((a, b) => a - b);
+    const pixels = new Uint8Array(samples * per);
+    order.forEach((idx, k) => pixels.set(candidates.subarray(idx * per, (idx + 1) * per), k * per));
+    const probabilities = order.map((idx) => all[idx]);
     const verification: Verification = {
       shape: [samples, inputSize, inputSize, 3],
       pixels: Buffer.from(pixels).toString('base64'),

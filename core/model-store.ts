@@ -1,0 +1,444 @@
+import { readFile, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { DeleteObjectsCommand } from '@aws-sdk/client-s3';
+import type { io } from '@tensorflow/tfjs';
+import { initBackend } from './backend.js';
+import { toClassProbabilities } from './classifier.js';
+import { type Manifest, type Verification, VerificationSchema } from './manifest.js';
+import { ModelIntegrityError, loadModel, localSource, readVerifiedArtifacts, s3Source } from './model-loader.js';
+import { type QuantizeDtype, quantizeWeights } from './quantize.js';
+import { getObjectIfExists, listObjects, putObject, s3Client } from './s3/client.js';
+import { mapLimit } from './s3/retry.js';
+import { joinKey, parseS3Uri } from './s3/uri.js';
+import { tf } from './tf.js';
+import { type Current, isVersion, makeVersion, parseCurrent, sha256 } from './versioning.js';
+
+export interface PublishOptions {
+  quantize?: QuantizeDtype;
+  /** Promotion gate: the new version's val accuracy may be this much below the current one's. Default 0.01. */
+  tolerance?: number;
+  /** Largest val-accuracy drop quantization may cause before publishing is refused. Default 0.005. */
+  quantizeTolerance?: number;
+  force?: boolean;
+  /** Validation accuracy on the real validation set; without it, the verification samples are used. */
+  evaluate?: (model: tf.LayersModel) => Promise<number>;
+  log?: (line: string) => void;
+}
+
+export interface PublishResult {
+  version: string;
+  promoted: boolean;
+  reason: string;
+  uri: string;
+  timings: Record<string, number>;
+  quantization: NonNullable<Manifest['quantization']>;
+}
+
+/**
+ * How far the S3 copy's probabilities may drift from verification.json's, by quantization.
+ * Measured on the BN-calibrated random alpha 0.35 test models (deliberately sensitive): float16
+ * up to ~2.8e-2. Per-tensor uint8 moves such a model's probabilities by up to ~0.66, so no
+ * probability bound is meaningful there: uint8 relies on the accuracy check (quantizeTolerance)
+ * and on the exact match against the locally quantized model.
+ */
+export const VERIFY_TOLERANCE: Record<QuantizeDtype, number | undefined> = { none: 1e-3, float16: 0.05, uint8: undefined };
+/** The S3 copy must give the locally quantized model's probabilities: same bytes, same backend. */
+const EXACT_TOLERANCE = 1e-6;
+
+/** `s3://bucket/models/<name>` -> bucket, the model prefix and the name. */
+export function parseModelTarget(target: string): { bucket: string; prefix: string; name: string } {
+  const { bucket, key } = parseS3Uri(target);
+  const prefix = key.replace(/\/+$/, '');
+  const name = path.posix.basename(prefix);
+  if (!prefix || isVersion(name) || name.endsWith('.json')) {
+    throw new Error(`${target}: expected s3://bucket/models/<name> (the model, not a version or a file)`);
+  }
+  return { bucket, prefix, name };
+}
+
+export function manifestValAccuracy(m: Manifest): number {
+  return (m.metrics.fineTuned ?? m.metrics.frozen).valAccuracy;
+}
+
+async function readVerification(dir: string): Promise<Verification> {
+  const p = path.join(dir, 'verification.json');
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(p, 'utf8'));
+  } catch (e) {
+    throw new Error(`cannot read ${p} (needed to verify the published copy): ${(e as Error).message}`);
+  }
+  const r = VerificationSchema.safeParse(json);
+  if (!r.success) throw new Error(`${p} is invalid: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return r.data;
+}
+
+/** The model's class probabilities for the verification inputs. */
+export async function predictVerification(model: tf.LayersModel, v: Verification, numClasses: number): Promise<number[][]> {
+  const pixels = Buffer.from(v.pixels, 'base64');
+  const out = tf.tidy(() => model.predict(tf.tensor4d(new Uint8Array(pixels), v.shape, 'int32').toFloat()) as tf.Tensor);
+  try {
+    return toClassProbabilities((await out.data()) as Float32Array, numClasses);
+  } finally {
+    out.dispose();
+  }
+}
+
+export function maxAbsDiff(a: number[][], b: number[][]): number {
+  if (a.length !== b.length) return Number.POSITIVE_INFINITY;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i].length !== b[i].length) return Number.POSITIVE_INFINITY;
+    for (let j = 0; j < a[i].length; j++) d = Math.max(d, Math.abs(a[i][j] - b[i][j]));
+  }
+  return d;
+}
+
+function accuracyOn(probs: number[][], labels: number[]): number {
+  let ok = 0;
+  probs.forEach((row, i) => {
+    if (row.indexOf(Math.max(...row)) === labels[i]) ok++;
+  });
+  return labels.length ? ok / labels.length : 0;
+}
+
+async function listFilesRecursive(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  let entries: import('node:fs').Dirent[];
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await listFilesRecursive(p)));
+    else if (e.isFile()) out.push(p);
+  }
+  return out;
+}
+
+export interface CurrentState {
+  current?: Current;
+  etag?: string;
+}
+
+export async function readCurrent(bucket: string, prefix: string): Promise<CurrentState> {
+  const uri = `s3://${bucket}/${joinKey(prefix, 'current.json')}`;
+  const obj = await getObjectIfExists(uri);
+  if (!obj) return {};
+  return { current: parseCurrent(obj.body, uri), etag: obj.etag };
+}
+
+/**
+ * Writes current.json conditionally (If-Match the ETag read before, or If-None-Match * when there
+ * was none) and reads it back: s3rver ignores conditional headers, so the read-back is what
+ * proves our write is the one that landed.
+ */
+export async function switchCurrent(bucket: string, prefix: string, next: Current, expectedEtag: string | undefined): Promise<void> {
+  const uri = `s3://${bucket}/${joinKey(prefix, 'current.json')}`;
+  try {
+    await putObject(uri, JSON.stringify(next, null, 2), {
+      ContentType: 'application/json',
+      CacheControl: 'no-cache',
+      ...(expectedEtag ? { IfMatch: expectedEtag } : { IfNoneMatch: '*' }),
+    });
+  } catch (e) {
+    const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if (status === 412 || status === 409) {
+      throw new Error(`${uri} changed while publishing (another publish or promote won the race); nothing was switched, rerun to retry`);
+    }
+    throw e;
+  }
+  const back = await readCurrent(bucket, prefix);
+  if (back.current?.version !== next.version || back.current.promotedAt !== next.promotedAt) {
+    throw new Error(`${uri} names ${back.current?.version ?? 'nothing'} after writing ${next.version}: a concurrent writer won; rerun to retry`);
+  }
+}
+
+function nextCurrent(name: string, version: string, reason: string, valAccuracy: number | undefined, prev: Current | undefined): Current {
+  const history = prev
+    ? [{ version: prev.version, promotedAt: prev.promotedAt, valAccuracy: prev.valAccuracy, reason: prev.reason }, ...prev.history].slice(0, 50)
+    : [];
+  return { schemaVersion: 1, name, version, promotedAt: new Date().toISOString(), valAccuracy, reason, history };
+}
+
+async function currentAccuracy(bucket: string, prefix: string, cur: Current): Promise<number> {
+  if (cur.valAccuracy !== undefined) return cur.valAccuracy;
+  const m = await s3Source(bucket, joinKey(prefix, cur.version)).read('manifest.json');
+  return manifestValAccuracy(JSON.parse(m.body.toString()) as Manifest);
+}
+
+async function deletePrefix(bucket: string, prefix: string): Promise<void> {
+  const { objects } = await listObjects(bucket, prefix);
+  for (let i = 0; i < objects.length; i += 1000) {
+    await s3Client().send(
+      new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: objects.slice(i, i + 1000).map((o) => ({ Key: o.key })) } }),
+    );
+  }
+}
+
+function buildModelJson(artifacts: io.ModelArtifacts, specs: io.WeightsManifestEntry[]): string {
+  return JSON.stringify({
+    modelTopology: artifacts.modelTopology,
+    format: artifacts.format ?? 'layers-model',
+    generatedBy: artifacts.generatedBy,
+    convertedBy: artifacts.convertedBy ?? null,
+    ...(artifacts.userDefinedMetadata ? { userDefinedMetadata: artifacts.userDefinedMetadata } : {}),
+    weightsManifest: [{ paths: ['weights.bin'], weights: specs }],
+  });
+}
+
+/**
+ * Publishes a model directory as a new immutable version under `target` (s3://bucket/models/<name>):
+ * quantize (refusing an accuracy drop beyond quantizeTolerance) -> upload every file, manifest.json
+ * last -> read back and verify each weight file's sha256 -> load from S3 and reproduce the
+ * verification predictions -> promotion gate -> conditional switch of current.json.
+ * Any failure before the switch leaves current.json untouched.
+ */
+export async function publishModel(modelDir: string, target: string, opts: PublishOptions = {}): Promise<PublishResult> {
+  const log = opts.log ?? ((l: string) => console.error(l));
+  const dtype = opts.quantize ?? 'float16';
+  const tolerance = opts.tolerance ?? 0.01;
+  const qTolerance = opts.quantizeTolerance ?? 0.005;
+  const { bucket, prefix, name } = parseModelTarget(target);
+  const timings: Record<string, number> = {};
+  const t0 = performance.now();
+  let mark = t0;
+  const lap = (phase: string) => {
+    const now = performance.now();
+    timings[phase] = Math.round(now - mark);
+    mark = now;
+  };
+  await initBackend();
+
+  // 1. The local model must itself be intact and reproduce its own verification file.
+  const dir = path.resolve(modelDir);
+  const { artifacts, manifest: src } = await readVerifiedArtifacts(localSource(dir));
+  const verification = await readVerification(dir);
+  const nClasses = src.classes.length;
+  const original = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
+  let quantized: tf.LayersModel | undefined;
+  let quantization: PublishResult['quantization'];
+  let q: ReturnType<typeof quantizeWeights>;
+  let gateAccuracy: number;
+  let qProbs: number[][];
+  try {
+    const origProbs = await predictVerification(original, verification, nClasses);
+    const selfDiff = maxAbsDiff(origProbs, verification.probabilities);
+    if (selfDiff > (VERIFY_TOLERANCE.none as number)) {
+      throw new ModelIntegrityError(`${dir}: the model does not reproduce verification.json (max |dp| = ${selfDiff.toExponential(2)}); refusing to publish`);
+    }
+    lap('loadLocal');
+
+    // 2. Quantize and measure what it costs.
+    q = quantizeWeights(artifacts.weightSpecs ?? [], artifacts.weightData as ArrayBuffer, dtype);
+    const qBuf = q.data;
+    quantized = await tf.loadLayersModel(
+      tf.io.fromMemory({ ...artifacts, weightSpecs: q.specs, weightData: qBuf.buffer.slice(qBuf.byteOffset, qBuf.byteOffset + qBuf.byteLength) }),
+    );
+    qProbs = await predictVerification(quantized, verification, nClasses);
+    let unqAcc: number;
+    let qAcc: number;
+    let measuredOn: string;
+    if (opts.evaluate) {
+      unqAcc = await opts.evaluate(original);
+      qAcc = dtype === 'none' ? unqAcc : await opts.evaluate(quantized);
+      measuredOn = 'validation set';
+      gateAccuracy = qAcc;
+    } else {
+      unqAcc = accuracyOn(origProbs, verification.labels);
+      qAcc = accuracyOn(qProbs, verification.labels);
+      measuredOn = `${verification.labels.length} verification samples`;
+      gateAccuracy = manifestValAccuracy(src);
+    }
+    const unqBytes = Buffer.from(artifacts.weightData as ArrayBuffer).byteLength;
+    quantization = { dtype, weightBytes: qBuf.byteLength, unquantizedWeightBytes: unqBytes, valAccuracy: qAcc, unquantizedValAccuracy: unqAcc };
+    log(
+      `quantize ${dtype}: weights ${unqBytes} -> ${qBuf.byteLength} bytes (${((100 * qBuf.byteLength) / unqBytes).toFixed(1)}%), ` +
+        `accuracy ${unqAcc.toFixed(4)} -> ${qAcc.toFixed(4)} on ${measuredOn}, max |dp| vs verification ${maxAbsDiff(qProbs, verification.probabilities).toExponential(2)}`,
+    );
+    if (unqAcc - qAcc > qTolerance) {
+      throw new Error(
+        `quantization ${dtype} drops accuracy from ${unqAcc.toFixed(4)} to ${qAcc.toFixed(4)} on ${measuredOn} (more than the tolerance ${qTolerance}); ` +
+          'publish with a milder --quantize or a larger --quantize-tolerance',
+      );
+    }
+    lap('quantize');
+  } finally {
+    original.dispose();
+    quantized?.dispose();
+  }
+
+  // 3. The version's files. manifest.json goes last: its presence marks a complete upload.
+  const modelJson = buildModelJson(artifacts, q.specs);
+  const version = await freeVersion(bucket, prefix, sha256(Buffer.concat([Buffer.from(modelJson), q.data])));
+  const versionPrefix = joinKey(prefix, version);
+  const manifest: Manifest = {
+    ...src,
+    name,
+    version,
+    files: [{ path: 'weights.bin', bytes: q.data.byteLength, sha256: sha256(q.data) }],
+    quantization,
+  };
+  const reportFiles = await listFilesRecursive(path.join(dir, 'report'));
+  const uploads: Array<{ rel: string; body: () => Promise<Buffer | string>; type: string }> = [
+    { rel: 'weights.bin', body: async () => q.data, type: 'application/octet-stream' },
+    { rel: 'model.json', body: async () => modelJson, type: 'application/json' },
+    { rel: 'verification.json', body: () => readFile(path.join(dir, 'verification.json')), type: 'application/json' },
+    ...reportFiles.map((f) => ({
+      rel: path.relative(dir, f).split(path.sep).join('/'),
+      body: () => readFile(f),
+      type: contentType(f),
+    })),
+  ];
+  const versionUri = `s3://${bucket}/${versionPrefix}`;
+  log(`publish ${versionUri}: uploading ${uploads.length + 1} files`);
+  try {
+    await mapLimit(uploads, 4, async (u) => {
+      await putObject(`s3://${bucket}/${joinKey(versionPrefix, u.rel)}`, await u.body(), { ContentType: u.type });
+    });
+    await putObject(`s3://${bucket}/${joinKey(versionPrefix, 'manifest.json')}`, JSON.stringify(manifest, null, 2), {
+      ContentType: 'application/json',
+      IfNoneMatch: '*',
+    });
+    lap('upload');
+
+    // 4. Read everything back through the loader (sha256 of each weight file) and reproduce the predictions.
+    const loaded = await loadModel(versionUri, { verify: true });
+    try {
+      const probs = await predictVerification(loaded.model, verification, nClasses);
+      const exact = maxAbsDiff(probs, qProbs);
+      if (exact > EXACT_TOLERANCE) {
+        throw new ModelIntegrityError(`${versionUri} predicts differently from the model that was uploaded: max |dp| = ${exact.toExponential(2)}`);
+      }
+      const diff = maxAbsDiff(probs, verification.probabilities);
+      const tol = VERIFY_TOLERANCE[dtype];
+      if (tol !== undefined && diff > tol) {
+        throw new ModelIntegrityError(`${versionUri} does not reproduce verification.json: max |dp| = ${diff.toExponential(2)} > ${tol} (${dtype})`);
+      }
+      log(`verified ${versionUri}: sha256 of ${manifest.files.length} weight file(s) ok, max |dp| vs verification.json ${diff.toExponential(2)}`);
+    } finally {
+      loaded.model.dispose();
+    }
+    lap('verify');
+  } catch (e) {
+    // Leave no half version behind when we can; current.json was never touched.
+    await deletePrefix(bucket, `${versionPrefix}/`).catch(() => {});
+    throw e;
+  }
+
+  // 5. Promotion gate, then the pointer switch.
+  const { current, etag } = await readCurrent(bucket, prefix);
+  let promoted: boolean;
+  let reason: string;
+  if (!current) {
+    promoted = true;
+    reason = 'no current version';
+  } else {
+    const curAcc = await currentAccuracy(bucket, prefix, current);
+    if (gateAccuracy >= curAcc - tolerance) {
+      promoted = true;
+      reason = `val accuracy ${gateAccuracy.toFixed(4)} >= current ${current.version}'s ${curAcc.toFixed(4)} - tolerance ${tolerance}`;
+    } else if (opts.force) {
+      promoted = true;
+      reason = `forced: val accuracy ${gateAccuracy.toFixed(4)} < current ${current.version}'s ${curAcc.toFixed(4)} - tolerance ${tolerance}`;
+    } else {
+      promoted = false;
+      reason = `not promoted: val accuracy ${gateAccuracy.toFixed(4)} < current ${current.version}'s ${curAcc.toFixed(4)} - tolerance ${tolerance} (use --force to override)`;
+    }
+  }
+  if (promoted) await switchCurrent(bucket, prefix, nextCurrent(name, version, reason, gateAccuracy, current), etag);
+  lap('promote');
+  timings.total = Math.round(performance.now() - t0);
+  log(`${promoted ? 'promoted' : 'stored'} ${versionUri}: ${reason} (${Object.entries(timings).map(([k, v]) => `${k} ${v} ms`).join(', ')})`);
+  return { version, promoted, reason, uri: versionUri, timings, quantization };
+}
+
+/** A version name whose prefix is still empty: versions are never overwritten. */
+async function freeVersion(bucket: string, prefix: string, hash: string): Promise<string> {
+  for (let i = 0; i < 5; i++) {
+    const version = makeVersion(hash, new Date(Date.now() + i * 1000));
+    const { objects } = await listObjects(bucket, `${joinKey(prefix, version)}/`);
+    if (objects.length === 0) return version;
+  }
+  throw new Error(`s3://${bucket}/${prefix}: could not find a free version name`);
+}
+
+function contentType(file: string): string {
+  const ext = path.extname(file).toLowerCase();
+  return (
+    { '.html': 'text/html', '.svg': 'image/svg+xml', '.png': 'image/png', '.json': 'application/json', '.css': 'text/css', '.js': 'text/javascript' }[ext] ??
+    'application/octet-stream'
+  );
+}
+
+export interface VersionInfo {
+  version: string;
+  complete: boolean;
+  current: boolean;
+  valAccuracy?: number;
+  quantization?: string;
+  weightBytes?: number;
+  createdAt?: string;
+}
+
+/** Every version under the model prefix, oldest first, with the live one marked. */
+export async function listVersions(target: string): Promise<{ versions: VersionInfo[]; current?: Current }> {
+  const { bucket, prefix } = parseModelTarget(target);
+  const [{ prefixes }, { current }] = await Promise.all([listObjects(bucket, `${prefix}/`, { delimiter: '/' }), readCurrent(bucket, prefix)]);
+  const names = prefixes.map((p) => path.posix.basename(p.replace(/\/$/, ''))).filter(isVersion).sort();
+  const versions = await mapLimit(names, 4, async (version): Promise<VersionInfo> => {
+    const m = await getObjectIfExists(`s3://${bucket}/${joinKey(prefix, version, 'manifest.json')}`);
+    if (!m) return { version, complete: false, current: current?.version === version };
+    const man = JSON.parse(m.body.toString()) as Manifest;
+    return {
+      version,
+      complete: true,
+      current: current?.version === version,
+      valAccuracy: man.quantization?.valAccuracy !== undefined && man.quantization.dtype !== 'none' ? man.quantization.valAccuracy : manifestValAccuracy(man),
+      quantization: man.quantization?.dtype,
+      weightBytes: man.files.reduce((a, f) => a + f.bytes, 0),
+      createdAt: man.createdAt,
+    };
+  });
+  return { versions, current };
+}
+
+/** Makes `version` current after checking it loads with intact weights. */
+export async function promoteVersion(target: string, version: string, opts: { reason?: string; log?: (l: string) => void } = {}): Promise<Current> {
+  const { bucket, prefix, name } = parseModelTarget(target);
+  if (!isVersion(version)) throw new Error(`"${version}" is not a version name (like 20261127T201500Z-3fa2c1d0)`);
+  const loaded = await loadModel(`s3://${bucket}/${joinKey(prefix, version)}`, { verify: true });
+  loaded.model.dispose();
+  const { current, etag } = await readCurrent(bucket, prefix);
+  if (current?.version === version) throw new Error(`${version} is already current`);
+  const next = nextCurrent(name, version, opts.reason ?? 'promoted by hand', manifestValAccuracy(loaded.manifest), current);
+  await switchCurrent(bucket, prefix, next, etag);
+  opts.log?.(`current -> ${version} (was ${current?.version ?? 'none'})`);
+  return next;
+}
+
+/** Goes back to the version that was current before the live one. */
+export async function rollback(target: string, opts: { log?: (l: string) => void } = {}): Promise<Current> {
+  const { bucket, prefix, name } = parseModelTarget(target);
+  const { current, etag } = await readCurrent(bucket, prefix);
+  if (!current) throw new Error(`${target} has no current version`);
+  const [prev, ...rest] = current.history;
+  if (!prev) throw new Error(`${target}: ${current.version} is the first promoted version; nothing to roll back to`);
+  const loaded = await loadModel(`s3://${bucket}/${joinKey(prefix, prev.version)}`, { verify: true });
+  loaded.model.dispose();
+  const next: Current = {
+    schemaVersion: 1,
+    name,
+    version: prev.version,
+    promotedAt: new Date().toISOString(),
+    valAccuracy: prev.valAccuracy,
+    reason: `rollback from ${current.version}`,
+    history: rest,
+  };
+  await switchCurrent(bucket, prefix, next, etag);
+  opts.log?.(`current -> ${prev.version} (rolled back from ${current.version})`);
+  return next;
+}
+
