@@ -44,7 +44,7 @@ export async function exportModel(
   verify: { images: readonly RgbImage[]; labels: readonly number[] },
 ): Promise<Manifest> {
   await mkdir(dir, { recursive: true });
-  await saveModelArtifacts(dir, await saveToMemory(model));
+  await saveModelArtifacts(dir, await modelArtifacts(model));
   const weights = await readFile(path.join(dir, 'weights.bin'));
   const digest = sha256(weights);
   const images = verify.images.slice(0, VERIFICATION_IMAGES);
@@ -67,7 +67,8 @@ export async function exportModel(
   return manifest;
 }
 
-async function saveToMemory(model: LayersModel): Promise<tf.io.ModelArtifacts> {
+/** The model's topology and weights in memory, as `model.save` would write them. */
+export async function modelArtifacts(model: LayersModel): Promise<tf.io.ModelArtifacts> {
   let captured: tf.io.ModelArtifacts | undefined;
   await model.save(
     tf.io.withSaveHandler(async (a) => {

@@ -1,11 +1,15 @@
 import type { RgbImage } from '../core/image.js';
 import { tf } from '../core/tf.js';
 import type { LayersModel, Tensor4D } from '../core/tf.js';
+import { HEAD } from '../core/classifier.js';
 import { type AugmentDraw, applyAugmentation } from './augment.js';
+import { fromFloat16 } from './fast/boundary-float16.js';
+import { type BoundaryPool, createBoundaryPool } from './fast/boundary-pool.js';
+import type { BoundaryJob } from './fast/boundary-runner.js';
 
-/** Activations of many images at one layer, rows of `dim` floats each. */
+/** Activations of many images at one layer, rows of `dim` values each (float32, or float16 bits). */
 export interface FeatureBlock {
-  data: Float32Array;
+  data: Float32Array | Uint16Array;
   /** Shape of one row, e.g. [14, 14, 576] or [1280]. */
   shape: number[];
   rows: number;
@@ -65,4 +69,96 @@ export class InProcessExtractor implements FeatureExtractor {
   async close(): Promise<void> {
     this.subModels.clear();
   }
+}
+
+/**
+ * The fast path: the frozen layers run in worker threads (one tfjs + WASM instance per core,
+ * BatchNorm folded, fused kernels). Boundary activations come back as float16, halving the cache;
+ * pooled features are averaged here from `out_relu` in float32.
+ */
+export class PoolExtractor implements FeatureExtractor {
+  private pool: BoundaryPool | undefined;
+  private poolLayer: string | undefined;
+  description = '';
+
+  constructor(
+    private readonly opts: { artifacts: tf.io.ModelArtifacts; alpha: number; inputSize: number; workers: number },
+    private readonly imagesPerJob = 4,
+  ) {}
+
+  private async poolFor(baseLayer: string): Promise<BoundaryPool> {
+    if (this.pool && this.poolLayer === baseLayer) return this.pool;
+    await this.pool?.close();
+    this.pool = await createBoundaryPool({
+      weights: this.opts.artifacts,
+      alpha: this.opts.alpha,
+      inputSize: this.opts.inputSize,
+      boundaryLayer: baseLayer,
+      workers: this.opts.workers,
+      dtype: baseLayer === 'out_relu' ? 'float32' : 'float16',
+    });
+    this.poolLayer = baseLayer;
+    this.description = this.pool.backend;
+    return this.pool;
+  }
+
+  async compute(images: readonly RgbImage[], draws: readonly (AugmentDraw | null)[], layer: string, onProgress?: (done: number) => void): Promise<FeatureBlock> {
+    const pooled = layer === HEAD.pool;
+    const pool = await this.poolFor(pooled ? 'out_relu' : layer);
+    const jobs: BoundaryJob[] = [];
+    const px = images[0].data.length;
+    for (let s = 0; s < images.length; s += this.imagesPerJob) {
+      const part = images.slice(s, s + this.imagesPerJob);
+      const pixels = new Uint8Array(part.length * px);
+      part.forEach((im, i) => pixels.set(im.data, i * px));
+      const v = draws.slice(s, s + part.length);
+      jobs.push({ pixels, views: v.every((d) => d === null) ? null : v });
+    }
+    const results = await pool.run(jobs, (done) => onProgress?.(done));
+    const [h, w, c] = pool.rowShape;
+    if (pooled) {
+      const data = new Float32Array(images.length * c);
+      let row = 0;
+      for (const r of results) {
+        const a = r.data as Float32Array;
+        for (let k = 0; k < r.shape[0]; k++, row++) {
+          const base = k * h * w * c;
+          for (let p = 0; p < h * w; p++) for (let ch = 0; ch < c; ch++) data[row * c + ch] += a[base + p * c + ch];
+          for (let ch = 0; ch < c; ch++) data[row * c + ch] /= h * w;
+        }
+      }
+      return { data, shape: [c], rows: images.length };
+    }
+    const dim = h * w * c;
+    const data = new Uint16Array(images.length * dim);
+    let o = 0;
+    for (const r of results) {
+      data.set(r.data as Uint16Array, o);
+      o += r.data.length;
+    }
+    return { data, shape: [h, w, c], rows: images.length };
+  }
+
+  async close(): Promise<void> {
+    await this.pool?.close();
+    this.pool = undefined;
+  }
+}
+
+/** Rows `idx` of a block as one float32 batch. */
+export function gatherRows(block: FeatureBlock, idx: readonly number[]): Float32Array {
+  const dim = block.shape.reduce((a, b) => a * b, 1);
+  const out = new Float32Array(idx.length * dim);
+  idx.forEach((k, r) => {
+    const row = block.data.subarray(k * dim, (k + 1) * dim);
+    if (row instanceof Float32Array) out.set(row, r * dim);
+    else fromFloat16(row, out.subarray(r * dim, (r + 1) * dim));
+  });
+  return out;
+}
+
+/** Pooled features are always float32. */
+export function float32Rows(block: FeatureBlock): Float32Array {
+  if (!(block.data instanceof Float32Array)) throw new Error('expected float32 features');
+  return block.data;
 }

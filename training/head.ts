@@ -46,16 +46,17 @@ export class HeadTrainer {
       const { loss, hits } = tf.tidy(() => {
         const x = tf.tensor2d(xb, [idx.length, dim]);
         const y = tf.tensor1d(yb, 'int32');
-        let logits: Tensor2D | undefined;
+        let hits = 0;
         const lossT = this.optimizer.minimize(
           () => {
-            logits = this.logits(x, true);
+            const logits = this.logits(x, true);
+            hits = countCorrect(logits, y, this.numClasses);
             return classificationLoss(logits, y, this.numClasses);
           },
           true,
           [this.kernel, this.bias],
         ) as Tensor;
-        return { loss: lossT.dataSync()[0], hits: countCorrect(logits!, y, this.numClasses) };
+        return { loss: lossT.dataSync()[0], hits };
       });
       lossSum += loss * idx.length;
       correct += hits;

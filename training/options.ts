@@ -30,7 +30,7 @@ export const TrainOptionsSchema = z.object({
   augmentFrozen: z.boolean(),
   /** Bytes of boundary activations kept in memory before spilling to disk. */
   cacheBudgetBytes: z.number().int().positive(),
-  workers: z.number().int().min(1).max(16),
+  workers: z.number().int().min(0).max(16),
   recipe: z.enum(['default', 'keras']),
   json: z.boolean(),
   publish: z.string().optional(),

@@ -1,0 +1,60 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { LayersModel } from '../core/tf.js';
+import { augmentationGrid } from './augment-grid.js';
+import { modelArtifacts } from './export.js';
+import { PoolExtractor } from './features.js';
+import { augmentConfig, type TrainOptions } from './options.js';
+import type { Reporter } from './progress.js';
+import { train } from './train.js';
+
+export interface PublishFlags {
+  quantize?: 'none' | 'float16' | 'uint8';
+  tolerance?: number;
+  force?: boolean;
+}
+
+/**
+ * The training job, as the CLI, `npm start`, the local watcher and the Batch container run it:
+ * train -> report -> (publish through the gate).
+ */
+export async function runTraining(opts: TrainOptions, report: Reporter, publish: PublishFlags = {}) {
+  const t0 = performance.now();
+  const result = await train(opts, report, await defaultExtractorFactory(opts, report));
+  const { manifest, outDir } = result;
+
+  const reportDir = path.join(outDir, 'report');
+  const gridPath = path.join(outDir, 'augmentation.png');
+  const first = result.validation[0];
+  if (first) await writeFile(gridPath, await augmentationGrid(first, augmentConfig(opts), opts.seed));
+  const { writeReport } = await import('./report/index.js');
+  await writeReport(outDir, manifest, { augmentationGrid: first ? gridPath : undefined });
+  report({ type: 'info', message: `report: ${path.join(reportDir, 'index.html')}` });
+
+  const final = manifest.metrics.fineTuned ?? manifest.metrics.frozen;
+  if (opts.publish) {
+    const { publishModel } = await import('../core/model-store.js');
+    const { predictProbabilities } = await import('./export.js');
+    const { accuracy } = await import('./metrics.js');
+    const labels = result.validation.map((v) => v.file.label);
+    const r = await publishModel(outDir, opts.publish, {
+      ...publish,
+      evaluate: async (m) => accuracy(await predictProbabilities(m, result.validation, manifest.classes.length), labels),
+      log: (line) => report({ type: 'info', message: line }),
+    });
+    report({ type: 'info', message: `published ${r.uri} (${r.promoted ? 'promoted' : 'not promoted'}: ${r.reason})` });
+  }
+  report({ type: 'done', out: outDir, valAccuracy: final.valAccuracy, seconds: (performance.now() - t0) / 1000 });
+  return result;
+}
+
+/** Worker threads for the frozen forward pass; `--workers 0` keeps it in this thread. */
+async function defaultExtractorFactory(opts: TrainOptions, report: Reporter) {
+  if (opts.workers === 0) return undefined;
+  return async (model: LayersModel, alpha: number) => {
+    const ex = new PoolExtractor({ artifacts: await modelArtifacts(model), alpha, inputSize: opts.imageSize, workers: opts.workers });
+    report({ type: 'info', message: `frozen layers: ${opts.workers} worker threads` });
+    return ex;
+  };
+}
+

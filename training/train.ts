@@ -1,0 +1,243 @@
+import path from 'node:path';
+import { describeBackend, initBackend } from '../core/backend.js';
+import { HEAD, PREPROCESS, buildClassifier } from '../core/classifier.js';
+import type { Manifest, Metrics, EpochRecord } from '../core/manifest.js';
+import { tf } from '../core/tf.js';
+import type { LayersModel } from '../core/tf.js';
+import { applyBaseWeights, readBaseWeights, resolveBaseWeights } from '../core/weights/index.js';
+import { type DecodedImage, datasetFingerprint, decodeFiles, epochOrder, listDataset, splitDataset } from './dataset.js';
+import { exportModel } from './export.js';
+import { type FeatureBlock, type FeatureExtractor, float32Rows, gatherRows, InProcessExtractor } from './features.js';
+import { boundaryLayerName } from './fast/base-layers.js';
+import { HeadTrainer } from './head.js';
+import { computeMetrics } from './metrics.js';
+import { type TrainOptions, augmentConfig } from './options.js';
+import type { Reporter } from './progress.js';
+import { epochDraws } from './views.js';
+
+export interface TrainResult {
+  manifest: Manifest;
+  outDir: string;
+  model: LayersModel;
+  validation: DecodedImage[];
+}
+
+const seconds = (t0: number) => (performance.now() - t0) / 1000;
+
+function rowsOf(labels: readonly DecodedImage[]): Int32Array {
+  return Int32Array.from(labels.map((i) => i.file.label));
+}
+
+/**
+ * The two-phase recipe on cached activations: the frozen layers run once per (image, view) in
+ * inference mode; phase 1 trains the head on pooled features, phase 2 the tail above the freeze
+ * boundary, BatchNorm always in inference mode.
+ */
+export async function train(opts: TrainOptions, report: Reporter, extractorFactory?: (model: LayersModel, alpha: number) => Promise<FeatureExtractor>): Promise<TrainResult> {
+  const t0 = performance.now();
+  const timings: Record<string, number> = {};
+  const backend = await initBackend(undefined, (l) => report({ type: 'info', message: l }));
+
+  // Data
+  let t = performance.now();
+  const dataDir = opts.data.startsWith('s3://')
+    ? await (await import('./dataset-s3.js')).syncDataset(opts.data, { log: (m: string) => report({ type: 'info', message: m }) })
+    : opts.data;
+  const listing = await listDataset(dataDir);
+  const split = splitDataset(listing, { validationSplit: opts.validationSplit, seed: opts.seed, stratified: opts.stratified });
+  report({ type: 'stage', stage: `decoding ${listing.files.length} images`, total: listing.files.length });
+  const all = [...split.train, ...split.validation];
+  const decoded = await decodeFiles(all, {
+    size: opts.imageSize,
+    resize: opts.resize,
+    onProgress: (done, total) => report({ type: 'progress', stage: 'decode', done, total }),
+  });
+  for (const s of decoded.skipped) report({ type: 'warning', message: `skipped ${s.file}: ${s.reason}` });
+  const valSet = new Set(split.validation.map((f) => f.relPath));
+  const trainImgs = decoded.images.filter((i) => !valSet.has(i.file.relPath));
+  const valImgs = decoded.images.filter((i) => valSet.has(i.file.relPath));
+  if (!trainImgs.length || !valImgs.length) throw new Error('no decodable images left on one side of the split');
+  const classes = listing.classes;
+  const numClasses = classes.length;
+  timings.decodeSeconds = seconds(t);
+  report({
+    type: 'info',
+    message: `dataset: ${classes.length} classes (${classes.join(', ')}), ${trainImgs.length} training and ${valImgs.length} validation images, ${decoded.skipped.length} skipped`,
+  });
+
+  // Model and pretrained base
+  t = performance.now();
+  const info = (message: string) => message.trim() && report({ type: 'info', message });
+  const resolved = await resolveBaseWeights({ baseWeights: opts.baseWeights, alpha: opts.alpha, inputSize: opts.imageSize, log: info });
+  const base = await readBaseWeights(resolved.source, info);
+  if (opts.alpha !== undefined && opts.alpha !== base.alpha) {
+    throw new Error(`--alpha ${opts.alpha} does not match the weights in ${base.source} (alpha ${base.alpha})`);
+  }
+  if (base.warning) report({ type: 'warning', message: base.warning });
+  const model = buildClassifier({ alpha: base.alpha, inputSize: opts.imageSize, numClasses, dropout: opts.dropout });
+  base.weights = applyAndRelease(model, base.weights, `the ${base.kind} weights from ${base.source}`);
+  report({ type: 'info', message: `base: MobileNetV2 alpha ${base.alpha} at ${opts.imageSize}x${opts.imageSize}, weights ${base.kind} from ${base.source}` });
+  timings.loadSeconds = seconds(t);
+
+  const extractor = extractorFactory ? await extractorFactory(model, base.alpha) : new InProcessExtractor(model);
+  const boundary = boundaryLayerName(opts.fineTuneAt);
+  const aug = augmentConfig(opts);
+  const trainPaths = trainImgs.map((i) => i.file.relPath);
+  const trainLabels = rowsOf(trainImgs);
+  const valLabels = rowsOf(valImgs);
+  const history: EpochRecord[] = [];
+
+  try {
+    // Phase 1: frozen base, head only, on pooled features.
+    t = performance.now();
+    report({ type: 'stage', stage: 'features (validation)', total: valImgs.length });
+    const valBlock = await extractor.compute(valImgs, valImgs.map(() => null), HEAD.pool, (done) =>
+      report({ type: 'progress', stage: 'features', done, total: valImgs.length }),
+    );
+    const dim = valBlock.shape[0];
+    const valPooled = float32Rows(valBlock);
+    const head = new HeadTrainer(model, numClasses, opts.lr, opts.dropout);
+    let frozenMetrics: Metrics | undefined;
+    let fixedTrain: Float32Array | undefined;
+    for (let e = 0; e < opts.epochs; e++) {
+      const te = performance.now();
+      let feats = fixedTrain;
+      if (!feats) {
+        const draws = opts.augmentFrozen ? epochDraws(trainPaths, aug, opts.seed, e) : trainPaths.map(() => null);
+        report({ type: 'stage', stage: `features (epoch ${e + 1})`, total: trainImgs.length });
+        feats = float32Rows(await extractor.compute(trainImgs, draws, HEAD.pool, (done) => report({ type: 'progress', stage: 'features', done, total: trainImgs.length })));
+        if (!opts.augmentFrozen) fixedTrain = feats;
+      }
+      const { loss, accuracy } = head.trainEpoch(feats, dim, trainLabels, opts.batchSize, opts.seed, e);
+      const probs = head.probabilities(valPooled, dim);
+      const m = computeMetrics(rows(probs, numClasses), valLabels, classes);
+      frozenMetrics = m;
+      const rec = { phase: 'frozen' as const, epoch: e + 1, loss, accuracy, valLoss: m.valLoss, valAccuracy: m.valAccuracy, seconds: seconds(te) };
+      history.push(rec);
+      report({ type: 'epoch', ...rec, epochs: opts.epochs });
+    }
+    head.writeBack();
+    head.dispose();
+    if (!frozenMetrics) {
+      // No head epochs: still evaluate the untrained head so the manifest has figures.
+      const h = new HeadTrainer(model, numClasses, opts.lr, opts.dropout);
+      frozenMetrics = computeMetrics(rows(h.probabilities(valPooled, dim), numClasses), valLabels, classes);
+      h.dispose();
+    }
+    timings.frozenSeconds = seconds(t);
+
+    // Phase 2: fine-tune the tail above the boundary on cached boundary activations.
+    let fineMetrics: Metrics | undefined;
+    if (opts.fineTuneEpochs > 0) {
+      t = performance.now();
+      report({ type: 'stage', stage: 'boundary (validation)', total: valImgs.length });
+      const valB = await extractor.compute(valImgs, valImgs.map(() => null), boundary);
+      const { createTail } = await import('./fast/tail.js');
+      const tail = createTail(model, { fineTuneAt: opts.fineTuneAt, numClasses, dropout: opts.dropout });
+      const optimizer = tf.train.adam(opts.fineTuneLr);
+      const bShape = valB.shape;
+      const bDim = bShape.reduce((a, b) => a * b, 1);
+      for (let e = 0; e < opts.fineTuneEpochs; e++) {
+        const te = performance.now();
+        const globalEpoch = opts.epochs + e;
+        report({ type: 'stage', stage: `boundary (epoch ${globalEpoch + 1})`, total: trainImgs.length });
+        const views = await extractor.compute(trainImgs, epochDraws(trainPaths, aug, opts.seed, globalEpoch), boundary, (done) =>
+          report({ type: 'progress', stage: 'boundary', done, total: trainImgs.length }),
+        );
+        const order = epochOrder(trainImgs.length, opts.seed, globalEpoch);
+        const steps = Math.ceil(order.length / opts.batchSize);
+        report({ type: 'stage', stage: `fine-tune epoch ${e + 1}/${opts.fineTuneEpochs}`, total: steps });
+        let lossSum = 0;
+        let correct = 0;
+        for (let s = 0; s < steps; s++) {
+          const idx = order.slice(s * opts.batchSize, (s + 1) * opts.batchSize);
+          const xb = gatherRows(views, idx);
+          const yb = Int32Array.from(idx.map((k) => trainLabels[k]));
+          const r = tf.tidy(() => tail.trainStep(tf.tensor4d(xb, [idx.length, ...bShape] as [number, number, number, number]), tf.tensor1d(yb, 'int32'), optimizer));
+          lossSum += r.loss * idx.length;
+          correct += r.correct;
+          report({ type: 'progress', stage: 'fine-tune', done: s + 1, total: steps, loss: lossSum / ((s + 1) * opts.batchSize), accuracy: correct / Math.min(order.length, (s + 1) * opts.batchSize) });
+        }
+        const probs = tailProbabilities(tail, valB, numClasses);
+        const m = computeMetrics(rows(probs, numClasses), valLabels, classes);
+        fineMetrics = m;
+        const rec = { phase: 'fineTune' as const, epoch: globalEpoch + 1, loss: lossSum / order.length, accuracy: correct / order.length, valLoss: m.valLoss, valAccuracy: m.valAccuracy, seconds: seconds(te) };
+        history.push(rec);
+        report({ type: 'epoch', ...rec, epochs: opts.epochs + opts.fineTuneEpochs });
+      }
+      tail.writeBack();
+      tail.dispose();
+      optimizer.dispose();
+      timings.fineTuneSeconds = seconds(t);
+    }
+
+    // Export
+    t = performance.now();
+    const name = opts.name ?? path.basename(path.resolve(dataDir.replace(/\/+$/, '')));
+    const manifest = await exportModel(
+      opts.out,
+      model,
+      {
+        schemaVersion: 1,
+        name,
+        classes,
+        output: numClasses === 2 ? 'sigmoid' : 'softmax',
+        input: { size: opts.imageSize, channels: 3, resize: opts.resize },
+        preprocessing: { scale: PREPROCESS.scale, offset: PREPROCESS.offset, inModel: true },
+        backbone: { arch: 'mobilenet_v2', alpha: base.alpha, weights: { source: base.source, kind: base.kind, sha256: base.sha256, warning: base.warning }, fineTuneAt: opts.fineTuneAt },
+        hyperparameters: hyperparameters(opts),
+        dataset: {
+          source: opts.data,
+          fingerprint: datasetFingerprint(classes, decoded.hashes),
+          counts: {
+            train: trainImgs.length,
+            validation: valImgs.length,
+            perClass: Object.fromEntries(classes.map((c, i) => [c, decoded.images.filter((d) => d.file.label === i).length])),
+          },
+          skipped: decoded.skipped,
+        },
+        history,
+        metrics: { frozen: frozenMetrics, fineTuned: fineMetrics },
+        timings: { ...timings, exportSeconds: seconds(t), totalSeconds: seconds(t0) },
+        backend: describeBackend(backend),
+      },
+      { images: valImgs, labels: Array.from(valLabels) },
+    );
+    return { manifest, outDir: opts.out, model, validation: valImgs };
+  } finally {
+    await extractor.close();
+  }
+}
+
+/** Sets the base weights on the model and lets the source arrays go (they can be 14 MB+). */
+function applyAndRelease(model: LayersModel, weights: Map<string, import('../core/weights/index.js').WeightArray>, label: string) {
+  applyBaseWeights(model, weights, label);
+  return new Map();
+}
+
+function hyperparameters(o: TrainOptions): Record<string, unknown> {
+  const { data, out, json, publish, checkpoint, baseWeights, name, ...rest } = o;
+  return rest;
+}
+
+function rows(flat: Float32Array, numClasses: number): number[][] {
+  const r: number[][] = [];
+  for (let i = 0; i < flat.length; i += numClasses) r.push(Array.from(flat.subarray(i, i + numClasses)));
+  return r;
+}
+
+function tailProbabilities(tail: { logits(b: tf.Tensor4D, training: boolean): tf.Tensor2D }, block: FeatureBlock, numClasses: number, batch = 32): Float32Array {
+  const n = block.rows;
+  const out = new Float32Array(n * numClasses);
+  for (let s = 0; s < n; s += batch) {
+    const m = Math.min(batch, n - s);
+    const idx = Array.from({ length: m }, (_, i) => s + i);
+    const p = tf.tidy(() => {
+      const logits = tail.logits(tf.tensor4d(gatherRows(block, idx), [m, ...block.shape] as [number, number, number, number]), false);
+      return (numClasses === 2 ? tf.concat([tf.sub(1, tf.sigmoid(logits)), tf.sigmoid(logits)], 1) : tf.softmax(logits)).dataSync() as Float32Array;
+    });
+    out.set(p, s * numClasses);
+  }
+  return out;
+}
+
