@@ -1,0 +1,95 @@
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { s3Client } from '../core/s3/client.js';
+import { type EmbeddedS3, startS3rver } from '../core/s3/embedded.js';
+import { listDataset } from '../training/dataset.js';
+import { syncDatasetWithStats, uploadDataset } from '../training/dataset-s3.js';
+
+let s3: EmbeddedS3;
+let tmp: string;
+let src: string;
+
+async function png(rgb: [number, number, number]): Promise<Buffer> {
+  return sharp({ create: { width: 16, height: 16, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } }).png().toBuffer();
+}
+
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'edgetune-s3-ds-'));
+  s3 = await startS3rver({ port: 0, dir: path.join(tmp, 's3'), buckets: ['edgetune'] });
+  process.env.EDGETUNE_S3_ENDPOINT = s3.endpoint;
+  process.env.EDGETUNE_S3_BACKOFF_MS = '20';
+  src = path.join(tmp, 'src');
+  for (const [cls, color] of [['alpaca', [200, 150, 100]], ['not_alpaca', [20, 90, 200]]] as const) {
+    await mkdir(path.join(src, cls, 'sub'), { recursive: true });
+    for (let i = 0; i < 5; i++) await writeFile(path.join(src, cls, `${i}.png`), await png([color[0], color[1], (color[2] + i * 10) % 256]));
+    await writeFile(path.join(src, cls, 'sub', 'deep.png'), await png([1, 2, 3]));
+  }
+  await writeFile(path.join(src, '.DS_Store'), 'hidden');
+  await writeFile(path.join(src, 'README.md'), 'not an image');
+});
+
+afterAll(async () => {
+  await s3?.close();
+  delete process.env.EDGETUNE_S3_ENDPOINT;
+  await rm(tmp, { recursive: true, force: true });
+});
+
+describe('dataset upload and sync', () => {
+  const uri = 's3://edgetune/datasets/demo/';
+
+  it('uploads a folder with progress and skips files whose ETag already matches', async () => {
+    const progress: number[] = [];
+    const first = await uploadDataset(src, uri, { onProgress: (p) => progress.push(p.done) });
+    expect(first).toMatchObject({ uploaded: 13, skipped: 0, total: 13 });
+    expect(progress.sort((a, b) => a - b)).toEqual(Array.from({ length: 13 }, (_, i) => i + 1));
+    await writeFile(path.join(src, 'alpaca', '0.png'), await png([255, 0, 0]));
+    const second = await uploadDataset(src, uri);
+    expect(second).toMatchObject({ uploaded: 1, skipped: 12 });
+  });
+
+  it('syncs into a cache that the local dataset loader reads, and a rerun downloads nothing', async () => {
+    const cacheDir = path.join(tmp, 'cache');
+    await s3Client().send(new PutObjectCommand({ Bucket: 'edgetune', Key: 'datasets/demo/_RETRAIN', Body: '' }));
+    const a = await syncDatasetWithStats(uri, { cacheDir, concurrency: 3 });
+    expect(a).toMatchObject({ objects: 13, downloaded: 13, cached: 0 });
+    expect(a.dir).toBe(path.join(cacheDir, 'edgetune', 'datasets', 'demo'));
+    const listing = await listDataset(a.dir);
+    expect(listing.classes).toEqual(['alpaca', 'not_alpaca']);
+    expect(listing.files.map((f) => f.relPath)).toContain('alpaca/sub/deep.png');
+    expect(listing.files).toHaveLength(12);
+    expect(await readFile(path.join(a.dir, 'alpaca/0.png'))).toEqual(await readFile(path.join(src, 'alpaca/0.png')));
+
+    const b = await syncDatasetWithStats(uri, { cacheDir });
+    expect(b).toMatchObject({ downloaded: 0, cached: 13, removed: 0, bytesDownloaded: 0 });
+
+    // A changed object is fetched again, a deleted one disappears locally.
+    await s3Client().send(new PutObjectCommand({ Bucket: 'edgetune', Key: 'datasets/demo/not_alpaca/1.png', Body: await png([9, 9, 9]) }));
+    await s3Client().send(new DeleteObjectCommand({ Bucket: 'edgetune', Key: 'datasets/demo/not_alpaca/2.png' }));
+    const c = await syncDatasetWithStats(uri, { cacheDir });
+    expect(c).toMatchObject({ objects: 12, downloaded: 1, cached: 11, removed: 1 });
+    expect((await readdir(path.join(a.dir, 'not_alpaca'))).sort()).toEqual(['0.png', '1.png', '3.png', '4.png', 'sub']);
+  });
+
+  it('a local file damaged in the cache is fetched again', async () => {
+    const cacheDir = path.join(tmp, 'cache');
+    const dir = path.join(cacheDir, 'edgetune', 'datasets/demo/');
+    await writeFile(path.join(dir, 'alpaca/1.png'), 'x');
+    const d = await syncDatasetWithStats(uri, { cacheDir });
+    expect(d.downloaded).toBe(1);
+  });
+
+  it('says clearly when the prefix is empty or the server is unreachable', async () => {
+    await expect(syncDatasetWithStats('s3://edgetune/datasets/none/', { cacheDir: path.join(tmp, 'c2') })).rejects.toThrow(/no objects under s3:\/\/edgetune\/datasets\/none\//);
+    const saved = process.env.EDGETUNE_S3_ENDPOINT;
+    process.env.EDGETUNE_S3_ENDPOINT = 'http://127.0.0.1:1';
+    try {
+      await expect(syncDatasetWithStats(uri, { cacheDir: path.join(tmp, 'c3') })).rejects.toThrow(/LIST s3:\/\/edgetune\/datasets\/demo\/ failed after 4 attempts: .*ECONNREFUSED/);
+    } finally {
+      process.env.EDGETUNE_S3_ENDPOINT = saved;
+    }
+  });
+});

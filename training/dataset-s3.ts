@@ -1,0 +1,166 @@
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { cleanEtag, getObject, listObjects, putObject } from '../core/s3/client.js';
+import { mapLimit } from '../core/s3/retry.js';
+import { asPrefix, parseS3Uri } from '../core/s3/uri.js';
+
+/** Hidden from listDataset (leading dot): which ETag each cached file was downloaded at. */
+const INDEX = '.edgetune-etags.json';
+/** Objects that are signals, not data (datasets/<name>/_RETRAIN starts a run). */
+const isMarker = (rel: string) => path.posix.basename(rel) === '_RETRAIN';
+
+export interface SyncOptions {
+  /** Root of the local caches; the dataset lands in <cacheDir>/<bucket>/<prefix>. Default .edgetune/cache/datasets. */
+  cacheDir?: string;
+  concurrency?: number;
+  log?: (line: string) => void;
+  onProgress?: (p: { done: number; total: number; key: string; cached: boolean }) => void;
+}
+
+export interface SyncStats {
+  dir: string;
+  objects: number;
+  downloaded: number;
+  cached: number;
+  removed: number;
+  bytesDownloaded: number;
+}
+
+type Index = Record<string, { etag: string; size: number }>;
+
+function safeRel(rel: string, uri: string): string {
+  const norm = path.posix.normalize(rel);
+  if (norm.startsWith('../') || norm === '..' || path.posix.isAbsolute(norm)) throw new Error(`${uri}: object key "${rel}" escapes the dataset folder`);
+  return norm;
+}
+
+/**
+ * Mirrors s3://bucket/datasets/<name>/ into a local folder (class = first path segment below the
+ * prefix, exactly like a local dataset folder), downloading with bounded concurrency and retries.
+ * Files whose ETag and size match the last download are not fetched again; files deleted from S3
+ * are removed locally. Returns the folder to hand to the local dataset loader.
+ */
+export async function syncDatasetWithStats(s3Uri: string, opts: SyncOptions = {}): Promise<SyncStats> {
+  const { bucket, key } = parseS3Uri(s3Uri);
+  const prefix = asPrefix(key);
+  const dir = path.resolve(opts.cacheDir ?? '.edgetune/cache/datasets', bucket, prefix);
+  await mkdir(dir, { recursive: true });
+  const indexPath = path.join(dir, INDEX);
+  const index: Index = JSON.parse(await readFile(indexPath, 'utf8').catch(() => '{}'));
+  const { objects } = await listObjects(bucket, prefix);
+  const wanted = objects
+    .filter((o) => !o.key.endsWith('/'))
+    .map((o) => ({ ...o, rel: safeRel(o.key.slice(prefix.length), s3Uri), etag: cleanEtag(o.etag) }))
+    .filter((o) => o.rel !== INDEX && !isMarker(o.rel));
+  if (!wanted.length) throw new Error(`no objects under s3://${bucket}/${prefix} (expected <class>/<image> keys below it)`);
+
+  const stats: SyncStats = { dir, objects: wanted.length, downloaded: 0, cached: 0, removed: 0, bytesDownloaded: 0 };
+  let done = 0;
+  const saveIndex = () => writeFile(`${indexPath}.tmp`, JSON.stringify(index)).then(() => rename(`${indexPath}.tmp`, indexPath));
+  try {
+    await mapLimit(wanted, opts.concurrency ?? 8, async (o) => {
+      const local = path.join(dir, o.rel);
+      const have = index[o.rel];
+      const st = have ? await stat(local).catch(() => undefined) : undefined;
+      const cached = Boolean(have && st && have.etag === o.etag && st.size === o.size);
+      if (!cached) {
+        const { body } = await getObject(`s3://${bucket}/${o.key}`);
+        await mkdir(path.dirname(local), { recursive: true });
+        const part = `${local}.part-${process.pid}`;
+        await writeFile(part, body);
+        await rename(part, local);
+        index[o.rel] = { etag: o.etag, size: body.byteLength };
+        stats.downloaded++;
+        stats.bytesDownloaded += body.byteLength;
+      } else {
+        stats.cached++;
+      }
+      opts.onProgress?.({ done: ++done, total: wanted.length, key: o.key, cached });
+    });
+    const listed = new Set(wanted.map((o) => o.rel));
+    for (const rel of Object.keys(index)) {
+      if (listed.has(rel)) continue;
+      await rm(path.join(dir, rel), { force: true });
+      delete index[rel];
+      stats.removed++;
+    }
+  } finally {
+    // Keep what did arrive, so a rerun after a failure only fetches the rest.
+    await saveIndex();
+  }
+  opts.log?.(
+    `dataset s3://${bucket}/${prefix}: ${stats.objects} objects, ${stats.downloaded} downloaded (${stats.bytesDownloaded} bytes), ` +
+      `${stats.cached} cached, ${stats.removed} removed -> ${dir}`,
+  );
+  return stats;
+}
+
+/** syncDatasetWithStats, returning just the local folder. */
+export async function syncDataset(s3Uri: string, opts: SyncOptions = {}): Promise<string> {
+  return (await syncDatasetWithStats(s3Uri, opts)).dir;
+}
+
+async function walkFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    if (e.name.startsWith('.')) continue;
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await walkFiles(p)));
+    else if (e.isFile()) out.push(p);
+  }
+  return out.sort();
+}
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.png': 'image/png',
+  '.webp': 'image/webp',
+  '.gif': 'image/gif',
+  '.bmp': 'image/bmp',
+};
+
+export interface UploadOptions {
+  concurrency?: number;
+  onProgress?: (p: { done: number; total: number; file: string; skipped: boolean; bytes: number }) => void;
+}
+
+/**
+ * Uploads every file of a local folder (hidden files excluded) below an S3 prefix, keeping the
+ * relative paths; files whose MD5 equals the object's ETag already there are skipped.
+ */
+export async function uploadDataset(
+  dir: string,
+  s3Uri: string,
+  opts: UploadOptions = {},
+): Promise<{ uploaded: number; skipped: number; bytes: number; total: number }> {
+  const root = path.resolve(dir);
+  const st = await stat(root).catch(() => undefined);
+  if (!st?.isDirectory()) throw new Error(`not a folder: ${root}`);
+  const { bucket, key } = parseS3Uri(s3Uri);
+  const prefix = asPrefix(key);
+  const files = await walkFiles(root);
+  if (!files.length) throw new Error(`no files to upload in ${root}`);
+  const existing = new Map((await listObjects(bucket, prefix)).objects.map((o) => [o.key, cleanEtag(o.etag)]));
+  let done = 0;
+  const out = { uploaded: 0, skipped: 0, bytes: 0, total: files.length };
+  await mapLimit(files, opts.concurrency ?? 8, async (file) => {
+    const rel = path.relative(root, file).split(path.sep).join('/');
+    const body = await readFile(file);
+    const md5 = createHash('md5').update(body).digest('hex');
+    const objectKey = prefix + rel;
+    const skipped = existing.get(objectKey) === md5;
+    if (!skipped) {
+      await putObject(`s3://${bucket}/${objectKey}`, body, {
+        ContentType: CONTENT_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream',
+      });
+      out.uploaded++;
+      out.bytes += body.byteLength;
+    } else {
+      out.skipped++;
+    }
+    opts.onProgress?.({ done: ++done, total: files.length, file: rel, skipped, bytes: body.byteLength });
+  });
+  return out;
+}
