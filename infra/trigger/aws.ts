@@ -53,8 +53,6 @@ export class BatchJobRunner implements JobRunner {
         jobDefinition: this.opts.jobDefinition,
         parameters: { dataset },
         containerOverrides: { environment: [{ name: 'DATASET', value: dataset }] },
-        propagateTags: true,
-        tags: { 'edgetune:dataset': dataset },
       }),
     );
     if (!res.jobId) throw new Error(`Batch SubmitJob for ${dataset} returned no jobId`);
