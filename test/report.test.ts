@@ -163,8 +163,9 @@ describe('writeReport', () => {
   it('a missing augmentation grid is a clear error', async () => {
     const out = await tmp();
     await expect(writeReport(out, manifest(['a', 'b'], 1, 1), { augmentationGrid: path.join(out, 'nope.png') })).rejects.toThrow(
-      /cannot copy the augmentation grid/,
+      /cannot read the augmentation grid/,
     );
+    await expect(stat(path.join(out, 'report'))).rejects.toThrow(); // checked before anything is written
   });
 
   it('PNG figures contain rendered text (fonts available to librsvg)', async () => {

@@ -19,8 +19,8 @@ const baseConfig = {
     domainColor: '#888',
     tickColor: '#888',
   },
-  legend: { labelFontSize: 11, titleFontSize: 11, orient: 'bottom' as const, direction: 'horizontal' as const, title: null },
-  title: { fontSize: 14, fontWeight: 'bold' as const, anchor: 'start' as const, subtitleFontSize: 11, subtitleColor: '#666', offset: 10 },
+  legend: { labelFontSize: 12, titleFontSize: 12, orient: 'bottom' as const, direction: 'horizontal' as const, title: null },
+  title: { fontSize: 15, fontWeight: 'bold' as const, anchor: 'start' as const, subtitleFontSize: 12, subtitleColor: '#666', offset: 10 },
 };
 
 export type CurveMetric = 'accuracy' | 'loss';
@@ -105,7 +105,7 @@ export function curveSpec(history: readonly EpochRecord[], metric: CurveMetric):
       },
       {
         data: { values: marker },
-        mark: { type: 'text', align: 'left', baseline: 'top', dx: 5, dy: 4, color: '#2ca02c', fontSize: 11 },
+        mark: { type: 'text', align: 'left', baseline: 'top', dx: 5, dy: 4, color: '#2ca02c', fontSize: 12 },
         encoding: { x: { field: 'x', type: 'quantitative' }, y: { value: 0 }, text: { field: 'label' } },
       },
     );
@@ -116,7 +116,7 @@ export function curveSpec(history: readonly EpochRecord[], metric: CurveMetric):
       text: title,
       subtitle: start !== undefined ? `epochs 1-${start}: base frozen; ${start + 1}-${maxEpoch}: fine-tuning` : undefined,
     },
-    width: 520,
+    width: 480,
     height: 260,
     config: baseConfig,
     layer: layers,
@@ -157,7 +157,7 @@ export function confusionSpec(classes: readonly string[], confusion: readonly (r
       {
         mark: { type: 'rect', stroke: 'white', strokeWidth: 2 },
         encoding: {
-          color: { field: 'count', type: 'quantitative', scale: { scheme: 'blues', domain: [0, max] }, legend: null },
+          color: { field: 'count', type: 'quantitative', scale: { range: ['#f4f8fc', '#08519c'], domain: [0, max] }, legend: null },
           tooltip: [
             { field: 'actual', title: 'true' },
             { field: 'predicted', title: 'predicted' },

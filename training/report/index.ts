@@ -1,4 +1,4 @@
-import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { access, copyFile, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Manifest } from '../../core/manifest.js';
 import { confusionSpec, curveSpec } from './charts.js';
@@ -28,6 +28,11 @@ export interface ReportResult {
  * the augmentation grid if given, and `index.html` tying them together with the metrics.
  */
 export async function writeReport(outDir: string, manifest: Manifest, opts: ReportOptions = {}): Promise<ReportResult> {
+  if (opts.augmentationGrid) {
+    await access(opts.augmentationGrid).catch((e: NodeJS.ErrnoException) => {
+      throw new Error(`report: cannot read the augmentation grid ${opts.augmentationGrid}: ${e.code ?? e.message}`);
+    });
+  }
   const dir = path.join(outDir, 'report');
   await mkdir(dir, { recursive: true });
   const files: string[] = [];
@@ -55,12 +60,9 @@ export async function writeReport(outDir: string, manifest: Manifest, opts: Repo
   assets.confusion = await chart('confusion', await renderSvg(confusionSpec(manifest.classes, metrics.confusion, subtitle)));
 
   if (opts.augmentationGrid) {
-    const target = 'augmentation.png';
-    await copyFile(opts.augmentationGrid, path.join(dir, target)).catch((e: NodeJS.ErrnoException) => {
-      throw new Error(`report: cannot copy the augmentation grid ${opts.augmentationGrid}: ${e.message}`);
-    });
-    assets.augmentation = target;
-    files.push(target);
+    assets.augmentation = 'augmentation.png';
+    await copyFile(opts.augmentationGrid, path.join(dir, assets.augmentation));
+    files.push(assets.augmentation);
   }
 
   await writeFile(path.join(dir, 'index.html'), reportHtml(manifest, assets));
