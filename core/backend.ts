@@ -1,6 +1,8 @@
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import path from 'node:path';
-import { setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { getThreadsCount, setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { tf } from './tf.js';
 
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
@@ -12,8 +14,18 @@ export interface BackendInfo {
   /** What was loaded, for logs and manifests: `tfjs-node-gpu`, `tfjs-node`, `wasm`, `cpu`. */
   name: BackendName;
   simd?: boolean;
+  /** XNNPACK threads of the WASM module actually running. */
   threads?: number;
   reason?: string;
+}
+
+export interface InitBackendOptions {
+  /**
+   * WASM threads. 1 (default, or `EDGETUNE_WASM_THREADS`) uses the single-thread SIMD build; more
+   * starts tfjs' threaded SIMD build under Node (emscripten pthreads on worker_threads), which tfjs
+   * itself disables in Node. Falls back to 1 thread if it cannot start.
+   */
+  wasmThreads?: number;
 }
 
 const require = createRequire(import.meta.url);
@@ -35,16 +47,97 @@ async function tryNative(pkg: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-no
   }
 }
 
-async function tryWasm(): Promise<boolean> {
+async function tryWasm(threads: number, log: (line: string) => void): Promise<boolean> {
   try {
     const dir = wasmDir();
     setWasmPaths(dir.endsWith(path.sep) ? dir : dir + path.sep);
+    let ok: boolean;
+    if (threads > 1) {
+      ok = await startThreadedWasm(threads).catch((e) => {
+        log(`edgetune: threaded WASM could not start (${(e as Error).message}); using 1 thread`);
+        return false;
+      });
+      if (ok && tf.getBackend() === 'wasm') return true;
+      tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+    }
     setThreadsCount(1);
-    const ok = await tf.setBackend('wasm');
+    ok = await tf.setBackend('wasm');
     // setBackend resolves false (and leaves tfjs on cpu) when the module cannot start: check it.
     return ok && tf.getBackend() === 'wasm';
   } catch {
     return false;
+  }
+}
+
+/**
+ * tfjs' threaded SIMD build in Node. tfjs hard-wires three browser-only things that this works around,
+ * for the duration of the backend start only:
+ * - WASM_HAS_MULTITHREAD_SUPPORT is false whenever IS_NODE: the flag is set explicitly;
+ * - the pthread worker script and the main script are handed to emscripten as Blob URLs, which Node's
+ *   worker_threads cannot load: they are written to a temp folder and their paths substituted (the
+ *   emscripten module config is a fresh object whose fields tfjs assigns, so a transient setter on
+ *   Object.prototype sees the assignment);
+ * - the XNNPACK pool is sized at static init as os.cpus().length / 2 (a hyper-threading guess that
+ *   gives 1 on a 2-vCPU machine): os.cpus() reports 2 x threads entries meanwhile.
+ * The pthread workers are unref'd so they never keep the process alive.
+ */
+async function startThreadedWasm(threads: number): Promise<boolean> {
+  const { wasmWorkerContents } = require('@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-threaded-simd.worker.js') as {
+    wasmWorkerContents: string;
+  };
+  const factory = require('@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-threaded-simd.js') as () => unknown;
+  const dir = path.join(os.tmpdir(), `edgetune-wasm-pthread-${tf.version_core}`);
+  mkdirSync(dir, { recursive: true });
+  const workerFile = path.join(dir, 'pthread-worker.cjs');
+  const mainFile = path.join(dir, 'pthread-main.cjs');
+  const write = (file: string, text: string) => {
+    writeFileSync(`${file}.tmp`, text);
+    renameSync(`${file}.tmp`, file);
+  };
+  // tfjs escapes newlines the same way before making its Blob: they sit inside string literals.
+  write(workerFile, wasmWorkerContents.replace(/\n/g, '\\n'));
+  write(mainFile, `var WasmBackendModuleThreadedSimd = ${factory.toString()}`);
+
+  const proto = Object.prototype as Record<string, unknown>;
+  const own = (obj: object, key: string, value: unknown) =>
+    Object.defineProperty(obj, key, { value, writable: true, configurable: true, enumerable: true });
+  Object.defineProperty(proto, 'mainScriptUrlOrBlob', {
+    configurable: true,
+    set(this: object) {
+      own(this, 'mainScriptUrlOrBlob', mainFile);
+    },
+  });
+  Object.defineProperty(proto, 'locateFile', {
+    configurable: true,
+    set(this: object, fn: (p: string, prefix: string) => string) {
+      own(this, 'locateFile', (p: string, prefix: string) => (p.endsWith('.worker.js') ? workerFile : fn(p, prefix)));
+    },
+  });
+  const osModule = require('node:os') as typeof os;
+  const realCpus = osModule.cpus;
+  osModule.cpus = () => {
+    const cpus = realCpus();
+    return Array.from({ length: threads * 2 }, (_, i) => cpus[i % cpus.length]);
+  };
+  try {
+    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
+    setThreadsCount(threads);
+    const ok = await tf.setBackend('wasm');
+    if (!ok) return false;
+    const pthread = (
+      tf.backend() as unknown as {
+        wasm?: { PThread?: { unusedWorkers: unknown[]; pthreads?: Record<string, unknown>; runningWorkers?: unknown[] } };
+      }
+    ).wasm?.PThread;
+    if (!pthread) throw new Error('the threaded module did not load');
+    for (const w of [...pthread.unusedWorkers, ...Object.values(pthread.pthreads ?? {}), ...(pthread.runningWorkers ?? [])]) {
+      (w as { unref?: () => void }).unref?.();
+    }
+    return true;
+  } finally {
+    osModule.cpus = realCpus;
+    delete proto.mainScriptUrlOrBlob;
+    delete proto.locateFile;
   }
 }
 
@@ -55,7 +148,9 @@ async function tryWasm(): Promise<boolean> {
 export async function initBackend(
   prefer: BackendPreference = (process.env.EDGETUNE_BACKEND as BackendPreference) || 'auto',
   log: (line: string) => void = (l) => console.error(l),
+  opts: InitBackendOptions = {},
 ): Promise<BackendInfo> {
+  const wasmThreads = Math.max(1, Math.floor(opts.wasmThreads ?? (Number(process.env.EDGETUNE_WASM_THREADS) || 1)));
   if (current && (prefer === 'auto' || current.name.startsWith(prefer.replace('node', 'tensorflow')))) {
     return current;
   }
@@ -73,17 +168,20 @@ export async function initBackend(
     let ok = false;
     if (name === 'tensorflow-gpu') ok = await tryNative('@tensorflow/tfjs-node-gpu');
     else if (name === 'tensorflow') ok = await tryNative('@tensorflow/tfjs-node');
-    else if (name === 'wasm') ok = await tryWasm();
+    else if (name === 'wasm') ok = await tryWasm(wasmThreads, log);
     else ok = await tf.setBackend('cpu');
     if (!ok) continue;
     await tf.ready();
     current = { backend: tf.getBackend(), name };
     if (name === 'wasm') {
       current.simd = (await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) as boolean;
-      current.threads = 1;
+      current.threads = getThreadsCount();
     }
     if (name === 'cpu') {
-      current.reason = prefer === 'cpu' ? 'requested' : 'no faster backend could start; the cpu backend is ~20x slower and its convolution gradients are naive loops';
+      current.reason =
+        prefer === 'cpu'
+          ? 'requested'
+          : 'no faster backend could start; the cpu backend is ~20x slower and its convolution gradients are naive loops';
     }
     log(`edgetune: tfjs backend ${describeBackend(current)}`);
     return current;
@@ -92,7 +190,10 @@ export async function initBackend(
 }
 
 export function describeBackend(b: BackendInfo): string {
-  if (b.name === 'wasm') return `wasm (${b.simd ? 'SIMD' : 'no SIMD'}, ${b.threads ?? 1} thread)`;
+  if (b.name === 'wasm') {
+    const n = b.threads ?? 1;
+    return `wasm (${b.simd ? 'SIMD' : 'no SIMD'}, ${n} thread${n === 1 ? '' : 's'}${n > 1 ? ', threaded build' : ''})`;
+  }
   if (b.name === 'tensorflow-gpu') return 'tensorflow (tfjs-node-gpu, CUDA)';
   if (b.name === 'tensorflow') return 'tensorflow (tfjs-node, CPU)';
   return `cpu (${b.reason ?? 'requested'})`;
