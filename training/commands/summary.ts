@@ -36,7 +36,7 @@ const group = (n: number) => n.toLocaleString('en-US');
 function connections(layer: AnyLayer): string[] {
   const out: string[] = [];
   for (const node of (layer as unknown as { inboundNodes: InboundNode[] }).inboundNodes) {
-    node.inboundLayers.forEach((l, i) => out.push(`${l.name}[${node.nodeIndices[i]}][${node.tensorIndices[i]}]`));
+    out.push(...node.inboundLayers.map((l, i) => `${l.name}[${node.nodeIndices[i]}][${node.tensorIndices[i]}]`));
   }
   return out;
 }
