@@ -20,8 +20,8 @@ export class HeadTrainer {
     private readonly dropout: number,
   ) {
     const [k, b] = model.getLayer(HEAD.logits).getWeights();
-    this.kernel = tf.variable(k.clone(), true, 'head/kernel');
-    this.bias = tf.variable(b.clone(), true, 'head/bias');
+    this.kernel = tf.variable(k, true, 'head/kernel');
+    this.bias = tf.variable(b, true, 'head/bias');
     this.optimizer = tf.train.adam(lr);
   }
 

@@ -1,0 +1,99 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../core/backend.js';
+import { loadModel } from '../core/model-loader.js';
+import { ManifestSchema, VerificationSchema } from '../core/manifest.js';
+import { tf } from '../core/tf.js';
+import { evaluateModel } from '../training/evaluate.js';
+import { runTraining } from '../training/job.js';
+import { resolveTrainOptions } from '../training/options.js';
+import type { TrainEvent } from '../training/progress.js';
+import { makeDataset } from './helpers/images.js';
+
+// A tiny end-to-end run on generated images, with the offline fallback weights (nsfwjs, alpha 1.0),
+// both phases, the worker pool and the report: seconds, not minutes.
+describe('edgetune train (tiny, end to end)', () => {
+  let root: string;
+  let out: string;
+  const events: TrainEvent[] = [];
+  let tensorsBefore = 0;
+
+  beforeAll(async () => {
+    process.env.EDGETUNE_OFFLINE = '1';
+    delete process.env.EDGETUNE_BASE_WEIGHTS;
+    await initBackend();
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'edgetune-train-'));
+    root = await makeDataset(path.join(dir, 'data'), { red: 14, blue: 14 }, 40);
+    out = path.join(dir, 'model');
+    tensorsBefore = tf.memory().numTensors;
+    const opts = resolveTrainOptions({
+      data: root,
+      out,
+      imageSize: 32,
+      batchSize: 8,
+      epochs: 3,
+      fineTuneEpochs: 2,
+      fineTuneAt: 120,
+      workers: 1,
+      rotation: 0.1,
+    });
+    const { model } = await runTraining(opts, (e) => events.push(e));
+    model.dispose();
+  }, 300_000);
+
+  it('writes a complete model folder with a valid manifest', async () => {
+    for (const f of ['model.json', 'weights.bin', 'manifest.json', 'verification.json', 'report/index.html', 'report/accuracy.png', 'report/loss.svg', 'report/confusion.png']) {
+      expect(existsSync(path.join(out, f)), f).toBe(true);
+    }
+    const manifest = ManifestSchema.parse(JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8')));
+    expect(manifest.classes).toEqual(['blue', 'red']);
+    expect(manifest.output).toBe('sigmoid');
+    expect(manifest.input.size).toBe(32);
+    expect(manifest.backbone.weights.kind).toBe('nsfwjs');
+    expect(manifest.backbone.weights.warning).toMatch(/re-trained/);
+    expect(manifest.history.map((h) => `${h.phase}:${h.epoch}`)).toEqual(['frozen:1', 'frozen:2', 'frozen:3', 'fineTune:4', 'fineTune:5']);
+    expect(manifest.metrics.fineTuned?.confusion.flat().reduce((a, b) => a + b, 0)).toBe(manifest.dataset.counts.validation);
+    expect(manifest.metrics.fineTuned?.auc).toBeTypeOf('number');
+    expect(manifest.dataset.counts.train + manifest.dataset.counts.validation).toBe(28);
+    expect(manifest.dataset.fingerprint).toMatch(/^[0-9a-f]{64}$/);
+    VerificationSchema.parse(JSON.parse(await readFile(path.join(out, 'verification.json'), 'utf8')));
+  });
+
+  it('learns the generated task', async () => {
+    const manifest = ManifestSchema.parse(JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8')));
+    expect(manifest.metrics.fineTuned!.valAccuracy).toBeGreaterThanOrEqual(0.8);
+  });
+
+  it('reports progress events and no leaked tensors', () => {
+    expect(events.filter((e) => e.type === 'epoch')).toHaveLength(5);
+    expect(events.at(-1)?.type).toBe('done');
+    expect(events.some((e) => e.type === 'warning' && /nsfwjs/.test(e.message))).toBe(true);
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
+  });
+
+  it('keeps BatchNorm moving statistics of the base unchanged (inference mode in both phases)', async () => {
+    const { readBaseWeights } = await import('../core/weights/index.js');
+    const source = await readBaseWeights('nsfwjs', () => {});
+    const { model } = await loadModel(out);
+    let checked = 0;
+    for (const layer of model.layers.filter((l) => l.getClassName() === 'BatchNormalization')) {
+      const [, , mean, variance] = layer.getWeights();
+      const srcMean = source.weights.get(`${layer.name}/moving_mean`)!.values;
+      const srcVar = source.weights.get(`${layer.name}/moving_variance`)!.values;
+      expect(Array.from(mean.dataSync())).toEqual(Array.from(srcMean));
+      expect(Array.from(variance.dataSync())).toEqual(Array.from(srcVar));
+      checked++;
+    }
+    expect(checked).toBe(52);
+    model.dispose();
+  });
+
+  it('evaluate reproduces the training run\'s figures on the same images', async () => {
+    const e = await evaluateModel(out, root);
+    expect(e.images).toBe(28);
+    expect(e.metrics.valAccuracy).toBeGreaterThanOrEqual(0.8);
+  });
+});
