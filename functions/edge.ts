@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { handle } from 'hono/lambda-edge';
-import { decodeImageJs } from '../core/image-js.js';
+import { decodeImageJs, initVips } from '../core/image-js.js';
 import { configFromEnv } from './config.js';
 import { createRuntime } from './runtime.js';
 
@@ -24,7 +24,8 @@ function edgeEnv(): Record<string, string | undefined> {
 
 // No sharp at the edge: images are decoded by libvips compiled to WASM.
 const rt = createRuntime(configFromEnv(edgeEnv()), decodeImageJs);
-await rt.ready;
+// Start libvips during init too, so the first request does not pay for compiling its WASM.
+await Promise.all([rt.ready, initVips()]);
 
 /** CloudFront origin-request (or viewer-request) trigger with the body included. */
 export const handler = handle(rt.app);

@@ -66,7 +66,7 @@ export class ModelHolder {
   /** Starts the first load; resolves when it has finished (successfully or not). */
   start(): Promise<void> {
     if (!this.uri) return Promise.resolve();
-    return this.refresh('startup');
+    return this.refresh();
   }
 
   /** Waits for any background load in progress (tests, graceful shutdown). */

@@ -1,0 +1,140 @@
+// npm run build:functions: esbuild bundles of the API adapters, ready for CDK to deploy.
+//   dist/functions/lambda/  index.mjs (handler index.handler, Node 20 arm64) + tfjs WASM files
+//                           + node_modules/sharp for linux-arm64 (native, installed with npm)
+//   dist/functions/edge/    index.mjs (Lambda@Edge) + tfjs WASM files + wasm-vips (no native code)
+// Prints each bundle's size, unzipped and zipped; fails when the Lambda bundle is >= 50 MiB zipped.
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build, type Plugin } from 'esbuild';
+
+const require = createRequire(import.meta.url);
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const argv = process.argv.slice(2);
+const outArg = argv.indexOf('--out');
+// --out <dir>: build elsewhere (tests); --lambda / --edge: only that bundle; --no-sharp-install: skip npm.
+const OUT = outArg >= 0 ? path.resolve(argv[outArg + 1]) : path.join(ROOT, 'dist/functions');
+const MIB = 1024 * 1024;
+const LAMBDA_ZIP_LIMIT = 50 * MIB;
+
+const args = new Set(argv);
+const only = ['lambda', 'edge'].filter((t) => args.has(`--${t}`));
+const targets = only.length ? only : ['lambda', 'edge'];
+const skipSharpInstall = args.has('--no-sharp-install');
+
+// ESM output still meets CommonJS dependencies (tfjs, AWS SDK) that call require/__dirname.
+const banner = [
+  "import { createRequire as __cr } from 'node:module';",
+  "import { fileURLToPath as __fu } from 'node:url';",
+  "import { dirname as __dn } from 'node:path';",
+  'const require = __cr(import.meta.url);',
+  'const __filename = __fu(import.meta.url);',
+  'const __dirname = __dn(__filename);',
+].join('\n');
+
+/** The edge bundle must not reach sharp (native): fail the build if anything imports it. */
+const forbidSharp: Plugin = {
+  name: 'forbid-sharp',
+  setup(b) {
+    b.onResolve({ filter: /^sharp$/ }, (a) => ({ errors: [{ text: `sharp is native and cannot run at the edge (imported by ${a.importer})` }] }));
+  },
+};
+
+function copyWasm(dir: string): void {
+  const src = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm'));
+  // The threaded build is not shipped: tfjs turns WASM threads off under Node.
+  for (const f of ['tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm.wasm']) copyFileSync(path.join(src, f), path.join(dir, f));
+}
+
+function dirBytes(dir: string): number {
+  let n = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    n += e.isDirectory() ? dirBytes(p) : statSync(p).size;
+  }
+  return n;
+}
+
+function zipBytes(dir: string): number {
+  const zip = `${dir}.zip`;
+  rmSync(zip, { force: true });
+  execFileSync('zip', ['-qr9', zip, '.'], { cwd: dir });
+  return statSync(zip).size;
+}
+
+async function bundle(name: string, entry: string, opts: { external: string[]; plugins?: Plugin[] }): Promise<string> {
+  const dir = path.join(OUT, name);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  await build({
+    entryPoints: [path.join(ROOT, entry)],
+    outfile: path.join(dir, 'index.mjs'),
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'esm',
+    minify: true,
+    sourcemap: false,
+    legalComments: 'none',
+    banner: { js: banner },
+    external: opts.external,
+    plugins: opts.plugins,
+    logLevel: 'warning',
+  });
+  copyWasm(dir);
+  return dir;
+}
+
+function sharpVersion(): string {
+  return JSON.parse(readFileSync(path.join(ROOT, 'node_modules/sharp/package.json'), 'utf8')).version;
+}
+
+async function buildLambda(): Promise<string> {
+  const dir = await bundle('lambda', 'functions/lambda.ts', { external: ['sharp'] });
+  writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'edgetune-lambda', private: true, type: 'module' }, null, 2));
+  if (!skipSharpInstall) {
+    // Same sharp version as development, with the linux-arm64 prebuilt libvips (Graviton Lambda).
+    execFileSync(
+      'npm',
+      ['install', '--no-audit', '--no-fund', '--no-save', '--os=linux', '--cpu=arm64', '--libc=glibc', `sharp@${sharpVersion()}`, '--prefix', dir],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    if (!existsSync(path.join(dir, 'node_modules/@img/sharp-linux-arm64'))) {
+      throw new Error('sharp for linux-arm64 did not install into the Lambda bundle');
+    }
+    for (const f of ['package-lock.json']) rmSync(path.join(dir, f), { force: true });
+  }
+  return dir;
+}
+
+async function buildEdge(): Promise<string> {
+  const dir = await bundle('edge', 'functions/edge.ts', { external: ['wasm-vips'], plugins: [forbidSharp] });
+  writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'edgetune-edge', private: true, type: 'module' }, null, 2));
+  // wasm-vips starts its pthread workers from its own module file, so it ships as a package, not inlined.
+  const vipsSrc = path.join(ROOT, 'node_modules/wasm-vips');
+  const vipsDst = path.join(dir, 'node_modules/wasm-vips');
+  mkdirSync(path.join(vipsDst, 'lib'), { recursive: true });
+  const pkg = JSON.parse(readFileSync(path.join(vipsSrc, 'package.json'), 'utf8'));
+  writeFileSync(
+    path.join(vipsDst, 'package.json'),
+    JSON.stringify({ name: 'wasm-vips', version: pkg.version, type: 'module', exports: { '.': { import: './lib/vips-node.mjs' } } }, null, 2),
+  );
+  for (const f of ['vips-node.mjs', 'vips.wasm']) copyFileSync(path.join(vipsSrc, 'lib', f), path.join(vipsDst, 'lib', f));
+  copyFileSync(path.join(vipsSrc, 'LICENSE'), path.join(vipsDst, 'LICENSE'));
+  return dir;
+}
+
+const rows: Array<{ bundle: string; dir: string; bytes: number; zipped: number }> = [];
+for (const t of targets) {
+  const dir = t === 'lambda' ? await buildLambda() : await buildEdge();
+  rows.push({ bundle: t, dir: path.relative(process.cwd(), dir), bytes: dirBytes(dir), zipped: zipBytes(dir) });
+}
+const mib = (n: number) => `${(n / MIB).toFixed(2)} MiB`;
+for (const r of rows) process.stdout.write(`${r.bundle.padEnd(7)} ${r.dir.padEnd(24)} ${mib(r.bytes).padStart(11)} unzipped  ${mib(r.zipped).padStart(11)} zipped\n`);
+const lambda = rows.find((r) => r.bundle === 'lambda');
+if (lambda && lambda.zipped >= LAMBDA_ZIP_LIMIT) {
+  process.stderr.write(`the Lambda bundle is ${mib(lambda.zipped)} zipped, over the ${mib(LAMBDA_ZIP_LIMIT)} limit\n`);
+  process.exitCode = 1;
+}

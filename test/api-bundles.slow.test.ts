@@ -1,0 +1,106 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../core/backend.js';
+import { makeModelDir } from './helpers/model-dir.js';
+import { REPO_DIR } from './helpers/shared.js';
+import { makePhoto } from './helpers/tiny-model.js';
+
+const run = promisify(execFile);
+let out: string;
+let modelDir: string;
+
+beforeAll(async () => {
+  await initBackend('auto', () => {});
+  out = await mkdtemp(path.join(os.tmpdir(), 'edgetune-bundles-'));
+  modelDir = path.join(out, 'model');
+  await makeModelDir(modelDir, { inputSize: 32 });
+  await run('npx', ['tsx', 'scripts/build-functions.ts', '--out', out, '--no-sharp-install'], { cwd: REPO_DIR });
+}, 180_000);
+afterAll(async () => {
+  if (out) await rm(out, { recursive: true, force: true });
+});
+
+/** Imports a bundle in a fresh Node process (like a Lambda cold start) and calls its handler with each event. */
+async function invoke(bundleDir: string, events: unknown[], env: Record<string, string> = {}): Promise<Array<Record<string, unknown>>> {
+  const script = `
+    const { handler } = await import(${JSON.stringify(path.join(bundleDir, 'index.mjs'))});
+    const events = JSON.parse(process.env.EVENTS);
+    const out = [];
+    for (const e of events) out.push(await handler(e, {}));
+    process.stdout.write('RESULT' + JSON.stringify(out));
+    process.exit(0);`;
+  // A file, like the Lambda runtime imports (wasm-vips cannot start its workers under \`node -e\`).
+  const runner = path.join(bundleDir, 'invoke-test.mjs');
+  await writeFile(runner, script);
+  const { stdout } = await run(process.execPath, [runner], {
+    cwd: bundleDir,
+    env: { PATH: process.env.PATH, EVENTS: JSON.stringify(events), LOG_LEVEL: 'silent', ...env },
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  return JSON.parse(stdout.slice(stdout.indexOf('RESULT') + 6));
+}
+
+describe('esbuild bundles', () => {
+  it('Lambda bundle answers API Gateway HTTP API events (sharp decoder, tfjs WASM files from the bundle)', async () => {
+    const dir = path.join(out, 'lambda');
+    // The real bundle gets linux-arm64 sharp from npm; this test borrows the host's sharp.
+    await symlink(path.join(REPO_DIR, 'node_modules'), path.join(dir, 'node_modules'), 'dir');
+    const jpeg = await makePhoto('jpeg', 200, 150);
+    const ev = (method: string, rawPath: string, body?: Buffer, type?: string) => ({
+      version: '2.0',
+      routeKey: '$default',
+      rawPath,
+      rawQueryString: '',
+      headers: { host: 'api.example', ...(type ? { 'content-type': type } : {}) },
+      requestContext: { http: { method, path: rawPath, protocol: 'HTTP/1.1', sourceIp: '1.2.3.4', userAgent: 't' }, requestId: 'r1', stage: '$default' },
+      body: body?.toString('base64'),
+      isBase64Encoded: !!body,
+    });
+    const [ready, classify, bad] = await invoke(dir, [ev('GET', '/readyz'), ev('POST', '/v1/classify', jpeg, 'image/jpeg'), ev('POST', '/v1/classify', Buffer.from('xx'), 'text/plain')], {
+      MODEL_URI: modelDir,
+    });
+    expect(ready.statusCode).toBe(200);
+    expect(JSON.parse(ready.body as string)).toMatchObject({ ready: true, backend: expect.stringMatching(/^wasm/) });
+    expect(classify.statusCode).toBe(200);
+    const j = JSON.parse(classify.body as string);
+    expect(j.predictions).toHaveLength(2);
+    expect(bad.statusCode).toBe(415);
+    expect((bad.headers as Record<string, string>)['content-type']).toBe('application/problem+json');
+  });
+
+  it('Lambda@Edge bundle has no native code, reads edge-config.json, and classifies with the WASM decoder', async () => {
+    const dir = path.join(out, 'edge');
+    const code = await readFile(path.join(dir, 'index.mjs'), 'utf8');
+    // The build's forbid-sharp plugin already fails on any import; check the output too (without printing 4 MB on failure).
+    expect(/from\s*["']sharp["']|import\(\s*["']sharp["']\s*\)|require\(\s*["']sharp["']\s*\)/.test(code)).toBe(false);
+    await writeFile(path.join(dir, 'edge-config.json'), JSON.stringify({ MODEL_URI: modelDir, LOG_LEVEL: 'silent' }));
+    const png = await makePhoto('png', 120, 90, 2, { alpha: true });
+    const cf = (method: string, uri: string, body?: Buffer, type?: string) => ({
+      Records: [
+        {
+          cf: {
+            config: { distributionDomainName: 'd.cloudfront.net', distributionId: 'E1', eventType: 'origin-request', requestId: 'x' },
+            request: {
+              clientIp: '1.2.3.4',
+              method,
+              uri,
+              querystring: 'top=1',
+              headers: { host: [{ key: 'Host', value: 'd.cloudfront.net' }], ...(type ? { 'content-type': [{ key: 'Content-Type', value: type }] } : {}) },
+              ...(body ? { body: { action: 'read-only', data: body.toString('base64'), encoding: 'base64', inputTruncated: false } } : {}),
+            },
+          },
+        },
+      ],
+    });
+    const [ready, classify] = await invoke(dir, [cf('GET', '/readyz'), cf('POST', '/v1/classify', png, 'image/png')]);
+    expect(String(ready.status)).toBe('200');
+    expect(String(classify.status)).toBe('200');
+    const j = JSON.parse(classify.body as string);
+    expect(j.predictions).toHaveLength(1);
+    expect(j.timings.decodeMs).toBeGreaterThan(0);
+  });
+});
