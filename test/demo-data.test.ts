@@ -99,6 +99,10 @@ describe('generateDemoDataset', () => {
     await generateDemoDataset(root, { perClass: 2, size: 32, force: true });
     expect((await readdir(path.join(root, 'circles'))).sort()).toEqual(['circles_0001.jpg', 'circles_0002.jpg', 'mine.jpg']);
     expect(await readFile(path.join(root, 'notes.txt'), 'utf8')).toBe('keep me');
+    // fewer classes than last time: the generator's old class folder goes, leaving a valid dataset
+    await generateDemoDataset(root, { classes: 3, perClass: 1, size: 32, force: true });
+    await generateDemoDataset(root, { classes: 2, perClass: 1, size: 32, force: true });
+    expect((await readdir(root)).sort()).toEqual(['circles', 'notes.txt', 'squares']);
   });
 
   it('rejects bad options with a clear error', async () => {

@@ -412,7 +412,8 @@ export async function* demoImages(opts: DemoDataOptions = {}): AsyncGenerator<De
 
 /**
  * Writes the demo dataset as `<outDir>/<class>/<class>_NNNN.jpg` (the layout `listDataset`
- * reads). Refuses a non-empty folder unless `force`, which replaces only this generator's files.
+ * reads). Refuses a non-empty folder unless `force`, which replaces only this generator's files
+ * (in every demo class folder, so a smaller --classes leaves no stale class behind).
  */
 export async function generateDemoDataset(outDir: string, opts: DemoDataOptions = {}): Promise<DemoDataResult> {
   const resolved = resolveDemoOptions(opts);
@@ -425,14 +426,8 @@ export async function generateDemoDataset(outDir: string, opts: DemoDataOptions 
   if (existing.length && !opts.force) {
     throw new Error(`demo-data: ${root} is not empty; choose an empty folder, or force (--force) to replace the demo images in it`);
   }
-  for (const name of names) {
-    const dir = path.join(root, name);
-    await mkdir(dir, { recursive: true });
-    if (opts.force) {
-      const own = new RegExp(`^${name}_\\d+\\.jpg$`);
-      for (const f of await readdir(dir)) if (own.test(f)) await rm(path.join(dir, f));
-    }
-  }
+  if (opts.force) await removeOwnFiles(root);
+  for (const name of names) await mkdir(path.join(root, name), { recursive: true });
   const files: string[] = [];
   const counts: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
   for await (const img of demoImages(resolved)) {
@@ -441,4 +436,16 @@ export async function generateDemoDataset(outDir: string, opts: DemoDataOptions 
     counts[img.className]++;
   }
   return { root, classes: [...names], files, counts };
+}
+
+/** Deletes `<class>/<class>_NNNN.jpg` files of every demo class, and class folders left empty. */
+async function removeOwnFiles(root: string): Promise<void> {
+  for (const name of DEMO_CLASSES) {
+    const dir = path.join(root, name);
+    const entries = await readdir(dir).catch(() => undefined);
+    if (!entries) continue;
+    const own = new RegExp(`^${name}_\\d+\\.jpg$`);
+    for (const f of entries) if (own.test(f)) await rm(path.join(dir, f));
+    if (!(await readdir(dir)).length) await rm(dir, { recursive: true });
+  }
 }
