@@ -31,7 +31,7 @@ export interface PublishResult {
   reason: string;
   uri: string;
   timings: Record<string, number>;
-  quantization: NonNullable<Manifest['quantization']>;
+  quantization: NonNullable<Manifest['quantization']> & { measuredOn: string };
 }
 
 /**
@@ -253,7 +253,7 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
       gateAccuracy = manifestValAccuracy(src);
     }
     const unqBytes = Buffer.from(artifacts.weightData as ArrayBuffer).byteLength;
-    quantization = { dtype, weightBytes: qBuf.byteLength, unquantizedWeightBytes: unqBytes, valAccuracy: qAcc, unquantizedValAccuracy: unqAcc };
+    quantization = { dtype, weightBytes: qBuf.byteLength, unquantizedWeightBytes: unqBytes, valAccuracy: qAcc, unquantizedValAccuracy: unqAcc, measuredOn };
     log(
       `quantize ${dtype}: weights ${unqBytes} -> ${qBuf.byteLength} bytes (${((100 * qBuf.byteLength) / unqBytes).toFixed(1)}%), ` +
         `accuracy ${unqAcc.toFixed(4)} -> ${qAcc.toFixed(4)} on ${measuredOn}, max |dp| vs verification ${maxAbsDiff(qProbs, verification.probabilities).toExponential(2)}`,
@@ -377,8 +377,12 @@ export interface VersionInfo {
   version: string;
   complete: boolean;
   current: boolean;
+  /** The training run's validation accuracy (manifest metrics). */
   valAccuracy?: number;
   quantization?: string;
+  /** Accuracy of the quantized weights, and what it was measured on. */
+  quantizedAccuracy?: number;
+  measuredOn?: string;
   weightBytes?: number;
   createdAt?: string;
 }
@@ -391,13 +395,15 @@ export async function listVersions(target: string): Promise<{ versions: VersionI
   const versions = await mapLimit(names, 4, async (version): Promise<VersionInfo> => {
     const m = await getObjectIfExists(`s3://${bucket}/${joinKey(prefix, version, 'manifest.json')}`);
     if (!m) return { version, complete: false, current: current?.version === version };
-    const man = JSON.parse(m.body.toString()) as Manifest;
+    const man = JSON.parse(m.body.toString()) as Manifest & { quantization?: { measuredOn?: string } };
     return {
       version,
       complete: true,
       current: current?.version === version,
-      valAccuracy: man.quantization?.valAccuracy !== undefined && man.quantization.dtype !== 'none' ? man.quantization.valAccuracy : manifestValAccuracy(man),
+      valAccuracy: manifestValAccuracy(man),
       quantization: man.quantization?.dtype,
+      quantizedAccuracy: man.quantization?.valAccuracy,
+      measuredOn: man.quantization?.measuredOn,
       weightBytes: man.files.reduce((a, f) => a + f.bytes, 0),
       createdAt: man.createdAt,
     };

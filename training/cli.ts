@@ -10,6 +10,10 @@ const commands: Array<() => Promise<{ register: (program: Command) => void }>> =
   () => import('../functions/commands/serve.js'),
   () => import('./commands/summary.js'),
   () => import('./commands/imagenet.js'),
+  () => import('./commands/s3.js'),
+  () => import('./commands/upload.js'),
+  () => import('./commands/publish.js'),
+  () => import('./commands/models.js'),
 ];
 
 const program = new Command('edgetune')
