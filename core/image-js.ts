@@ -1,7 +1,7 @@
 // Image preprocessing without sharp, for runtimes where native modules cannot load (Lambda@Edge
 // bundles). It runs libvips, the library inside sharp, compiled to WebAssembly (wasm-vips), and
 // replays sharp's pipeline from core/image.ts step by step (JPEG shrink-on-load, WebP scaled
-// load, orientation, premultiplied-alpha linear resize) so serving sees nearly the same pixels
+// load, orientation, ICC profile to sRGB, premultiplied-alpha linear resize) so serving sees nearly the same pixels
 // as training. Measured against sharp: see test/api-image-js.test.ts.
 import type { PreprocessOptions, RgbImage } from './image.js';
 
@@ -62,14 +62,15 @@ export async function decodeImageJs(bytes: Uint8Array, opts: PreprocessOptions):
     const pixels = im.width * im.height;
     if (pixels > limitInputPixels) throw new Error(`Input image exceeds pixel limit (${im.width}x${im.height})`);
     const orientation = im.getTypeof('orientation') !== 0 ? im.getInt('orientation') : 1;
-    const orientFirst = orientation > 1 && orientation <= 8;
 
     const shrinkFor = (w: number, h: number): [number, number] => {
       const hs = w / size;
       const vs = h / size;
       return resize === 'crop' ? [Math.min(hs, vs), Math.min(hs, vs)] : [hs, vs];
     };
-    if (!orientFirst && (kind === 'jpeg' || kind === 'webp')) {
+    // sharp's rotate() + resize() order: shrink-on-load, resize, and only then apply EXIF orientation
+    // (the target is square, so swapping it for 90/270 degree orientations changes nothing).
+    if (kind === 'jpeg' || kind === 'webp') {
       const [hs, vs] = shrinkFor(im.width, im.height);
       const shrink = Math.min(hs, vs);
       if (kind === 'jpeg') {
@@ -79,7 +80,19 @@ export async function decodeImageJs(bytes: Uint8Array, opts: PreprocessOptions):
         im = keep(vips.Image.newFromBuffer(bytes, '', { fail: true, scale: 1 / shrink }));
       }
     }
-    if (orientFirst) im = keep(im.autorot());
+
+    // Like sharp: move to sRGB through the embedded ICC profile (perceptual), or from CMYK.
+    const interp = im.interpretation;
+    if (im.getTypeof('icc-profile-data') !== 0 && interp !== 'labs' && interp !== 'grey16') {
+      const depth = interp === 'rgb16' || interp === 'grey16' ? 16 : 8;
+      try {
+        im = keep(im.iccTransform('srgb', { embedded: true, depth, intent: 'perceptual' }));
+      } catch {
+        // sharp goes on without the profile when it is invalid; so do we.
+      }
+    } else if (interp === 'cmyk') {
+      im = keep(im.iccTransform('srgb', { input_profile: 'cmyk', intent: 'perceptual' }));
+    }
 
     const [hs, vs] = shrinkFor(im.width, im.height);
     const alpha = im.hasAlpha();
@@ -91,6 +104,7 @@ export async function decodeImageJs(bytes: Uint8Array, opts: PreprocessOptions):
       // sharp's centre gravity: (in - out + 1) / 2, integer division.
       im = keep(im.crop(Math.trunc((im.width - size + 1) / 2), Math.trunc((im.height - size + 1) / 2), size, size));
     }
+    if (orientation > 1 && orientation <= 8) im = keep(im.autorot());
     im = keep(im.colourspace('srgb'));
     if (im.format !== 'uchar') im = keep(im.cast('uchar'));
     if (im.bands > 3) im = keep(im.extractBand(0, { n: 3 }));
@@ -100,8 +114,9 @@ export async function decodeImageJs(bytes: Uint8Array, opts: PreprocessOptions):
     const out = im.writeToMemory();
     return { data: new Uint8Array(out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength)), width: size, height: size };
   } catch (e) {
-    const msg = (e as Error)?.message ?? String(e);
-    throw new ImageDecodeError(`cannot decode image: ${msg.split('\n')[0].trim()}`);
+    const raw = e instanceof Error ? e.message : String(e);
+    const msg = String(raw || 'libvips refused the bytes').split('\n')[0].trim();
+    throw new ImageDecodeError(`cannot decode image: ${msg}`);
   } finally {
     for (const im of owned) im.delete();
   }
