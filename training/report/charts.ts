@@ -123,12 +123,11 @@ export function curveSpec(history: readonly EpochRecord[], metric: CurveMetric):
   } as TopLevelSpec;
 }
 
-/** Confusion matrix heatmap: rows true class, columns predicted, cells with count and row share. */
+/** Confusion matrix heatmap: rows true class, columns predicted; cells show count and share of the row. */
 export function confusionSpec(classes: readonly string[], confusion: readonly (readonly number[])[], subtitle: string): TopLevelSpec {
   if (confusion.length !== classes.length || confusion.some((r) => r.length !== classes.length)) {
     throw new Error(`report: confusion matrix is not ${classes.length}x${classes.length}`);
   }
-  const max = Math.max(1, ...confusion.flat());
   const cells = confusion.flatMap((row, i) => {
     const total = row.reduce((a, b) => a + b, 0);
     return row.map((count, j) => ({
@@ -137,7 +136,7 @@ export function confusionSpec(classes: readonly string[], confusion: readonly (r
       count,
       share: total ? count / total : 0,
       label: `${count}${total ? ` (${Math.round((100 * count) / total)}%)` : ''}`,
-      dark: count > max * 0.55,
+      dark: total > 0 && count / total > 0.55,
     }));
   });
   const cell = classes.length <= 3 ? 110 : classes.length <= 6 ? 80 : 56;
@@ -150,14 +149,15 @@ export function confusionSpec(classes: readonly string[], confusion: readonly (r
     data: { values: cells },
     config: { ...baseConfig, axis: { ...baseConfig.axis, grid: false, ticks: false, domain: false, labelPadding: 6 } },
     encoding: {
-      x: { field: 'predicted', type: 'ordinal', sort: order, title: 'Predicted', axis: { orient: 'top', labelAngle: 0 } },
+      x: { field: 'predicted', type: 'ordinal', sort: order, title: 'Predicted', axis: { orient: 'top', labelAngle: 0, titlePadding: 10 } },
       y: { field: 'actual', type: 'ordinal', sort: order, title: 'True' },
     },
     layer: [
       {
         mark: { type: 'rect', stroke: 'white', strokeWidth: 2 },
         encoding: {
-          color: { field: 'count', type: 'quantitative', scale: { range: ['#f4f8fc', '#08519c'], domain: [0, max] }, legend: null },
+          // shade by share of the true class, so a small class's errors are as visible as a large one's
+          color: { field: 'share', type: 'quantitative', scale: { range: ['#f4f8fc', '#08519c'], domain: [0, 1] }, legend: null },
           tooltip: [
             { field: 'actual', title: 'true' },
             { field: 'predicted', title: 'predicted' },
