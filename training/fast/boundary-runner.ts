@@ -61,29 +61,38 @@ export function jobViews(job: BoundaryJob, inputSize: number): { images: number;
   return { images, views: job.views.map((d, i) => [i, d]) };
 }
 
-/** Builds the Keras base for alpha/inputSize and sets its weights by name from `weights`. */
-export function baseFromWeights(weights: BoundaryWeights, opts: BoundaryModelOptions): LayersModel {
+/**
+ * Sets every weight of `model` whose Keras name (`Conv1/kernel`...) is in `weights`; layers listed in
+ * `skip` (e.g. a fresh classifier head) are left as they are. Missing or mis-shaped weights throw.
+ */
+export function setWeightsByName(model: LayersModel, weights: BoundaryWeights, skip: ReadonlySet<string> = new Set()): void {
   const named = tf.io.decodeWeights(weights.weightData, weights.weightSpecs);
-  const base = buildMobileNetV2({ alpha: opts.alpha, inputSize: opts.inputSize });
   try {
-    for (const layer of base.layers) {
-      if (layer.weights.length === 0) continue;
+    for (const layer of model.layers) {
+      if (layer.weights.length === 0 || skip.has(layer.name)) continue;
       const values = layer.weights.map((w) => {
         const t = named[w.originalName];
-        if (!t)
-          throw new Error(`boundary weights: no '${w.originalName}' among ${weights.weightSpecs.length} weights (alpha ${opts.alpha}?)`);
+        if (!t) throw new Error(`weights: no '${w.originalName}' among ${weights.weightSpecs.length} weights`);
         if (t.shape.join() !== w.shape.join()) {
-          throw new Error(`boundary weights: '${w.originalName}' has shape [${t.shape}], the alpha ${opts.alpha} base needs [${w.shape}]`);
+          throw new Error(`weights: '${w.originalName}' has shape [${t.shape}], the model needs [${w.shape}] (another alpha?)`);
         }
         return t;
       });
       layer.setWeights(values);
     }
+  } finally {
+    tf.dispose(Object.values(named));
+  }
+}
+
+/** Builds the Keras base for alpha/inputSize and sets its weights by name from `weights`. */
+export function baseFromWeights(weights: BoundaryWeights, opts: BoundaryModelOptions): LayersModel {
+  const base = buildMobileNetV2({ alpha: opts.alpha, inputSize: opts.inputSize });
+  try {
+    setWeightsByName(base, weights);
   } catch (e) {
     base.dispose();
     throw e;
-  } finally {
-    tf.dispose(Object.values(named));
   }
   return base;
 }

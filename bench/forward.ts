@@ -1,0 +1,142 @@
+// npm run bench:forward — single-image classify latency (layers model.predict vs the fused
+// executor) and boundary forward throughput (worker pool, 1 and 2 workers) with the shared ImageNet
+// weights, for alpha 1.0 / 0.35 at 160 / 224. Options: --alphas 1,0.35 --sizes 160,224 --views 48
+// --runs 20 --no-threaded (skip the threaded-WASM latency child) --latency-only.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Tensor } from '@tensorflow/tfjs';
+import { describeBackend, initBackend } from '../core/backend.js';
+import { buildClassifier, HEAD } from '../core/classifier.js';
+import { createFastForward } from '../core/fast-forward.js';
+import { loadModelArtifacts } from '../core/file-io.js';
+import { tf } from '../core/tf.js';
+import type { AugmentDraw } from '../training/augment.js';
+import { createBoundaryPool } from '../training/fast/boundary-pool.js';
+import { type BoundaryWeights, setWeightsByName } from '../training/fast/boundary-runner.js';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const SHARED = process.env.EDGETUNE_SHARED_DIR ?? path.resolve(REPO, '../shared');
+const WEIGHTS: Record<string, string> = {
+  '1': path.join(SHARED, 'weights/mobilenet_v2_1.0_224_imagenet/model.json'),
+  '0.35': path.join(SHARED, 'weights/mobilenet_v2_0.35_224_imagenet/model.json'),
+};
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
+}
+const flag = (name: string) => process.argv.includes(`--${name}`);
+
+const alphas = arg('alphas', '1,0.35').split(',').map(Number);
+const sizes = arg('sizes', '160,224').split(',').map(Number);
+const views = Number(arg('views', '48'));
+const runs = Number(arg('runs', '20'));
+
+function stats(ms: number[]): { p50: number; min: number } {
+  const s = [...ms].sort((a, b) => a - b);
+  return { p50: s[Math.floor(s.length / 2)], min: s[0] };
+}
+
+function timeIt(f: () => Tensor): { p50: number; min: number } {
+  for (let i = 0; i < 3; i++) f().dispose();
+  const ms: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    const y = f();
+    y.dataSync();
+    y.dispose();
+    ms.push(performance.now() - t);
+  }
+  return stats(ms);
+}
+
+async function weightsFor(alpha: number): Promise<BoundaryWeights | undefined> {
+  const file = WEIGHTS[String(alpha)];
+  if (!file || !existsSync(file)) return undefined;
+  const a = await loadModelArtifacts(file);
+  return { weightSpecs: a.weightSpecs ?? [], weightData: a.weightData as ArrayBuffer };
+}
+
+const fmt = (x: number) => x.toFixed(1).padStart(6);
+
+async function latency(): Promise<void> {
+  for (const alpha of alphas) {
+    const weights = await weightsFor(alpha);
+    if (!weights) {
+      console.log(`alpha ${alpha}: skipped, no shared weights at ${WEIGHTS[String(alpha)]}`);
+      continue;
+    }
+    for (const size of sizes) {
+      // The exported classifier graph (2 classes), base weights from ImageNet, head as initialised.
+      const model = buildClassifier({ alpha, inputSize: size, numClasses: 2 });
+      setWeightsByName(model, weights, new Set([HEAD.logits]));
+      const ff = createFastForward(model);
+      const x = tf.randomUniform([1, size, size, 3], 0, 255, 'float32', 1);
+      const layers = timeIt(() => model.predict(x) as Tensor);
+      const fused = timeIt(() => ff.forward(x));
+      console.log(
+        `latency alpha ${alpha} ${size}x${size}: layers predict p50 ${fmt(layers.p50)} ms (min ${fmt(layers.min)}) | fused p50 ${fmt(fused.p50)} ms (min ${fmt(fused.min)}) | ${(layers.p50 / fused.p50).toFixed(2)}x`,
+      );
+      x.dispose();
+      ff.dispose();
+      model.dispose();
+    }
+  }
+}
+
+const DRAW: AugmentDraw = { flipH: true, flipV: false, angle: 0.15, zoom: 1.1, contrast: 1.2 };
+
+async function throughput(): Promise<void> {
+  for (const alpha of alphas) {
+    const weights = await weightsFor(alpha);
+    if (!weights) continue;
+    for (const size of sizes) {
+      const perImage = 4;
+      const img = (seed: number) => new Uint8Array(size * size * 3).map((_, i) => (i * 13 + seed * 101 + (i >> 7)) % 256);
+      const jobs = Array.from({ length: Math.ceil(views / perImage) }, (_, i) => ({
+        pixels: img(i),
+        views: Array<AugmentDraw>(perImage).fill(DRAW),
+      }));
+      const line: string[] = [];
+      for (const workers of [1, 2]) {
+        const t0 = performance.now();
+        const pool = await createBoundaryPool({ weights, alpha, inputSize: size, workers, dtype: 'float16' });
+        const startMs = performance.now() - t0;
+        try {
+          await pool.run(jobs.slice(0, workers));
+          const t = performance.now();
+          const results = await pool.run(jobs);
+          const sec = (performance.now() - t) / 1000;
+          const n = results.reduce((a, r) => a + r.shape[0], 0);
+          line.push(`${workers} worker${workers > 1 ? 's' : ''} ${fmt(n / sec)} img/s (start ${(startMs / 1000).toFixed(1)} s)`);
+        } finally {
+          await pool.close();
+        }
+      }
+      console.log(`boundary alpha ${alpha} ${size}x${size} (augmented views, float16 out): ${line.join(' | ')}`);
+    }
+  }
+}
+
+const info = await initBackend('wasm', () => {});
+console.log(`backend: ${describeBackend(info)}; ${runs} runs per latency figure; CPU shared with other processes: figures are indicative`);
+await latency();
+if (!flag('latency-only')) {
+  if (!flag('no-threaded')) {
+    console.log('threaded SIMD WASM (2 threads), single-image latency, in a child process:');
+    const child = spawnSync(
+      process.execPath,
+      [...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2), '--latency-only'],
+      {
+        env: { ...process.env, EDGETUNE_WASM_THREADS: '2' },
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    process.stdout.write(`${child.stdout.trimEnd().replace(/^/gm, '  ')}\n`);
+    if (child.status !== 0) console.log(`  (threaded child exited with ${child.status ?? child.signal})`);
+  }
+  await throughput();
+}
