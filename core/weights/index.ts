@@ -64,11 +64,8 @@ async function localH5(source: string, log: (l: string) => void): Promise<string
   log(`edgetune: downloading ${source} -> ${file}`);
   let bytes: Uint8Array;
   if (source.startsWith('s3://')) {
-    const [{ s3Client, parseS3Uri }, { GetObjectCommand }] = await Promise.all([import('../s3/client.js'), import('@aws-sdk/client-s3')]);
-    const { bucket, key } = parseS3Uri(source);
-    const res = await s3Client().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    if (!res.Body) throw new Error(`empty object ${source}`);
-    bytes = await res.Body.transformToByteArray();
+    const { getObject } = await import('../s3/client.js');
+    bytes = new Uint8Array((await getObject(source)).body);
   } else {
     bytes = await fetchBytes(source);
   }

@@ -129,15 +129,13 @@ async function readHttp(url: string): Promise<SourceWeights> {
 
 async function readS3(uri: string): Promise<SourceWeights> {
   // Imported lazily: the AWS SDK is only loaded when an s3:// source is used.
-  const [{ s3Client, parseS3Uri }, { GetObjectCommand }] = await Promise.all([import('../s3/client.js'), import('@aws-sdk/client-s3')]);
+  const { getObject, parseS3Uri } = await import('../s3/client.js');
   const { bucket, key } = parseS3Uri(uri);
   const jsonKey = key.endsWith('.json') ? key : `${key.replace(/\/?$/, '/')}model.json`;
   const dir = path.posix.dirname(jsonKey);
   const get = async (k: string) => {
     try {
-      const res = await s3Client().send(new GetObjectCommand({ Bucket: bucket, Key: k }));
-      if (!res.Body) throw new Error('empty body');
-      return await res.Body.transformToByteArray();
+      return new Uint8Array((await getObject(`s3://${bucket}/${k}`)).body);
     } catch (e) {
       throw new Error(`cannot read s3://${bucket}/${k}: ${(e as Error).name}: ${(e as Error).message}`);
     }
