@@ -1,3 +1,4 @@
+import { execSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { App, Validations } from 'aws-cdk-lib';
@@ -11,6 +12,11 @@ const app = new App();
 const config = parseInfraConfig((key) => app.node.tryGetContext(key));
 
 const apiDir = path.resolve(REPO_ROOT, config.lambdaCodePath);
+if (!existsSync(apiDir) && config.lambdaCodePath === 'dist/functions/lambda') {
+  // Fresh clone: build the API bundle (esbuild, local, offline) so a bare `npx cdk synth` works too.
+  console.error('edgetune: dist/functions/lambda missing, running `npm run build:functions`');
+  execSync('npm run build:functions', { cwd: REPO_ROOT, stdio: ['ignore', process.stderr, process.stderr] });
+}
 if (!existsSync(apiDir)) {
   throw new Error(`API bundle not found at ${apiDir}: run \`npm run build:functions\` first (\`npm run synth\` does both).`);
 }
