@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { io } from '@tensorflow/tfjs';
 import { initBackend } from './backend.js';
 import { type Manifest, ManifestSchema } from './manifest.js';
+import { artifactsFromModelJson } from './model-json.js';
 import { cleanEtag, getObject, isNotFound } from './s3/client.js';
 import { isS3Uri, joinKey, parseS3Uri } from './s3/uri.js';
 import { tf } from './tf.js';
@@ -101,14 +102,17 @@ function parseJson(body: Buffer, where: string): unknown {
 export function parseManifestStrict(json: unknown, where: string): Manifest {
   const r = ManifestSchema.safeParse(json);
   if (!r.success) {
-    throw new ModelIntegrityError(`${where}: invalid manifest: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    throw new ModelIntegrityError(
+      `${where}: invalid manifest: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
   }
   return r.data;
 }
 
 function safeRelative(file: string, where: string): string {
   const norm = path.posix.normalize(file);
-  if (norm.startsWith('..') || path.posix.isAbsolute(norm)) throw new ModelIntegrityError(`${where}: weight path "${file}" escapes the model folder`);
+  if (norm.startsWith('..') || path.posix.isAbsolute(norm))
+    throw new ModelIntegrityError(`${where}: weight path "${file}" escapes the model folder`);
   return norm;
 }
 
@@ -127,40 +131,22 @@ export async function readVerifiedArtifacts(
     throw new ModelIntegrityError(`${source.uri}/model.json is not a tfjs layers model (no modelTopology/weightsManifest)`);
   }
   const expected = new Map(manifest.files.map((f) => [safeRelative(f.path, source.uri), f]));
-  const specs: io.WeightsManifestEntry[] = [];
-  const buffers: Buffer[] = [];
-  for (const group of modelJson.weightsManifest) {
-    specs.push(...group.weights);
-    for (const p of group.paths) {
-      const rel = safeRelative(p, source.uri);
-      const want = expected.get(rel);
-      if (verify && !want) throw new ModelIntegrityError(`${source.uri}: weight file ${rel} is not listed in manifest.files`);
-      const { body } = await source.read(rel);
-      if (verify && want) {
-        const got = sha256(body);
-        if (got !== want.sha256) {
-          throw new ModelIntegrityError(
-            `${source.uri}/${rel}: sha256 mismatch: expected ${want.sha256} (${want.bytes} bytes), got ${got} (${body.byteLength} bytes)`,
-          );
-        }
+  const artifacts = await artifactsFromModelJson(modelJson, async (p) => {
+    const rel = safeRelative(p, source.uri);
+    const want = expected.get(rel);
+    if (verify && !want) throw new ModelIntegrityError(`${source.uri}: weight file ${rel} is not listed in manifest.files`);
+    const { body } = await source.read(rel);
+    if (verify && want) {
+      const got = sha256(body);
+      if (got !== want.sha256) {
+        throw new ModelIntegrityError(
+          `${source.uri}/${rel}: sha256 mismatch: expected ${want.sha256} (${want.bytes} bytes), got ${got} (${body.byteLength} bytes)`,
+        );
       }
-      buffers.push(body);
     }
-  }
-  const all = Buffer.concat(buffers);
-  return {
-    manifest,
-    manifestEtag: m.etag,
-    artifacts: {
-      modelTopology: modelJson.modelTopology,
-      format: modelJson.format,
-      generatedBy: modelJson.generatedBy,
-      convertedBy: modelJson.convertedBy,
-      userDefinedMetadata: modelJson.userDefinedMetadata,
-      weightSpecs: specs,
-      weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength),
-    },
-  };
+    return body;
+  });
+  return { manifest, manifestEtag: m.etag, artifacts };
 }
 
 async function readPointer(bucket: string, prefix: string, ifNoneMatch?: string) {
@@ -171,7 +157,9 @@ async function readPointer(bucket: string, prefix: string, ifNoneMatch?: string)
   } catch (e) {
     if ((e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 304) return undefined;
     if (isNotFound(e)) {
-      throw new ModelIntegrityError(`${uri} does not exist: no version of s3://${bucket}/${prefix} has been promoted (or the URI is wrong)`);
+      throw new ModelIntegrityError(
+        `${uri} does not exist: no version of s3://${bucket}/${prefix} has been promoted (or the URI is wrong)`,
+      );
     }
     throw e;
   }
@@ -228,13 +216,19 @@ export async function checkForUpdate(
   const r = await resolve(uri);
   if (r.kind === 'local') {
     const src = localSource(r.dir);
-    const manifest = parseManifestStrict(parseJson((await src.read('manifest.json')).body, `${r.dir}/manifest.json`), `${r.dir}/manifest.json`);
+    const manifest = parseManifestStrict(
+      parseJson((await src.read('manifest.json')).body, `${r.dir}/manifest.json`),
+      `${r.dir}/manifest.json`,
+    );
     return manifest.version === knownEtag ? { changed: false } : { changed: true, version: manifest.version, etag: manifest.version };
   }
   if (r.kind === 's3-version') {
     if (knownEtag) return { changed: false };
     const m = await s3Source(r.bucket, r.prefix).read('manifest.json');
-    const manifest = parseManifestStrict(parseJson(m.body, `s3://${r.bucket}/${r.prefix}/manifest.json`), `s3://${r.bucket}/${r.prefix}/manifest.json`);
+    const manifest = parseManifestStrict(
+      parseJson(m.body, `s3://${r.bucket}/${r.prefix}/manifest.json`),
+      `s3://${r.bucket}/${r.prefix}/manifest.json`,
+    );
     return { changed: true, version: manifest.version, etag: m.etag };
   }
   const ptr = await readPointer(r.bucket, r.prefix, knownEtag);

@@ -1,11 +1,11 @@
-import { readFile, readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DeleteObjectsCommand } from '@aws-sdk/client-s3';
-import type { io } from '@tensorflow/tfjs';
 import { initBackend } from './backend.js';
 import { toClassProbabilities } from './classifier.js';
 import { type Manifest, type Verification, VerificationSchema } from './manifest.js';
-import { ModelIntegrityError, loadModel, localSource, readVerifiedArtifacts, s3Source } from './model-loader.js';
+import { modelJsonText } from './model-json.js';
+import { loadModel, localSource, ModelIntegrityError, readVerifiedArtifacts, s3Source } from './model-loader.js';
 import { type QuantizeDtype, quantizeWeights } from './quantize.js';
 import { getObjectIfExists, listObjects, putObject, s3Client } from './s3/client.js';
 import { mapLimit } from './s3/retry.js';
@@ -152,13 +152,18 @@ export async function switchCurrent(bucket: string, prefix: string, next: Curren
   }
   const back = await readCurrent(bucket, prefix);
   if (back.current?.version !== next.version || back.current.promotedAt !== next.promotedAt) {
-    throw new Error(`${uri} names ${back.current?.version ?? 'nothing'} after writing ${next.version}: a concurrent writer won; rerun to retry`);
+    throw new Error(
+      `${uri} names ${back.current?.version ?? 'nothing'} after writing ${next.version}: a concurrent writer won; rerun to retry`,
+    );
   }
 }
 
 function nextCurrent(name: string, version: string, reason: string, valAccuracy: number | undefined, prev: Current | undefined): Current {
   const history = prev
-    ? [{ version: prev.version, promotedAt: prev.promotedAt, valAccuracy: prev.valAccuracy, reason: prev.reason }, ...prev.history].slice(0, 50)
+    ? [{ version: prev.version, promotedAt: prev.promotedAt, valAccuracy: prev.valAccuracy, reason: prev.reason }, ...prev.history].slice(
+        0,
+        50,
+      )
     : [];
   return { schemaVersion: 1, name, version, promotedAt: new Date().toISOString(), valAccuracy, reason, history };
 }
@@ -176,17 +181,6 @@ async function deletePrefix(bucket: string, prefix: string): Promise<void> {
       new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: objects.slice(i, i + 1000).map((o) => ({ Key: o.key })) } }),
     );
   }
-}
-
-function buildModelJson(artifacts: io.ModelArtifacts, specs: io.WeightsManifestEntry[]): string {
-  return JSON.stringify({
-    modelTopology: artifacts.modelTopology,
-    format: artifacts.format ?? 'layers-model',
-    generatedBy: artifacts.generatedBy,
-    convertedBy: artifacts.convertedBy ?? null,
-    ...(artifacts.userDefinedMetadata ? { userDefinedMetadata: artifacts.userDefinedMetadata } : {}),
-    weightsManifest: [{ paths: ['weights.bin'], weights: specs }],
-  });
 }
 
 /**
@@ -227,7 +221,9 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
     const origProbs = await predictVerification(original, verification, nClasses);
     const selfDiff = maxAbsDiff(origProbs, verification.probabilities);
     if (selfDiff > (VERIFY_TOLERANCE.none as number)) {
-      throw new ModelIntegrityError(`${dir}: the model does not reproduce verification.json (max |dp| = ${selfDiff.toExponential(2)}); refusing to publish`);
+      throw new ModelIntegrityError(
+        `${dir}: the model does not reproduce verification.json (max |dp| = ${selfDiff.toExponential(2)}); refusing to publish`,
+      );
     }
     lap('loadLocal');
 
@@ -235,7 +231,11 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
     q = quantizeWeights(artifacts.weightSpecs ?? [], artifacts.weightData as ArrayBuffer, dtype);
     const qBuf = q.data;
     quantized = await tf.loadLayersModel(
-      tf.io.fromMemory({ ...artifacts, weightSpecs: q.specs, weightData: qBuf.buffer.slice(qBuf.byteOffset, qBuf.byteOffset + qBuf.byteLength) }),
+      tf.io.fromMemory({
+        ...artifacts,
+        weightSpecs: q.specs,
+        weightData: qBuf.buffer.slice(qBuf.byteOffset, qBuf.byteOffset + qBuf.byteLength),
+      }),
     );
     qProbs = await predictVerification(quantized, verification, nClasses);
     let unqAcc: number;
@@ -253,7 +253,14 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
       gateAccuracy = manifestValAccuracy(src);
     }
     const unqBytes = Buffer.from(artifacts.weightData as ArrayBuffer).byteLength;
-    quantization = { dtype, weightBytes: qBuf.byteLength, unquantizedWeightBytes: unqBytes, valAccuracy: qAcc, unquantizedValAccuracy: unqAcc, measuredOn };
+    quantization = {
+      dtype,
+      weightBytes: qBuf.byteLength,
+      unquantizedWeightBytes: unqBytes,
+      valAccuracy: qAcc,
+      unquantizedValAccuracy: unqAcc,
+      measuredOn,
+    };
     log(
       `quantize ${dtype}: weights ${unqBytes} -> ${qBuf.byteLength} bytes (${((100 * qBuf.byteLength) / unqBytes).toFixed(1)}%), ` +
         `accuracy ${unqAcc.toFixed(4)} -> ${qAcc.toFixed(4)} on ${measuredOn}, max |dp| vs verification ${maxAbsDiff(qProbs, verification.probabilities).toExponential(2)}`,
@@ -271,7 +278,7 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
   }
 
   // 3. The version's files. manifest.json goes last: its presence marks a complete upload.
-  const modelJson = buildModelJson(artifacts, q.specs);
+  const modelJson = modelJsonText(artifacts, q.specs);
   const version = await freeVersion(bucket, prefix, sha256(Buffer.concat([Buffer.from(modelJson), q.data])));
   const versionPrefix = joinKey(prefix, version);
   const manifest: Manifest = {
@@ -310,14 +317,20 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
       const probs = await predictVerification(loaded.model, verification, nClasses);
       const exact = maxAbsDiff(probs, qProbs);
       if (exact > EXACT_TOLERANCE) {
-        throw new ModelIntegrityError(`${versionUri} predicts differently from the model that was uploaded: max |dp| = ${exact.toExponential(2)}`);
+        throw new ModelIntegrityError(
+          `${versionUri} predicts differently from the model that was uploaded: max |dp| = ${exact.toExponential(2)}`,
+        );
       }
       const diff = maxAbsDiff(probs, verification.probabilities);
       const tol = VERIFY_TOLERANCE[dtype];
       if (tol !== undefined && diff > tol) {
-        throw new ModelIntegrityError(`${versionUri} does not reproduce verification.json: max |dp| = ${diff.toExponential(2)} > ${tol} (${dtype})`);
+        throw new ModelIntegrityError(
+          `${versionUri} does not reproduce verification.json: max |dp| = ${diff.toExponential(2)} > ${tol} (${dtype})`,
+        );
       }
-      log(`verified ${versionUri}: sha256 of ${manifest.files.length} weight file(s) ok, max |dp| vs verification.json ${diff.toExponential(2)}`);
+      log(
+        `verified ${versionUri}: sha256 of ${manifest.files.length} weight file(s) ok, max |dp| vs verification.json ${diff.toExponential(2)}`,
+      );
     } finally {
       loaded.model.dispose();
     }
@@ -351,7 +364,11 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
   if (promoted) await switchCurrent(bucket, prefix, nextCurrent(name, version, reason, gateAccuracy, current), etag);
   lap('promote');
   timings.total = Math.round(performance.now() - t0);
-  log(`${promoted ? 'promoted' : 'stored'} ${versionUri}: ${reason} (${Object.entries(timings).map(([k, v]) => `${k} ${v} ms`).join(', ')})`);
+  log(
+    `${promoted ? 'promoted' : 'stored'} ${versionUri}: ${reason} (${Object.entries(timings)
+      .map(([k, v]) => `${k} ${v} ms`)
+      .join(', ')})`,
+  );
   return { version, promoted, reason, uri: versionUri, timings, quantization };
 }
 
@@ -368,8 +385,14 @@ async function freeVersion(bucket: string, prefix: string, hash: string): Promis
 function contentType(file: string): string {
   const ext = path.extname(file).toLowerCase();
   return (
-    { '.html': 'text/html', '.svg': 'image/svg+xml', '.png': 'image/png', '.json': 'application/json', '.css': 'text/css', '.js': 'text/javascript' }[ext] ??
-    'application/octet-stream'
+    {
+      '.html': 'text/html',
+      '.svg': 'image/svg+xml',
+      '.png': 'image/png',
+      '.json': 'application/json',
+      '.css': 'text/css',
+      '.js': 'text/javascript',
+    }[ext] ?? 'application/octet-stream'
   );
 }
 
@@ -390,8 +413,14 @@ export interface VersionInfo {
 /** Every version under the model prefix, oldest first, with the live one marked. */
 export async function listVersions(target: string): Promise<{ versions: VersionInfo[]; current?: Current }> {
   const { bucket, prefix } = parseModelTarget(target);
-  const [{ prefixes }, { current }] = await Promise.all([listObjects(bucket, `${prefix}/`, { delimiter: '/' }), readCurrent(bucket, prefix)]);
-  const names = prefixes.map((p) => path.posix.basename(p.replace(/\/$/, ''))).filter(isVersion).sort();
+  const [{ prefixes }, { current }] = await Promise.all([
+    listObjects(bucket, `${prefix}/`, { delimiter: '/' }),
+    readCurrent(bucket, prefix),
+  ]);
+  const names = prefixes
+    .map((p) => path.posix.basename(p.replace(/\/$/, '')))
+    .filter(isVersion)
+    .sort();
   const versions = await mapLimit(names, 4, async (version): Promise<VersionInfo> => {
     const m = await getObjectIfExists(`s3://${bucket}/${joinKey(prefix, version, 'manifest.json')}`);
     if (!m) return { version, complete: false, current: current?.version === version };
@@ -412,7 +441,11 @@ export async function listVersions(target: string): Promise<{ versions: VersionI
 }
 
 /** Makes `version` current after checking it loads with intact weights. */
-export async function promoteVersion(target: string, version: string, opts: { reason?: string; log?: (l: string) => void } = {}): Promise<Current> {
+export async function promoteVersion(
+  target: string,
+  version: string,
+  opts: { reason?: string; log?: (l: string) => void } = {},
+): Promise<Current> {
   const { bucket, prefix, name } = parseModelTarget(target);
   if (!isVersion(version)) throw new Error(`"${version}" is not a version name (like 20261127T201500Z-3fa2c1d0)`);
   const loaded = await loadModel(`s3://${bucket}/${joinKey(prefix, version)}`, { verify: true });
@@ -447,4 +480,3 @@ export async function rollback(target: string, opts: { log?: (l: string) => void
   opts.log?.(`current -> ${prev.version} (rolled back from ${current.version})`);
   return next;
 }
-

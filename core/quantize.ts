@@ -52,7 +52,8 @@ export function quantizeWeights(specs: io.WeightsManifestEntry[], weightData: Ar
   let offset = 0;
   for (const spec of specs) {
     const size = spec.shape.reduce((a, b) => a * b, 1);
-    if (spec.quantization) throw new Error(`weight ${spec.name} is already quantized (${spec.quantization.dtype}); publish the unquantized model`);
+    if (spec.quantization)
+      throw new Error(`weight ${spec.name} is already quantized (${spec.quantization.dtype}); publish the unquantized model`);
     const bytesPer = spec.dtype === 'float32' || spec.dtype === 'int32' ? 4 : spec.dtype === 'bool' ? 1 : NaN;
     if (Number.isNaN(bytesPer)) throw new Error(`cannot quantize weight ${spec.name} of dtype ${spec.dtype}`);
     const bytes = size * bytesPer;

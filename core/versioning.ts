@@ -9,7 +9,10 @@ export function isVersion(s: string): boolean {
 }
 
 export function makeVersion(contentHash: string, at: Date = new Date()): string {
-  const ts = at.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+  const ts = at
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z');
   return `${ts}-${contentHash.slice(0, 8)}`;
 }
 
@@ -48,6 +51,7 @@ export function parseCurrent(body: Buffer | string, where: string): Current {
     throw new Error(`${where} is not JSON: ${(e as Error).message}`);
   }
   const r = CurrentSchema.safeParse(json);
-  if (!r.success) throw new Error(`${where} is not a valid pointer: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!r.success)
+    throw new Error(`${where} is not a valid pointer: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   return r.data;
 }

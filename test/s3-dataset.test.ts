@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
@@ -14,7 +14,9 @@ let tmp: string;
 let src: string;
 
 async function png(rgb: [number, number, number]): Promise<Buffer> {
-  return sharp({ create: { width: 16, height: 16, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } }).png().toBuffer();
+  return sharp({ create: { width: 16, height: 16, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } })
+    .png()
+    .toBuffer();
 }
 
 beforeAll(async () => {
@@ -23,9 +25,13 @@ beforeAll(async () => {
   process.env.EDGETUNE_S3_ENDPOINT = s3.endpoint;
   process.env.EDGETUNE_S3_BACKOFF_MS = '20';
   src = path.join(tmp, 'src');
-  for (const [cls, color] of [['alpaca', [200, 150, 100]], ['not_alpaca', [20, 90, 200]]] as const) {
+  for (const [cls, color] of [
+    ['alpaca', [200, 150, 100]],
+    ['not_alpaca', [20, 90, 200]],
+  ] as const) {
     await mkdir(path.join(src, cls, 'sub'), { recursive: true });
-    for (let i = 0; i < 5; i++) await writeFile(path.join(src, cls, `${i}.png`), await png([color[0], color[1], (color[2] + i * 10) % 256]));
+    for (let i = 0; i < 5; i++)
+      await writeFile(path.join(src, cls, `${i}.png`), await png([color[0], color[1], (color[2] + i * 10) % 256]));
     await writeFile(path.join(src, cls, 'sub', 'deep.png'), await png([1, 2, 3]));
   }
   await writeFile(path.join(src, '.DS_Store'), 'hidden');
@@ -83,11 +89,15 @@ describe('dataset upload and sync', () => {
   });
 
   it('says clearly when the prefix is empty or the server is unreachable', async () => {
-    await expect(syncDatasetWithStats('s3://edgetune/datasets/none/', { cacheDir: path.join(tmp, 'c2') })).rejects.toThrow(/no objects under s3:\/\/edgetune\/datasets\/none\//);
+    await expect(syncDatasetWithStats('s3://edgetune/datasets/none/', { cacheDir: path.join(tmp, 'c2') })).rejects.toThrow(
+      /no objects under s3:\/\/edgetune\/datasets\/none\//,
+    );
     const saved = process.env.EDGETUNE_S3_ENDPOINT;
     process.env.EDGETUNE_S3_ENDPOINT = 'http://127.0.0.1:1';
     try {
-      await expect(syncDatasetWithStats(uri, { cacheDir: path.join(tmp, 'c3') })).rejects.toThrow(/LIST s3:\/\/edgetune\/datasets\/demo\/ failed after 4 attempts: .*ECONNREFUSED/);
+      await expect(syncDatasetWithStats(uri, { cacheDir: path.join(tmp, 'c3') })).rejects.toThrow(
+        /LIST s3:\/\/edgetune\/datasets\/demo\/ failed after 4 attempts: .*ECONNREFUSED/,
+      );
     } finally {
       process.env.EDGETUNE_S3_ENDPOINT = saved;
     }

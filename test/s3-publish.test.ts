@@ -4,12 +4,12 @@ import path from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
-import { ModelIntegrityError, checkForUpdate, loadModel } from '../core/model-loader.js';
+import { checkForUpdate, loadModel, ModelIntegrityError } from '../core/model-loader.js';
 import { listVersions, promoteVersion, publishModel, readCurrent, rollback } from '../core/model-store.js';
 import { getObject, s3Client } from '../core/s3/client.js';
 import { type EmbeddedS3, startS3rver } from '../core/s3/embedded.js';
 import { tf } from '../core/tf.js';
-import { VERSION_RE, sha256 } from '../core/versioning.js';
+import { sha256, VERSION_RE } from '../core/versioning.js';
 import { makeModelDir } from './helpers/model-dir.js';
 
 let s3: EmbeddedS3;
@@ -49,7 +49,9 @@ describe('publishModel', () => {
     expect(r.uri).toBe(`${TARGET}/${r.version}`);
     expect(r.quantization.dtype).toBe('float16');
     expect(r.quantization.weightBytes * 2).toBe(r.quantization.unquantizedWeightBytes);
-    console.log(`float16: ${r.quantization.unquantizedWeightBytes} -> ${r.quantization.weightBytes} bytes; timings ${JSON.stringify(r.timings)}`);
+    console.log(
+      `float16: ${r.quantization.unquantizedWeightBytes} -> ${r.quantization.weightBytes} bytes; timings ${JSON.stringify(r.timings)}`,
+    );
     expect(tf.memory().numTensors).toBe(before);
     v1 = r.version;
 
@@ -111,8 +113,22 @@ describe('publishModel', () => {
     const before = (await readCurrent('edgetune', 'models/alpaca')).etag;
     let calls = 0;
     const evaluate = async () => (calls++ === 0 ? 0.9 : 0.88);
-    await expect(publishModel(good, TARGET, { log, quantize: 'uint8', evaluate })).rejects.toThrow(/drops accuracy from 0\.9000 to 0\.8800/);
+    await expect(publishModel(good, TARGET, { log, quantize: 'uint8', evaluate })).rejects.toThrow(
+      /drops accuracy from 0\.9000 to 0\.8800/,
+    );
     expect(calls).toBe(2);
+    expect((await readCurrent('edgetune', 'models/alpaca')).etag).toBe(before);
+  });
+
+  it('refuses a model folder that does not reproduce its verification.json', async () => {
+    const { cp, readFile, writeFile } = await import('node:fs/promises');
+    const bad = path.join(tmp, 'bad-verification');
+    await cp(good, bad, { recursive: true });
+    const v = JSON.parse(await readFile(path.join(bad, 'verification.json'), 'utf8'));
+    v.probabilities[0] = [v.probabilities[0][1], v.probabilities[0][0]];
+    await writeFile(path.join(bad, 'verification.json'), JSON.stringify(v));
+    const before = (await readCurrent('edgetune', 'models/alpaca')).etag;
+    await expect(publishModel(bad, TARGET, { log, force: true })).rejects.toThrow(/does not reproduce verification\.json/);
     expect((await readCurrent('edgetune', 'models/alpaca')).etag).toBe(before);
   });
 

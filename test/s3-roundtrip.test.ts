@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { buildClassifier } from '../core/classifier.js';
-import { ModelIntegrityError, checkForUpdate, loadModel } from '../core/model-loader.js';
+import { checkForUpdate, loadModel, ModelIntegrityError } from '../core/model-loader.js';
 import { ensureS3, parseS3Uri } from '../core/s3/client.js';
 import { type EmbeddedS3, startS3rver } from '../core/s3/embedded.js';
 import { registerS3Router } from '../core/s3/io-handler.js';

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { cleanEtag, getObject, listObjects, putObject } from '../core/s3/client.js';
 import { mapLimit } from '../core/s3/retry.js';
@@ -31,7 +31,8 @@ type Index = Record<string, { etag: string; size: number }>;
 
 function safeRel(rel: string, uri: string): string {
   const norm = path.posix.normalize(rel);
-  if (norm.startsWith('../') || norm === '..' || path.posix.isAbsolute(norm)) throw new Error(`${uri}: object key "${rel}" escapes the dataset folder`);
+  if (norm.startsWith('../') || norm === '..' || path.posix.isAbsolute(norm))
+    throw new Error(`${uri}: object key "${rel}" escapes the dataset folder`);
   return norm;
 }
 

@@ -1,6 +1,6 @@
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { PutObjectCommandInput } from '@aws-sdk/client-s3';
-import { DEFAULT_BUCKET, DEFAULT_S3_DIR, startS3rver, type EmbeddedS3 } from './embedded.js';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DEFAULT_BUCKET, DEFAULT_S3_DIR, type EmbeddedS3, startS3rver } from './embedded.js';
 import { withRetry } from './retry.js';
 import { parseS3Uri } from './uri.js';
 
@@ -181,13 +181,18 @@ export interface ListedObject {
 }
 
 /** Every object under a prefix (all pages). */
-export async function listObjects(bucket: string, prefix: string, opts: { delimiter?: string } = {}): Promise<{ objects: ListedObject[]; prefixes: string[] }> {
+export async function listObjects(
+  bucket: string,
+  prefix: string,
+  opts: { delimiter?: string } = {},
+): Promise<{ objects: ListedObject[]; prefixes: string[] }> {
   const objects: ListedObject[] = [];
   const prefixes: string[] = [];
   let token: string | undefined;
   do {
     const page = await withRetry(
-      () => s3Client().send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token, Delimiter: opts.delimiter })),
+      () =>
+        s3Client().send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token, Delimiter: opts.delimiter })),
       { label: `LIST s3://${bucket}/${prefix}` },
     );
     for (const o of page.Contents ?? []) {

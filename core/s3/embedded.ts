@@ -31,7 +31,9 @@ export function freePort(): Promise<number> {
  * Starts s3rver (a local S3 implementation storing objects as files in `dir`) in this process.
  * Port 0 picks a free one. The buckets are created when missing; existing data is kept.
  */
-export async function startS3rver(opts: { port?: number; dir?: string; address?: string; buckets?: string[]; silent?: boolean } = {}): Promise<EmbeddedS3> {
+export async function startS3rver(
+  opts: { port?: number; dir?: string; address?: string; buckets?: string[]; silent?: boolean } = {},
+): Promise<EmbeddedS3> {
   const dir = path.resolve(opts.dir ?? DEFAULT_S3_DIR);
   await mkdir(dir, { recursive: true });
   const address = opts.address ?? '127.0.0.1';

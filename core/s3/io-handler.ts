@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { io } from '@tensorflow/tfjs';
+import { artifactsFromModelJson, modelJsonText, saveResult, weightBuffer } from '../model-json.js';
 import { tf } from '../tf.js';
 import { getObject, putObject } from './client.js';
 import { joinKey, parseS3Uri } from './uri.js';
@@ -19,50 +20,17 @@ export function s3Handler(uri: string): io.IOHandler {
   return {
     async load(): Promise<io.ModelArtifacts> {
       const modelJson = JSON.parse((await getObject(`s3://${bucket}/${modelKey}`)).body.toString('utf8')) as io.ModelJSON;
-      const specs: io.WeightsManifestEntry[] = [];
-      const buffers: Buffer[] = [];
-      for (const group of modelJson.weightsManifest ?? []) {
-        specs.push(...group.weights);
-        for (const p of group.paths) buffers.push((await getObject(`s3://${bucket}/${joinKey(dir, path.posix.normalize(p))}`)).body);
-      }
-      const all = Buffer.concat(buffers);
-      return {
-        modelTopology: modelJson.modelTopology,
-        format: modelJson.format,
-        generatedBy: modelJson.generatedBy,
-        convertedBy: modelJson.convertedBy,
-        trainingConfig: modelJson.trainingConfig,
-        userDefinedMetadata: modelJson.userDefinedMetadata,
-        weightSpecs: specs,
-        weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength),
-      };
+      return artifactsFromModelJson(
+        modelJson,
+        async (p) => (await getObject(`s3://${bucket}/${joinKey(dir, path.posix.normalize(p))}`)).body,
+      );
     },
     async save(artifacts: io.ModelArtifacts): Promise<io.SaveResult> {
-      const weightData = artifacts.weightData
-        ? Buffer.from(tf.io.concatenateArrayBuffers(Array.isArray(artifacts.weightData) ? artifacts.weightData : [artifacts.weightData]))
-        : Buffer.alloc(0);
-      const modelJson = {
-        modelTopology: artifacts.modelTopology,
-        format: artifacts.format ?? 'layers-model',
-        generatedBy: artifacts.generatedBy,
-        convertedBy: artifacts.convertedBy ?? null,
-        ...(artifacts.trainingConfig ? { trainingConfig: artifacts.trainingConfig } : {}),
-        ...(artifacts.userDefinedMetadata ? { userDefinedMetadata: artifacts.userDefinedMetadata } : {}),
-        weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs ?? [] }],
-      };
+      const weights = weightBuffer(artifacts);
       // Weights first: model.json only ever points at a complete weights.bin.
-      await putObject(`s3://${bucket}/${joinKey(dir, 'weights.bin')}`, weightData, { ContentType: 'application/octet-stream' });
-      const json = JSON.stringify(modelJson);
-      await putObject(`s3://${bucket}/${modelKey}`, json, { ContentType: 'application/json' });
-      return {
-        modelArtifactsInfo: {
-          dateSaved: new Date(),
-          modelTopologyType: 'JSON',
-          modelTopologyBytes: JSON.stringify(artifacts.modelTopology).length,
-          weightSpecsBytes: JSON.stringify(artifacts.weightSpecs).length,
-          weightDataBytes: weightData.byteLength,
-        },
-      };
+      await putObject(`s3://${bucket}/${joinKey(dir, 'weights.bin')}`, weights, { ContentType: 'application/octet-stream' });
+      await putObject(`s3://${bucket}/${modelKey}`, modelJsonText(artifacts), { ContentType: 'application/json' });
+      return saveResult(artifacts, weights.byteLength);
     },
   };
 }
@@ -76,7 +44,7 @@ export function registerS3Router(): void {
     const u = Array.isArray(url) ? url[0] : url;
     return typeof u === 'string' && u.startsWith('s3://') ? s3Handler(u) : null;
   };
-  // tfjs routers return null for URLs they do not handle, which its IORouter type does not spell out.
+  // tfjs routers return null for URLs they do not handle, which its router type does not spell out.
   const r = router as unknown as Parameters<typeof tf.io.registerLoadRouter>[0];
   tf.io.registerLoadRouter(r);
   tf.io.registerSaveRouter(r);

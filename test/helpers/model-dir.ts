@@ -88,13 +88,21 @@ export async function makeModelDir(dir: string, opts: ModelDirOptions = {}): Pro
     const per = inputSize * inputSize * 3;
     const candidates = new Uint8Array(4 * samples * per);
     for (let i = 0; i < candidates.length; i++) candidates[i] = Math.floor(random() * 256);
-    const out = tf.tidy(() => model.predict(tf.tensor4d(candidates, [4 * samples, inputSize, inputSize, 3], 'int32').toFloat()) as tf.Tensor);
+    const out = tf.tidy(
+      () => model.predict(tf.tensor4d(candidates, [4 * samples, inputSize, inputSize, 3], 'int32').toFloat()) as tf.Tensor,
+    );
     const all = toClassProbabilities((await out.data()) as Float32Array, classes.length);
     out.dispose();
     const margin = (row: number[]) => Math.max(...row) - Math.min(...row);
-    const order = all.map((_, i) => i).sort((a, b) => Math.abs(margin(all[a]) - 0.6) - Math.abs(margin(all[b]) - 0.6)).slice(0, samples).sort((a, b) => a - b);
+    const order = all
+      .map((_, i) => i)
+      .sort((a, b) => Math.abs(margin(all[a]) - 0.6) - Math.abs(margin(all[b]) - 0.6))
+      .slice(0, samples)
+      .sort((a, b) => a - b);
     const pixels = new Uint8Array(samples * per);
-    order.forEach((idx, k) => pixels.set(candidates.subarray(idx * per, (idx + 1) * per), k * per));
+    order.forEach((idx, k) => {
+      pixels.set(candidates.subarray(idx * per, (idx + 1) * per), k * per);
+    });
     const probabilities = order.map((idx) => all[idx]);
     const verification: Verification = {
       shape: [samples, inputSize, inputSize, 3],

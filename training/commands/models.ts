@@ -13,9 +13,7 @@ async function withS3(body: () => Promise<void>): Promise<void> {
 }
 
 export function register(program: Command): void {
-  const models = program
-    .command('models')
-    .description('Manage the versions of a model in the S3 store (s3://bucket/models/<name>).');
+  const models = program.command('models').description('Manage the versions of a model in the S3 store (s3://bucket/models/<name>).');
 
   models
     .command('list')
@@ -34,14 +32,34 @@ export function register(program: Command): void {
             console.log(`no versions under ${uri}`);
             return;
           }
-          console.log(['', 'version'.padEnd(26), 'valAcc'.padStart(7), 'quant'.padStart(8), 'qAcc'.padStart(7), 'weights'.padStart(11), '  trained at'].join(' '));
+          console.log(
+            [
+              '',
+              'version'.padEnd(26),
+              'valAcc'.padStart(7),
+              'quant'.padStart(8),
+              'qAcc'.padStart(7),
+              'weights'.padStart(11),
+              '  trained at',
+            ].join(' '),
+          );
           for (const v of versions) {
             const acc = v.valAccuracy === undefined ? '' : v.valAccuracy.toFixed(4);
             console.log(
-              [v.current ? '*' : ' ', v.version.padEnd(26), acc.padStart(7), (v.quantization ?? '-').padStart(8), (v.quantizedAccuracy?.toFixed(4) ?? '').padStart(7), String(v.weightBytes ?? '').padStart(11), ` ${v.complete ? (v.createdAt ?? '') : 'INCOMPLETE (no manifest.json)'}`].join(' '),
+              [
+                v.current ? '*' : ' ',
+                v.version.padEnd(26),
+                acc.padStart(7),
+                (v.quantization ?? '-').padStart(8),
+                (v.quantizedAccuracy?.toFixed(4) ?? '').padStart(7),
+                String(v.weightBytes ?? '').padStart(11),
+                ` ${v.complete ? (v.createdAt ?? '') : 'INCOMPLETE (no manifest.json)'}`,
+              ].join(' '),
             );
           }
-          console.log('valAcc: the training run\'s validation accuracy; qAcc: accuracy with the published (quantized) weights, see --json for what it was measured on');
+          console.log(
+            "valAcc: the training run's validation accuracy; qAcc: accuracy with the published (quantized) weights, see --json for what it was measured on",
+          );
           if (current) console.log(`current: ${current.version} since ${current.promotedAt} (${current.reason})`);
           else console.log('current: none promoted yet');
         }),

@@ -6,7 +6,8 @@ import { ensureS3 } from '../../core/s3/client.js';
 import { num, run } from './options.js';
 
 export function quantizeOption(v: string): QuantizeDtype {
-  if (v !== 'none' && v !== 'float16' && v !== 'uint8') throw new InvalidArgumentError(`--quantize must be none, float16 or uint8; got '${v}'`);
+  if (v !== 'none' && v !== 'float16' && v !== 'uint8')
+    throw new InvalidArgumentError(`--quantize must be none, float16 or uint8; got '${v}'`);
   return v;
 }
 
@@ -42,8 +43,14 @@ export function register(program: Command): void {
           console.log(`${r.promoted ? 'published and promoted' : 'published, NOT promoted'}: ${r.uri}`);
           console.log(`  ${r.reason}`);
           const q = r.quantization;
-          console.log(`  weights ${q.dtype}: ${q.unquantizedWeightBytes} -> ${q.weightBytes} bytes; accuracy ${q.unquantizedValAccuracy.toFixed(4)} -> ${q.valAccuracy.toFixed(4)} on ${q.measuredOn}`);
-          console.log(`  timings ms: ${Object.entries(r.timings).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+          console.log(
+            `  weights ${q.dtype}: ${q.unquantizedWeightBytes} -> ${q.weightBytes} bytes; accuracy ${q.unquantizedValAccuracy.toFixed(4)} -> ${q.valAccuracy.toFixed(4)} on ${q.measuredOn}`,
+          );
+          console.log(
+            `  timings ms: ${Object.entries(r.timings)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(', ')}`,
+          );
         } finally {
           await s3.close();
         }

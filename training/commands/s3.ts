@@ -19,7 +19,9 @@ export function register(program: Command): void {
     .action((opts: { port: number; address: string; dir: string; bucket: string[] }) =>
       run(async () => {
         const s3 = await startS3rver({ port: opts.port, address: opts.address, dir: opts.dir, buckets: opts.bucket });
-        console.log(`edgetune: S3 (s3rver) listening on ${s3.endpoint}, data in ${s3.dir}, buckets: ${opts.bucket.map((b) => `s3://${b}`).join(', ')}`);
+        console.log(
+          `edgetune: S3 (s3rver) listening on ${s3.endpoint}, data in ${s3.dir}, buckets: ${opts.bucket.map((b) => `s3://${b}`).join(', ')}`,
+        );
         console.log(`  export EDGETUNE_S3_ENDPOINT=${s3.endpoint}`);
         await new Promise<void>((resolve) => {
           const stop = () => resolve();

@@ -15,7 +15,10 @@ export function register(program: Command): void {
       run(async () => {
         const s3 = await ensureS3();
         const bar = process.stderr.isTTY
-          ? new cliProgress.SingleBar({ format: 'upload [{bar}] {value}/{total} {file}', stream: process.stderr }, cliProgress.Presets.shades_classic)
+          ? new cliProgress.SingleBar(
+              { format: 'upload [{bar}] {value}/{total} {file}', stream: process.stderr },
+              cliProgress.Presets.shades_classic,
+            )
           : undefined;
         try {
           const t0 = performance.now();
