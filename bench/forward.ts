@@ -39,17 +39,26 @@ function stats(ms: number[]): { p50: number; min: number } {
   return { p50: s[Math.floor(s.length / 2)], min: s[0] };
 }
 
-function timeIt(f: () => Tensor): { p50: number; min: number } {
+/** CPU time of this process (all threads), ms: unlike wall time, barely affected by other processes. */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+function timeIt(f: () => Tensor): { p50: number; min: number; cpu: number } {
   for (let i = 0; i < 3; i++) f().dispose();
   const ms: number[] = [];
+  const cpu: number[] = [];
   for (let i = 0; i < runs; i++) {
     const t = performance.now();
+    const c = cpuMs();
     const y = f();
     y.dataSync();
     y.dispose();
     ms.push(performance.now() - t);
+    cpu.push(cpuMs() - c);
   }
-  return stats(ms);
+  return { ...stats(ms), cpu: stats(cpu).p50 };
 }
 
 async function weightsFor(alpha: number): Promise<BoundaryWeights | undefined> {
@@ -77,7 +86,7 @@ async function latency(): Promise<void> {
       const layers = timeIt(() => model.predict(x) as Tensor);
       const fused = timeIt(() => ff.forward(x));
       console.log(
-        `latency alpha ${alpha} ${size}x${size}: layers predict p50 ${fmt(layers.p50)} ms (min ${fmt(layers.min)}) | fused p50 ${fmt(fused.p50)} ms (min ${fmt(fused.min)}) | ${(layers.p50 / fused.p50).toFixed(2)}x`,
+        `latency alpha ${alpha} ${size}x${size}: layers predict p50 ${fmt(layers.p50)} ms (min ${fmt(layers.min)}, cpu ${fmt(layers.cpu)}) | fused p50 ${fmt(fused.p50)} ms (min ${fmt(fused.min)}, cpu ${fmt(fused.cpu)}) | ${(layers.p50 / fused.p50).toFixed(2)}x`,
       );
       x.dispose();
       ff.dispose();
@@ -107,10 +116,14 @@ async function throughput(): Promise<void> {
         try {
           await pool.run(jobs.slice(0, workers));
           const t = performance.now();
+          const c = cpuMs();
           const results = await pool.run(jobs);
           const sec = (performance.now() - t) / 1000;
+          const cpuPerView = (cpuMs() - c) / results.reduce((a, r) => a + r.shape[0], 0);
           const n = results.reduce((a, r) => a + r.shape[0], 0);
-          line.push(`${workers} worker${workers > 1 ? 's' : ''} ${fmt(n / sec)} img/s (start ${(startMs / 1000).toFixed(1)} s)`);
+          line.push(
+            `${workers} worker${workers > 1 ? 's' : ''} ${fmt(n / sec)} img/s (cpu ${cpuPerView.toFixed(1)} ms/view -> ${fmt((workers * 1000) / cpuPerView)} img/s on ${workers} free core${workers > 1 ? 's' : ''}; start ${(startMs / 1000).toFixed(1)} s)`,
+          );
         } finally {
           await pool.close();
         }
@@ -121,7 +134,10 @@ async function throughput(): Promise<void> {
 }
 
 const info = await initBackend('wasm', () => {});
-console.log(`backend: ${describeBackend(info)}; ${runs} runs per latency figure; CPU shared with other processes: figures are indicative`);
+console.log(
+  `backend: ${describeBackend(info)}; ${runs} runs per latency figure. Wall times depend on what else runs on the CPU; ` +
+    '"cpu" is this process\'s CPU time (all threads), a proxy for an idle machine (for 1 thread: ~ the idle wall time).',
+);
 await latency();
 if (!flag('latency-only')) {
   if (!flag('no-threaded')) {

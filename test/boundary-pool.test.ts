@@ -7,25 +7,11 @@ import { type AugmentDraw, applyAugmentation } from '../training/augment.js';
 import { fromFloat16, toFloat16 } from '../training/fast/boundary-float16.js';
 import { type BoundaryPool, createBoundaryPool } from '../training/fast/boundary-pool.js';
 import { type BoundaryWeights, createBoundaryRunner } from '../training/fast/boundary-runner.js';
+import { randomizeBatchNorm } from './helpers/fast-forward-fixtures.js';
 
 const SIZE = 64;
 const ALPHA = 0.35;
 const BOUNDARY = 'block_13_expand_relu';
-
-function randomizeBatchNorm(model: LayersModel): void {
-  let s = 100;
-  for (const layer of model.layers) {
-    if (layer.getClassName() !== 'BatchNormalization') continue;
-    const n = layer.getWeights()[0].shape[0];
-    s += 4;
-    layer.setWeights([
-      tf.randomUniform([n], 0.5, 1.5, 'float32', s),
-      tf.randomUniform([n], -0.3, 0.3, 'float32', s + 1),
-      tf.randomUniform([n], -0.2, 0.2, 'float32', s + 2),
-      tf.randomUniform([n], 0.5, 2, 'float32', s + 3),
-    ]);
-  }
-}
 
 async function weightsOf(model: LayersModel): Promise<BoundaryWeights> {
   let got: BoundaryWeights | undefined;

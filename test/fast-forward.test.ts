@@ -6,27 +6,10 @@ import { createFastForward } from '../core/fast-forward.js';
 import { loadModelArtifacts } from '../core/file-io.js';
 import { buildMobileNetV2 } from '../core/mobilenet-v2.js';
 import { tf } from '../core/tf.js';
+import { randomizeBatchNorm } from './helpers/fast-forward-fixtures.js';
 import { hasWeights035, skipReason, WEIGHTS_0_35 } from './helpers/shared.js';
 
 const BOUNDARY = 'block_13_expand_relu';
-
-/** Random weights with BatchNorm statistics far from identity, so folding is really exercised. */
-function randomizeBatchNorm(model: LayersModel, seed = 1): void {
-  let s = seed;
-  for (const layer of model.layers) {
-    if (layer.getClassName() !== 'BatchNormalization') continue;
-    const [gamma, beta, mean, variance] = layer.getWeights();
-    const n = gamma.shape[0];
-    s += 4;
-    layer.setWeights([
-      tf.randomUniform([n], 0.5, 1.5, 'float32', s),
-      tf.randomUniform([n], -0.3, 0.3, 'float32', s + 1),
-      tf.randomUniform([n], -0.2, 0.2, 'float32', s + 2),
-      tf.randomUniform([n], 0.5, 2, 'float32', s + 3),
-    ]);
-    void [beta, mean, variance];
-  }
-}
 
 function maxAbsDiff(a: Tensor, b: Tensor): number {
   return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
