@@ -82,6 +82,8 @@ export const ManifestSchema = z.object({
       unquantizedWeightBytes: z.number().int(),
       valAccuracy: z.number(),
       unquantizedValAccuracy: z.number(),
+      /** "validation set" or "N verification samples". */
+      measuredOn: z.string().optional(),
     })
     .optional(),
 });

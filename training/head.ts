@@ -1,6 +1,7 @@
 import { HEAD } from '../core/classifier.js';
 import { tf } from '../core/tf.js';
 import type { LayersModel, Tensor, Tensor2D } from '../core/tf.js';
+import type { NamedTensor } from './checkpoint.js';
 import { epochOrder } from './dataset.js';
 
 /**
@@ -70,6 +71,14 @@ export class HeadTrainer {
       const logits = this.logits(tf.tensor2d(features, [features.length / dim, dim]), false);
       return toProbabilities(logits, this.numClasses).dataSync() as Float32Array;
     });
+  }
+
+  optimizerWeights(): Promise<NamedTensor[]> {
+    return this.optimizer.getWeights();
+  }
+
+  restoreOptimizer(weights: NamedTensor[]): Promise<void> {
+    return this.optimizer.setWeights(weights);
   }
 
   /** Writes the trained head into the model's `logits` layer. */

@@ -2,6 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { LayersModel } from '../core/tf.js';
 import { augmentationGrid } from './augment-grid.js';
+import { clearCheckpoint } from './checkpoint.js';
 import { modelArtifacts } from './export.js';
 import { PoolExtractor } from './features.js';
 import { augmentConfig, type TrainOptions } from './options.js';
@@ -20,6 +21,19 @@ export interface PublishFlags {
  */
 export async function runTraining(opts: TrainOptions, report: Reporter, publish: PublishFlags = {}) {
   const t0 = performance.now();
+  let s3: { close(): Promise<void> } | undefined;
+  if ([opts.data, opts.publish, opts.checkpoint].some((u) => u?.startsWith('s3://'))) {
+    const { ensureS3 } = await import('../core/s3/client.js');
+    s3 = await ensureS3({ log: (message) => report({ type: 'info', message }) });
+  }
+  try {
+    return await trainReportPublish(opts, report, publish, t0);
+  } finally {
+    await s3?.close();
+  }
+}
+
+async function trainReportPublish(opts: TrainOptions, report: Reporter, publish: PublishFlags, t0: number) {
   const result = await train(opts, report, await defaultExtractorFactory(opts, report));
   const { manifest, outDir } = result;
 
@@ -28,7 +42,8 @@ export async function runTraining(opts: TrainOptions, report: Reporter, publish:
   const first = result.validation[0];
   if (first) await writeFile(gridPath, await augmentationGrid(first, augmentConfig(opts), opts.seed));
   const { writeReport } = await import('./report/index.js');
-  await writeReport(outDir, manifest, { augmentationGrid: first ? gridPath : undefined });
+  const written = await writeReport(outDir, manifest, { augmentationGrid: first ? gridPath : undefined });
+  for (const w of written.warnings) report({ type: 'warning', message: w });
   report({ type: 'info', message: `report: ${path.join(reportDir, 'index.html')}` });
 
   const final = manifest.metrics.fineTuned ?? manifest.metrics.frozen;
@@ -44,6 +59,7 @@ export async function runTraining(opts: TrainOptions, report: Reporter, publish:
     });
     report({ type: 'info', message: `published ${r.uri} (${r.promoted ? 'promoted' : 'not promoted'}: ${r.reason})` });
   }
+  if (opts.checkpoint) await clearCheckpoint(opts.checkpoint);
   report({ type: 'done', out: outDir, valAccuracy: final.valAccuracy, seconds: (performance.now() - t0) / 1000 });
   return result;
 }

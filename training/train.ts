@@ -3,6 +3,7 @@ import { describeBackend, initBackend } from '../core/backend.js';
 import { HEAD, PREPROCESS, buildClassifier } from '../core/classifier.js';
 import type { Manifest, Metrics, EpochRecord } from '../core/manifest.js';
 import { tf } from '../core/tf.js';
+import { sha256 } from '../core/versioning.js';
 import type { LayersModel } from '../core/tf.js';
 import { applyBaseWeights, readBaseWeights, resolveBaseWeights } from '../core/weights/index.js';
 import { type DecodedImage, datasetFingerprint, decodeFiles, epochOrder, listDataset, splitDataset } from './dataset.js';
@@ -12,6 +13,7 @@ import { boundaryLayerName } from './fast/base-layers.js';
 import { HeadTrainer } from './head.js';
 import { computeMetrics } from './metrics.js';
 import { type TrainOptions, augmentConfig } from './options.js';
+import { type NamedTensor, loadCheckpoint, restoreWeights, saveCheckpoint, trainableWeights } from './checkpoint.js';
 import type { Reporter } from './progress.js';
 import { epochDraws } from './views.js';
 
@@ -79,13 +81,30 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
   report({ type: 'info', message: `base: MobileNetV2 alpha ${base.alpha} at ${opts.imageSize}x${opts.imageSize}, weights ${base.kind} from ${base.source}` });
   timings.loadSeconds = seconds(t);
 
+  const runKey = sha256(JSON.stringify({ h: hyperparameters(opts), data: datasetFingerprint(classes, decoded.hashes), base: base.sha256 }));
+  const ckpt = opts.checkpoint ? await loadCheckpoint(opts.checkpoint, runKey) : undefined;
+  if (ckpt) {
+    restoreWeights(model, ckpt.weights);
+    tf.dispose([...ckpt.weights.values()]);
+    report({ type: 'info', message: `resuming from the checkpoint in ${opts.checkpoint}: ${ckpt.epochsDone} epoch(s) done` });
+  }
+  const checkpoint = async (phase: 'frozen' | 'fineTune', epochsDone: number, layers: Set<string>, optimizerWeights: () => Promise<NamedTensor[]>, frozen?: Metrics) => {
+    if (!opts.checkpoint) return;
+    const optimizer = await optimizerWeights();
+    await saveCheckpoint(opts.checkpoint, { runKey, phase, epochsDone, history, frozenMetrics: frozen }, trainableWeights(model, layers), optimizer);
+    // getWeights() hands out the optimizer's live accumulators; only the iteration count is a copy.
+    tf.dispose(optimizer.filter((o) => o.name === 'iter').map((o) => o.tensor));
+  };
+
   const extractor = extractorFactory ? await extractorFactory(model, base.alpha) : new InProcessExtractor(model);
   const boundary = boundaryLayerName(opts.fineTuneAt);
   const aug = augmentConfig(opts);
   const trainPaths = trainImgs.map((i) => i.file.relPath);
   const trainLabels = rowsOf(trainImgs);
   const valLabels = rowsOf(valImgs);
-  const history: EpochRecord[] = [];
+  const history: EpochRecord[] = ckpt ? [...ckpt.history] : [];
+  const frozenDone = ckpt ? Math.min(ckpt.epochsDone, opts.epochs) : 0;
+  const fineDone = ckpt ? Math.max(0, ckpt.epochsDone - opts.epochs) : 0;
 
   try {
     // Phase 1: frozen base, head only, on pooled features.
@@ -97,9 +116,11 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
     const dim = valBlock.shape[0];
     const valPooled = float32Rows(valBlock);
     const head = new HeadTrainer(model, numClasses, opts.lr, opts.dropout);
-    let frozenMetrics: Metrics | undefined;
+    if (ckpt?.phase === 'frozen') await head.restoreOptimizer(ckpt.optimizer);
+    if (ckpt?.phase === 'frozen') tf.dispose(ckpt.optimizer.map((o) => o.tensor));
+    let frozenMetrics: Metrics | undefined = ckpt?.frozenMetrics;
     let fixedTrain: Float32Array | undefined;
-    for (let e = 0; e < opts.epochs; e++) {
+    for (let e = frozenDone; e < opts.epochs; e++) {
       const te = performance.now();
       let feats = fixedTrain;
       if (!feats) {
@@ -114,9 +135,11 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
       frozenMetrics = m;
       const rec = { phase: 'frozen' as const, epoch: e + 1, loss, accuracy, valLoss: m.valLoss, valAccuracy: m.valAccuracy, seconds: seconds(te) };
       history.push(rec);
+      head.writeBack();
+      await checkpoint('frozen', e + 1, new Set([HEAD.logits]), () => head.optimizerWeights(), m);
       report({ type: 'epoch', ...rec, epochs: opts.epochs });
     }
-    head.writeBack();
+    if (frozenDone < opts.epochs) head.writeBack();
     head.dispose();
     if (!frozenMetrics) {
       // No head epochs: still evaluate the untrained head so the manifest has figures.
@@ -135,9 +158,14 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
       const { createTail } = await import('./fast/tail.js');
       const tail = createTail(model, { fineTuneAt: opts.fineTuneAt, numClasses, dropout: opts.dropout });
       const optimizer = tf.train.adam(opts.fineTuneLr);
+      if (ckpt?.phase === 'fineTune') {
+        await optimizer.setWeights(ckpt.optimizer);
+        tf.dispose(ckpt.optimizer.map((o) => o.tensor));
+      }
+      const tailLayers = new Set(model.layers.slice(model.layers.findIndex((l) => l.name === boundary) + 1).map((l) => l.name));
       const bShape = valB.shape;
       const bDim = bShape.reduce((a, b) => a * b, 1);
-      for (let e = 0; e < opts.fineTuneEpochs; e++) {
+      for (let e = fineDone; e < opts.fineTuneEpochs; e++) {
         const te = performance.now();
         const globalEpoch = opts.epochs + e;
         report({ type: 'stage', stage: `boundary (epoch ${globalEpoch + 1})`, total: trainImgs.length });
@@ -163,7 +191,13 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
         fineMetrics = m;
         const rec = { phase: 'fineTune' as const, epoch: globalEpoch + 1, loss: lossSum / order.length, accuracy: correct / order.length, valLoss: m.valLoss, valAccuracy: m.valAccuracy, seconds: seconds(te) };
         history.push(rec);
+        tail.writeBack();
+        await checkpoint('fineTune', globalEpoch + 1, tailLayers, () => optimizer.getWeights(), frozenMetrics);
         report({ type: 'epoch', ...rec, epochs: opts.epochs + opts.fineTuneEpochs });
+      }
+      if (fineDone > 0 && fineDone >= opts.fineTuneEpochs) {
+        // Everything was done before the restart: the final metrics come from the restored weights.
+        fineMetrics = computeMetrics(rows(tailProbabilities(tail, valB, numClasses), numClasses), valLabels, classes);
       }
       tail.writeBack();
       tail.dispose();
