@@ -31,7 +31,8 @@ async function main(): Promise<void> {
   const init = workerData as WorkerInit;
   let runner: BoundaryRunner;
   try {
-    const info = await initBackend(init.backend === 'cpu' ? 'cpu' : 'wasm', () => {});
+    // One XNNPACK thread per worker: the pool itself is the parallelism.
+    const info = await initBackend(init.backend === 'cpu' ? 'cpu' : 'wasm', () => {}, { wasmThreads: 1 });
     runner = createBoundaryRunner(init.weights, init);
     const { describeBackend } = await import('../../core/backend.js');
     port.postMessage({ type: 'ready', backend: describeBackend(info), rowShape: runner.rowShape } satisfies WorkerReply);
