@@ -1,3 +1,5 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 // cdk-nag 3 reports through CDK's policy-validation plugins; findings are acknowledged with Validations.of().
 import { type CfnElement, Stack, Validations } from 'aws-cdk-lib';
 import cdkNag from 'cdk-nag';
@@ -33,3 +35,21 @@ export const NODE20_ACKS: Ack[] = [
       'Node 20 is the runtime the project is built and tested on; moving to nodejs22.x/24.x is a one-line change here once the bundle is tested there.',
   },
 ];
+
+interface ValidationReport {
+  pluginReports: Array<{
+    violations: Array<{ ruleName: string; severity: string; violatingConstructs: Array<{ constructPath: string }> }>;
+  }>;
+}
+
+/** Unacknowledged policy-validation errors (cdk-nag included) of a synthesized assembly, as `rule @ paths`. */
+export function validationErrors(assemblyDir: string): string[] {
+  const file = path.join(assemblyDir, 'validation-report.json');
+  if (!existsSync(file)) return [];
+  const report = JSON.parse(readFileSync(file, 'utf8')) as ValidationReport;
+  return report.pluginReports.flatMap((r) =>
+    r.violations
+      .filter((v) => v.severity === 'error')
+      .map((v) => `${v.ruleName} @ ${v.violatingConstructs.map((c) => c.constructPath).join(', ')}`),
+  );
+}

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration } from 'aws-cdk-lib';
 import type * as batch from 'aws-cdk-lib/aws-batch';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
@@ -9,11 +9,11 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
-import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { functionRoleAndLogs } from './function-role.js';
 import { acknowledge, arnRef, NODE20_ACKS } from './nag.js';
 import { PREFIX } from './storage.js';
 import { REPO_ROOT } from './training.js';
@@ -82,17 +82,11 @@ export class RetrainTrigger extends Construct {
       targets: [new targets.SqsQueue(this.queue)],
     });
 
-    const logGroup = new logs.LogGroup(this, 'FunctionLogs', {
-      retention: logs.RetentionDays.ONE_MONTH,
-      removalPolicy: RemovalPolicy.DESTROY,
-    });
-    this.role = new iam.Role(this, 'FunctionRole', {
-      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      description: 'edgetune retrain trigger: trigger-state/* in the data bucket, SubmitJob on the training queue',
-    });
-    this.role.addToPrincipalPolicy(
-      new iam.PolicyStatement({ sid: 'Logs', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroup.logGroupArn] }),
+    const { role, logGroup } = functionRoleAndLogs(
+      this,
+      'edgetune retrain trigger: trigger-state/* in the data bucket, SubmitJob on the training queue',
     );
+    this.role = role;
     this.role.addToPrincipalPolicy(
       new iam.PolicyStatement({
         sid: 'TriggerState',

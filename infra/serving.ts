@@ -8,6 +8,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { functionRoleAndLogs } from './function-role.js';
 import { acknowledge, arnRef, NODE20_ACKS } from './nag.js';
 import { PREFIX } from './storage.js';
 
@@ -41,19 +42,8 @@ export class Serving extends Construct {
 
   constructor(scope: Construct, id: string, props: ServingProps) {
     super(scope, id);
-    const logGroup = new logs.LogGroup(this, 'FunctionLogs', {
-      retention: logs.RetentionDays.ONE_MONTH,
-      removalPolicy: RemovalPolicy.DESTROY,
-    });
-
-    // Own role instead of AWSLambdaBasicExecutionRole: logs only to this function's log group.
-    this.role = new iam.Role(this, 'FunctionRole', {
-      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      description: 'edgetune classify API: reads models/* only',
-    });
-    this.role.addToPrincipalPolicy(
-      new iam.PolicyStatement({ sid: 'Logs', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroup.logGroupArn] }),
-    );
+    const { role, logGroup } = functionRoleAndLogs(this, 'edgetune classify API: reads models/* only');
+    this.role = role;
     grantModelRead(this.role, props.modelBucket);
 
     const environment: Record<string, string> = {

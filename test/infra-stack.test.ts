@@ -6,7 +6,7 @@ import { Capture, Match, Template } from 'aws-cdk-lib/assertions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseInfraConfig } from '../infra/config.js';
-import { AwsSolutionsChecks } from '../infra/nag.js';
+import { AwsSolutionsChecks, validationErrors } from '../infra/nag.js';
 import { EdgetuneStack } from '../infra/stack.js';
 
 // One synthesis of the default stack for the whole file (CDK synth is CPU-heavy): the real training
@@ -62,15 +62,7 @@ const objectsArn = (bucketId: string, prefix: string) => ({ 'Fn::Join': ['', [{ 
 
 describe('cdk-nag (AwsSolutions)', () => {
   it('reports no unacknowledged errors', () => {
-    const reportPath = path.join(outdir, 'validation-report.json');
-    const report = existsSync(reportPath) ? JSON.parse(readFileSync(reportPath, 'utf8')) : { pluginReports: [] };
-    const errors = report.pluginReports.flatMap(
-      (r: { violations: Array<{ ruleName: string; severity: string; violatingConstructs: Array<{ constructPath: string }> }> }) =>
-        r.violations
-          .filter((v) => v.severity === 'error')
-          .map((v) => `${v.ruleName} @ ${v.violatingConstructs.map((c) => c.constructPath).join(', ')}`),
-    );
-    expect(errors).toEqual([]);
+    expect(validationErrors(outdir)).toEqual([]);
     expect(synthError).toBeUndefined();
   });
 

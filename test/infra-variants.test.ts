@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { App, Stack, Validations } from 'aws-cdk-lib';
@@ -8,7 +8,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseInfraConfig } from '../infra/config.js';
-import { AwsSolutionsChecks } from '../infra/nag.js';
+import { AwsSolutionsChecks, validationErrors } from '../infra/nag.js';
 import { EdgetuneStack } from '../infra/stack.js';
 
 const SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:edgetune-keys-AbCdEf';
@@ -97,15 +97,7 @@ afterAll(() => {
 
 describe('variant: spot, destroy, function URL, API keys, alarm topic, bigger jobs', () => {
   it('has no cdk-nag errors either', () => {
-    const reportPath = path.join(outdir, 'validation-report.json');
-    const report = existsSync(reportPath) ? JSON.parse(readFileSync(reportPath, 'utf8')) : { pluginReports: [] };
-    const errors = report.pluginReports.flatMap(
-      (r: { violations: Array<{ ruleName: string; severity: string; violatingConstructs: Array<{ constructPath: string }> }> }) =>
-        r.violations
-          .filter((v) => v.severity === 'error')
-          .map((v) => `${v.ruleName} @ ${v.violatingConstructs.map((c) => c.constructPath).join(', ')}`),
-    );
-    expect(errors).toEqual([]);
+    expect(validationErrors(outdir)).toEqual([]);
     expect(synthError).toBeUndefined();
   });
 
