@@ -60,7 +60,8 @@ async function trainReportPublish(opts: TrainOptions, report: Reporter, publish:
     report({ type: 'info', message: `published ${r.uri} (${r.promoted ? 'promoted' : 'not promoted'}: ${r.reason})` });
   }
   if (opts.checkpoint) await clearCheckpoint(opts.checkpoint);
-  report({ type: 'done', out: outDir, valAccuracy: final.valAccuracy, seconds: (performance.now() - t0) / 1000 });
+  // maxRSS covers the worker threads too: they live in this process.
+  report({ type: 'done', out: outDir, valAccuracy: final.valAccuracy, seconds: (performance.now() - t0) / 1000, peakRssMiB: process.resourceUsage().maxRSS / 1024 });
   return result;
 }
 

@@ -6,7 +6,7 @@ export type TrainEvent =
   | { type: 'stage'; stage: string; total?: number }
   | { type: 'progress'; stage: string; done: number; total: number; loss?: number; accuracy?: number }
   | { type: 'epoch'; phase: 'frozen' | 'fineTune'; epoch: number; epochs: number; loss: number; accuracy: number; valLoss: number; valAccuracy: number; seconds: number }
-  | { type: 'done'; out: string; valAccuracy: number; seconds: number }
+  | { type: 'done'; out: string; valAccuracy: number; seconds: number; peakRssMiB?: number }
   | { type: 'error'; message: string };
 
 export type Reporter = (e: TrainEvent) => void;
@@ -56,7 +56,9 @@ export function humanReporter(stream: NodeJS.WriteStream = process.stderr): Repo
           `${e.phase === 'frozen' ? 'frozen   ' : 'fine-tune'} epoch ${String(e.epoch).padStart(2)}/${e.epochs}  loss ${e.loss.toFixed(4)}  acc ${e.accuracy.toFixed(4)}  val_loss ${e.valLoss.toFixed(4)}  val_acc ${e.valAccuracy.toFixed(4)}  (${e.seconds.toFixed(1)} s)`,
         );
       case 'done':
-        return line(`done in ${e.seconds.toFixed(1)} s: validation accuracy ${e.valAccuracy.toFixed(4)}; model in ${e.out}`);
+        return line(
+          `done in ${e.seconds.toFixed(1)} s${e.peakRssMiB ? ` (peak RSS ${Math.round(e.peakRssMiB)} MiB)` : ''}: validation accuracy ${e.valAccuracy.toFixed(4)}; model in ${e.out}`,
+        );
     }
   };
 }

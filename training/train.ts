@@ -96,7 +96,8 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
     tf.dispose(optimizer.filter((o) => o.name === 'iter').map((o) => o.tensor));
   };
 
-  const extractor = extractorFactory ? await extractorFactory(model, base.alpha) : new InProcessExtractor(model);
+  const forward = { boundary: { views: 0, seconds: 0 }, pooled: { views: 0, seconds: 0 } };
+  const extractor = timed(extractorFactory ? await extractorFactory(model, base.alpha) : new InProcessExtractor(model), forward);
   const boundary = boundaryLayerName(opts.fineTuneAt);
   const aug = augmentConfig(opts);
   const trainPaths = trainImgs.map((i) => i.file.relPath);
@@ -232,7 +233,13 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
         },
         history,
         metrics: { frozen: frozenMetrics, fineTuned: fineMetrics },
-        timings: { ...timings, exportSeconds: seconds(t), totalSeconds: seconds(t0) },
+        timings: {
+          ...timings,
+          exportSeconds: seconds(t),
+          totalSeconds: seconds(t0),
+          ...(forward.boundary.views ? { boundaryViews: forward.boundary.views, boundaryImagesPerSecond: forward.boundary.views / forward.boundary.seconds } : {}),
+          ...(forward.pooled.views ? { pooledViews: forward.pooled.views, pooledImagesPerSecond: forward.pooled.views / forward.pooled.seconds } : {}),
+        },
         backend: describeBackend(backend),
       },
       { images: valImgs, labels: Array.from(valLabels) },
@@ -247,6 +254,24 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
 function applyAndRelease(model: LayersModel, weights: Map<string, import('../core/weights/index.js').WeightArray>, label: string) {
   applyBaseWeights(model, weights, label);
   return new Map();
+}
+
+/** Counts views and seconds of the frozen forward pass, for the manifest and the benchmark. */
+function timed(ex: FeatureExtractor, stats: Record<'boundary' | 'pooled', { views: number; seconds: number }>): FeatureExtractor {
+  return {
+    get description() {
+      return ex.description;
+    },
+    async compute(images, draws, layer, onProgress) {
+      const t = performance.now();
+      const out = await ex.compute(images, draws, layer, onProgress);
+      const s = stats[layer === HEAD.pool ? 'pooled' : 'boundary'];
+      s.views += images.length;
+      s.seconds += seconds(t);
+      return out;
+    },
+    close: () => ex.close(),
+  };
 }
 
 function hyperparameters(o: TrainOptions): Record<string, unknown> {
