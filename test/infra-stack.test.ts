@@ -216,6 +216,13 @@ describe('training', () => {
     expect(existsSync(path.join(staged, 'training/Dockerfile'))).toBe(true);
     expect(existsSync(path.join(staged, 'package-lock.json'))).toBe(true);
     expect(existsSync(path.join(staged, 'node_modules'))).toBe(false);
+    // Every file the Dockerfile copies from the context is in the (.dockerignore-filtered) context.
+    const dockerfile = readFileSync(path.join(staged, 'training/Dockerfile'), 'utf8');
+    const sources = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1].trim().split(/\s+/));
+    expect(sources.length).toBeGreaterThanOrEqual(6);
+    for (const src of sources) expect(existsSync(path.join(staged, src)), src).toBe(true);
+    expect(dockerfile).toMatch(/^FROM nvidia\/cuda:11\.2\.\d+-cudnn8-runtime/m);
+    expect(dockerfile).toContain('npm install --no-save --omit=dev @tensorflow/tfjs-node-gpu@4.22.0');
   });
 
   it('job role reads only datasets/*, writes only models/* (and its checkpoints/*)', () => {
