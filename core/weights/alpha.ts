@@ -8,6 +8,11 @@ function shapeOf(shapes: Shapes, key: string): readonly number[] | undefined {
   return Array.isArray(v) ? v : (v as { shape: readonly number[] }).shape;
 }
 
+/** 1 -> "1.0", 0.35 -> "0.35" (as Keras and its file names write alpha). */
+export function formatAlpha(alpha: number): string {
+  return Number.isInteger(alpha) ? alpha.toFixed(1) : String(alpha);
+}
+
 /** The channel counts that identify each alpha: Conv1 filters and block_16_project filters. */
 export function alphaSignature(alpha: number): { conv1: number; block16: number } {
   return { conv1: makeDivisible(32 * alpha), block16: makeDivisible(Math.trunc(320 * alpha)) };

@@ -1,6 +1,6 @@
 import type { LayersModel } from '@tensorflow/tfjs';
 import { tf } from '../tf.js';
-import { inferAlpha } from './alpha.js';
+import { formatAlpha as fmt, inferAlpha } from './alpha.js';
 import { sizeOf, type WeightArray, weightKey } from './types.js';
 
 /** Layer names of the Keras MobileNetV2 base, Conv1 .. Conv_1_bn (the layers that hold weights). */
@@ -51,8 +51,6 @@ export interface ApplyResult {
   /** Whether the ImageNet `predictions` layer was loaded too. */
   top: boolean;
 }
-
-const fmt = (alpha: number) => (Number.isInteger(alpha) ? alpha.toFixed(1) : String(alpha));
 
 function describeList(items: string[], max = 25): string {
   const shown = items.slice(0, max).map((s) => `  - ${s}`);

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LayersModel } from '@tensorflow/tfjs';
-import { inferAlpha } from './alpha.js';
+import { formatAlpha, inferAlpha } from './alpha.js';
 import { applyBaseWeights, modelWeightShapes, TOP_LAYER } from './apply.js';
 import { cacheDir, DownloadError, fetchBytes, kerasModelsDir, sha256Hex, writeFileAtomic } from './cache.js';
 import { readKerasH5Weights } from './h5-source.js';
@@ -11,7 +11,7 @@ import { NSFWJS_SOURCE, readNsfwjsWeights } from './nsfwjs-source.js';
 import { readTfjsWeights } from './tfjs-source.js';
 import type { SourceWeights, WeightsKind } from './types.js';
 
-export { alphaSignature, inferAlpha } from './alpha.js';
+export { alphaSignature, formatAlpha, inferAlpha } from './alpha.js';
 export { applyBaseWeights, BaseWeightsMismatchError, isBaseLayerName, modelWeightShapes, TOP_LAYER } from './apply.js';
 export { cacheDir, kerasModelsDir } from './cache.js';
 export { type KerasLayerWeights, kerasLayerWeights, readKerasH5Weights, writeKerasH5Weights } from './h5-source.js';
@@ -204,7 +204,7 @@ export async function resolveBaseWeights(opts: ResolveBaseWeightsOptions): Promi
 
   if (alpha !== 1.0 || includeTop) {
     throw new Error(
-      `no ImageNet MobileNetV2 weights for alpha ${alpha}${includeTop ? ' with the ImageNet top' : ''} at ${opts.inputSize}: ${notes.join('; ')}. ` +
+      `no ImageNet MobileNetV2 weights for alpha ${formatAlpha(alpha)}${includeTop ? ' with the ImageNet top' : ''} at ${opts.inputSize}: ${notes.join('; ')}. ` +
         `The offline fallback (nsfwjs) only has alpha 1.0 without an ImageNet top. Pass --base-weights <model.json|.h5> or set ${BASE_WEIGHTS_ENV}.`,
     );
   }

@@ -1,16 +1,12 @@
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { ALPHAS } from '../mobilenet-v2.js';
+import { formatAlpha } from './alpha.js';
 import { kerasModelsDir } from './cache.js';
 
 export const KERAS_WEIGHTS_BASE_URL = 'https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/';
 /** keras.applications publishes MobileNetV2 weights for these sizes; other sizes use the 224 file. */
 export const KERAS_SIZES = [96, 128, 160, 192, 224] as const;
-
-/** Python's str(float(alpha)): 1 -> "1.0", 0.35 -> "0.35". */
-function pyFloat(alpha: number): string {
-  return Number.isInteger(alpha) ? alpha.toFixed(1) : String(alpha);
-}
 
 /** keras.applications' weights size for an input size (like Keras: not one of KERAS_SIZES -> 224). */
 export function kerasWeightsSize(inputSize: number): number {
@@ -20,7 +16,7 @@ export function kerasWeightsSize(inputSize: number): number {
 /** `mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{size}[_no_top].h5` */
 export function kerasWeightsFileName(alpha: number, inputSize: number, includeTop = false): string {
   if (!ALPHAS.includes(alpha as (typeof ALPHAS)[number])) throw new Error(`alpha must be one of ${ALPHAS.join(', ')}; got ${alpha}`);
-  return `mobilenet_v2_weights_tf_dim_ordering_tf_kernels_${pyFloat(alpha)}_${kerasWeightsSize(inputSize)}${includeTop ? '' : '_no_top'}.h5`;
+  return `mobilenet_v2_weights_tf_dim_ordering_tf_kernels_${formatAlpha(alpha)}_${kerasWeightsSize(inputSize)}${includeTop ? '' : '_no_top'}.h5`;
 }
 
 /** The official download URL; EDGETUNE_KERAS_WEIGHTS_URL replaces the base (a mirror). */

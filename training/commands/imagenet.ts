@@ -6,7 +6,14 @@ import { initBackend } from '../../core/backend.js';
 import { decodeImage, type RgbImage } from '../../core/image.js';
 import { buildMobileNetV2 } from '../../core/mobilenet-v2.js';
 import { tf } from '../../core/tf.js';
-import { applyBaseWeights, type LoadedBaseWeights, readBaseWeights, resolveBaseWeights, TOP_LAYER } from '../../core/weights/index.js';
+import {
+  applyBaseWeights,
+  formatAlpha,
+  type LoadedBaseWeights,
+  readBaseWeights,
+  resolveBaseWeights,
+  TOP_LAYER,
+} from '../../core/weights/index.js';
 import { int, run } from './options.js';
 
 const require = createRequire(import.meta.url);
@@ -126,7 +133,7 @@ export function register(program: Command): void {
         await initBackend();
         const { model, weights } = await loadImagenetModel({ baseWeights: o.baseWeights, inputSize: o.size });
         process.stderr.write(
-          `edgetune: MobileNetV2 alpha ${weights.alpha.toFixed(2)} at ${o.size}, ${weights.kind} weights ${weights.source} (sha256 ${weights.sha256.slice(0, 12)})\n`,
+          `edgetune: MobileNetV2 alpha ${formatAlpha(weights.alpha)} at ${o.size}, ${weights.kind} weights ${weights.source} (sha256 ${weights.sha256.slice(0, 12)})\n`,
         );
         const classes = imagenetClasses();
         let failed = 0;
