@@ -120,7 +120,8 @@ export class Serving extends Construct {
       minTtl: Duration.seconds(0),
       maxTtl: Duration.minutes(5),
       queryStringBehavior: cloudfront.CacheQueryStringBehavior.none(),
-      headerBehavior: cloudfront.CacheHeaderBehavior.none(),
+      // In the key so it reaches the origin: with API keys on, /v1/model needs the bearer token.
+      headerBehavior: cloudfront.CacheHeaderBehavior.allowList('authorization'),
       cookieBehavior: cloudfront.CacheCookieBehavior.none(),
       enableAcceptEncodingGzip: true,
       enableAcceptEncodingBrotli: true,

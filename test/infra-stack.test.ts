@@ -311,7 +311,14 @@ describe('serving', () => {
   it('CloudFront caches / and /v1/model briefly and never caches /v1/classify*', () => {
     const shortCache = logicalId('AWS::CloudFront::CachePolicy', 'ServingShortCache');
     t.hasResourceProperties('AWS::CloudFront::CachePolicy', {
-      CachePolicyConfig: { DefaultTTL: 60, MinTTL: 0, MaxTTL: 300 },
+      CachePolicyConfig: {
+        DefaultTTL: 60,
+        MinTTL: 0,
+        MaxTTL: 300,
+        ParametersInCacheKeyAndForwardedToOrigin: Match.objectLike({
+          HeadersConfig: { HeaderBehavior: 'whitelist', Headers: ['authorization'] },
+        }),
+      },
     });
     const behaviors = new Capture();
     t.hasResourceProperties('AWS::CloudFront::Distribution', {
