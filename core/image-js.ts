@@ -5,7 +5,7 @@
 // as training. Measured against sharp: see test/api-image-js.test.ts.
 import type { PreprocessOptions, RgbImage } from './image.js';
 
-type VipsModule = Awaited<ReturnType<typeof import('wasm-vips')['default']>>;
+type VipsModule = Awaited<ReturnType<typeof import('wasm-vips')>>;
 type VipsImage = InstanceType<VipsModule['Image']>;
 
 /** Same name as core/image.ts's error, so callers can test `err.name` without importing sharp. */
@@ -39,6 +39,11 @@ function kindOf(b: Uint8Array): Kind {
   return 'other';
 }
 
+/** Loader-specific options (jpegload shrink, webpload scale) are passed through; the typings list only the common ones. */
+function loadOptions(extra: { shrink?: number; scale?: number }): { fail_on: string } {
+  return { fail_on: 'error', ...extra };
+}
+
 /** sharp's JPEG shrink-on-load choice (pipeline.cc, fastShrinkOnLoad: true). */
 function jpegShrinkOnLoad(shrink: number): number {
   let s = shrink >= 8 ? 8 : shrink >= 4 ? 4 : shrink >= 2 ? 2 : 1;
@@ -58,7 +63,7 @@ export async function decodeImageJs(bytes: Uint8Array, opts: PreprocessOptions):
   try {
     const kind = kindOf(bytes);
     // Headers only: nothing is decoded until pixels are asked for.
-    let im = keep(vips.Image.newFromBuffer(bytes, '', { fail: true }));
+    let im = keep(vips.Image.newFromBuffer(bytes, '', { fail_on: 'error' }));
     const pixels = im.width * im.height;
     if (pixels > limitInputPixels) throw new Error(`Input image exceeds pixel limit (${im.width}x${im.height})`);
     const orientation = im.getTypeof('orientation') !== 0 ? im.getInt('orientation') : 1;
@@ -75,9 +80,9 @@ export async function decodeImageJs(bytes: Uint8Array, opts: PreprocessOptions):
       const shrink = Math.min(hs, vs);
       if (kind === 'jpeg') {
         const s = jpegShrinkOnLoad(shrink);
-        if (s > 1) im = keep(vips.Image.newFromBuffer(bytes, '', { fail: true, shrink: s }));
+        if (s > 1) im = keep(vips.Image.newFromBuffer(bytes, '', loadOptions({ shrink: s })));
       } else if (shrink > 1) {
-        im = keep(vips.Image.newFromBuffer(bytes, '', { fail: true, scale: 1 / shrink }));
+        im = keep(vips.Image.newFromBuffer(bytes, '', loadOptions({ scale: 1 / shrink })));
       }
     }
 

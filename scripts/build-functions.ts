@@ -20,7 +20,8 @@ const MIB = 1024 * 1024;
 const LAMBDA_ZIP_LIMIT = 50 * MIB;
 
 const args = new Set(argv);
-const only = ['lambda', 'edge'].filter((t) => args.has(`--${t}`));
+// --node: also a plain Node server bundle (bench:serve runs it; sharp resolves from the repo's node_modules).
+const only = ['lambda', 'edge', 'node'].filter((t) => args.has(`--${t}`));
 const targets = only.length ? only : ['lambda', 'edge'];
 const skipSharpInstall = args.has('--no-sharp-install');
 
@@ -128,7 +129,8 @@ async function buildEdge(): Promise<string> {
 
 const rows: Array<{ bundle: string; dir: string; bytes: number; zipped: number }> = [];
 for (const t of targets) {
-  const dir = t === 'lambda' ? await buildLambda() : await buildEdge();
+  const dir =
+    t === 'lambda' ? await buildLambda() : t === 'edge' ? await buildEdge() : await bundle('node', 'functions/node.ts', { external: ['sharp'] });
   rows.push({ bundle: t, dir: path.relative(process.cwd(), dir), bytes: dirBytes(dir), zipped: zipBytes(dir) });
 }
 const mib = (n: number) => `${(n / MIB).toFixed(2)} MiB`;

@@ -50,14 +50,14 @@ describe('esbuild bundles', () => {
     // The real bundle gets linux-arm64 sharp from npm; this test borrows the host's sharp.
     await symlink(path.join(REPO_DIR, 'node_modules'), path.join(dir, 'node_modules'), 'dir');
     const jpeg = await makePhoto('jpeg', 200, 150);
-    const ev = (method: string, rawPath: string, body?: Buffer, type?: string) => ({
+    const ev = (method: string, rawPath: string, body?: Uint8Array, type?: string) => ({
       version: '2.0',
       routeKey: '$default',
       rawPath,
       rawQueryString: '',
       headers: { host: 'api.example', ...(type ? { 'content-type': type } : {}) },
       requestContext: { http: { method, path: rawPath, protocol: 'HTTP/1.1', sourceIp: '1.2.3.4', userAgent: 't' }, requestId: 'r1', stage: '$default' },
-      body: body?.toString('base64'),
+      body: body ? Buffer.from(body).toString('base64') : undefined,
       isBase64Encoded: !!body,
     });
     const [ready, classify, bad] = await invoke(dir, [ev('GET', '/readyz'), ev('POST', '/v1/classify', jpeg, 'image/jpeg'), ev('POST', '/v1/classify', Buffer.from('xx'), 'text/plain')], {
@@ -79,7 +79,7 @@ describe('esbuild bundles', () => {
     expect(/from\s*["']sharp["']|import\(\s*["']sharp["']\s*\)|require\(\s*["']sharp["']\s*\)/.test(code)).toBe(false);
     await writeFile(path.join(dir, 'edge-config.json'), JSON.stringify({ MODEL_URI: modelDir, LOG_LEVEL: 'silent' }));
     const png = await makePhoto('png', 120, 90, 2, { alpha: true });
-    const cf = (method: string, uri: string, body?: Buffer, type?: string) => ({
+    const cf = (method: string, uri: string, body?: Uint8Array, type?: string) => ({
       Records: [
         {
           cf: {
@@ -90,7 +90,7 @@ describe('esbuild bundles', () => {
               uri,
               querystring: 'top=1',
               headers: { host: [{ key: 'Host', value: 'd.cloudfront.net' }], ...(type ? { 'content-type': [{ key: 'Content-Type', value: type }] } : {}) },
-              ...(body ? { body: { action: 'read-only', data: body.toString('base64'), encoding: 'base64', inputTruncated: false } } : {}),
+              ...(body ? { body: { action: 'read-only', data: Buffer.from(body).toString('base64'), encoding: 'base64', inputTruncated: false } } : {}),
             },
           },
         },

@@ -14,7 +14,7 @@ import { makePhoto } from './helpers/tiny-model.js';
 
 let dir: string;
 let rt: Runtime;
-let seeds: Buffer[];
+let seeds: Uint8Array<ArrayBuffer>[];
 const quiet = () => {};
 
 beforeAll(async () => {
@@ -61,8 +61,8 @@ describe('fuzzing POST /v1/classify', () => {
     await fc.assert(
       fc.asyncProperty(bodyArb, async (b) => {
         runs++;
-        let bytes: Uint8Array;
-        if (b.kind === 'random') bytes = b.bytes;
+        let bytes: Uint8Array<ArrayBuffer>;
+        if (b.kind === 'random') bytes = new Uint8Array(b.bytes);
         else {
           const src = seeds[b.seed];
           bytes = Uint8Array.from(src.subarray(0, Math.floor(src.length * b.cut)));

@@ -23,7 +23,7 @@ async function compare(bytes: Uint8Array, opts: PreprocessOptions): Promise<{ ma
 }
 
 describe('core/image-js (libvips in WASM) against core/image (sharp)', () => {
-  const cases: Array<[string, () => Promise<Buffer>, PreprocessOptions]> = [
+  const cases: Array<[string, () => Promise<Uint8Array>, PreprocessOptions]> = [
     ['JPEG 1024x768 -> 160 (shrink-on-load path)', () => makePhoto('jpeg', 1024, 768, 1), { size: 160 }],
     ['JPEG 1024x768 -> 224', () => makePhoto('jpeg', 1024, 768, 2), { size: 224 }],
     ['JPEG 640x480 EXIF orientation 6 -> 160', () => makePhoto('jpeg', 640, 480, 3, { orientation: 6 }), { size: 160 }],

@@ -97,7 +97,7 @@ describe('model holder: background refresh and atomic swap', () => {
     const ready = await app.request('/readyz');
     expect(ready.status).toBe(200);
     expect(await ready.json()).toMatchObject({ ready: true, model: { version: v2 }, lastError: { message: expect.stringMatching(/sha256/) } });
-    expect(log.entries.find((e) => e.msg.toString().includes('refresh failed'))).toMatchObject({ level: 'error', requestId: 'req-1', serving: v2 });
+    expect(log.entries.find((e) => String(e.msg).includes('refresh failed'))).toMatchObject({ level: 'error', requestId: 'req-1', serving: v2 });
     const still = await app.request('/v1/classify', { method: 'POST', body: await makePhoto('png'), headers: { 'content-type': 'image/png' } });
     expect(still.status).toBe(200);
     expect(tf.memory().numTensors).toBe(tensorsWithOneModel);

@@ -10,7 +10,7 @@ export async function makePhoto(
   height = 64,
   seed = 1,
   opts: { alpha?: boolean; orientation?: number } = {},
-): Promise<Buffer> {
+): Promise<Uint8Array<ArrayBuffer>> {
   const channels = opts.alpha ? 4 : 3;
   const raw = Buffer.alloc(width * height * channels);
   for (let y = 0; y < height; y++) {
@@ -25,8 +25,14 @@ export async function makePhoto(
   }
   let img = sharp(raw, { raw: { width, height, channels } });
   if (opts.orientation) img = img.withMetadata({ orientation: opts.orientation });
-  if (format === 'jpeg') return img.jpeg({ quality: 90 }).toBuffer();
-  if (format === 'png') return img.png().toBuffer();
-  if (format === 'webp') return img.webp({ quality: 90 }).toBuffer();
-  return img.gif().toBuffer();
+  const encoded =
+    format === 'jpeg'
+      ? img.jpeg({ quality: 90 })
+      : format === 'png'
+        ? img.png()
+        : format === 'webp'
+          ? img.webp({ quality: 90 })
+          : img.gif();
+  // A plain ArrayBuffer-backed copy: usable directly as a fetch/Request body and Blob part.
+  return new Uint8Array(await encoded.toBuffer());
 }
