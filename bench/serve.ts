@@ -4,8 +4,8 @@
 // RSS after 2,000 requests. Real alpaca JPEGs from ../shared when present. Bounded in time.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,8 +54,14 @@ const manifest = parseManifest(JSON.parse(readFileSync(path.join(modelDir, 'mani
 
 function photos(): { bodies: Uint8Array<ArrayBuffer>[]; source: string } {
   if (existsSync(ALPACA)) {
-    const files = readdirSync(ALPACA).filter((f) => /\.jpe?g$/i.test(f)).sort().slice(0, 32);
-    return { bodies: files.map((f) => new Uint8Array(readFileSync(path.join(ALPACA, f)))), source: `${files.length} alpaca JPEGs from ${ALPACA}` };
+    const files = readdirSync(ALPACA)
+      .filter((f) => /\.jpe?g$/i.test(f))
+      .sort()
+      .slice(0, 32);
+    return {
+      bodies: files.map((f) => new Uint8Array(readFileSync(path.join(ALPACA, f)))),
+      source: `${files.length} alpaca JPEGs from ${ALPACA}`,
+    };
   }
   throw new Error(`no photos: ${ALPACA} not found (the shared dataset beside the repository)`);
 }
@@ -64,7 +70,10 @@ const log = (line: string) => process.stderr.write(`${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function buildNodeBundle(out: string): string {
-  execFileSync('npx', ['tsx', path.join(ROOT, 'scripts/build-functions.ts'), '--node', '--out', out, '--no-sharp-install'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync('npx', ['tsx', path.join(ROOT, 'scripts/build-functions.ts'), '--node', '--out', out, '--no-sharp-install'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   return path.join(out, 'node/index.mjs');
 }
 
@@ -84,7 +93,10 @@ async function startServer(entry: string, env: Record<string, string>, body: Uin
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const t0 = performance.now();
-  const child = spawn(process.execPath, [entry], { env: { ...process.env, ...env, PORT: String(port), LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [entry], {
+    env: { ...process.env, ...env, PORT: String(port), LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   let stdout = '';
   let listenMs: number | undefined;
@@ -197,7 +209,16 @@ async function load(
   clearTimeout(cap);
   const seconds = (performance.now() - t0) / 1000;
   times.sort((a, b) => a - b);
-  return { name, connections, requests: times.length, non200, rps: times.length / seconds, p50: percentile(times, 50), p95: percentile(times, 95), p99: percentile(times, 99) };
+  return {
+    name,
+    connections,
+    requests: times.length,
+    non200,
+    rps: times.length / seconds,
+    p50: percentile(times, 50),
+    p95: percentile(times, 95),
+    p99: percentile(times, 99),
+  };
 }
 
 const work = await mkdtemp(path.join(os.tmpdir(), 'edgetune-bench-'));
@@ -206,8 +227,15 @@ const cleanups: Array<() => Promise<void>> = [];
 try {
   const { bodies, source } = photos();
   const first = bodies[0];
-  log(`model ${manifest.name} ${manifest.version}: mobilenet_v2 alpha ${manifest.backbone.alpha}, ${manifest.input.size}x${manifest.input.size}, ${manifest.classes.length} classes`);
-  log(`photos: ${source}; load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} on ${os.cpus().length} CPUs (shared machine: figures are indicative)`);
+  log(
+    `model ${manifest.name} ${manifest.version}: mobilenet_v2 alpha ${manifest.backbone.alpha}, ${manifest.input.size}x${manifest.input.size}, ${manifest.classes.length} classes`,
+  );
+  log(
+    `photos: ${source}; load average ${os
+      .loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')} on ${os.cpus().length} CPUs (shared machine: figures are indicative)`,
+  );
   const entry = buildNodeBundle(bundleOut);
 
   const colds: Record<string, Server[]> = { folder: [] };
@@ -247,10 +275,14 @@ try {
   const rss = rssMiB(server.child.pid!);
 
   const f = (x: number) => x.toFixed(1).padStart(8);
-  process.stdout.write(`\nclassify API on Node (${entry.replace(ROOT + '/', '')}), ${manifest.input.size}px alpha ${manifest.backbone.alpha}\n`);
+  process.stdout.write(
+    `\nclassify API on Node (${entry.replace(ROOT + '/', '')}), ${manifest.input.size}px alpha ${manifest.backbone.alpha}\n`,
+  );
   process.stdout.write(`phase            conns  requests  non-200     req/s   p50 ms   p95 ms   p99 ms\n`);
   for (const p of phases) {
-    process.stdout.write(`${p.name.padEnd(16)} ${String(p.connections).padStart(5)} ${String(p.requests).padStart(9)} ${String(p.non200).padStart(8)} ${f(p.rps)}  ${f(p.p50)} ${f(p.p95)} ${f(p.p99)}\n`);
+    process.stdout.write(
+      `${p.name.padEnd(16)} ${String(p.connections).padStart(5)} ${String(p.requests).padStart(9)} ${String(p.non200).padStart(8)} ${f(p.rps)}  ${f(p.p50)} ${f(p.p95)} ${f(p.p99)}\n`,
+    );
   }
   for (const [where, runs] of Object.entries(colds)) {
     const sorted = [...runs].sort((a, b) => a.coldStartMs - b.coldStartMs);
@@ -262,7 +294,12 @@ try {
     );
   }
   process.stdout.write(`RSS after ${total} requests: ${rss.toFixed(0)} MiB\n`);
-  process.stdout.write(`load average now ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
+  process.stdout.write(
+    `load average now ${os
+      .loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')}\n`,
+  );
 } finally {
   for (const c of cleanups.reverse()) await c().catch(() => {});
   await rm(work, { recursive: true, force: true });

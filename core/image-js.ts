@@ -120,7 +120,9 @@ export async function decodeImageJs(bytes: Uint8Array, opts: PreprocessOptions):
     return { data: new Uint8Array(out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength)), width: size, height: size };
   } catch (e) {
     const raw = e instanceof Error ? e.message : String(e);
-    const msg = String(raw || 'libvips refused the bytes').split('\n')[0].trim();
+    const msg = String(raw || 'libvips refused the bytes')
+      .split('\n')[0]
+      .trim();
     throw new ImageDecodeError(`cannot decode image: ${msg}`);
   } finally {
     for (const im of owned) im.delete();

@@ -197,9 +197,14 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
     if (keys.length === 0) return next();
     const token = bearerToken(c.req.header('authorization'));
     if (!token || !keyMatches(token, keys)) {
-      return problemResponse(401, token ? 'the API key is not valid' : 'send an API key as Authorization: Bearer <key>', c.get('requestId'), {
-        'www-authenticate': 'Bearer realm="edgetune"',
-      });
+      return problemResponse(
+        401,
+        token ? 'the API key is not valid' : 'send an API key as Authorization: Bearer <key>',
+        c.get('requestId'),
+        {
+          'www-authenticate': 'Bearer realm="edgetune"',
+        },
+      );
     }
     return next();
   });
@@ -333,7 +338,8 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
     const rid = c.get('requestId');
     if (err instanceof HttpProblem) return problemResponse(err.status, err.detail, rid);
     // Body stream failures (client aborted, malformed chunking) are the client's doing.
-    if (err instanceof TypeError && /body|stream|aborted/i.test(err.message)) return problemResponse(400, `cannot read the request body: ${err.message}`, rid);
+    if (err instanceof TypeError && /body|stream|aborted/i.test(err.message))
+      return problemResponse(400, `cannot read the request body: ${err.message}`, rid);
     log.error('unhandled error', { requestId: rid, error: err.message, stack: err.stack });
     return problemResponse(500, 'unexpected server error; the request id is in the logs', rid);
   });

@@ -23,7 +23,7 @@ export function bearerToken(header: string | undefined): string | undefined {
 /** Parses a secret string: a JSON array, `{"keys": [...]}`, `{"apiKeys": [...]}`, or comma-separated. */
 export function parseKeySecret(secret: string): string[] {
   const text = secret.trim();
-  let keys: unknown = undefined;
+  let keys: unknown;
   if (text.startsWith('[') || text.startsWith('{')) {
     try {
       const j = JSON.parse(text);

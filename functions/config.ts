@@ -5,7 +5,11 @@ export const MIB = 1024 * 1024;
 const EnvSchema = z.object({
   MODEL_URI: z.string().min(1).optional(),
   MODEL_REFRESH_SECONDS: z.coerce.number().min(0).default(60),
-  MAX_BODY_BYTES: z.coerce.number().int().positive().default(8 * MIB),
+  MAX_BODY_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(8 * MIB),
   MAX_INPUT_PIXELS: z.coerce.number().int().positive().default(50_000_000),
   MAX_BATCH: z.coerce.number().int().min(1).max(64).default(16),
   /** Comma-separated bearer tokens; empty means no authentication. */

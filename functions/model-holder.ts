@@ -5,7 +5,10 @@ import type { Logger } from './logger.js';
 
 /** The store's loader contract (core/model-loader.ts); injectable so tests can make loads fail. */
 export interface ModelSource {
-  loadModel(uri: string, opts?: { verify?: boolean }): Promise<{ model: LayersModel; manifest: Manifest; uri: string; version: string; etag?: string }>;
+  loadModel(
+    uri: string,
+    opts?: { verify?: boolean },
+  ): Promise<{ model: LayersModel; manifest: Manifest; uri: string; version: string; etag?: string }>;
   checkForUpdate(uri: string, knownEtag?: string): Promise<{ changed: false } | { changed: true; version: string; etag?: string }>;
 }
 
@@ -79,9 +82,7 @@ export class ModelHolder {
     const state: HolderStatus['state'] = !this.uri ? 'unconfigured' : s ? 'ready' : this.loading ? 'loading' : 'failed';
     return {
       state,
-      ...(s
-        ? { model: { name: s.manifest.name, version: s.version, loadedAt: s.loadedAt, loadMs: s.loadMs, warmupMs: s.warmupMs } }
-        : {}),
+      ...(s ? { model: { name: s.manifest.name, version: s.version, loadedAt: s.loadedAt, loadMs: s.loadMs, warmupMs: s.warmupMs } } : {}),
       ...(this.lastCheckIso ? { lastCheckAt: this.lastCheckIso } : {}),
       ...(this.lastError ? { lastError: this.lastError } : {}),
     };
@@ -174,7 +175,14 @@ export class ModelHolder {
         current.retired = true;
         if (current.inUse === 0) current.model.dispose();
       }
-      log.info('model loaded', { ...ids, uri, name: next.manifest.name, version: next.version, loadMs: next.loadMs, warmupMs: next.warmupMs });
+      log.info('model loaded', {
+        ...ids,
+        uri,
+        name: next.manifest.name,
+        version: next.version,
+        loadMs: next.loadMs,
+        warmupMs: next.warmupMs,
+      });
     } catch (e) {
       const message = (e as Error)?.message ?? String(e);
       this.lastError = { message, at: new Date().toISOString(), during };

@@ -63,9 +63,7 @@ export const ReadySchema = z
   .object({
     ready: z.boolean(),
     backend: z.string().optional(),
-    model: z
-      .object({ name: z.string(), version: z.string(), loadedAt: z.string(), loadMs: z.number(), warmupMs: z.number() })
-      .optional(),
+    model: z.object({ name: z.string(), version: z.string(), loadedAt: z.string(), loadMs: z.number(), warmupMs: z.number() }).optional(),
     lastCheckAt: z.string().optional(),
     lastError: z.object({ message: z.string(), at: z.string(), during: z.enum(['initial-load', 'refresh']) }).optional(),
     detail: z.string().optional(),

@@ -13,7 +13,8 @@ afterEach(() => sm.reset());
 
 // No model configured: an authorised /v1 request gets past auth and answers 503; a refused one 401.
 const runtime = (env: Record<string, string>) => createRuntime(configFromEnv(env), decodeImage, { log: memoryLogger(), backendLog: quiet });
-const get = (rt: ReturnType<typeof runtime>, pathname: string, headers: Record<string, string> = {}) => rt.app.request(pathname, { headers });
+const get = (rt: ReturnType<typeof runtime>, pathname: string, headers: Record<string, string> = {}) =>
+  rt.app.request(pathname, { headers });
 
 describe('API keys', () => {
   it('compares keys in constant time over hashes and parses bearer headers', () => {
@@ -41,7 +42,9 @@ describe('API keys', () => {
 
   it('reads keys from a Secrets Manager ARN once, and answers 503 (then retries) when the secret cannot be read', async () => {
     const arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:edgetune-keys';
-    sm.on(GetSecretValueCommand, { SecretId: arn }).rejectsOnce(new Error('AccessDenied')).resolves({ SecretString: '{"keys":["s3cret"]}' });
+    sm.on(GetSecretValueCommand, { SecretId: arn })
+      .rejectsOnce(new Error('AccessDenied'))
+      .resolves({ SecretString: '{"keys":["s3cret"]}' });
     const rt = runtime({ API_KEYS_SECRET_ARN: arn });
     const first = await get(rt, '/v1/model', { authorization: 'Bearer s3cret' });
     expect(first.status).toBe(503);

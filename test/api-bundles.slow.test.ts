@@ -56,13 +56,21 @@ describe('esbuild bundles', () => {
       rawPath,
       rawQueryString: '',
       headers: { host: 'api.example', ...(type ? { 'content-type': type } : {}) },
-      requestContext: { http: { method, path: rawPath, protocol: 'HTTP/1.1', sourceIp: '1.2.3.4', userAgent: 't' }, requestId: 'r1', stage: '$default' },
+      requestContext: {
+        http: { method, path: rawPath, protocol: 'HTTP/1.1', sourceIp: '1.2.3.4', userAgent: 't' },
+        requestId: 'r1',
+        stage: '$default',
+      },
       body: body ? Buffer.from(body).toString('base64') : undefined,
       isBase64Encoded: !!body,
     });
-    const [ready, classify, bad] = await invoke(dir, [ev('GET', '/readyz'), ev('POST', '/v1/classify', jpeg, 'image/jpeg'), ev('POST', '/v1/classify', Buffer.from('xx'), 'text/plain')], {
-      MODEL_URI: modelDir,
-    });
+    const [ready, classify, bad] = await invoke(
+      dir,
+      [ev('GET', '/readyz'), ev('POST', '/v1/classify', jpeg, 'image/jpeg'), ev('POST', '/v1/classify', Buffer.from('xx'), 'text/plain')],
+      {
+        MODEL_URI: modelDir,
+      },
+    );
     expect(ready.statusCode).toBe(200);
     expect(JSON.parse(ready.body as string)).toMatchObject({ ready: true, backend: expect.stringMatching(/^wasm/) });
     expect(classify.statusCode).toBe(200);
@@ -89,8 +97,13 @@ describe('esbuild bundles', () => {
               method,
               uri,
               querystring: 'top=1',
-              headers: { host: [{ key: 'Host', value: 'd.cloudfront.net' }], ...(type ? { 'content-type': [{ key: 'Content-Type', value: type }] } : {}) },
-              ...(body ? { body: { action: 'read-only', data: Buffer.from(body).toString('base64'), encoding: 'base64', inputTruncated: false } } : {}),
+              headers: {
+                host: [{ key: 'Host', value: 'd.cloudfront.net' }],
+                ...(type ? { 'content-type': [{ key: 'Content-Type', value: type }] } : {}),
+              },
+              ...(body
+                ? { body: { action: 'read-only', data: Buffer.from(body).toString('base64'), encoding: 'base64', inputTruncated: false } }
+                : {}),
             },
           },
         },

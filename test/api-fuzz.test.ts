@@ -21,7 +21,10 @@ beforeAll(async () => {
   await initBackend('auto', quiet);
   dir = await mkdtemp(path.join(os.tmpdir(), 'edgetune-fuzz-'));
   await makeModelDir(dir, { inputSize: 32 });
-  rt = createRuntime(configFromEnv({ MODEL_URI: dir, MAX_BODY_BYTES: String(64 * 1024) }), decodeImage, { log: silentLogger, backendLog: quiet });
+  rt = createRuntime(configFromEnv({ MODEL_URI: dir, MAX_BODY_BYTES: String(64 * 1024) }), decodeImage, {
+    log: silentLogger,
+    backendLog: quiet,
+  });
   await rt.ready;
   seeds = await Promise.all([
     makePhoto('jpeg', 80, 60, 1),
@@ -36,7 +39,17 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-const contentTypes = ['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'application/octet-stream', 'text/plain', 'image/tiff', '', 'image/jpeg; charset=binary'];
+const contentTypes = [
+  'image/jpeg',
+  'image/png',
+  'image/webp',
+  'image/gif',
+  'application/octet-stream',
+  'text/plain',
+  'image/tiff',
+  '',
+  'image/jpeg; charset=binary',
+];
 
 /** Random bytes, or a real image cut short, with a few bytes flipped, under a random content type. */
 const bodyArb = fc.oneof(

@@ -73,6 +73,8 @@ describe('Node server over real HTTP', () => {
   it('logs one JSON line per request with its request id', async () => {
     const res = await fetch(`${server.url}/healthz`, { headers: { 'x-request-id': 'http-test-1' } });
     expect(res.headers.get('x-request-id')).toBe('http-test-1');
-    expect(log.entries.filter((e) => e.requestId === 'http-test-1')).toEqual([expect.objectContaining({ msg: 'request', status: 200, path: '/healthz' })]);
+    expect(log.entries.filter((e) => e.requestId === 'http-test-1')).toEqual([
+      expect.objectContaining({ msg: 'request', status: 200, path: '/healthz' }),
+    ]);
   });
 });

@@ -34,7 +34,11 @@ describe('core/image-js (libvips in WASM) against core/image (sharp)', () => {
     ['GIF 200x150 -> 160', () => makePhoto('gif', 200, 150, 8), { size: 160 }],
     [
       'greyscale JPEG 400x300 -> 128',
-      async () => sharp(await makePhoto('png', 400, 300, 9)).greyscale().jpeg().toBuffer(),
+      async () =>
+        sharp(await makePhoto('png', 400, 300, 9))
+          .greyscale()
+          .jpeg()
+          .toBuffer(),
       { size: 128 },
     ],
   ];
@@ -49,8 +53,13 @@ describe('core/image-js (libvips in WASM) against core/image (sharp)', () => {
   }
 
   it('takes the first frame of an animated GIF, like sharp', async () => {
-    const frame = (v: number) => sharp(Buffer.alloc(40 * 30 * 3, v), { raw: { width: 40, height: 30, channels: 3 } }).png().toBuffer();
-    const gif = await sharp([await frame(200), await frame(20)], { join: { animated: true } }).gif().toBuffer();
+    const frame = (v: number) =>
+      sharp(Buffer.alloc(40 * 30 * 3, v), { raw: { width: 40, height: 30, channels: 3 } })
+        .png()
+        .toBuffer();
+    const gif = await sharp([await frame(200), await frame(20)], { join: { animated: true } })
+      .gif()
+      .toBuffer();
     expect((await sharp(gif).metadata()).pages).toBe(2);
     const { data } = await decodeImageJs(gif, { size: 16 });
     expect(data.length).toBe(16 * 16 * 3);
@@ -65,15 +74,18 @@ describe('core/image-js (libvips in WASM) against core/image (sharp)', () => {
     await expect(decodeImageJs(jpeg, { size: 32, limitInputPixels: 100_000 })).rejects.toThrow(/pixel limit/);
   });
 
-  it.skipIf(!hasAlpaca)(`matches sharp on real alpaca photos at 160 and 224 ${hasAlpaca ? '' : skipReason('datasets/alpaca')}`, async () => {
-    const files = readdirSync(path.join(ALPACA_DIR, 'alpaca')).sort().slice(0, 12);
-    for (const size of [160, 224]) {
-      let sum = 0;
-      for (const f of files) sum += (await compare(readFileSync(path.join(ALPACA_DIR, 'alpaca', f)), { size })).mad;
-      figures[`alpaca photos -> ${size}`] = `mad ${(sum / files.length).toFixed(3)}`;
-      expect(sum / files.length).toBeLessThan(0.5);
-    }
-  });
+  it.skipIf(!hasAlpaca)(
+    `matches sharp on real alpaca photos at 160 and 224 ${hasAlpaca ? '' : skipReason('datasets/alpaca')}`,
+    async () => {
+      const files = readdirSync(path.join(ALPACA_DIR, 'alpaca')).sort().slice(0, 12);
+      for (const size of [160, 224]) {
+        let sum = 0;
+        for (const f of files) sum += (await compare(readFileSync(path.join(ALPACA_DIR, 'alpaca', f)), { size })).mad;
+        figures[`alpaca photos -> ${size}`] = `mad ${(sum / files.length).toFixed(3)}`;
+        expect(sum / files.length).toBeLessThan(0.5);
+      }
+    },
+  );
 
   it('prints the measured differences', () => {
     console.log('sharp vs wasm-vips mean abs difference (0..255 scale)', figures);

@@ -1,5 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -81,7 +80,11 @@ describe('model holder: background refresh and atomic swap', () => {
     lease.release();
     expect(tf.memory().numTensors).toBe(tensorsWithOneModel); // the old model's weights are gone
 
-    const ok = await app.request('/v1/classify', { method: 'POST', body: await makePhoto('jpeg'), headers: { 'content-type': 'image/jpeg' } });
+    const ok = await app.request('/v1/classify', {
+      method: 'POST',
+      body: await makePhoto('jpeg'),
+      headers: { 'content-type': 'image/jpeg' },
+    });
     expect((await ok.json()).model.version).toBe(v2);
 
     // A broken version (weights do not match the manifest's sha256) is refused; v2 keeps serving.
@@ -93,12 +96,28 @@ describe('model holder: background refresh and atomic swap', () => {
     holder.maybeRefresh('req-1');
     await holder.settle();
     const s = holder.status();
-    expect(s).toMatchObject({ state: 'ready', model: { version: v2 }, lastError: { during: 'refresh', message: expect.stringMatching(/sha256/) } });
+    expect(s).toMatchObject({
+      state: 'ready',
+      model: { version: v2 },
+      lastError: { during: 'refresh', message: expect.stringMatching(/sha256/) },
+    });
     const ready = await app.request('/readyz');
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toMatchObject({ ready: true, model: { version: v2 }, lastError: { message: expect.stringMatching(/sha256/) } });
-    expect(log.entries.find((e) => String(e.msg).includes('refresh failed'))).toMatchObject({ level: 'error', requestId: 'req-1', serving: v2 });
-    const still = await app.request('/v1/classify', { method: 'POST', body: await makePhoto('png'), headers: { 'content-type': 'image/png' } });
+    expect(await ready.json()).toMatchObject({
+      ready: true,
+      model: { version: v2 },
+      lastError: { message: expect.stringMatching(/sha256/) },
+    });
+    expect(log.entries.find((e) => String(e.msg).includes('refresh failed'))).toMatchObject({
+      level: 'error',
+      requestId: 'req-1',
+      serving: v2,
+    });
+    const still = await app.request('/v1/classify', {
+      method: 'POST',
+      body: await makePhoto('png'),
+      headers: { 'content-type': 'image/png' },
+    });
     expect(still.status).toBe(200);
     expect(tf.memory().numTensors).toBe(tensorsWithOneModel);
     holder.dispose();
@@ -113,8 +132,15 @@ describe('model holder: background refresh and atomic swap', () => {
     await holder.start();
     const r = await app.request('/readyz');
     expect(r.status).toBe(503);
-    expect(await r.json()).toMatchObject({ ready: false, lastError: { during: 'initial-load', message: expect.stringMatching(/manifest\.json/) } });
-    const c = await app.request('/v1/classify', { method: 'POST', body: await makePhoto('jpeg'), headers: { 'content-type': 'image/jpeg' } });
+    expect(await r.json()).toMatchObject({
+      ready: false,
+      lastError: { during: 'initial-load', message: expect.stringMatching(/manifest\.json/) },
+    });
+    const c = await app.request('/v1/classify', {
+      method: 'POST',
+      body: await makePhoto('jpeg'),
+      headers: { 'content-type': 'image/jpeg' },
+    });
     expect(c.status).toBe(503);
     expect((await c.json()).detail).toMatch(/could not be loaded/);
     await makeModelDir(empty, { inputSize: 32 });

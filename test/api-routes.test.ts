@@ -36,7 +36,12 @@ async function expectProblem(res: Response, status: number, detail?: RegExp) {
   expect(res.headers.get('content-type')).toBe('application/problem+json');
   expect(res.headers.get('x-request-id')).toBeTruthy();
   const j = await res.json();
-  expect(j).toMatchObject({ status, type: expect.stringMatching(/^urn:edgetune:problem:/), title: expect.any(String), detail: expect.any(String) });
+  expect(j).toMatchObject({
+    status,
+    type: expect.stringMatching(/^urn:edgetune:problem:/),
+    title: expect.any(String),
+    detail: expect.any(String),
+  });
   if (detail) expect(j.detail).toMatch(detail);
   return j;
 }
@@ -54,7 +59,12 @@ describe('classify API routes (app.request)', () => {
     const m = await rt.app.request('/v1/model');
     expect(m.status).toBe(200);
     const info = await m.json();
-    expect(info).toMatchObject({ name: 'test-model', classes: ['alpaca', 'not_alpaca'], inputSize: 32, backbone: { arch: 'mobilenet_v2' } });
+    expect(info).toMatchObject({
+      name: 'test-model',
+      classes: ['alpaca', 'not_alpaca'],
+      inputSize: 32,
+      backbone: { arch: 'mobilenet_v2' },
+    });
     expect(info.version).toBe(ready.model.version);
     expect(info).not.toHaveProperty('files');
     expect(info).not.toHaveProperty('dataset');
@@ -122,7 +132,10 @@ describe('classify API routes (app.request)', () => {
     await expectProblem(await post(jpeg, 'image/jpeg', '?top=zero'), 400, /top/);
     await expectProblem(await post(jpeg, 'image/jpeg', '?top=0'), 400, /top/);
     await expectProblem(await rt.app.request('/nope'), 404);
-    await expectProblem(await rt.app.request('/v1/classify/batch', { method: 'POST', body: jpeg, headers: { 'content-type': 'image/jpeg' } }), 415);
+    await expectProblem(
+      await rt.app.request('/v1/classify/batch', { method: 'POST', body: jpeg, headers: { 'content-type': 'image/jpeg' } }),
+      415,
+    );
     const many = new FormData();
     for (let i = 0; i < 17; i++) many.append('image', new Blob([new Uint8Array(10)], { type: 'image/jpeg' }));
     await expectProblem(await rt.app.request('/v1/classify/batch', { method: 'POST', body: many }), 413, /at most 16/);
@@ -144,7 +157,14 @@ describe('classify API routes (app.request)', () => {
     const bad = await rt.app.request('/healthz', { headers: { 'x-request-id': 'bad id with spaces' } });
     expect(bad.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
     const line = log.entries.find((e) => e.requestId === 'client-abc_123' && e.msg === 'request');
-    expect(line).toMatchObject({ level: 'info', method: 'POST', path: '/v1/classify', status: 200, images: 1, labels: [expect.any(String)] });
+    expect(line).toMatchObject({
+      level: 'info',
+      method: 'POST',
+      path: '/v1/classify',
+      status: 200,
+      images: 1,
+      labels: [expect.any(String)],
+    });
     expect(typeof line?.decodeMs).toBe('number');
     for (const e of log.entries) expect(JSON.stringify(e).length).toBeLessThan(2000);
   });
@@ -156,8 +176,12 @@ describe('classify API routes (app.request)', () => {
     expect(doc.openapi).toBe('3.1.0');
     for (const p of ['/v1/classify', '/v1/classify/batch', '/v1/model', '/healthz', '/readyz']) expect(doc.paths).toHaveProperty(p);
     const body = doc.paths['/v1/classify'].post.requestBody.content;
-    expect(Object.keys(body)).toEqual(expect.arrayContaining(['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'multipart/form-data']));
-    expect(doc.paths['/v1/classify'].post.responses['200'].content['application/json'].schema.$ref).toBe('#/components/schemas/ClassifyResult');
+    expect(Object.keys(body)).toEqual(
+      expect.arrayContaining(['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'multipart/form-data']),
+    );
+    expect(doc.paths['/v1/classify'].post.responses['200'].content['application/json'].schema.$ref).toBe(
+      '#/components/schemas/ClassifyResult',
+    );
     expect(doc.paths['/v1/classify'].post.responses['415'].content['application/problem+json']).toBeTruthy();
     expect(doc.components.schemas.ClassifyResult.properties).toHaveProperty('timings');
     const docs = await rt.app.request('/docs');
@@ -173,7 +197,11 @@ describe('classify API routes (app.request)', () => {
   it('sends CORS headers for any origin by default, including preflight', async () => {
     const res = await rt.app.request('/v1/classify', {
       method: 'OPTIONS',
-      headers: { origin: 'https://example.org', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
+      headers: {
+        origin: 'https://example.org',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'authorization,content-type',
+      },
     });
     expect(res.status).toBe(204);
     expect(res.headers.get('access-control-allow-origin')).toBe('*');
@@ -185,7 +213,11 @@ describe('without a model', () => {
   it('answers 503 problems for classify and model, 503 readiness, 200 liveness', async () => {
     const bare = createRuntime(configFromEnv({}), decodeImage, { log: memoryLogger(), backendLog: quiet });
     await bare.ready;
-    const res = await bare.app.request('/v1/classify', { method: 'POST', body: await makePhoto('jpeg'), headers: { 'content-type': 'image/jpeg' } });
+    const res = await bare.app.request('/v1/classify', {
+      method: 'POST',
+      body: await makePhoto('jpeg'),
+      headers: { 'content-type': 'image/jpeg' },
+    });
     await expectProblem(res, 503, /MODEL_URI/);
     await expectProblem(await bare.app.request('/v1/model'), 503);
     const ready = await bare.app.request('/readyz');

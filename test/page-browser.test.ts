@@ -25,11 +25,24 @@ describe.skipIf(!hasChromium)('upload page in headless Chromium', () => {
     await initBackend('auto', () => {});
     dir = await mkdtemp(path.join(os.tmpdir(), 'edgetune-page-'));
     await makeModelDir(path.join(dir, 'model'), { inputSize: 32 });
-    server = await startNodeServer({ config: configFromEnv({ MODEL_URI: path.join(dir, 'model') }), port: 0, hostname: '127.0.0.1', log: silentLogger, waitForModel: true });
+    server = await startNodeServer({
+      config: configFromEnv({ MODEL_URI: path.join(dir, 'model') }),
+      port: 0,
+      hostname: '127.0.0.1',
+      log: silentLogger,
+      waitForModel: true,
+    });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
     });
   });
   afterAll(async () => {

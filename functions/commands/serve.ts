@@ -23,7 +23,11 @@ export function register(program: Command): void {
     .option('--model <uri>', 'model folder, s3://bucket/models/<name> (follows current.json) or .../<version> [MODEL_URI]')
     .option('--port <n>', 'port [PORT]', positiveInt('port'), Number(process.env.PORT ?? 3000))
     .option('--host <addr>', 'address to listen on', '0.0.0.0')
-    .option('--refresh-seconds <s>', 're-check the model pointer at most this often [MODEL_REFRESH_SECONDS, 60]', positiveInt('refresh seconds'))
+    .option(
+      '--refresh-seconds <s>',
+      're-check the model pointer at most this often [MODEL_REFRESH_SECONDS, 60]',
+      positiveInt('refresh seconds'),
+    )
     .option('--max-body-mib <n>', 'largest accepted request body [MAX_BODY_BYTES, 8 MiB]', positiveInt('max body'))
     .option('--api-keys <list>', 'comma-separated bearer keys required on /v1 [API_KEYS; or API_KEYS_SECRET_ARN]')
     .option('--cors <origins>', "allowed origins, '*' or 'none' [CORS_ORIGINS, *]")
@@ -32,32 +36,42 @@ export function register(program: Command): void {
       '\nExamples:\n  edgetune serve --model ./models/alpaca\n  edgetune serve --model s3://edgetune/models/alpaca --port 8080\n' +
         '  curl -s --data-binary @photo.jpg -H "content-type: image/jpeg" localhost:3000/v1/classify',
     )
-    .action(async (o: { model?: string; port: number; host: string; refreshSeconds?: number; maxBodyMib?: number; apiKeys?: string; cors?: string }) => {
-      try {
-        const env = {
-          ...process.env,
-          ...(o.model ? { MODEL_URI: o.model } : {}),
-          ...(o.refreshSeconds !== undefined ? { MODEL_REFRESH_SECONDS: String(o.refreshSeconds) } : {}),
-          ...(o.maxBodyMib !== undefined ? { MAX_BODY_BYTES: String(o.maxBodyMib * MIB) } : {}),
-          ...(o.apiKeys ? { API_KEYS: o.apiKeys } : {}),
-          ...(o.cors ? { CORS_ORIGINS: o.cors } : {}),
-        };
-        const config = configFromEnv(env);
-        if (!config.modelUri) process.stderr.write('edgetune: no model given (--model or MODEL_URI): /v1/classify answers 503\n');
-        // s3:// without an endpoint or AWS credentials: the embedded S3 the other commands use.
-        const s3 = config.modelUri && isS3Uri(config.modelUri) ? await ensureS3() : undefined;
-        const server = await startNodeServer({ config, port: o.port, hostname: o.host });
-        process.stderr.write(`edgetune: serving on ${server.url} (page /, docs /docs, OpenAPI /openapi.json)\n`);
-        const stop = async () => {
-          await server.close();
-          await s3?.close();
-          process.exit(0);
-        };
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      } catch (e) {
-        process.stderr.write(`edgetune: ${(e as Error).message}\n`);
-        process.exitCode = 1;
-      }
-    });
+    .action(
+      async (o: {
+        model?: string;
+        port: number;
+        host: string;
+        refreshSeconds?: number;
+        maxBodyMib?: number;
+        apiKeys?: string;
+        cors?: string;
+      }) => {
+        try {
+          const env = {
+            ...process.env,
+            ...(o.model ? { MODEL_URI: o.model } : {}),
+            ...(o.refreshSeconds !== undefined ? { MODEL_REFRESH_SECONDS: String(o.refreshSeconds) } : {}),
+            ...(o.maxBodyMib !== undefined ? { MAX_BODY_BYTES: String(o.maxBodyMib * MIB) } : {}),
+            ...(o.apiKeys ? { API_KEYS: o.apiKeys } : {}),
+            ...(o.cors ? { CORS_ORIGINS: o.cors } : {}),
+          };
+          const config = configFromEnv(env);
+          if (!config.modelUri) process.stderr.write('edgetune: no model given (--model or MODEL_URI): /v1/classify answers 503\n');
+          // s3:// without an endpoint or AWS credentials: the embedded S3 the other commands use.
+          const s3 = config.modelUri && isS3Uri(config.modelUri) ? await ensureS3() : undefined;
+          const server = await startNodeServer({ config, port: o.port, hostname: o.host });
+          process.stderr.write(`edgetune: serving on ${server.url} (page /, docs /docs, OpenAPI /openapi.json)\n`);
+          const stop = async () => {
+            await server.close();
+            await s3?.close();
+            process.exit(0);
+          };
+          process.once('SIGINT', stop);
+          process.once('SIGTERM', stop);
+        } catch (e) {
+          process.stderr.write(`edgetune: ${(e as Error).message}\n`);
+          process.exitCode = 1;
+        }
+      },
+    );
 }
