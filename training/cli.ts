@@ -6,6 +6,8 @@ const commands: Array<() => Promise<{ register: (program: Command) => void }>> =
   () => import('./commands/evaluate.js'),
   () => import('./commands/predict.js'),
   () => import('./commands/augment-preview.js'),
+  () => import('./commands/watch.js'),
+  () => import('./commands/start.js'),
   () => import('./commands/demo-data.js'),
   () => import('../functions/commands/serve.js'),
   () => import('./commands/summary.js'),

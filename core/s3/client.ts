@@ -60,6 +60,8 @@ export function hasAwsCredentialsInEnv(env: NodeJS.ProcessEnv = process.env): bo
 export interface S3Handle {
   endpoint?: string;
   embedded: boolean;
+  /** The in-process s3rver when embedded: its 'event' stream carries S3 event records. */
+  server?: EmbeddedS3['server'];
   close(): Promise<void>;
 }
 
@@ -96,6 +98,7 @@ function embeddedHandle(e: { s3: EmbeddedS3; users: number }): S3Handle {
   return {
     endpoint: e.s3.endpoint,
     embedded: true,
+    server: e.s3.server,
     async close() {
       if (closed) return;
       closed = true;
