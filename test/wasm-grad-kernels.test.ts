@@ -76,6 +76,35 @@ describe('registered WASM gradient kernels match the cpu backend', () => {
     expect(tf.getBackend()).toBe('wasm');
   });
 
+  // First, while the WASM heap is still small, so the inputs stay small.
+  it('is right when its inputs live on another backend and moving them grows the WASM heap', () => {
+    // Regression: the backend moves such inputs lazily on first access; the allocation can grow
+    // the WASM memory and detach heap views taken before it (results were silently wrong).
+    const heap = () => (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.length;
+    const c = 64;
+    const side = Math.ceil(Math.sqrt(heap() / 4 / c / 2)) + 1; // each input > half the current heap
+    const x = rand([1, side, side, c], 11);
+    const w = rand([3, 3, c, 1], 12);
+    const dy = rand([1, side, side, c], 13);
+    const f = (a: tf.Tensor, b: tf.Tensor) => tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same');
+    const grads = (xs: tf.Tensor, ws: tf.Tensor, d: tf.Tensor) =>
+      tf.tidy(() =>
+        tf
+          .grads(f)([xs, ws], d)
+          .map((t) => t.dataSync().slice()),
+      );
+    const expected = grads(x, w, dy); // inputs resident on wasm
+    tf.setBackend('cpu');
+    const [xc, wc, dyc] = [x, w, dy].map((t) => tf.tensor(t.dataSync(), t.shape));
+    tf.setBackend('wasm');
+    const before = heap();
+    const got = grads(xc, wc, dyc);
+    expect(heap()).toBeGreaterThan(before);
+    expectClose(got[0] as Float32Array, expected[0] as Float32Array, 1e-6);
+    expectClose(got[1] as Float32Array, expected[1] as Float32Array, 1e-6);
+    tf.dispose([x, w, dy, xc, wc, dyc]);
+  });
+
   it.each(convCases)('Conv2DBackpropFilter and Conv2DBackpropInput via tf.grads %o', ({ x, k, cout, stride, pad }) => {
     const xs = rand(x, 1);
     const w = rand([k, k, x[3], cout], 2);

@@ -31,12 +31,18 @@ export interface TailOptions {
   route?: TailRoute;
 }
 
-export interface TrainStepResult {
+// A type alias (not an interface) so it can be returned from tf.tidy.
+export type TrainStepResult = {
   /** Mean loss over the batch (before the update). */
   loss: number;
   /** Number of correctly classified rows in the batch (before the update). */
   correct: number;
-}
+};
+
+export type GradientsResult = TrainStepResult & {
+  /** d loss / d variable, in `trainableVariables` order; the caller disposes them. */
+  grads: Tensor[];
+};
 
 export interface Tail {
   readonly route: TailRoute;
@@ -46,12 +52,18 @@ export interface Tail {
   readonly boundaryShape: [number, number, number];
   /** Tail conv/depthwise kernels, gamma/beta of the tail's BatchNorms, head kernel and bias. */
   readonly trainableVariables: tf.Variable[];
+  /** `<layer>/<weight>` of each trainable variable, same order. */
+  readonly variableNames: string[];
   /** Logits [N, units]; dropout only when `training`; BatchNorm always in inference mode. */
   logits(boundary: Tensor4D, training: boolean): Tensor2D;
   /** Pooled features [N, C] (GlobalAveragePooling output), inference mode: phase 1's input. */
   features(boundary: Tensor4D): Tensor2D;
   /** One optimizer step over `trainableVariables` only. labels: class indices [N] (0/1 for 2 classes). */
   trainStep(boundary: Tensor4D, labels: Tensor, optimizer: tf.Optimizer): TrainStepResult;
+  /** Loss gradients without applying them (e.g. to average gradients over workers). */
+  computeGradients(boundary: Tensor4D, labels: Tensor, training?: boolean): GradientsResult;
+  /** Applies gradients in `trainableVariables` order (does not dispose them). */
+  applyGradients(grads: Tensor[], optimizer: tf.Optimizer): void;
   /** Copies the trained values into the model's layers (no-op for the `layers` route). */
   writeBack(): void;
   dispose(): void;
@@ -445,7 +457,9 @@ function defaultRoute(): TailRoute {
  */
 export function createTail(model: LayersModel, opts: TailOptions): Tail {
   const fineTuneAt = opts.fineTuneAt ?? 120;
-  const boundaryName = boundaryLayerName(fineTuneAt);
+  // Keras base layer 0 is the base's input; in the classifier that tensor is `preprocess`'s output.
+  const baseName = boundaryLayerName(fineTuneAt);
+  const boundaryName = baseName === 'input_1' && !model.layers.some((l) => l.name === baseName) ? HEAD.preprocess : baseName;
   const { numClasses } = opts;
   if (!Number.isInteger(numClasses) || numClasses < 2) throw new Error(`numClasses must be an integer >= 2; got ${numClasses}`);
   registerWasmGradKernels();
@@ -472,6 +486,11 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
 
   let forward: (b: Tensor4D, training: boolean, until?: string) => Tensor;
   let trainableVariables: tf.Variable[];
+  let variableNames: string[];
+  const keyOf = (w: LayerVariable) => {
+    const layer = graph.layers.find((l) => l.weights.includes(w));
+    return `${layer?.name}/${shortName(w)}`;
+  };
   let writeBack = () => {};
   let disposeOwned = () => {};
 
@@ -487,6 +506,7 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
     };
     const steps = buildFastSteps(graph, own, constants, dropoutRate);
     trainableVariables = owned.map((o) => o.v);
+    variableNames = owned.map((o) => keyOf(o.layerVar));
     forward = (b, training, until) => {
       const values = new Map<string, Tensor>([[boundaryName, b]]);
       const constant = new Set([boundaryName]);
@@ -509,6 +529,7 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
   } else {
     const layerVars = graph.layers.flatMap(trainableWeightsOf);
     trainableVariables = layerVars.map((w) => w.read() as tf.Variable);
+    variableNames = layerVars.map(keyOf);
     forward = (b, training, until) => {
       const values = new Map<string, Tensor>([[boundaryName, b]]);
       for (const layer of graph.layers) {
@@ -534,6 +555,9 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
     get trainableVariables() {
       return trainableVariables;
     },
+    get variableNames() {
+      return variableNames;
+    },
     logits(boundary, training) {
       live();
       checkBoundary(boundary);
@@ -544,7 +568,7 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
       checkBoundary(boundary);
       return tf.tidy(() => forward(boundary, false, poolName) as Tensor2D);
     },
-    trainStep(boundary, labels, optimizer) {
+    computeGradients(boundary, labels, training = true) {
       live();
       checkBoundary(boundary);
       const n = boundary.shape[0];
@@ -552,29 +576,39 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
       // variableGrads silently drops variables flagged non-trainable (a frozen layer's): force them on.
       const flags = trainableVariables.map((v) => v.trainable);
       for (const v of trainableVariables) v.trainable = true;
-      let lossT: tf.Scalar;
+      let res: { value: tf.Scalar; grads: NamedTensorMap };
       try {
-        lossT = tf.tidy(() => {
+        res = tf.tidy(() => {
           const y = toLabels(labels, n, numClasses);
-          return optimizer.minimize(
-            () => {
-              const logits = forward(boundary, true) as Tensor2D;
-              const r = lossAndCorrect(logits, y, numClasses);
-              correctT = tf.keep(r.correct);
-              return r.loss;
-            },
-            true,
-            trainableVariables,
-          ) as tf.Scalar;
+          return tf.variableGrads(() => {
+            const r = lossAndCorrect(forward(boundary, training) as Tensor2D, y, numClasses);
+            correctT = tf.keep(r.correct);
+            return r.loss;
+          }, trainableVariables);
         });
       } finally {
         trainableVariables.forEach((v, i) => {
           v.trainable = flags[i];
         });
       }
-      const loss = lossT.dataSync()[0];
+      const loss = res.value.dataSync()[0];
       const correct = (correctT as tf.Scalar).dataSync()[0];
-      tf.dispose([lossT, correctT as tf.Scalar]);
+      tf.dispose([res.value, correctT as tf.Scalar]);
+      return { loss, correct, grads: trainableVariables.map((v) => res.grads[v.name]) };
+    },
+    applyGradients(grads, optimizer) {
+      live();
+      if (grads.length !== trainableVariables.length)
+        throw new Error(`expected ${trainableVariables.length} gradients; got ${grads.length}`);
+      optimizer.applyGradients(trainableVariables.map((v, i) => ({ name: v.name, tensor: grads[i] })));
+    },
+    trainStep(boundary, labels, optimizer) {
+      const { loss, correct, grads } = this.computeGradients(boundary, labels, true);
+      try {
+        this.applyGradients(grads, optimizer);
+      } finally {
+        tf.dispose(grads);
+      }
       return { loss, correct };
     },
     writeBack() {
@@ -588,3 +622,6 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
     },
   };
 }
+
+/** The fused units, exported for their own gradient tests. */
+export const fusedUnits = { pointwise: pointwiseUnit, depthwise: depthwiseUnit };

@@ -15,6 +15,7 @@ import { tf } from '../../core/tf.js';
 
 /** The subset of the WASM backend used here (tfjs does not export its class type). */
 interface WasmBackend {
+  dataIdMap: { get(dataId: object): unknown };
   makeOutput(shape: number[], dtype: string): TensorInfo;
   disposeData(dataId: object, force?: boolean): boolean;
   typedArrayFromHeap(info: TensorInfo): Float32Array;
@@ -97,6 +98,7 @@ function conv2DBackpropFilter({ inputs, backend, attrs }: Parameters<KernelFunc>
     return reshaped(out, filterShape);
   }
   // General filter: per filter tap, gather the strided input patch [P, ci] and multiply by dy.
+  be.dataIdMap.get(x.dataId); // resident before any heap view (see accessor)
   const { filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw, inHeight, inWidth } = info;
   const top = info.padInfo.top;
   const left = info.padInfo.left;
@@ -169,10 +171,16 @@ interface DepthwiseAttrs {
   dimRoundingMode?: 'floor' | 'round' | 'ceil';
 }
 
-/** Heap access that works for the wasm and the cpu backend (the fused kernel runs on both). */
-function accessor(backend: unknown, name: string) {
+/**
+ * Heap access that works for the wasm and the cpu backend (the fused kernel runs on both).
+ * `inputs` are made resident first: the backend moves a tensor created on another backend
+ * lazily, on first access, and that allocation can grow the WASM memory, which detaches every
+ * heap view taken before it. So: inputs resident, then allocate, then take views.
+ */
+function accessor(backend: unknown, name: string, inputs: TensorInfo[]) {
   if (name === 'wasm') {
     const be = backend as WasmBackend;
+    for (const t of inputs) be.dataIdMap.get(t.dataId);
     return {
       alloc: (shape: number[]) => be.makeOutput(shape, 'float32'),
       view: (t: TensorInfo) => be.typedArrayFromHeap(t),
@@ -204,12 +212,48 @@ function depthwiseInfo(xShape: number[], filterShape: number[], a: DepthwiseAttr
   );
 }
 
+type Pad4 = [[number, number], [number, number], [number, number], [number, number]];
+
+/** dx of a stride-1 depthwise convolution as one WASM depthwise convolution with the flipped filter. */
+function depthwiseInputGradWasm(be: WasmBackend, dy: TensorInfo, filter: TensorInfo, info: ConvInfo): TensorInfo | undefined {
+  const { inHeight: h, inWidth: w, inChannels: c, outHeight: oh, outWidth: ow, filterHeight: kh, filterWidth: kw } = info;
+  if (
+    info.outChannels !== c ||
+    info.strideHeight !== 1 ||
+    info.strideWidth !== 1 ||
+    info.dilationHeight !== 1 ||
+    info.dilationWidth !== 1
+  ) {
+    return undefined;
+  }
+  const pt = kh - 1 - info.padInfo.top;
+  const pl = kw - 1 - info.padInfo.left;
+  const pb = h - oh + kh - 1 - pt;
+  const pr = w - ow + kw - 1 - pl;
+  if (pt < 0 || pl < 0 || pb < 0 || pr < 0) return undefined;
+  const flipped = call('Reverse', be, { x: filter }, { dims: [0, 1] });
+  const pad: Pad4 = [
+    [0, 0],
+    [pt, pb],
+    [pl, pr],
+    [0, 0],
+  ];
+  const out = call(
+    'DepthwiseConv2dNative',
+    be,
+    { x: dy, filter: flipped },
+    { strides: [1, 1], dilations: [1, 1], pad: pad as never, dimRoundingMode: undefined as never },
+  );
+  be.disposeData(flipped.dataId);
+  return out;
+}
+
 function makeDepthwiseBackpropFilter(backendName: string): KernelFunc {
   return ({ inputs, backend, attrs }) => {
     const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
     const a = attrs as unknown as DepthwiseAttrs & { filterShape: number[] };
     const info = depthwiseInfo(x.shape, a.filterShape, a);
-    const io = accessor(backend, backendName);
+    const io = accessor(backend, backendName, [x, dy]);
     const out = io.alloc(info.filterShape);
     const dw = io.view(out);
     const xv = io.view(x);
@@ -220,24 +264,49 @@ function makeDepthwiseBackpropFilter(backendName: string): KernelFunc {
     const top = info.padInfo.top;
     const left = info.padInfo.left;
     const mul = OC / C;
+    // float64 accumulators: sums run over up to N*H*W products
+    const acc = new Float64Array(fh * fw * OC);
+    const rowStride = inWidth * C;
     for (let b = 0; b < batchSize; b++) {
       for (let oh = 0; oh < outHeight; oh++) {
         for (let ow = 0; ow < outWidth; ow++) {
           const dyOff = ((b * outHeight + oh) * outWidth + ow) * OC;
+          const ih0 = oh * sh - top;
+          const iw0 = ow * sw - left;
+          const interior = ih0 >= 0 && iw0 >= 0 && ih0 + (fh - 1) * dh < inHeight && iw0 + (fw - 1) * dwid < inWidth;
+          if (interior && mul === 1 && fh === 3 && fw === 3 && dh === 1 && dwid === 1) {
+            // The common case, unrolled: dy read once for the nine taps.
+            const r0 = ((b * inHeight + ih0) * inWidth + iw0) * C;
+            const r1 = r0 + rowStride;
+            const r2 = r1 + rowStride;
+            for (let c = 0; c < C; c++) {
+              const d = dyv[dyOff + c];
+              acc[c] += xv[r0 + c] * d;
+              acc[C + c] += xv[r0 + C + c] * d;
+              acc[2 * C + c] += xv[r0 + 2 * C + c] * d;
+              acc[3 * C + c] += xv[r1 + c] * d;
+              acc[4 * C + c] += xv[r1 + C + c] * d;
+              acc[5 * C + c] += xv[r1 + 2 * C + c] * d;
+              acc[6 * C + c] += xv[r2 + c] * d;
+              acc[7 * C + c] += xv[r2 + C + c] * d;
+              acc[8 * C + c] += xv[r2 + 2 * C + c] * d;
+            }
+            continue;
+          }
           for (let kh = 0; kh < fh; kh++) {
-            const ih = oh * sh + kh * dh - top;
+            const ih = ih0 + kh * dh;
             if (ih < 0 || ih >= inHeight) continue;
             for (let kw = 0; kw < fw; kw++) {
-              const iw = ow * sw + kw * dwid - left;
+              const iw = iw0 + kw * dwid;
               if (iw < 0 || iw >= inWidth) continue;
               const xOff = ((b * inHeight + ih) * inWidth + iw) * C;
               const wOff = (kh * fw + kw) * OC;
               if (mul === 1) {
-                for (let c = 0; c < C; c++) dw[wOff + c] += xv[xOff + c] * dyv[dyOff + c];
+                for (let c = 0; c < C; c++) acc[wOff + c] += xv[xOff + c] * dyv[dyOff + c];
               } else {
                 for (let c = 0; c < C; c++) {
                   const xc = xv[xOff + c];
-                  for (let q = 0; q < mul; q++) dw[wOff + c * mul + q] += xc * dyv[dyOff + c * mul + q];
+                  for (let q = 0; q < mul; q++) acc[wOff + c * mul + q] += xc * dyv[dyOff + c * mul + q];
                 }
               }
             }
@@ -245,6 +314,7 @@ function makeDepthwiseBackpropFilter(backendName: string): KernelFunc {
         }
       }
     }
+    dw.set(acc);
     return io.finish(out);
   };
 }
@@ -254,7 +324,11 @@ function makeDepthwiseBackpropInput(backendName: string): KernelFunc {
     const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
     const a = attrs as unknown as DepthwiseAttrs & { inputShape: number[] };
     const info = depthwiseInfo(a.inputShape, filter.shape, a);
-    const io = accessor(backend, backendName);
+    if (backendName === 'wasm' && !process.env.EDGETUNE_JS_DEPTHWISE_GRAD) {
+      const out = depthwiseInputGradWasm(backend as unknown as WasmBackend, dy, filter, info);
+      if (out) return out;
+    }
+    const io = accessor(backend, backendName, [dy, filter]);
     const out = io.alloc(info.inShape);
     const dx = io.view(out);
     const wv = io.view(filter);
@@ -299,7 +373,7 @@ function makeDepthwiseBackpropInput(backendName: string): KernelFunc {
 function makeRelu6GradFromOutput(backendName: string): KernelFunc {
   return ({ inputs, backend }) => {
     const { dy, y } = inputs as { dy: TensorInfo; y: TensorInfo };
-    const io = accessor(backend, backendName);
+    const io = accessor(backend, backendName, [dy, y]);
     const out = io.alloc(dy.shape);
     const o = io.view(out);
     const d = io.view(dy);
@@ -342,5 +416,10 @@ export function registerWasmGradKernels(): void {
 
 /** dy masked where the ReLU6 output y is strictly inside (0, 6): ReLU6's gradient without its input. */
 export function relu6GradFromOutput<T extends tf.Tensor>(dy: T, y: T): T {
+  registerWasmGradKernels();
+  if (!tf.getKernel(RELU6_GRAD_FROM_OUTPUT, tf.getBackend())) {
+    // Other backends (tfjs-node): the same mask from ops.
+    return tf.tidy(() => tf.mul(dy, tf.cast(tf.logicalAnd(tf.greater(y, 0), tf.less(y, 6)), dy.dtype))) as T;
+  }
   return tf.engine().runKernel(RELU6_GRAD_FROM_OUTPUT, { dy, y }) as T;
 }
