@@ -96,6 +96,8 @@ export class PoolExtractor implements FeatureExtractor {
       boundaryLayer: baseLayer,
       workers: this.opts.workers,
       dtype: baseLayer === 'out_relu' ? 'float32' : 'float16',
+      // Queue a whole epoch at once: the workers keep going while the main thread trains.
+      inFlight: Number.POSITIVE_INFINITY,
     });
     this.poolLayer = baseLayer;
     this.description = this.pool.backend;

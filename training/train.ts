@@ -165,14 +165,19 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
       }
       const tailLayers = new Set(model.layers.slice(model.layers.findIndex((l) => l.name === boundary) + 1).map((l) => l.name));
       const bShape = valB.shape;
-      const bDim = bShape.reduce((a, b) => a * b, 1);
+      // The workers compute epoch e + 1's views while this thread trains on epoch e's.
+      const viewsFor = (e: number, onProgress?: (done: number) => void) => {
+        const p = extractor.compute(trainImgs, epochDraws(trainPaths, aug, opts.seed, opts.epochs + e), boundary, onProgress);
+        p.catch(() => {}); // awaited in its epoch; if training stops first, the pool's shutdown rejects it
+        return p;
+      };
+      report({ type: 'stage', stage: `boundary (epoch ${opts.epochs + fineDone + 1})`, total: trainImgs.length });
+      let next = fineDone < opts.fineTuneEpochs ? viewsFor(fineDone, (done) => report({ type: 'progress', stage: 'boundary', done, total: trainImgs.length })) : undefined;
       for (let e = fineDone; e < opts.fineTuneEpochs; e++) {
         const te = performance.now();
         const globalEpoch = opts.epochs + e;
-        report({ type: 'stage', stage: `boundary (epoch ${globalEpoch + 1})`, total: trainImgs.length });
-        const views = await extractor.compute(trainImgs, epochDraws(trainPaths, aug, opts.seed, globalEpoch), boundary, (done) =>
-          report({ type: 'progress', stage: 'boundary', done, total: trainImgs.length }),
-        );
+        const views = await next!;
+        next = e + 1 < opts.fineTuneEpochs ? viewsFor(e + 1) : undefined;
         const order = epochOrder(trainImgs.length, opts.seed, globalEpoch);
         const steps = Math.ceil(order.length / opts.batchSize);
         report({ type: 'stage', stage: `fine-tune epoch ${e + 1}/${opts.fineTuneEpochs}`, total: steps });
@@ -185,6 +190,7 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
           const r = tf.tidy(() => tail.trainStep(tf.tensor4d(xb, [idx.length, ...bShape] as [number, number, number, number]), tf.tensor1d(yb, 'int32'), optimizer));
           lossSum += r.loss * idx.length;
           correct += r.correct;
+          await new Promise((resolve) => setImmediate(resolve));
           report({ type: 'progress', stage: 'fine-tune', done: s + 1, total: steps, loss: lossSum / ((s + 1) * opts.batchSize), accuracy: correct / Math.min(order.length, (s + 1) * opts.batchSize) });
         }
         const probs = tailProbabilities(tail, valB, numClasses);
