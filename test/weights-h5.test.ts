@@ -19,7 +19,7 @@ import {
   resolveBaseWeights,
   writeKerasH5Weights,
 } from '../core/weights/index.js';
-import { fillDistinct, keyedWeights } from './weights-fixtures.js';
+import { fillDistinct, keyedWeights } from './helpers/weights-fixtures.js';
 
 const quiet = { log: () => {} };
 let tmp: string;

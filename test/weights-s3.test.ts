@@ -7,7 +7,7 @@ import { buildMobileNetV2 } from '../core/mobilenet-v2.js';
 import { putObject } from '../core/s3/client.js';
 import { type EmbeddedS3, startS3rver } from '../core/s3/embedded.js';
 import { kerasLayerWeights, kerasWeightsFileName, loadBaseWeights, writeKerasH5Weights } from '../core/weights/index.js';
-import { fillDistinct, keyedWeights, writeTfjsWeights } from './weights-fixtures.js';
+import { fillDistinct, keyedWeights, writeTfjsWeights } from './helpers/weights-fixtures.js';
 
 let tmp: string;
 let s3: EmbeddedS3;

@@ -10,7 +10,7 @@ import { ALPHAS, buildMobileNetV2 } from '../core/mobilenet-v2.js';
 import { tf } from '../core/tf.js';
 import { BaseWeightsMismatchError, inferAlpha, loadBaseWeights, modelWeightShapes } from '../core/weights/index.js';
 import { hasWeights10, hasWeights035, skipReason, WEIGHTS_0_35, WEIGHTS_1_0 } from './helpers/shared.js';
-import { fillDistinct, keyedWeights, writeTfjsWeights } from './weights-fixtures.js';
+import { fillDistinct, keyedWeights, writeTfjsWeights } from './helpers/weights-fixtures.js';
 
 const quiet = { log: () => {} };
 let tmp: string;

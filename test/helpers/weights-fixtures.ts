@@ -2,7 +2,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { LayersModel } from '@tensorflow/tfjs';
-import { weightKey } from '../core/weights/types.js';
+import { weightKey } from '../../core/weights/types.js';
 
 export interface KeyedArray {
   shape: number[];
