@@ -1,4 +1,4 @@
-import type { LayersModel } from '@tensorflow/tfjs';
+import type { Tensor } from '@tensorflow/tfjs';
 import { toClassProbabilities } from '../core/classifier.js';
 import type { RgbImage } from '../core/image.js';
 import { tf } from '../core/tf.js';
@@ -9,7 +9,12 @@ export interface Prediction {
 }
 
 /** Runs one batch through the model; returns per-image probabilities in class order. */
-export async function predictBatch(model: LayersModel, images: RgbImage[], size: number, numClasses: number): Promise<number[][]> {
+export async function predictBatch(
+  forward: (x: Tensor) => Tensor,
+  images: RgbImage[],
+  size: number,
+  numClasses: number,
+): Promise<number[][]> {
   const pixels = size * size * 3;
   const input = new Float32Array(images.length * pixels);
   images.forEach((img, n) => {
@@ -18,7 +23,7 @@ export async function predictBatch(model: LayersModel, images: RgbImage[], size:
     }
     input.set(img.data, n * pixels);
   });
-  const out = tf.tidy(() => model.predict(tf.tensor4d(input, [images.length, size, size, 3])) as tf.Tensor);
+  const out = tf.tidy(() => forward(tf.tensor4d(input, [images.length, size, size, 3])));
   try {
     const data = (await out.data()) as Float32Array;
     return toClassProbabilities(data, numClasses);

@@ -63,7 +63,16 @@ export const ReadySchema = z
   .object({
     ready: z.boolean(),
     backend: z.string().optional(),
-    model: z.object({ name: z.string(), version: z.string(), loadedAt: z.string(), loadMs: z.number(), warmupMs: z.number() }).optional(),
+    model: z
+      .object({
+        name: z.string(),
+        version: z.string(),
+        engine: z.enum(['fused', 'layers']).openapi({ description: 'fused: BatchNorm-folded executor; layers: model.predict' }),
+        loadedAt: z.string(),
+        loadMs: z.number(),
+        warmupMs: z.number(),
+      })
+      .optional(),
     lastCheckAt: z.string().optional(),
     lastError: z.object({ message: z.string(), at: z.string(), during: z.enum(['initial-load', 'refresh']) }).optional(),
     detail: z.string().optional(),

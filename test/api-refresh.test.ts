@@ -9,7 +9,7 @@ import { tf } from '../core/tf.js';
 import { createApp } from '../functions/app.js';
 import { configFromEnv } from '../functions/config.js';
 import { memoryLogger } from '../functions/logger.js';
-import { ModelHolder, type ModelSource } from '../functions/model-holder.js';
+import { chooseEngine, ModelHolder, type ModelSource } from '../functions/model-holder.js';
 import { makeModelDir } from './helpers/model-dir.js';
 import { makePhoto } from './helpers/tiny-model.js';
 
@@ -150,5 +150,25 @@ describe('model holder: background refresh and atomic swap', () => {
     expect((await app.request('/readyz')).status).toBe(200);
     holder.dispose();
     await rm(empty, { recursive: true, force: true });
+  });
+
+  it('serves with the fused executor when it matches model.predict, and falls back to model.predict when told to', async () => {
+    const { model } = await loader.loadModel(dir, { verify: false }); // the first test left a broken manifest checksum
+    const before = tf.memory().numTensors;
+    const warnings: string[] = [];
+    const fused = chooseEngine(model, 32, (m) => warnings.push(m));
+    expect(fused.engine).toBe('fused');
+    process.env.EDGETUNE_FAST_FORWARD = '0';
+    const layers = chooseEngine(model, 32, (m) => warnings.push(m));
+    delete process.env.EDGETUNE_FAST_FORWARD;
+    expect(layers.engine).toBe('layers');
+    const [a, b] = tf.tidy(() => {
+      const x = tf.randomUniform([3, 32, 32, 3], 0, 255, 'float32', 3);
+      return [fused.forward(x).dataSync(), layers.forward(x).dataSync()];
+    });
+    for (let i = 0; i < a.length; i++) expect(a[i]).toBeCloseTo(b[i], 4);
+    expect(warnings).toEqual([]);
+    fused.dispose(); // frees the folded weights and the model
+    expect(tf.memory().numTensors).toBeLessThan(before);
   });
 });

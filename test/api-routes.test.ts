@@ -54,7 +54,7 @@ describe('classify API routes (app.request)', () => {
     const r = await rt.app.request('/readyz');
     expect(r.status).toBe(200);
     const ready = await r.json();
-    expect(ready).toMatchObject({ ready: true, model: { name: 'test-model' } });
+    expect(ready).toMatchObject({ ready: true, model: { name: 'test-model', engine: 'fused' } });
     expect(ready.backend).toMatch(/wasm|cpu|tensorflow/);
     const m = await rt.app.request('/v1/model');
     expect(m.status).toBe(200);
