@@ -24,7 +24,7 @@ export function register(program: Command): void {
     .argument('[train-flags...]', "extra flags for training, after '--' (e.g. -- --image-size 160 --fine-tune-epochs 3)")
     .action((trainFlags: string[], o: { data?: string; baseWeights?: string; port: number; s3Port: number; quiet: number; refresh: number; retrain?: boolean }) =>
       run(async () => {
-        const log = (line: string) => process.stderr.write(`edgetune: ${line}\n`);
+        const log = (line: string) => process.stderr.write(`edgetune: ${line.replace(/^edgetune: /, '')}\n`);
         const t0 = performance.now();
         const s3 = await ensureS3({ log, port: o.s3Port });
         const loc = locations(o.data ? datasetName(o.data) : 'demo', DEFAULT_BUCKET);

@@ -17,7 +17,7 @@ export function register(program: Command): void {
     .argument('[train-flags...]', "extra flags for each training run, after '--' (e.g. -- --image-size 160)")
     .action((trainFlags: string[], o: { bucket: string; quiet: number; s3Port?: number }) =>
       run(async () => {
-        const log = (line: string) => process.stderr.write(`edgetune watch: ${line}\n`);
+        const log = (line: string) => process.stderr.write(`edgetune watch: ${line.replace(/^edgetune: /, '')}\n`);
         const s3 = await ensureS3({ log, port: o.s3Port });
         const w = watchUploads(s3, { bucket: o.bucket, quietMs: o.quiet * 1000, extraArgs: trainFlags, log });
         log(`watching s3://${o.bucket}/datasets/ (quiet period ${o.quiet} s; put datasets/<name>/_RETRAIN to train at once)`);
