@@ -90,10 +90,19 @@ export function applyAugmentation(img: RgbImage, draw: AugmentDraw): Float32Arra
         out[o + 2] = data[i + 2];
         continue;
       }
-      const x0 = reflect(x0f, w);
-      const x1 = reflect(x0f + 1, w);
-      const y0 = reflect(y0f, h);
-      const y1 = reflect(y0f + 1, h);
+      let x0 = x0f;
+      let x1 = x0f + 1;
+      let y0 = y0f;
+      let y1 = y0f + 1;
+      // Most samples fall inside the image; only the border pays for the reflect fill.
+      if (x0 < 0 || x1 >= w) {
+        x0 = reflect(x0, w);
+        x1 = reflect(x1, w);
+      }
+      if (y0 < 0 || y1 >= h) {
+        y0 = reflect(y0, h);
+        y1 = reflect(y1, h);
+      }
       const a = (y0 * w + x0) * 3;
       const b = (y0 * w + x1) * 3;
       const c = (y1 * w + x0) * 3;
@@ -102,9 +111,9 @@ export function applyAugmentation(img: RgbImage, draw: AugmentDraw): Float32Arra
       const wb = fx * (1 - fy);
       const wc = (1 - fx) * fy;
       const wd = fx * fy;
-      for (let ch = 0; ch < 3; ch++) {
-        out[o + ch] = data[a + ch] * wa + data[b + ch] * wb + data[c + ch] * wc + data[d + ch] * wd;
-      }
+      out[o] = data[a] * wa + data[b] * wb + data[c] * wc + data[d] * wd;
+      out[o + 1] = data[a + 1] * wa + data[b + 1] * wb + data[c + 1] * wc + data[d + 1] * wd;
+      out[o + 2] = data[a + 2] * wa + data[b + 2] * wb + data[c + 2] * wc + data[d + 2] * wd;
     }
   }
   if (draw.contrast !== 1) adjustContrast(out, draw.contrast);
