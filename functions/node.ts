@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import { pathToFileURL } from 'node:url';
 import { serve } from '@hono/node-server';
 import { decodeImage } from '../core/image.js';
 import { configFromEnv, type ServeConfig } from './config.js';
@@ -43,7 +44,7 @@ export async function startNodeServer(
 }
 
 // `node dist/functions/node/index.mjs` (or `tsx functions/node.ts`) runs the server from env vars.
-if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const port = Number(process.env.PORT ?? 3000);
   const s = await startNodeServer({ port });
   process.stderr.write(`edgetune: listening on ${s.url}\n`);
