@@ -97,6 +97,8 @@ export function registerFileRouter(): void {
     const u = Array.isArray(url) ? url[0] : url;
     return typeof u === 'string' && u.startsWith('file://') ? fileHandler(u) : null;
   };
-  tf.io.registerLoadRouter(router);
-  tf.io.registerSaveRouter(router);
+  // tfjs routers return null for URLs they do not handle, which its router type does not spell out.
+  const r = router as unknown as Parameters<typeof tf.io.registerLoadRouter>[0];
+  tf.io.registerLoadRouter(r);
+  tf.io.registerSaveRouter(r);
 }
