@@ -149,7 +149,7 @@ export async function readVerifiedArtifacts(
   return { manifest, manifestEtag: m.etag, artifacts };
 }
 
-async function readPointer(bucket: string, prefix: string, ifNoneMatch?: string) {
+async function readPointer(bucket: string, prefix: string, ifNoneMatch?: string, attempt = 1): Promise<{ current: ReturnType<typeof parseCurrent>; etag?: string } | undefined> {
   const uri = `s3://${bucket}/${joinKey(prefix, 'current.json')}`;
   let obj: { body: Buffer; etag?: string };
   try {
@@ -166,6 +166,12 @@ async function readPointer(bucket: string, prefix: string, ifNoneMatch?: string)
   try {
     return { current: parseCurrent(obj.body, uri), etag: obj.etag };
   } catch (e) {
+    // AWS S3 replaces an object atomically; file-backed stores (s3rver) can be read mid-write.
+    // A torn pointer is read again shortly; one that stays invalid is an integrity error.
+    if (attempt < 4) {
+      await new Promise((r) => setTimeout(r, 50 * attempt));
+      return readPointer(bucket, prefix, ifNoneMatch, attempt + 1);
+    }
     throw new ModelIntegrityError((e as Error).message);
   }
 }

@@ -97,3 +97,30 @@ describe('edgetune train (tiny, end to end)', () => {
     expect(e.metrics.valAccuracy).toBeGreaterThanOrEqual(0.8);
   });
 });
+
+describe('edgetune train with more than two classes', () => {
+  it('trains a softmax head and evaluates per class', async () => {
+    process.env.EDGETUNE_OFFLINE = '1';
+    delete process.env.EDGETUNE_BASE_WEIGHTS;
+    await initBackend();
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'edgetune-train3-'));
+    const data = await makeDataset(path.join(dir, 'data'), { a: 8, b: 8, c: 8 }, 36);
+    const out = path.join(dir, 'model');
+    const before = tf.memory().numTensors;
+    const opts = resolveTrainOptions({ data, out, imageSize: 32, batchSize: 8, epochs: 4, fineTuneEpochs: 1, workers: 0, stratified: true, validationSplit: 0.25 });
+    const { manifest, model } = await runTraining(opts, () => {});
+    model.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    expect(manifest.output).toBe('softmax');
+    expect(manifest.classes).toEqual(['a', 'b', 'c']);
+    expect(manifest.dataset.counts.validation).toBe(6);
+    const m = manifest.metrics.fineTuned!;
+    expect(m.confusion).toHaveLength(3);
+    expect(m.perClass.map((c) => c.support)).toEqual([2, 2, 2]);
+    expect(m.auc).toBeUndefined();
+    const loaded = await loadModel(out);
+    const p = tf.tidy(() => (loaded.model.predict(tf.zeros([2, 32, 32, 3])) as tf.Tensor).arraySync() as number[][]);
+    for (const row of p) expect(row.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
+    loaded.model.dispose();
+  }, 180_000);
+});

@@ -1,10 +1,11 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { currentBackend } from '../core/backend.js';
 import type { LayersModel } from '../core/tf.js';
 import { augmentationGrid } from './augment-grid.js';
 import { clearCheckpoint } from './checkpoint.js';
 import { modelArtifacts } from './export.js';
-import { PoolExtractor } from './features.js';
+import { InProcessExtractor, PoolExtractor } from './features.js';
 import { augmentConfig, type TrainOptions } from './options.js';
 import type { Reporter } from './progress.js';
 import { train } from './train.js';
@@ -69,6 +70,8 @@ async function trainReportPublish(opts: TrainOptions, report: Reporter, publish:
 async function defaultExtractorFactory(opts: TrainOptions, report: Reporter) {
   if (opts.workers === 0) return undefined;
   return async (model: LayersModel, alpha: number) => {
+    // tfjs-node(-gpu) runs its own threads (or the GPU): the layers themselves are the fast path there.
+    if (currentBackend()?.name.startsWith('tensorflow')) return new InProcessExtractor(model, 32);
     const ex = new PoolExtractor({ artifacts: await modelArtifacts(model), alpha, inputSize: opts.imageSize, workers: opts.workers });
     report({ type: 'info', message: `frozen layers: ${opts.workers} worker threads` });
     return ex;
