@@ -6,9 +6,12 @@
 // as the backend's kernels call each other) where a matrix product does the work, and written as
 // plain loops over the WASM heap where the work is a per-channel multiply-add.
 //
-// Measured (alpha 1.0 shapes, one thread): a 1x1 convolution gradient as explicit Transpose then
-// BatchMatMul takes ~21 ms against ~240 ms for BatchMatMul with a transpose flag and ~216 ms for
-// the backend's Conv2DBackpropInput.
+// Measured (alpha 1.0 shapes, one thread, shared machine): a 1x1 convolution gradient as explicit
+// Transpose then BatchMatMul takes ~21 ms against ~240 ms for BatchMatMul with a transpose flag and
+// ~216 ms for the backend's Conv2DBackpropInput. Depthwise 3x3 on 32x7x7x960: the input gradient
+// as a WASM depthwise convolution with the flipped filter ~8-30 ms against ~115 ms as a JS loop;
+// the filter gradient as an unrolled JS loop ~50-70 ms (per-tap WASM slice/multiply/sum ~70-105 ms,
+// a batch-folded dilated WASM convolution ~120-370 ms: both slower).
 
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import { tf } from '../../core/tf.js';
@@ -324,7 +327,7 @@ function makeDepthwiseBackpropInput(backendName: string): KernelFunc {
     const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
     const a = attrs as unknown as DepthwiseAttrs & { inputShape: number[] };
     const info = depthwiseInfo(a.inputShape, filter.shape, a);
-    if (backendName === 'wasm' && !process.env.EDGETUNE_JS_DEPTHWISE_GRAD) {
+    if (backendName === 'wasm') {
       const out = depthwiseInputGradWasm(backend as unknown as WasmBackend, dy, filter, info);
       if (out) return out;
     }

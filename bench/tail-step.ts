@@ -1,0 +1,99 @@
+// Seconds per phase-2 step (batch 32, fineTuneAt 120, alpha 1.0) on cached boundary activations:
+// the fast tail on WASM, the model's own layers with the registered kernels on WASM, and one
+// step on the cpu backend. Usage: npm run bench:tail [-- --sizes 224,160 --steps 5 --no-cpu --cpu-layers]
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { initBackend } from '../core/backend.js';
+import { buildClassifier } from '../core/classifier.js';
+import type { Tensor4D } from '../core/tf.js';
+import { tf } from '../core/tf.js';
+import { applyBaseWeights } from '../core/weights/index.js';
+import { readTfjsWeights } from '../core/weights/tfjs-source.js';
+import { boundaryLayerName, createTail, type TailRoute } from '../training/fast/tail.js';
+import { registerWasmGradKernels } from '../training/fast/wasm-grad-kernels.js';
+
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const sizes = opt('sizes', '224,160').split(',').map(Number);
+const steps = Number(opt('steps', '5'));
+const batch = Number(opt('batch', '32'));
+const fineTuneAt = Number(opt('fine-tune-at', '120'));
+const routes = opt('routes', 'fast,layers').split(',') as TailRoute[];
+const withCpu = !args.includes('--no-cpu');
+// The standard layers on the cpu backend use its naive convolution gradients: > 10 minutes a step.
+const cpuRoutes: TailRoute[] = args.includes('--cpu-layers') ? ['fast', 'layers'] : ['fast'];
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const weightsPath = path.resolve(repo, '../shared/weights/mobilenet_v2_1.0_224_imagenet/model.json');
+
+registerWasmGradKernels();
+await initBackend('wasm');
+const weights = existsSync(weightsPath) ? (await readTfjsWeights(weightsPath)).weights : undefined;
+console.log(`weights: ${weights ? weightsPath : 'random (shared alpha 1.0 weights not found)'}; batch ${batch}, fineTuneAt ${fineTuneAt}`);
+console.log(
+  `figures are indicative: the machine is shared (load average ${(await import('node:os')).loadavg()[0].toFixed(1)}); CPU seconds are this process's`,
+);
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+interface Timing {
+  perStep: number;
+  cpuPerStep: number;
+  all: number[];
+}
+
+/** Wall seconds, and this thread's CPU seconds (closer to an idle machine's wall time when the CPU is shared). */
+function timeSteps(route: TailRoute, backend: string, size: number, n: number): Timing {
+  tf.setBackend(backend);
+  const model = buildClassifier({ alpha: 1.0, inputSize: size, numClasses: 2 });
+  if (weights) applyBaseWeights(model, weights);
+  const shape = model.getLayer(boundaryLayerName(fineTuneAt)).outputShape as number[];
+  const boundary = tf.randomUniform([batch, ...shape.slice(1)] as [number, number, number, number], 0, 6) as Tensor4D;
+  const labels = tf.tensor1d(
+    Array.from({ length: batch }, (_, i) => i % 2),
+    'int32',
+  );
+  const tail = createTail(model, { fineTuneAt, numClasses: 2, route });
+  const optimizer = tf.train.adam(1e-4);
+  const all: number[] = [];
+  const cpu: number[] = [];
+  for (let i = 0; i < n + 1; i++) {
+    const t0 = performance.now();
+    const c0 = process.cpuUsage();
+    tail.trainStep(boundary, labels, optimizer);
+    const c1 = process.cpuUsage(c0);
+    if (i > 0 || n === 0) {
+      all.push((performance.now() - t0) / 1000);
+      cpu.push((c1.user + c1.system) / 1e6);
+    }
+  }
+  tail.dispose();
+  optimizer.dispose();
+  tf.dispose([boundary, labels]);
+  model.dispose();
+  tf.setBackend('wasm');
+  return { perStep: median(all), cpuPerStep: median(cpu), all };
+}
+
+for (const size of sizes) {
+  for (const route of routes) {
+    const r = timeSteps(route, 'wasm', size, steps);
+    console.log(
+      `${size}x${size} ${route.padEnd(6)} wasm: ${r.perStep.toFixed(3)} s/step wall, ${r.cpuPerStep.toFixed(3)} s CPU (median of ${r.all.length}; wall ${r.all.map((s) => s.toFixed(2)).join(' ')})`,
+    );
+  }
+  if (withCpu) {
+    for (const route of cpuRoutes) {
+      const r = timeSteps(route, 'cpu', size, 0);
+      console.log(
+        `${size}x${size} ${route.padEnd(6)} cpu : ${r.perStep.toFixed(3)} s/step wall, ${r.cpuPerStep.toFixed(3)} s CPU (one step)`,
+      );
+    }
+  }
+}
