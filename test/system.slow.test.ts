@@ -18,6 +18,7 @@ describe('local system: upload, retrain, serve the new version', () => {
   let watcher: Watcher;
   let server: NodeServer;
   const submitted: string[] = [];
+  const logs: string[] = [];
   const loc = locations('pets');
 
   beforeAll(async () => {
@@ -29,8 +30,10 @@ describe('local system: upload, retrain, serve the new version', () => {
     watcher = watchUploads(s3, {
       quietMs: 1500,
       workDir: path.join(dir, 'work'),
-      extraArgs: ['--image-size', '32', '--batch-size', '8', '--epochs', '2', '--fine-tune-epochs', '1', '--workers', '0', '--quantize', 'none'],
+      // --force: the promotion gate may keep v1 on such a tiny validation set; here we test the plumbing.
+      extraArgs: ['--image-size', '32', '--batch-size', '8', '--epochs', '2', '--fine-tune-epochs', '1', '--workers', '0', '--quantize', 'none', '--force'],
       log: (line) => {
+        logs.push(line);
         if (line.startsWith('retraining')) submitted.push(line);
       },
       stdio: 'ignore',
@@ -52,7 +55,7 @@ describe('local system: upload, retrain, serve the new version', () => {
       if (v !== undefined) return v;
       await new Promise((r) => setTimeout(r, 500));
     }
-    throw new Error(`timed out waiting for ${what}`);
+    throw new Error(`timed out waiting for ${what}; watcher log:\n${logs.join('\n')}`);
   }
 
   const servedVersion = async () => {
