@@ -13,12 +13,15 @@ export class HeadTrainer {
   readonly kernel: tf.Variable;
   readonly bias: tf.Variable;
   private readonly optimizer: tf.Optimizer;
+  private calls = 0;
 
   constructor(
     private readonly model: LayersModel,
     private readonly numClasses: number,
     lr: number,
     private readonly dropout: number,
+    /** Seeds the dropout masks, so a run is reproducible. */
+    private readonly seed?: number,
   ) {
     const [k, b] = model.getLayer(HEAD.logits).getWeights();
     this.kernel = tf.variable(k, true, 'head/kernel');
@@ -28,7 +31,7 @@ export class HeadTrainer {
 
   logits(features: Tensor2D, training: boolean): Tensor2D {
     return tf.tidy(() => {
-      const x = training && this.dropout > 0 ? tf.dropout(features, this.dropout) : features;
+      const x = training && this.dropout > 0 ? tf.dropout(features, this.dropout, undefined, this.seed === undefined ? undefined : this.seed + this.calls++) : features;
       return tf.add(tf.matMul(x, this.kernel), this.bias) as Tensor2D;
     });
   }

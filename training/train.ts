@@ -15,6 +15,7 @@ import { computeMetrics } from './metrics.js';
 import { type TrainOptions, augmentConfig } from './options.js';
 import { type NamedTensor, loadCheckpoint, restoreWeights, saveCheckpoint, trainableWeights } from './checkpoint.js';
 import type { Reporter } from './progress.js';
+import { deriveSeed } from './rng.js';
 import { epochDraws } from './views.js';
 
 export interface TrainResult {
@@ -116,7 +117,7 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
     );
     const dim = valBlock.shape[0];
     const valPooled = float32Rows(valBlock);
-    const head = new HeadTrainer(model, numClasses, opts.lr, opts.dropout);
+    const head = new HeadTrainer(model, numClasses, opts.lr, opts.dropout, deriveSeed(opts.seed, 'dropout:head'));
     if (ckpt?.phase === 'frozen') await head.restoreOptimizer(ckpt.optimizer);
     if (ckpt?.phase === 'frozen') tf.dispose(ckpt.optimizer.map((o) => o.tensor));
     let frozenMetrics: Metrics | undefined = ckpt?.frozenMetrics;
@@ -157,7 +158,7 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
       report({ type: 'stage', stage: 'boundary (validation)', total: valImgs.length });
       const valB = await extractor.compute(valImgs, valImgs.map(() => null), boundary);
       const { createTail } = await import('./fast/tail.js');
-      const tail = createTail(model, { fineTuneAt: opts.fineTuneAt, numClasses, dropout: opts.dropout });
+      const tail = createTail(model, { fineTuneAt: opts.fineTuneAt, numClasses, dropout: opts.dropout, seed: deriveSeed(opts.seed, 'dropout:tail') });
       const optimizer = tf.train.adam(opts.fineTuneLr);
       if (ckpt?.phase === 'fineTune') {
         await optimizer.setWeights(ckpt.optimizer);

@@ -27,6 +27,8 @@ export interface TailOptions {
   numClasses: number;
   /** Dropout rate before the logits in training; default: the model's dropout layer rate, else 0.2. */
   dropout?: number;
+  /** Seeds the dropout masks (one stream per tail), so a run is reproducible; default unseeded. */
+  seed?: number;
   /** Default: `layers` on tfjs-node (native kernels are fast), `fast` elsewhere. */
   route?: TailRoute;
 }
@@ -258,7 +260,13 @@ function pair(v: unknown): [number, number] {
   return Array.isArray(v) ? [v[0] as number, v[1] as number] : [v as number, v as number];
 }
 
-function buildFastSteps(graph: TailGraph, own: (w: LayerVariable) => tf.Variable, constants: Tensor[], dropoutRate: number): Step[] {
+function buildFastSteps(
+  graph: TailGraph,
+  own: (w: LayerVariable) => tf.Variable,
+  constants: Tensor[],
+  dropoutRate: number,
+  dropout: (x: Tensor) => Tensor,
+): Step[] {
   const steps: Step[] = [];
   const byName = new Map(graph.layers.map((l) => [l.name, l]));
   const soleConsumer = (name: string, cls: string): AnyLayer | undefined => {
@@ -422,7 +430,7 @@ function buildFastSteps(graph: TailGraph, own: (w: LayerVariable) => tf.Variable
           out: layer.name,
           ins,
           hasParams: false,
-          run: ([x], training) => (training && dropoutRate > 0 ? tf.dropout(x, dropoutRate) : x),
+          run: ([x], training) => (training && dropoutRate > 0 ? dropout(x) : x),
         });
         break;
       case 'Dense': {
@@ -474,6 +482,8 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
   const dropLayer = graph.layers.find((l) => l.getClassName() === 'Dropout');
   const dropoutRate = opts.dropout ?? (dropLayer ? (layerConfig(dropLayer).rate as number) : undefined) ?? 0.2;
   if (!(dropoutRate >= 0 && dropoutRate < 1)) throw new Error(`dropout must be in [0, 1); got ${dropoutRate}`);
+  let dropoutCalls = 0;
+  const dropout = (x: Tensor) => tf.dropout(x, dropoutRate, undefined, opts.seed === undefined ? undefined : opts.seed + dropoutCalls++);
   const bShape = model.getLayer(boundaryName).outputShape as (number | null)[];
   const boundaryShape = bShape.slice(1) as [number, number, number];
   const route = opts.route ?? defaultRoute();
@@ -504,7 +514,7 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
       owned.push({ layerVar: w, v });
       return v;
     };
-    const steps = buildFastSteps(graph, own, constants, dropoutRate);
+    const steps = buildFastSteps(graph, own, constants, dropoutRate, dropout);
     trainableVariables = owned.map((o) => o.v);
     variableNames = owned.map((o) => keyOf(o.layerVar));
     forward = (b, training, until) => {
@@ -535,7 +545,7 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
       for (const layer of graph.layers) {
         const xs = (graph.inputs.get(layer.name) as string[]).map((n) => values.get(n) as Tensor);
         let y: Tensor;
-        if (layer.getClassName() === 'Dropout') y = training && dropoutRate > 0 ? tf.dropout(xs[0], dropoutRate) : xs[0];
+        if (layer.getClassName() === 'Dropout') y = training && dropoutRate > 0 ? dropout(xs[0]) : xs[0];
         else y = layer.apply(xs.length === 1 ? xs[0] : xs, { training: false }) as Tensor;
         values.set(layer.name, y);
         if (layer.name === until) return y;
