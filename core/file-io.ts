@@ -1,7 +1,7 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { tf } from './tf.js';
+import { artifactsFromModelJson, modelJsonText, registerPrefixRouter, saveResult, weightBuffer } from './model-json.js';
 import type { io } from '@tensorflow/tfjs';
 
 /** Accepts `file:///abs/model.json`, `/abs/model.json`, or a folder holding model.json. */
@@ -20,24 +20,7 @@ export async function loadModelArtifacts(uri: string): Promise<io.ModelArtifacts
   } catch (e) {
     throw new Error(`cannot read model ${jsonPath}: ${(e as Error).message}`);
   }
-  const specs: io.WeightsManifestEntry[] = [];
-  const buffers: Buffer[] = [];
-  for (const group of modelJson.weightsManifest ?? []) {
-    specs.push(...group.weights);
-    for (const p of group.paths) buffers.push(await readFile(path.join(dir, p)));
-  }
-  const all = Buffer.concat(buffers);
-  const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength);
-  return {
-    modelTopology: modelJson.modelTopology,
-    format: modelJson.format,
-    generatedBy: modelJson.generatedBy,
-    convertedBy: modelJson.convertedBy,
-    trainingConfig: modelJson.trainingConfig,
-    userDefinedMetadata: modelJson.userDefinedMetadata,
-    weightSpecs: specs,
-    weightData,
-  };
+  return artifactsFromModelJson(modelJson, (p) => readFile(path.join(dir, p)));
 }
 
 /**
@@ -48,36 +31,15 @@ export async function saveModelArtifacts(dir: string, artifacts: io.ModelArtifac
   const target = path.resolve(dir);
   const tmp = `${target}.tmp-${process.pid}-${Date.now()}`;
   await mkdir(tmp, { recursive: true });
-  const weightData = artifacts.weightData
-    ? Buffer.from(tf.io.concatenateArrayBuffers(
-        Array.isArray(artifacts.weightData) ? artifacts.weightData : [artifacts.weightData],
-      ))
-    : Buffer.alloc(0);
-  const modelJson = {
-    modelTopology: artifacts.modelTopology,
-    format: artifacts.format ?? 'layers-model',
-    generatedBy: artifacts.generatedBy,
-    convertedBy: artifacts.convertedBy ?? null,
-    ...(artifacts.trainingConfig ? { trainingConfig: artifacts.trainingConfig } : {}),
-    ...(artifacts.userDefinedMetadata ? { userDefinedMetadata: artifacts.userDefinedMetadata } : {}),
-    weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs ?? [] }],
-  };
+  const weightData = weightBuffer(artifacts);
   await writeFile(path.join(tmp, 'weights.bin'), weightData);
-  await writeFile(path.join(tmp, 'model.json'), JSON.stringify(modelJson));
+  await writeFile(path.join(tmp, 'model.json'), modelJsonText(artifacts));
   await mkdir(target, { recursive: true });
   // Move the two files in weights-first, so model.json only ever points at a complete weights.bin.
   await rename(path.join(tmp, 'weights.bin'), path.join(target, 'weights.bin'));
   await rename(path.join(tmp, 'model.json'), path.join(target, 'model.json'));
   await rm(tmp, { recursive: true, force: true });
-  return {
-    modelArtifactsInfo: {
-      dateSaved: new Date(),
-      modelTopologyType: 'JSON',
-      modelTopologyBytes: JSON.stringify(artifacts.modelTopology).length,
-      weightSpecsBytes: JSON.stringify(artifacts.weightSpecs).length,
-      weightDataBytes: weightData.byteLength,
-    },
-  };
+  return saveResult(artifacts, weightData.byteLength);
 }
 
 export function fileHandler(uri: string): io.IOHandler {
@@ -93,12 +55,5 @@ let registered = false;
 export function registerFileRouter(): void {
   if (registered) return;
   registered = true;
-  const router = (url: string | string[]) => {
-    const u = Array.isArray(url) ? url[0] : url;
-    return typeof u === 'string' && u.startsWith('file://') ? fileHandler(u) : null;
-  };
-  // tfjs routers return null for URLs they do not handle, which its router type does not spell out.
-  const r = router as unknown as Parameters<typeof tf.io.registerLoadRouter>[0];
-  tf.io.registerLoadRouter(r);
-  tf.io.registerSaveRouter(r);
+  registerPrefixRouter('file://', fileHandler);
 }

@@ -59,3 +59,15 @@ export function saveResult(artifacts: io.ModelArtifacts, weightBytes: number): i
     },
   };
 }
+
+/** Registers a tfjs load and save router for URLs starting with `prefix` (`file://`, `s3://`). */
+export function registerPrefixRouter(prefix: string, handler: (url: string) => io.IOHandler): void {
+  const router = (url: string | string[]) => {
+    const u = Array.isArray(url) ? url[0] : url;
+    return typeof u === 'string' && u.startsWith(prefix) ? handler(u) : null;
+  };
+  // tfjs routers return null for URLs they do not handle, which its router type does not spell out.
+  const r = router as unknown as Parameters<typeof tf.io.registerLoadRouter>[0];
+  tf.io.registerLoadRouter(r);
+  tf.io.registerSaveRouter(r);
+}

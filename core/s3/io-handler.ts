@@ -1,7 +1,6 @@
 import path from 'node:path';
 import type { io } from '@tensorflow/tfjs';
-import { artifactsFromModelJson, modelJsonText, saveResult, weightBuffer } from '../model-json.js';
-import { tf } from '../tf.js';
+import { artifactsFromModelJson, modelJsonText, registerPrefixRouter, saveResult, weightBuffer } from '../model-json.js';
 import { getObject, putObject } from './client.js';
 import { joinKey, parseS3Uri } from './uri.js';
 
@@ -40,12 +39,5 @@ let registered = false;
 export function registerS3Router(): void {
   if (registered) return;
   registered = true;
-  const router = (url: string | string[]) => {
-    const u = Array.isArray(url) ? url[0] : url;
-    return typeof u === 'string' && u.startsWith('s3://') ? s3Handler(u) : null;
-  };
-  // tfjs routers return null for URLs they do not handle, which its router type does not spell out.
-  const r = router as unknown as Parameters<typeof tf.io.registerLoadRouter>[0];
-  tf.io.registerLoadRouter(r);
-  tf.io.registerSaveRouter(r);
+  registerPrefixRouter('s3://', s3Handler);
 }
