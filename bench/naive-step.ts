@@ -29,11 +29,16 @@ const logitsModel = tf.model({ inputs: model.inputs, outputs: model.getLayer(HEA
 
 const rng = createRng(1);
 const imgs = decoded.images.slice(0, batch);
-const x = tf.tensor4d(
-  Float32Array.from(imgs.flatMap((im) => Array.from(applyAugmentation(im, drawAugmentation(KERAS_RECIPE, rng))))),
-  [imgs.length, size, size, 3],
+const x = tf.tensor4d(Float32Array.from(imgs.flatMap((im) => Array.from(applyAugmentation(im, drawAugmentation(KERAS_RECIPE, rng))))), [
+  imgs.length,
+  size,
+  size,
+  3,
+]);
+const y = tf.tensor2d(
+  imgs.map((i) => [i.file.label]),
+  [imgs.length, 1],
 );
-const y = tf.tensor2d(imgs.map((i) => [i.file.label]), [imgs.length, 1]);
 const loss = (yt: tf.Tensor, yp: tf.Tensor) => tf.losses.sigmoidCrossEntropy(yt, yp);
 
 function timeStep(): number {

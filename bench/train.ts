@@ -85,14 +85,22 @@ for (const config of selected) {
   const mine = runs.filter((r) => r.config === config);
   const mean = (g: (r: Run) => number | undefined) => mine.reduce((a, r) => a + (g(r) ?? Number.NaN), 0) / mine.length;
   console.log(
-    `${`${config} mean`.padEnd(20)} ${f(mean((r) => r.wall)).padStart(8)} ${''.padStart(36)} ${f(mean((r) => r.manifest.timings.boundaryImagesPerSecond)).padStart(15)} ${f(Math.max(...mine.map((r) => r.peakRssMiB)), 0).padStart(13)} ${f(mean((r) => r.manifest.metrics.frozen.valAccuracy), 4).padStart(15)} ${f(mean((r) => r.manifest.metrics.fineTuned?.valAccuracy), 4).padStart(19)}`,
+    `${`${config} mean`.padEnd(20)} ${f(mean((r) => r.wall)).padStart(8)} ${''.padStart(36)} ${f(mean((r) => r.manifest.timings.boundaryImagesPerSecond)).padStart(15)} ${f(Math.max(...mine.map((r) => r.peakRssMiB)), 0).padStart(13)} ${f(
+      mean((r) => r.manifest.metrics.frozen.valAccuracy),
+      4,
+    ).padStart(15)} ${f(
+      mean((r) => r.manifest.metrics.fineTuned?.valAccuracy),
+      4,
+    ).padStart(19)}`,
   );
 }
 
 if (!values['skip-naive']) {
   console.log('\nnaive pipeline (tfjs trainOnBatch on augmented batches, no cache; --recipe keras; one step per phase, extrapolated):');
   for (const alpha of ['1.0', '0.35']) {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'bench/naive-step.ts'), data, weights(alpha)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'bench/naive-step.ts'), data, weights(alpha)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let line = '';
     child.stdout.on('data', (b) => {
       line += b;

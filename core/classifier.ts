@@ -1,6 +1,6 @@
-import { tf } from './tf.js';
 import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs';
 import { mobileNetV2Features } from './mobilenet-v2.js';
+import { tf } from './tf.js';
 
 export interface ClassifierOptions {
   alpha: number;

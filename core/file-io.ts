@@ -1,8 +1,8 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { artifactsFromModelJson, modelJsonText, registerPrefixRouter, saveResult, weightBuffer } from './model-json.js';
 import type { io } from '@tensorflow/tfjs';
+import { artifactsFromModelJson, modelJsonText, registerPrefixRouter, saveResult, weightBuffer } from './model-json.js';
 
 /** Accepts `file:///abs/model.json`, `/abs/model.json`, or a folder holding model.json. */
 export function modelJsonPath(uri: string): string {

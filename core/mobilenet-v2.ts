@@ -1,5 +1,5 @@
-import { tf } from './tf.js';
 import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs';
+import { tf } from './tf.js';
 
 export const ALPHAS = [0.35, 0.5, 0.75, 1.0, 1.3, 1.4] as const;
 
@@ -22,11 +22,21 @@ export function makeDivisible(v: number, divisor = 8): number {
 /** [filters, stride, expansion] of blocks 0..16, as in keras.applications.MobileNetV2. */
 export const BLOCKS: ReadonlyArray<readonly [number, number, number]> = [
   [16, 1, 1],
-  [24, 2, 6], [24, 1, 6],
-  [32, 2, 6], [32, 1, 6], [32, 1, 6],
-  [64, 2, 6], [64, 1, 6], [64, 1, 6], [64, 1, 6],
-  [96, 1, 6], [96, 1, 6], [96, 1, 6],
-  [160, 2, 6], [160, 1, 6], [160, 1, 6],
+  [24, 2, 6],
+  [24, 1, 6],
+  [32, 2, 6],
+  [32, 1, 6],
+  [32, 1, 6],
+  [64, 2, 6],
+  [64, 1, 6],
+  [64, 1, 6],
+  [64, 1, 6],
+  [96, 1, 6],
+  [96, 1, 6],
+  [96, 1, 6],
+  [160, 2, 6],
+  [160, 1, 6],
+  [160, 1, 6],
   [320, 1, 6],
 ];
 
@@ -55,7 +65,9 @@ export function mobileNetV2Features(input: SymbolicTensor, alpha = 1.0): Symboli
   }
   const first = makeDivisible(32 * alpha);
   let x = tf.layers.zeroPadding2d({ padding: correctPad(...spatial(input)), name: 'Conv1_pad' }).apply(input) as SymbolicTensor;
-  x = tf.layers.conv2d({ filters: first, kernelSize: 3, strides: 2, padding: 'valid', useBias: false, name: 'Conv1' }).apply(x) as SymbolicTensor;
+  x = tf.layers
+    .conv2d({ filters: first, kernelSize: 3, strides: 2, padding: 'valid', useBias: false, name: 'Conv1' })
+    .apply(x) as SymbolicTensor;
   x = bn('bn_Conv1').apply(x) as SymbolicTensor;
   x = relu6('Conv1_relu').apply(x) as SymbolicTensor;
 
@@ -82,7 +94,9 @@ function invertedResidual(
   let x = inputs;
   let prefix = `block_${blockId}_`;
   if (blockId) {
-    x = tf.layers.conv2d({ filters: expansion * inChannels, kernelSize: 1, padding: 'same', useBias: false, name: `${prefix}expand` }).apply(x) as SymbolicTensor;
+    x = tf.layers
+      .conv2d({ filters: expansion * inChannels, kernelSize: 1, padding: 'same', useBias: false, name: `${prefix}expand` })
+      .apply(x) as SymbolicTensor;
     x = bn(`${prefix}expand_BN`).apply(x) as SymbolicTensor;
     x = relu6(`${prefix}expand_relu`).apply(x) as SymbolicTensor;
   } else {
@@ -92,11 +106,19 @@ function invertedResidual(
     x = tf.layers.zeroPadding2d({ padding: correctPad(...spatial(x)), name: `${prefix}pad` }).apply(x) as SymbolicTensor;
   }
   x = tf.layers
-    .depthwiseConv2d({ kernelSize: 3, strides: stride, useBias: false, padding: stride === 1 ? 'same' : 'valid', name: `${prefix}depthwise` })
+    .depthwiseConv2d({
+      kernelSize: 3,
+      strides: stride,
+      useBias: false,
+      padding: stride === 1 ? 'same' : 'valid',
+      name: `${prefix}depthwise`,
+    })
     .apply(x) as SymbolicTensor;
   x = bn(`${prefix}depthwise_BN`).apply(x) as SymbolicTensor;
   x = relu6(`${prefix}depthwise_relu`).apply(x) as SymbolicTensor;
-  x = tf.layers.conv2d({ filters: pointwise, kernelSize: 1, padding: 'same', useBias: false, name: `${prefix}project` }).apply(x) as SymbolicTensor;
+  x = tf.layers
+    .conv2d({ filters: pointwise, kernelSize: 1, padding: 'same', useBias: false, name: `${prefix}project` })
+    .apply(x) as SymbolicTensor;
   x = bn(`${prefix}project_BN`).apply(x) as SymbolicTensor;
   if (inChannels === pointwise && stride === 1) {
     return tf.layers.add({ name: `${prefix}add` }).apply([inputs, x]) as SymbolicTensor;

@@ -149,7 +149,12 @@ export async function readVerifiedArtifacts(
   return { manifest, manifestEtag: m.etag, artifacts };
 }
 
-async function readPointer(bucket: string, prefix: string, ifNoneMatch?: string, attempt = 1): Promise<{ current: ReturnType<typeof parseCurrent>; etag?: string } | undefined> {
+async function readPointer(
+  bucket: string,
+  prefix: string,
+  ifNoneMatch?: string,
+  attempt = 1,
+): Promise<{ current: ReturnType<typeof parseCurrent>; etag?: string } | undefined> {
   const uri = `s3://${bucket}/${joinKey(prefix, 'current.json')}`;
   let obj: { body: Buffer; etag?: string };
   try {

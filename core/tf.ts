@@ -3,5 +3,5 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 
+export type { LayersModel, Tensor, Tensor1D, Tensor2D, Tensor3D, Tensor4D } from '@tensorflow/tfjs';
 export { tf };
-export type { Tensor, Tensor1D, Tensor2D, Tensor3D, Tensor4D, LayersModel } from '@tensorflow/tfjs';

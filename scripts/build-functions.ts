@@ -39,7 +39,9 @@ const banner = [
 const forbidSharp: Plugin = {
   name: 'forbid-sharp',
   setup(b) {
-    b.onResolve({ filter: /^sharp$/ }, (a) => ({ errors: [{ text: `sharp is native and cannot run at the edge (imported by ${a.importer})` }] }));
+    b.onResolve({ filter: /^sharp$/ }, (a) => ({
+      errors: [{ text: `sharp is native and cannot run at the edge (imported by ${a.importer})` }],
+    }));
   },
 };
 
@@ -120,7 +122,18 @@ async function buildLambda(): Promise<string> {
     // Same sharp version as development, with the linux-arm64 prebuilt libvips (Graviton Lambda).
     execFileSync(
       'npm',
-      ['install', '--no-audit', '--no-fund', '--no-save', '--os=linux', '--cpu=arm64', '--libc=glibc', `sharp@${sharpVersion()}`, '--prefix', dir],
+      [
+        'install',
+        '--no-audit',
+        '--no-fund',
+        '--no-save',
+        '--os=linux',
+        '--cpu=arm64',
+        '--libc=glibc',
+        `sharp@${sharpVersion()}`,
+        '--prefix',
+        dir,
+      ],
       { stdio: ['ignore', 'ignore', 'inherit'] },
     );
     if (!existsSync(path.join(dir, 'node_modules/@img/sharp-linux-arm64'))) {
@@ -141,7 +154,11 @@ async function buildEdge(): Promise<string> {
   const pkg = JSON.parse(readFileSync(path.join(vipsSrc, 'package.json'), 'utf8'));
   writeFileSync(
     path.join(vipsDst, 'package.json'),
-    JSON.stringify({ name: 'wasm-vips', version: pkg.version, type: 'module', exports: { '.': { import: './lib/vips-node.mjs' } } }, null, 2),
+    JSON.stringify(
+      { name: 'wasm-vips', version: pkg.version, type: 'module', exports: { '.': { import: './lib/vips-node.mjs' } } },
+      null,
+      2,
+    ),
   );
   for (const f of ['vips-node.mjs', 'vips.wasm']) copyFileSync(path.join(vipsSrc, 'lib', f), path.join(vipsDst, 'lib', f));
   copyFileSync(path.join(vipsSrc, 'LICENSE'), path.join(vipsDst, 'LICENSE'));
@@ -151,11 +168,18 @@ async function buildEdge(): Promise<string> {
 const rows: Array<{ bundle: string; dir: string; bytes: number; zipped: number }> = [];
 for (const t of targets) {
   const dir =
-    t === 'lambda' ? await buildLambda() : t === 'edge' ? await buildEdge() : await bundle('node', 'functions/node.ts', { external: ['sharp'] });
+    t === 'lambda'
+      ? await buildLambda()
+      : t === 'edge'
+        ? await buildEdge()
+        : await bundle('node', 'functions/node.ts', { external: ['sharp'] });
   rows.push({ bundle: t, dir: path.relative(process.cwd(), dir), bytes: dirBytes(dir), zipped: zipBytes(dir) });
 }
 const mib = (n: number) => `${(n / MIB).toFixed(2)} MiB`;
-for (const r of rows) process.stdout.write(`${r.bundle.padEnd(7)} ${r.dir.padEnd(24)} ${mib(r.bytes).padStart(11)} unzipped  ${mib(r.zipped).padStart(11)} zipped\n`);
+for (const r of rows)
+  process.stdout.write(
+    `${r.bundle.padEnd(7)} ${r.dir.padEnd(24)} ${mib(r.bytes).padStart(11)} unzipped  ${mib(r.zipped).padStart(11)} zipped\n`,
+  );
 const lambda = rows.find((r) => r.bundle === 'lambda');
 if (lambda && lambda.zipped >= LAMBDA_ZIP_LIMIT) {
   process.stderr.write(`the Lambda bundle is ${mib(lambda.zipped)} zipped, over the ${mib(LAMBDA_ZIP_LIMIT)} limit\n`);

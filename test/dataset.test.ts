@@ -1,4 +1,4 @@
-import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -90,7 +90,9 @@ describe('decoding', () => {
     for (let i = 0; i < abgr.length; i += 4) abgr.set([0, 10, 20, 250], i); // A B G R: red
     const inputs: Record<string, Buffer> = {
       jpeg: await makeImage('jpeg'),
-      progressive: await sharp(await makeImage('png')).jpeg({ progressive: true }).toBuffer(),
+      progressive: await sharp(await makeImage('png'))
+        .jpeg({ progressive: true })
+        .toBuffer(),
       pngAlpha: await makeImage('png', { channels: 4 }),
       grey: await makeImage('png', { channels: 1, color: [128, 128, 128] }),
       webp: await makeImage('webp'),
@@ -114,7 +116,10 @@ describe('decoding', () => {
     const h = 20;
     const px = Buffer.alloc(w * h * 3);
     for (let y = 0; y < h; y++) for (let x = w / 2; x < w; x++) px.fill(255, (y * w + x) * 3, (y * w + x) * 3 + 3);
-    const jpg = await sharp(px, { raw: { width: w, height: h, channels: 3 } }).withMetadata({ orientation: 6 }).jpeg().toBuffer();
+    const jpg = await sharp(px, { raw: { width: w, height: h, channels: 3 } })
+      .withMetadata({ orientation: 6 })
+      .jpeg()
+      .toBuffer();
     const img = await decodeImage(jpg, { size: 20 });
     // After rotating 90 degrees clockwise the white half is at the bottom.
     expect(img.data[0]).toBeLessThan(60);
@@ -122,6 +127,8 @@ describe('decoding', () => {
   });
 
   it('refuses images over the pixel limit', async () => {
-    await expect(decodeImage(await makeImage('png', { width: 100, height: 100 }), { size: 10, limitInputPixels: 5000 })).rejects.toThrow(/cannot decode/);
+    await expect(decodeImage(await makeImage('png', { width: 100, height: 100 }), { size: 10, limitInputPixels: 5000 })).rejects.toThrow(
+      /cannot decode/,
+    );
   });
 });

@@ -36,7 +36,23 @@ describe('checkpoint and resume (Spot interruption)', () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'edgetune-resume-'));
     const data = await makeDataset(path.join(dir, 'data'), { cat: 12, dog: 12 }, 36);
     const ckpt = path.join(dir, 'ckpt');
-    const args = [data, '--out', path.join(dir, 'model'), '--image-size', '32', '--batch-size', '8', '--epochs', '3', '--fine-tune-epochs', '3', '--workers', '0', '--checkpoint', ckpt];
+    const args = [
+      data,
+      '--out',
+      path.join(dir, 'model'),
+      '--image-size',
+      '32',
+      '--batch-size',
+      '8',
+      '--epochs',
+      '3',
+      '--fine-tune-epochs',
+      '3',
+      '--workers',
+      '0',
+      '--checkpoint',
+      ckpt,
+    ];
 
     // First run: killed (SIGKILL, like a reclaimed Spot host) right after its first fine-tuning epoch.
     const first: Event[] = [];

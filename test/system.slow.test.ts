@@ -31,7 +31,21 @@ describe('local system: upload, retrain, serve the new version', () => {
       quietMs: 1500,
       workDir: path.join(dir, 'work'),
       // --force: the promotion gate may keep v1 on such a tiny validation set; here we test the plumbing.
-      extraArgs: ['--image-size', '32', '--batch-size', '8', '--epochs', '2', '--fine-tune-epochs', '1', '--workers', '0', '--quantize', 'none', '--force'],
+      extraArgs: [
+        '--image-size',
+        '32',
+        '--batch-size',
+        '8',
+        '--epochs',
+        '2',
+        '--fine-tune-epochs',
+        '1',
+        '--workers',
+        '0',
+        '--quantize',
+        'none',
+        '--force',
+      ],
       log: (line) => {
         logs.push(line);
         if (line.startsWith('retraining')) submitted.push(line);
@@ -64,7 +78,10 @@ describe('local system: upload, retrain, serve the new version', () => {
   };
 
   it('trains once per settled upload and the API moves to the new version without a restart', async () => {
-    expect((await fetch(`${server.url}/v1/classify`, { method: 'POST', body: new Uint8Array([1]), headers: { 'content-type': 'image/png' } })).status).toBe(503);
+    expect(
+      (await fetch(`${server.url}/v1/classify`, { method: 'POST', body: new Uint8Array([1]), headers: { 'content-type': 'image/png' } }))
+        .status,
+    ).toBe(503);
 
     const data = await makeDataset(path.join(dir, 'data'), { cat: 10, dog: 10 }, 36);
     await uploadDataset(data, loc.datasetUri);
@@ -76,10 +93,14 @@ describe('local system: upload, retrain, serve the new version', () => {
     await uploadDataset(more, loc.datasetUri);
     const more2 = await makeDataset(path.join(dir, 'more2'), { cat: 2, dog: 2 }, 40);
     await uploadDataset(more2, loc.datasetUri);
-    const v2 = await waitFor('version 2', async () => {
-      const v = await servedVersion();
-      return v && v !== v1 ? v : undefined;
-    }, 150_000);
+    const v2 = await waitFor(
+      'version 2',
+      async () => {
+        const v = await servedVersion();
+        return v && v !== v1 ? v : undefined;
+      },
+      150_000,
+    );
     expect(v2 > v1).toBe(true);
     await watcher.trigger.drain();
     expect(submitted).toHaveLength(2);

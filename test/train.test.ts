@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
-import { loadModel } from '../core/model-loader.js';
 import { ManifestSchema, VerificationSchema } from '../core/manifest.js';
+import { loadModel } from '../core/model-loader.js';
 import { tf } from '../core/tf.js';
 import { evaluateModel } from '../training/evaluate.js';
 import { runTraining } from '../training/job.js';
@@ -45,7 +45,16 @@ describe('edgetune train (tiny, end to end)', () => {
   }, 300_000);
 
   it('writes a complete model folder with a valid manifest', async () => {
-    for (const f of ['model.json', 'weights.bin', 'manifest.json', 'verification.json', 'report/index.html', 'report/accuracy.png', 'report/loss.svg', 'report/confusion.png']) {
+    for (const f of [
+      'model.json',
+      'weights.bin',
+      'manifest.json',
+      'verification.json',
+      'report/index.html',
+      'report/accuracy.png',
+      'report/loss.svg',
+      'report/confusion.png',
+    ]) {
       expect(existsSync(path.join(out, f)), f).toBe(true);
     }
     const manifest = ManifestSchema.parse(JSON.parse(await readFile(path.join(out, 'manifest.json'), 'utf8')));
@@ -91,7 +100,7 @@ describe('edgetune train (tiny, end to end)', () => {
     model.dispose();
   });
 
-  it('evaluate reproduces the training run\'s figures on the same images', async () => {
+  it("evaluate reproduces the training run's figures on the same images", async () => {
     const e = await evaluateModel(out, root);
     expect(e.images).toBe(28);
     expect(e.metrics.valAccuracy).toBeGreaterThanOrEqual(0.8);
@@ -107,7 +116,17 @@ describe('edgetune train with more than two classes', () => {
     const data = await makeDataset(path.join(dir, 'data'), { a: 8, b: 8, c: 8 }, 36);
     const out = path.join(dir, 'model');
     const before = tf.memory().numTensors;
-    const opts = resolveTrainOptions({ data, out, imageSize: 32, batchSize: 8, epochs: 4, fineTuneEpochs: 1, workers: 0, stratified: true, validationSplit: 0.25 });
+    const opts = resolveTrainOptions({
+      data,
+      out,
+      imageSize: 32,
+      batchSize: 8,
+      epochs: 4,
+      fineTuneEpochs: 1,
+      workers: 0,
+      stratified: true,
+      validationSplit: 0.25,
+    });
     const { manifest, model } = await runTraining(opts, () => {});
     model.dispose();
     expect(tf.memory().numTensors).toBe(before);

@@ -12,7 +12,9 @@ export async function augmentationGrid(img: RgbImage, cfg: AugmentConfig, seed: 
     Array.from({ length: 9 }, async (_, k) => {
       const px = applyAugmentation(img, drawAugmentation(cfg, rng));
       const bytes = Buffer.from(Uint8ClampedArray.from(px));
-      const input = await sharp(bytes, { raw: { width: s, height: s, channels: 3 } }).png().toBuffer();
+      const input = await sharp(bytes, { raw: { width: s, height: s, channels: 3 } })
+        .png()
+        .toBuffer();
       return { input, left: gap + (k % 3) * (s + gap), top: gap + Math.floor(k / 3) * (s + gap) };
     }),
   );

@@ -3,8 +3,8 @@ import path from 'node:path';
 import { z } from 'zod';
 import { EpochSchema, MetricsSchema } from '../core/manifest.js';
 import { isS3Uri } from '../core/s3/uri.js';
-import { tf } from '../core/tf.js';
 import type { LayersModel } from '../core/tf.js';
+import { tf } from '../core/tf.js';
 
 /**
  * Spot-safe training: after every epoch the weights that can change in the current phase, the
@@ -25,7 +25,9 @@ const HeaderSchema = z.object({
   epochsDone: z.number().int().min(1),
   history: z.array(EpochSchema),
   frozenMetrics: MetricsSchema.optional(),
-  tensors: z.array(z.object({ group: z.enum(['weights', 'optimizer']), name: z.string(), shape: z.array(z.number().int()), offset: z.number().int() })),
+  tensors: z.array(
+    z.object({ group: z.enum(['weights', 'optimizer']), name: z.string(), shape: z.array(z.number().int()), offset: z.number().int() }),
+  ),
 });
 export type CheckpointHeader = z.infer<typeof HeaderSchema>;
 
@@ -111,7 +113,10 @@ export async function loadCheckpoint(uri: string, runKey: string): Promise<Check
 export async function clearCheckpoint(uri: string): Promise<void> {
   const target = location(uri);
   if (isS3Uri(target)) {
-    const [{ s3Client, parseS3Uri }, { DeleteObjectCommand }] = await Promise.all([import('../core/s3/client.js'), import('@aws-sdk/client-s3')]);
+    const [{ s3Client, parseS3Uri }, { DeleteObjectCommand }] = await Promise.all([
+      import('../core/s3/client.js'),
+      import('@aws-sdk/client-s3'),
+    ]);
     const { bucket, key } = parseS3Uri(target);
     await s3Client().send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
   } else {
@@ -124,7 +129,8 @@ export function trainableWeights(model: LayersModel, layerNames: ReadonlySet<str
   const out = new Map<string, tf.Tensor>();
   for (const layer of model.layers) {
     if (!layerNames.has(layer.name)) continue;
-    layer.weights.forEach((w, i) => out.set(w.originalName, layer.getWeights()[i]));
+    const values = layer.getWeights();
+    for (const [i, w] of layer.weights.entries()) out.set(w.originalName, values[i]);
   }
   return out;
 }

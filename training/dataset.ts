@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { IMAGE_EXTENSIONS, type RgbImage, type ResizeMode, decodeImage } from '../core/image.js';
+import { decodeImage, IMAGE_EXTENSIONS, type ResizeMode, type RgbImage } from '../core/image.js';
 import { createRng, shuffleInPlace } from './rng.js';
 
 export class DatasetError extends Error {

@@ -26,7 +26,11 @@ export async function evaluateModel(modelUri: string, dataDir: string): Promise<
     const decoded = await decodeFiles(files, { size: manifest.input.size, resize: manifest.input.resize });
     if (!decoded.images.length) throw new Error(`no decodable images in ${dataDir}`);
     const probs = await predictProbabilities(model, decoded.images, manifest.classes.length);
-    const metrics = computeMetrics(probs, decoded.images.map((i) => i.file.label), manifest.classes);
+    const metrics = computeMetrics(
+      probs,
+      decoded.images.map((i) => i.file.label),
+      manifest.classes,
+    );
     return { model: { name: manifest.name, version: manifest.version }, images: decoded.images.length, skipped: decoded.skipped, metrics };
   } finally {
     model.dispose();

@@ -4,8 +4,8 @@ import { toClassProbabilities } from '../core/classifier.js';
 import { saveModelArtifacts } from '../core/file-io.js';
 import type { RgbImage } from '../core/image.js';
 import { type Manifest, ManifestSchema, type Verification } from '../core/manifest.js';
-import { tf } from '../core/tf.js';
 import type { LayersModel, Tensor } from '../core/tf.js';
+import { tf } from '../core/tf.js';
 import { makeVersion, sha256 } from '../core/versioning.js';
 
 /** How many validation images `verification.json` keeps (publish checks a copy reproduces them). */
@@ -14,12 +14,17 @@ export const VERIFICATION_IMAGES = 8;
 export function stackImages(images: readonly RgbImage[]): Float32Array {
   const size = images[0].width;
   const px = new Float32Array(images.length * size * size * 3);
-  images.forEach((img, i) => px.set(img.data, i * size * size * 3));
+  for (const [i, img] of images.entries()) px.set(img.data, i * size * size * 3);
   return px;
 }
 
 /** Class probabilities of the exported (inference) model for decoded images, in batches. */
-export async function predictProbabilities(model: LayersModel, images: readonly RgbImage[], numClasses: number, batch = 16): Promise<number[][]> {
+export async function predictProbabilities(
+  model: LayersModel,
+  images: readonly RgbImage[],
+  numClasses: number,
+  batch = 16,
+): Promise<number[][]> {
   const rows: number[][] = [];
   for (let s = 0; s < images.length; s += batch) {
     const part = images.slice(s, s + batch);

@@ -1,7 +1,7 @@
-import type { RgbImage } from '../core/image.js';
-import { tf } from '../core/tf.js';
-import type { LayersModel, Tensor4D } from '../core/tf.js';
 import { HEAD } from '../core/classifier.js';
+import type { RgbImage } from '../core/image.js';
+import type { LayersModel, Tensor4D } from '../core/tf.js';
+import { tf } from '../core/tf.js';
 import { type AugmentDraw, applyAugmentation } from './augment.js';
 import { fromFloat16 } from './fast/boundary-float16.js';
 import { type BoundaryPool, createBoundaryPool } from './fast/boundary-pool.js';
@@ -17,7 +17,12 @@ export interface FeatureBlock {
 
 export interface FeatureExtractor {
   readonly description: string;
-  compute(images: readonly RgbImage[], draws: readonly (AugmentDraw | null)[], layer: string, onProgress?: (done: number) => void): Promise<FeatureBlock>;
+  compute(
+    images: readonly RgbImage[],
+    draws: readonly (AugmentDraw | null)[],
+    layer: string,
+    onProgress?: (done: number) => void,
+  ): Promise<FeatureBlock>;
   close(): Promise<void>;
 }
 
@@ -48,7 +53,12 @@ export class InProcessExtractor implements FeatureExtractor {
     return m;
   }
 
-  async compute(images: readonly RgbImage[], draws: readonly (AugmentDraw | null)[], layer: string, onProgress?: (done: number) => void): Promise<FeatureBlock> {
+  async compute(
+    images: readonly RgbImage[],
+    draws: readonly (AugmentDraw | null)[],
+    layer: string,
+    onProgress?: (done: number) => void,
+  ): Promise<FeatureBlock> {
     const sub = this.sub(layer);
     const shape = (sub.outputs[0].shape as number[]).slice(1);
     const dim = shape.reduce((a, b) => a * b, 1);
@@ -104,7 +114,12 @@ export class PoolExtractor implements FeatureExtractor {
     return this.pool;
   }
 
-  async compute(images: readonly RgbImage[], draws: readonly (AugmentDraw | null)[], layer: string, onProgress?: (done: number) => void): Promise<FeatureBlock> {
+  async compute(
+    images: readonly RgbImage[],
+    draws: readonly (AugmentDraw | null)[],
+    layer: string,
+    onProgress?: (done: number) => void,
+  ): Promise<FeatureBlock> {
     const pooled = layer === HEAD.pool;
     const pool = await this.poolFor(pooled ? 'out_relu' : layer);
     const jobs: BoundaryJob[] = [];
@@ -112,7 +127,7 @@ export class PoolExtractor implements FeatureExtractor {
     for (let s = 0; s < images.length; s += this.imagesPerJob) {
       const part = images.slice(s, s + this.imagesPerJob);
       const pixels = new Uint8Array(part.length * px);
-      part.forEach((im, i) => pixels.set(im.data, i * px));
+      for (const [i, im] of part.entries()) pixels.set(im.data, i * px);
       const v = draws.slice(s, s + part.length);
       jobs.push({ pixels, views: v.every((d) => d === null) ? null : v });
     }
@@ -151,11 +166,11 @@ export class PoolExtractor implements FeatureExtractor {
 export function gatherRows(block: FeatureBlock, idx: readonly number[]): Float32Array {
   const dim = block.shape.reduce((a, b) => a * b, 1);
   const out = new Float32Array(idx.length * dim);
-  idx.forEach((k, r) => {
+  for (const [r, k] of idx.entries()) {
     const row = block.data.subarray(k * dim, (k + 1) * dim);
     if (row instanceof Float32Array) out.set(row, r * dim);
     else fromFloat16(row, out.subarray(r * dim, (r + 1) * dim));
-  });
+  }
   return out;
 }
 

@@ -1,8 +1,9 @@
 import { HEAD } from '../core/classifier.js';
-import { tf } from '../core/tf.js';
 import type { LayersModel, Tensor, Tensor2D } from '../core/tf.js';
+import { tf } from '../core/tf.js';
 import type { NamedTensor } from './checkpoint.js';
 import { epochOrder } from './dataset.js';
+import { gatherRows } from './features.js';
 
 /**
  * Phase 1 on cached pooled features: dropout -> Dense logits, exactly the head of the classifier,
@@ -31,21 +32,30 @@ export class HeadTrainer {
 
   logits(features: Tensor2D, training: boolean): Tensor2D {
     return tf.tidy(() => {
-      const x = training && this.dropout > 0 ? tf.dropout(features, this.dropout, undefined, this.seed === undefined ? undefined : this.seed + this.calls++) : features;
+      const x =
+        training && this.dropout > 0
+          ? tf.dropout(features, this.dropout, undefined, this.seed === undefined ? undefined : this.seed + this.calls++)
+          : features;
       return tf.add(tf.matMul(x, this.kernel), this.bias) as Tensor2D;
     });
   }
 
   /** One epoch over shuffled batches; returns mean loss and accuracy on the training batches. */
-  trainEpoch(features: Float32Array, dim: number, labels: Int32Array, batchSize: number, seed: number, epoch: number): { loss: number; accuracy: number } {
+  trainEpoch(
+    features: Float32Array,
+    dim: number,
+    labels: Int32Array,
+    batchSize: number,
+    seed: number,
+    epoch: number,
+  ): { loss: number; accuracy: number } {
     const n = labels.length;
     const order = epochOrder(n, seed, epoch);
     let lossSum = 0;
     let correct = 0;
     for (let start = 0; start < n; start += batchSize) {
       const idx = order.slice(start, start + batchSize);
-      const xb = new Float32Array(idx.length * dim);
-      idx.forEach((k, r) => xb.set(features.subarray(k * dim, (k + 1) * dim), r * dim));
+      const xb = gatherRows({ data: features, shape: [dim], rows: n }, idx);
       const yb = Int32Array.from(idx.map((k) => labels[k]));
       const { loss, hits } = tf.tidy(() => {
         const x = tf.tensor2d(xb, [idx.length, dim]);

@@ -62,7 +62,13 @@ async function trainReportPublish(opts: TrainOptions, report: Reporter, publish:
   }
   if (opts.checkpoint) await clearCheckpoint(opts.checkpoint);
   // maxRSS covers the worker threads too: they live in this process.
-  report({ type: 'done', out: outDir, valAccuracy: final.valAccuracy, seconds: (performance.now() - t0) / 1000, peakRssMiB: process.resourceUsage().maxRSS / 1024 });
+  report({
+    type: 'done',
+    out: outDir,
+    valAccuracy: final.valAccuracy,
+    seconds: (performance.now() - t0) / 1000,
+    peakRssMiB: process.resourceUsage().maxRSS / 1024,
+  });
   return result;
 }
 
@@ -77,4 +83,3 @@ async function defaultExtractorFactory(opts: TrainOptions, report: Reporter) {
     return ex;
   };
 }
-

@@ -2,10 +2,10 @@ import type { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type S3Handle, ensureS3, getObjectIfExists, listObjects, putObject } from '../core/s3/client.js';
+import { getObjectIfExists, listObjects, putObject, type S3Handle } from '../core/s3/client.js';
 import { DEFAULT_BUCKET } from '../core/s3/embedded.js';
-import { ChildProcessJobRunner, createLocalTrigger, type LocalTrigger } from '../infra/trigger/local.js';
 import { DATASET_NAME } from '../infra/trigger/events.js';
+import { ChildProcessJobRunner, createLocalTrigger, type LocalTrigger } from '../infra/trigger/local.js';
 import { uploadDataset } from './dataset-s3.js';
 import { demoImages } from './demo-data.js';
 
@@ -45,7 +45,11 @@ export function trainCommand(loc: Locations, extraArgs: readonly string[] = []):
 
 /** A dataset name S3 keys and the trigger accept, from a folder name. */
 export function datasetName(dir: string): string {
-  const n = path.basename(path.resolve(dir)).replace(/[^A-Za-z0-9_-]+/g, '-').replace(/^[-_]+/, '').slice(0, 100);
+  const n = path
+    .basename(path.resolve(dir))
+    .replace(/[^A-Za-z0-9_-]+/g, '-')
+    .replace(/^[-_]+/, '')
+    .slice(0, 100);
   if (!DATASET_NAME.test(n)) throw new Error(`cannot make a dataset name from ${dir}; rename the folder (letters, digits, - and _)`);
   return n;
 }
@@ -91,7 +95,14 @@ export interface Watcher {
  */
 export function watchUploads(
   s3: S3Handle,
-  opts: { bucket?: string; quietMs: number; extraArgs?: string[]; log: (line: string) => void; stdio?: 'inherit' | 'ignore' | 'pipe'; workDir?: string },
+  opts: {
+    bucket?: string;
+    quietMs: number;
+    extraArgs?: string[];
+    log: (line: string) => void;
+    stdio?: 'inherit' | 'ignore' | 'pipe';
+    workDir?: string;
+  },
 ): Watcher {
   const bucket = opts.bucket ?? DEFAULT_BUCKET;
   const runner = new ChildProcessJobRunner({

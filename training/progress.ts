@@ -5,7 +5,17 @@ export type TrainEvent =
   | { type: 'warning'; message: string }
   | { type: 'stage'; stage: string; total?: number }
   | { type: 'progress'; stage: string; done: number; total: number; loss?: number; accuracy?: number }
-  | { type: 'epoch'; phase: 'frozen' | 'fineTune'; epoch: number; epochs: number; loss: number; accuracy: number; valLoss: number; valAccuracy: number; seconds: number }
+  | {
+      type: 'epoch';
+      phase: 'frozen' | 'fineTune';
+      epoch: number;
+      epochs: number;
+      loss: number;
+      accuracy: number;
+      valLoss: number;
+      valAccuracy: number;
+      seconds: number;
+    }
   | { type: 'done'; out: string; valAccuracy: number; seconds: number; peakRssMiB?: number }
   | { type: 'error'; message: string };
 
@@ -40,7 +50,12 @@ export function humanReporter(stream: NodeJS.WriteStream = process.stderr): Repo
         stop();
         if (tty && e.total) {
           bar = new cliProgress.SingleBar(
-            { format: `${e.stage.padEnd(28)} {bar} {value}/{total} | ETA {eta_formatted} {metrics}`, stream, hideCursor: true, etaBuffer: 20 },
+            {
+              format: `${e.stage.padEnd(28)} {bar} {value}/{total} | ETA {eta_formatted} {metrics}`,
+              stream,
+              hideCursor: true,
+              etaBuffer: 20,
+            },
             cliProgress.Presets.shades_classic,
           );
           bar.start(e.total, 0, { metrics: '' });

@@ -1,19 +1,19 @@
 import path from 'node:path';
 import { describeBackend, initBackend } from '../core/backend.js';
-import { HEAD, PREPROCESS, buildClassifier } from '../core/classifier.js';
-import type { Manifest, Metrics, EpochRecord } from '../core/manifest.js';
+import { buildClassifier, HEAD, PREPROCESS } from '../core/classifier.js';
+import type { EpochRecord, Manifest, Metrics } from '../core/manifest.js';
+import type { LayersModel } from '../core/tf.js';
 import { tf } from '../core/tf.js';
 import { sha256 } from '../core/versioning.js';
-import type { LayersModel } from '../core/tf.js';
 import { applyBaseWeights, readBaseWeights, resolveBaseWeights } from '../core/weights/index.js';
+import { loadCheckpoint, type NamedTensor, restoreWeights, saveCheckpoint, trainableWeights } from './checkpoint.js';
 import { type DecodedImage, datasetFingerprint, decodeFiles, epochOrder, listDataset, splitDataset } from './dataset.js';
 import { exportModel } from './export.js';
-import { type FeatureBlock, type FeatureExtractor, float32Rows, gatherRows, InProcessExtractor } from './features.js';
 import { boundaryLayerName } from './fast/base-layers.js';
+import { type FeatureBlock, type FeatureExtractor, float32Rows, gatherRows, InProcessExtractor } from './features.js';
 import { HeadTrainer } from './head.js';
 import { computeMetrics } from './metrics.js';
-import { type TrainOptions, augmentConfig } from './options.js';
-import { type NamedTensor, loadCheckpoint, restoreWeights, saveCheckpoint, trainableWeights } from './checkpoint.js';
+import { augmentConfig, type TrainOptions } from './options.js';
 import type { Reporter } from './progress.js';
 import { deriveSeed } from './rng.js';
 import { epochDraws } from './views.js';
@@ -36,7 +36,11 @@ function rowsOf(labels: readonly DecodedImage[]): Int32Array {
  * inference mode; phase 1 trains the head on pooled features, phase 2 the tail above the freeze
  * boundary, BatchNorm always in inference mode.
  */
-export async function train(opts: TrainOptions, report: Reporter, extractorFactory?: (model: LayersModel, alpha: number) => Promise<FeatureExtractor>): Promise<TrainResult> {
+export async function train(
+  opts: TrainOptions,
+  report: Reporter,
+  extractorFactory?: (model: LayersModel, alpha: number) => Promise<FeatureExtractor>,
+): Promise<TrainResult> {
   const t0 = performance.now();
   const timings: Record<string, number> = {};
   const backend = await initBackend(undefined, (l) => report({ type: 'info', message: l }));
@@ -79,7 +83,10 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
   if (base.warning) report({ type: 'warning', message: base.warning });
   const model = buildClassifier({ alpha: base.alpha, inputSize: opts.imageSize, numClasses, dropout: opts.dropout });
   base.weights = applyAndRelease(model, base.weights, `the ${base.kind} weights from ${base.source}`);
-  report({ type: 'info', message: `base: MobileNetV2 alpha ${base.alpha} at ${opts.imageSize}x${opts.imageSize}, weights ${base.kind} from ${base.source}` });
+  report({
+    type: 'info',
+    message: `base: MobileNetV2 alpha ${base.alpha} at ${opts.imageSize}x${opts.imageSize}, weights ${base.kind} from ${base.source}`,
+  });
   timings.loadSeconds = seconds(t);
 
   const runKey = sha256(JSON.stringify({ h: hyperparameters(opts), data: datasetFingerprint(classes, decoded.hashes), base: base.sha256 }));
@@ -89,10 +96,21 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
     tf.dispose([...ckpt.weights.values()]);
     report({ type: 'info', message: `resuming from the checkpoint in ${opts.checkpoint}: ${ckpt.epochsDone} epoch(s) done` });
   }
-  const checkpoint = async (phase: 'frozen' | 'fineTune', epochsDone: number, layers: Set<string>, optimizerWeights: () => Promise<NamedTensor[]>, frozen?: Metrics) => {
+  const checkpoint = async (
+    phase: 'frozen' | 'fineTune',
+    epochsDone: number,
+    layers: Set<string>,
+    optimizerWeights: () => Promise<NamedTensor[]>,
+    frozen?: Metrics,
+  ) => {
     if (!opts.checkpoint) return;
     const optimizer = await optimizerWeights();
-    await saveCheckpoint(opts.checkpoint, { runKey, phase, epochsDone, history, frozenMetrics: frozen }, trainableWeights(model, layers), optimizer);
+    await saveCheckpoint(
+      opts.checkpoint,
+      { runKey, phase, epochsDone, history, frozenMetrics: frozen },
+      trainableWeights(model, layers),
+      optimizer,
+    );
     // getWeights() hands out the optimizer's live accumulators; only the iteration count is a copy.
     tf.dispose(optimizer.filter((o) => o.name === 'iter').map((o) => o.tensor));
   };
@@ -112,8 +130,11 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
     // Phase 1: frozen base, head only, on pooled features.
     t = performance.now();
     report({ type: 'stage', stage: 'features (validation)', total: valImgs.length });
-    const valBlock = await extractor.compute(valImgs, valImgs.map(() => null), HEAD.pool, (done) =>
-      report({ type: 'progress', stage: 'features', done, total: valImgs.length }),
+    const valBlock = await extractor.compute(
+      valImgs,
+      valImgs.map(() => null),
+      HEAD.pool,
+      (done) => report({ type: 'progress', stage: 'features', done, total: valImgs.length }),
     );
     const dim = valBlock.shape[0];
     const valPooled = float32Rows(valBlock);
@@ -128,14 +149,26 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
       if (!feats) {
         const draws = opts.augmentFrozen ? epochDraws(trainPaths, aug, opts.seed, e) : trainPaths.map(() => null);
         report({ type: 'stage', stage: `features (epoch ${e + 1})`, total: trainImgs.length });
-        feats = float32Rows(await extractor.compute(trainImgs, draws, HEAD.pool, (done) => report({ type: 'progress', stage: 'features', done, total: trainImgs.length })));
+        feats = float32Rows(
+          await extractor.compute(trainImgs, draws, HEAD.pool, (done) =>
+            report({ type: 'progress', stage: 'features', done, total: trainImgs.length }),
+          ),
+        );
         if (!opts.augmentFrozen) fixedTrain = feats;
       }
       const { loss, accuracy } = head.trainEpoch(feats, dim, trainLabels, opts.batchSize, opts.seed, e);
       const probs = head.probabilities(valPooled, dim);
       const m = computeMetrics(rows(probs, numClasses), valLabels, classes);
       frozenMetrics = m;
-      const rec = { phase: 'frozen' as const, epoch: e + 1, loss, accuracy, valLoss: m.valLoss, valAccuracy: m.valAccuracy, seconds: seconds(te) };
+      const rec = {
+        phase: 'frozen' as const,
+        epoch: e + 1,
+        loss,
+        accuracy,
+        valLoss: m.valLoss,
+        valAccuracy: m.valAccuracy,
+        seconds: seconds(te),
+      };
       history.push(rec);
       head.writeBack();
       await checkpoint('frozen', e + 1, new Set([HEAD.logits]), () => head.optimizerWeights(), m);
@@ -156,9 +189,18 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
     if (opts.fineTuneEpochs > 0) {
       t = performance.now();
       report({ type: 'stage', stage: 'boundary (validation)', total: valImgs.length });
-      const valB = await extractor.compute(valImgs, valImgs.map(() => null), boundary);
+      const valB = await extractor.compute(
+        valImgs,
+        valImgs.map(() => null),
+        boundary,
+      );
       const { createTail } = await import('./fast/tail.js');
-      const tail = createTail(model, { fineTuneAt: opts.fineTuneAt, numClasses, dropout: opts.dropout, seed: deriveSeed(opts.seed, 'dropout:tail') });
+      const tail = createTail(model, {
+        fineTuneAt: opts.fineTuneAt,
+        numClasses,
+        dropout: opts.dropout,
+        seed: deriveSeed(opts.seed, 'dropout:tail'),
+      });
       const optimizer = tf.train.adam(opts.fineTuneLr);
       if (ckpt?.phase === 'fineTune') {
         await optimizer.setWeights(ckpt.optimizer);
@@ -173,7 +215,10 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
         return p;
       };
       report({ type: 'stage', stage: `boundary (epoch ${opts.epochs + fineDone + 1})`, total: trainImgs.length });
-      let next = fineDone < opts.fineTuneEpochs ? viewsFor(fineDone, (done) => report({ type: 'progress', stage: 'boundary', done, total: trainImgs.length })) : undefined;
+      let next =
+        fineDone < opts.fineTuneEpochs
+          ? viewsFor(fineDone, (done) => report({ type: 'progress', stage: 'boundary', done, total: trainImgs.length }))
+          : undefined;
       for (let e = fineDone; e < opts.fineTuneEpochs; e++) {
         const te = performance.now();
         const globalEpoch = opts.epochs + e;
@@ -188,16 +233,37 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
           const idx = order.slice(s * opts.batchSize, (s + 1) * opts.batchSize);
           const xb = gatherRows(views, idx);
           const yb = Int32Array.from(idx.map((k) => trainLabels[k]));
-          const r = tf.tidy(() => tail.trainStep(tf.tensor4d(xb, [idx.length, ...bShape] as [number, number, number, number]), tf.tensor1d(yb, 'int32'), optimizer));
+          const r = tf.tidy(() =>
+            tail.trainStep(
+              tf.tensor4d(xb, [idx.length, ...bShape] as [number, number, number, number]),
+              tf.tensor1d(yb, 'int32'),
+              optimizer,
+            ),
+          );
           lossSum += r.loss * idx.length;
           correct += r.correct;
           await new Promise((resolve) => setImmediate(resolve));
-          report({ type: 'progress', stage: 'fine-tune', done: s + 1, total: steps, loss: lossSum / ((s + 1) * opts.batchSize), accuracy: correct / Math.min(order.length, (s + 1) * opts.batchSize) });
+          report({
+            type: 'progress',
+            stage: 'fine-tune',
+            done: s + 1,
+            total: steps,
+            loss: lossSum / ((s + 1) * opts.batchSize),
+            accuracy: correct / Math.min(order.length, (s + 1) * opts.batchSize),
+          });
         }
         const probs = tailProbabilities(tail, valB, numClasses);
         const m = computeMetrics(rows(probs, numClasses), valLabels, classes);
         fineMetrics = m;
-        const rec = { phase: 'fineTune' as const, epoch: globalEpoch + 1, loss: lossSum / order.length, accuracy: correct / order.length, valLoss: m.valLoss, valAccuracy: m.valAccuracy, seconds: seconds(te) };
+        const rec = {
+          phase: 'fineTune' as const,
+          epoch: globalEpoch + 1,
+          loss: lossSum / order.length,
+          accuracy: correct / order.length,
+          valLoss: m.valLoss,
+          valAccuracy: m.valAccuracy,
+          seconds: seconds(te),
+        };
         history.push(rec);
         tail.writeBack();
         await checkpoint('fineTune', globalEpoch + 1, tailLayers, () => optimizer.getWeights(), frozenMetrics);
@@ -226,7 +292,12 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
         output: numClasses === 2 ? 'sigmoid' : 'softmax',
         input: { size: opts.imageSize, channels: 3, resize: opts.resize },
         preprocessing: { scale: PREPROCESS.scale, offset: PREPROCESS.offset, inModel: true },
-        backbone: { arch: 'mobilenet_v2', alpha: base.alpha, weights: { source: base.source, kind: base.kind, sha256: base.sha256, warning: base.warning }, fineTuneAt: opts.fineTuneAt },
+        backbone: {
+          arch: 'mobilenet_v2',
+          alpha: base.alpha,
+          weights: { source: base.source, kind: base.kind, sha256: base.sha256, warning: base.warning },
+          fineTuneAt: opts.fineTuneAt,
+        },
         hyperparameters: hyperparameters(opts),
         dataset: {
           source: opts.data,
@@ -244,8 +315,12 @@ export async function train(opts: TrainOptions, report: Reporter, extractorFacto
           ...timings,
           exportSeconds: seconds(t),
           totalSeconds: seconds(t0),
-          ...(forward.boundary.views ? { boundaryViews: forward.boundary.views, boundaryImagesPerSecond: forward.boundary.views / forward.boundary.seconds } : {}),
-          ...(forward.pooled.views ? { pooledViews: forward.pooled.views, pooledImagesPerSecond: forward.pooled.views / forward.pooled.seconds } : {}),
+          ...(forward.boundary.views
+            ? { boundaryViews: forward.boundary.views, boundaryImagesPerSecond: forward.boundary.views / forward.boundary.seconds }
+            : {}),
+          ...(forward.pooled.views
+            ? { pooledViews: forward.pooled.views, pooledImagesPerSecond: forward.pooled.views / forward.pooled.seconds }
+            : {}),
         },
         backend: describeBackend(backend),
       },
@@ -292,7 +367,12 @@ function rows(flat: Float32Array, numClasses: number): number[][] {
   return r;
 }
 
-function tailProbabilities(tail: { logits(b: tf.Tensor4D, training: boolean): tf.Tensor2D }, block: FeatureBlock, numClasses: number, batch = 32): Float32Array {
+function tailProbabilities(
+  tail: { logits(b: tf.Tensor4D, training: boolean): tf.Tensor2D },
+  block: FeatureBlock,
+  numClasses: number,
+  batch = 32,
+): Float32Array {
   const n = block.rows;
   const out = new Float32Array(n * numClasses);
   for (let s = 0; s < n; s += batch) {
@@ -300,10 +380,11 @@ function tailProbabilities(tail: { logits(b: tf.Tensor4D, training: boolean): tf
     const idx = Array.from({ length: m }, (_, i) => s + i);
     const p = tf.tidy(() => {
       const logits = tail.logits(tf.tensor4d(gatherRows(block, idx), [m, ...block.shape] as [number, number, number, number]), false);
-      return (numClasses === 2 ? tf.concat([tf.sub(1, tf.sigmoid(logits)), tf.sigmoid(logits)], 1) : tf.softmax(logits)).dataSync() as Float32Array;
+      return (
+        numClasses === 2 ? tf.concat([tf.sub(1, tf.sigmoid(logits)), tf.sigmoid(logits)], 1) : tf.softmax(logits)
+      ).dataSync() as Float32Array;
     });
     out.set(p, s * numClasses);
   }
   return out;
 }
-

@@ -31,7 +31,10 @@ export async function makeDataset(root: string, perClass: Record<string, number>
     const dir = path.join(root, cls);
     await mkdir(dir, { recursive: true });
     for (let i = 0; i < n; i++) {
-      await writeFile(path.join(dir, `img_${i}.png`), await makeImage('png', { width: size, height: size, color: colors[k % colors.length] }));
+      await writeFile(
+        path.join(dir, `img_${i}.png`),
+        await makeImage('png', { width: size, height: size, color: colors[k % colors.length] }),
+      );
     }
     k++;
   }

@@ -5,7 +5,7 @@ import { run } from './options.js';
 export function register(program: Command): void {
   program
     .command('evaluate')
-    .description('Evaluate a saved model on a folder whose class subfolders carry the model\'s class names.')
+    .description("Evaluate a saved model on a folder whose class subfolders carry the model's class names.")
     .argument('<model>', 'model folder, or s3://bucket/models/<name>[/<version>]')
     .argument('<data>', 'folder with one subfolder per class')
     .option('--json', 'print JSON')

@@ -6,11 +6,16 @@ import { int, num, run } from './options.js';
 export function register(program: Command): void {
   program
     .command('train')
-    .description('Fine-tune MobileNetV2 on a folder of class subfolders (or s3://bucket/datasets/<name>/) and export the model, manifest and report.')
+    .description(
+      'Fine-tune MobileNetV2 on a folder of class subfolders (or s3://bucket/datasets/<name>/) and export the model, manifest and report.',
+    )
     .argument('<data>', 'dataset folder with one subfolder per class, or s3://bucket/datasets/<name>/')
     .requiredOption('-o, --out <dir>', 'output model folder')
     .option('--name <name>', 'model name (default: the dataset folder name)')
-    .option('--base-weights <uri>', 'pretrained MobileNetV2: tfjs model.json (path, file://, https://, s3://) or Keras .h5; default $EDGETUNE_BASE_WEIGHTS, then the Keras cache, then nsfwjs')
+    .option(
+      '--base-weights <uri>',
+      'pretrained MobileNetV2: tfjs model.json (path, file://, https://, s3://) or Keras .h5; default $EDGETUNE_BASE_WEIGHTS, then the Keras cache, then nsfwjs',
+    )
     .option('--alpha <a>', 'width multiplier when the weights do not fix it (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)', num('alpha'))
     .option('--recipe <recipe>', `'keras' sets the notebook's values exactly (${JSON.stringify(KERAS_RECIPE)})`)
     .option('--image-size <px>', `input size (default ${DEFAULTS.imageSize})`, int('image size'))
@@ -18,7 +23,11 @@ export function register(program: Command): void {
     .option('--batch-size <n>', `batch size (default ${DEFAULTS.batchSize})`, int('batch size'))
     .option('--epochs <n>', `phase 1 epochs, base frozen (default ${DEFAULTS.epochs})`, int('epochs'))
     .option('--fine-tune-epochs <n>', `phase 2 epochs (default ${DEFAULTS.fineTuneEpochs})`, int('fine-tune epochs'))
-    .option('--fine-tune-at <layer>', `first trainable layer of the base's 155 in phase 2 (default ${DEFAULTS.fineTuneAt})`, int('fine-tune-at'))
+    .option(
+      '--fine-tune-at <layer>',
+      `first trainable layer of the base's 155 in phase 2 (default ${DEFAULTS.fineTuneAt})`,
+      int('fine-tune-at'),
+    )
     .option('--lr <lr>', `phase 1 Adam learning rate (default ${DEFAULTS.lr})`, num('lr'))
     .option('--fine-tune-lr <lr>', `phase 2 Adam learning rate (default ${DEFAULTS.fineTuneLr})`, num('fine-tune lr'))
     .option('--dropout <rate>', `dropout before the classifier (default ${DEFAULTS.dropout})`, num('dropout'))
