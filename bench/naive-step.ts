@@ -41,9 +41,9 @@ const y = tf.tensor2d(
 );
 const loss = (yt: tf.Tensor, yp: tf.Tensor) => tf.losses.sigmoidCrossEntropy(yt, yp);
 
-function timeStep(): number {
+async function timeStep(): Promise<number> {
   const t = performance.now();
-  logitsModel.trainOnBatch(x, y);
+  await logitsModel.trainOnBatch(x, y);
   return (performance.now() - t) / 1000;
 }
 
@@ -53,8 +53,8 @@ model.layers.forEach((l, i) => {
   l.trainable = i >= firstHead;
 });
 logitsModel.compile({ optimizer: tf.train.adam(KERAS_RECIPE.lr), loss });
-timeStep();
-const frozenStep = timeStep();
+await timeStep();
+const frozenStep = await timeStep();
 
 // Phase 2: unfreeze from Keras base layer 120 (classifier index 121: `image` and `preprocess` come first).
 model.layers.forEach((l, i) => {
@@ -64,7 +64,7 @@ logitsModel.compile({ optimizer: tf.train.adam(KERAS_RECIPE.fineTuneLr), loss })
 let fineStep: number;
 let note = '';
 try {
-  fineStep = timeStep();
+  fineStep = await timeStep();
 } catch (e) {
   note = `phase-2 step at batch ${batch} failed: ${(e as Error).message}`;
   fineStep = Number.NaN;
@@ -73,11 +73,13 @@ const t1 = performance.now();
 tf.tidy(() => model.predict(tf.slice(x, 0, Math.min(8, imgs.length))));
 const evalPerImage = (performance.now() - t1) / 1000 / Math.min(8, imgs.length);
 
-const steps = Math.ceil(split.train.length / batch);
 const epochs1 = KERAS_RECIPE.epochs;
 const epochs2 = KERAS_RECIPE.fineTuneEpochs;
 const evalSeconds = (epochs1 + epochs2) * split.validation.length * evalPerImage;
-const estimate = decodeSeconds + epochs1 * steps * frozenStep + epochs2 * steps * fineStep + evalSeconds;
+// A step at a smaller batch (the WASM heap cannot hold batch 32 for alpha 1.0) is scaled to batch 32.
+const scale = KERAS_RECIPE.batchSize / batch;
+const stepsAt32 = Math.ceil(split.train.length / KERAS_RECIPE.batchSize);
+const estimate = decodeSeconds + (epochs1 * stepsAt32 * frozenStep + epochs2 * stepsAt32 * fineStep) * scale + evalSeconds;
 process.stdout.write(
   `${JSON.stringify({
     backend: backend.name,
@@ -87,10 +89,10 @@ process.stdout.write(
     frozenStepSeconds: frozenStep,
     fineTuneStepSeconds: fineStep,
     evalSecondsPerImage: evalPerImage,
-    stepsPerEpoch: steps,
+    stepsPerEpoch: stepsAt32,
     estimatedTotalSeconds: estimate,
-    estimatedFrozenSeconds: epochs1 * steps * frozenStep,
-    estimatedFineTuneSeconds: epochs2 * steps * fineStep,
+    estimatedFrozenSeconds: epochs1 * stepsAt32 * frozenStep * scale,
+    estimatedFineTuneSeconds: epochs2 * stepsAt32 * fineStep * scale,
     note,
   })}\n`,
 );

@@ -7,6 +7,8 @@ export interface ClassifierOptions {
   inputSize: number;
   numClasses: number;
   dropout?: number;
+  /** Seeds the classifier's initial weights (Keras' glorot_uniform), so a training run is reproducible. */
+  seed?: number;
 }
 
 export const PREPROCESS = { scale: 1 / 127.5, offset: -1 } as const;
@@ -27,7 +29,7 @@ export const HEAD = {
  * `tf.loadLayersModel` loads it anywhere.
  */
 export function buildClassifier(opts: ClassifierOptions): LayersModel {
-  const { alpha, inputSize, numClasses, dropout = 0.2 } = opts;
+  const { alpha, inputSize, numClasses, dropout = 0.2, seed } = opts;
   if (numClasses < 2) throw new Error(`a classifier needs at least 2 classes; got ${numClasses}`);
   const input = tf.input({ shape: [inputSize, inputSize, 3], name: 'image' });
   let x = tf.layers.rescaling({ scale: PREPROCESS.scale, offset: PREPROCESS.offset, name: HEAD.preprocess }).apply(input) as SymbolicTensor;
@@ -35,7 +37,7 @@ export function buildClassifier(opts: ClassifierOptions): LayersModel {
   x = tf.layers.globalAveragePooling2d({ name: HEAD.pool }).apply(x) as SymbolicTensor;
   x = tf.layers.dropout({ rate: dropout, name: HEAD.dropout }).apply(x) as SymbolicTensor;
   const units = numClasses === 2 ? 1 : numClasses;
-  x = tf.layers.dense({ units, name: HEAD.logits }).apply(x) as SymbolicTensor;
+  x = tf.layers.dense({ units, name: HEAD.logits, kernelInitializer: tf.initializers.glorotUniform({ seed }) }).apply(x) as SymbolicTensor;
   x = tf.layers.activation({ activation: numClasses === 2 ? 'sigmoid' : 'softmax', name: HEAD.probabilities }).apply(x) as SymbolicTensor;
   return tf.model({ inputs: input, outputs: x, name: `edgetune_mobilenetv2_${alpha}_${inputSize}` });
 }

@@ -143,3 +143,32 @@ describe('edgetune train with more than two classes', () => {
     loaded.model.dispose();
   }, 180_000);
 });
+
+describe('reproducibility', () => {
+  it('the same seed gives the same run: split, views, initial head, dropout masks', async () => {
+    process.env.EDGETUNE_OFFLINE = '1';
+    delete process.env.EDGETUNE_BASE_WEIGHTS;
+    await initBackend();
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'edgetune-repro-'));
+    const data = await makeDataset(path.join(dir, 'data'), { x: 10, y: 10 }, 36);
+    const run = async (out: string, seed: number) => {
+      const opts = resolveTrainOptions({
+        data,
+        out: path.join(dir, out),
+        imageSize: 32,
+        batchSize: 8,
+        epochs: 2,
+        fineTuneEpochs: 1,
+        workers: 0,
+        rotation: 0.1,
+        seed,
+      });
+      const { manifest, model } = await runTraining(opts, () => {});
+      model.dispose();
+      return manifest.history.map((h) => [h.loss, h.valLoss]);
+    };
+    const a = await run('a', 5);
+    expect(await run('b', 5)).toEqual(a);
+    expect(await run('c', 6)).not.toEqual(a);
+  }, 180_000);
+});

@@ -81,7 +81,13 @@ export async function train(
     throw new Error(`--alpha ${opts.alpha} does not match the weights in ${base.source} (alpha ${base.alpha})`);
   }
   if (base.warning) report({ type: 'warning', message: base.warning });
-  const model = buildClassifier({ alpha: base.alpha, inputSize: opts.imageSize, numClasses, dropout: opts.dropout });
+  const model = buildClassifier({
+    alpha: base.alpha,
+    inputSize: opts.imageSize,
+    numClasses,
+    dropout: opts.dropout,
+    seed: deriveSeed(opts.seed, 'init:head'),
+  });
   base.weights = applyAndRelease(model, base.weights, `the ${base.kind} weights from ${base.source}`);
   report({
     type: 'info',
