@@ -22,8 +22,17 @@ export type TrainEvent =
 export type Reporter = (e: TrainEvent) => void;
 
 /** One JSON object per line on stdout, for machines and logs. */
-export function jsonReporter(write: (line: string) => void = (l) => process.stdout.write(l + '\n')): Reporter {
-  return (e) => write(JSON.stringify({ time: new Date().toISOString(), ...e }));
+export function jsonReporter(write: (line: string) => void = (l) => process.stdout.write(l + '\n'), progressEveryMs = 1000): Reporter {
+  const last = new Map<string, number>();
+  return (e) => {
+    // Progress is per image: keep at most one line a second per stage, and the last one.
+    if (e.type === 'progress' && e.done < e.total) {
+      const now = Date.now();
+      if (now - (last.get(e.stage) ?? 0) < progressEveryMs) return;
+      last.set(e.stage, now);
+    }
+    write(JSON.stringify({ time: new Date().toISOString(), ...e }));
+  };
 }
 
 /** Progress bars on a TTY (stage, ETA, loss/accuracy); plain lines otherwise. */
