@@ -28,8 +28,6 @@ export const TrainOptionsSchema = z.object({
   contrast: z.number().min(0).max(1),
   /** Augment the frozen phase too (Keras does); off by default: see README "Defaults". */
   augmentFrozen: z.boolean(),
-  /** Bytes of boundary activations kept in memory before spilling to disk. */
-  cacheBudgetBytes: z.number().int().positive(),
   workers: z.number().int().min(0).max(16),
   recipe: z.enum(['default', 'keras']),
   json: z.boolean(),
@@ -61,7 +59,6 @@ export const DEFAULTS = {
   zoom: 0,
   contrast: 0,
   augmentFrozen: false,
-  cacheBudgetBytes: 1536 * 1024 * 1024,
   workers: 2,
   recipe: 'default',
   json: false,
