@@ -11,7 +11,7 @@ export function renderPage(): string {
   main { max-width: 42rem; margin: 2rem auto; padding: 0 1rem; }
   h1 { font-size: 1.4rem; margin-bottom: .25rem; }
   .muted { color: #5b6470; font-size: .9rem; }
-  #drop { border: 2px dashed #9aa4b1; border-radius: .75rem; padding: 2rem; text-align: center; background: #fff; cursor: pointer; }
+  #drop { display: block; margin-top: 1rem; border: 2px dashed #9aa4b1; border-radius: .75rem; padding: 2rem; text-align: center; background: #fff; cursor: pointer; }
   #drop.over { border-color: #2f6fdf; background: #eef4ff; }
   #preview { max-width: 100%; max-height: 18rem; margin-top: 1rem; border-radius: .5rem; display: none; }
   #label { font-size: 1.6rem; font-weight: 600; margin: 1rem 0 .5rem; }
