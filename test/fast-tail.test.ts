@@ -7,7 +7,7 @@ import { tf } from '../core/tf.js';
 import { applyBaseWeights } from '../core/weights/index.js';
 import { readTfjsWeights } from '../core/weights/tfjs-source.js';
 import { baseLayerNames, boundaryLayerName, createTail } from '../training/fast/tail.js';
-import { hasWeights035, WEIGHTS_0_35 } from './helpers/shared.js';
+import { hasWeights035, skipReason, WEIGHTS_0_35 } from './helpers/shared.js';
 
 const SIZE = 96;
 
@@ -215,7 +215,10 @@ describe('fast-tail gradients equal tfjs gradients of the standard layers', () =
     return margin;
   };
 
-  it('fast route on WASM vs the layers route on the cpu backend (relative difference < 1e-3)', () => {
+  // With random weights nearly every input puts some ReLU6 pre-activation within float32 rounding
+  // of a kink (0 or 6), where the two implementations may legitimately pick different sides.
+  // Realistic (ImageNet) weights leave inputs with a clear margin, so the comparison needs them.
+  it.skipIf(!hasWeights035)(`fast route on WASM vs the layers route on the cpu backend (relative difference < 1e-3)${hasWeights035 ? '' : ` [${skipReason('the alpha 0.35 ImageNet weights')}]`}`, () => {
     let x = images(3, 2);
     for (let seed = 3; kinkMargin(x) < 1e-4 && seed < 40; seed++) {
       x.dispose();
