@@ -2,12 +2,13 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { App, Validations } from 'aws-cdk-lib';
-import { Capture, Match, Template } from 'aws-cdk-lib/assertions';
+import { Capture, Match, type Template } from 'aws-cdk-lib/assertions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseInfraConfig } from '../infra/config.js';
-import { AwsSolutionsChecks, validationErrors } from '../infra/nag.js';
+import { validationErrors } from '../infra/nag.js';
 import { EdgetuneStack } from '../infra/stack.js';
+import { synthWithNag } from './helpers/synth.js';
 
 // One synthesis of the default stack for the whole file (CDK synth is CPU-heavy): the real training
 // image asset (staged, never built) and the real trigger bundle (local esbuild, no Docker), cdk-nag on.
@@ -25,14 +26,7 @@ beforeAll(() => {
     apiCode: lambda.Code.fromAsset(apiDir),
     env: { account: '123456789012', region: 'eu-west-1' },
   });
-  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
-  try {
-    t = Template.fromStack(stack);
-  } catch (err) {
-    // A policy violation fails synthesis; the template is still written, so the other tests can run.
-    synthError = err;
-    t = Template.fromJSON(JSON.parse(readFileSync(path.join(outdir, 'Edgetune.template.json'), 'utf8')));
-  }
+  ({ t, synthError } = synthWithNag(app, stack, outdir));
 }, 300_000);
 
 afterAll(() => {

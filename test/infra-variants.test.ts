@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseInfraConfig } from '../infra/config.js';
 import { AwsSolutionsChecks, validationErrors } from '../infra/nag.js';
 import { EdgetuneStack } from '../infra/stack.js';
+import { synthWithNag } from './helpers/synth.js';
 
 const SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:edgetune-keys-AbCdEf';
 const TOPIC = 'arn:aws:sns:eu-west-1:123456789012:ops';
@@ -82,13 +83,7 @@ beforeAll(() => {
     trainingImage: ecs.ContainerImage.fromRegistry('public.ecr.aws/example/edgetune-train:test'),
     env: { account: '123456789012', region: 'eu-west-1' },
   });
-  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
-  try {
-    t = Template.fromStack(stack);
-  } catch (err) {
-    synthError = err;
-    t = Template.fromJSON(JSON.parse(readFileSync(path.join(outdir, 'Variant.template.json'), 'utf8')));
-  }
+  ({ t, synthError } = synthWithNag(app, stack, outdir));
 }, 300_000);
 
 afterAll(() => {
