@@ -23,6 +23,8 @@ const { values } = parseArgs({
     seeds: { type: 'string', default: '42,7,123' },
     only: { type: 'string' },
     'skip-naive': { type: 'boolean', default: false },
+    /** Extra training flags for every run, e.g. --extra="--augment-frozen --frozen-views 4". */
+    extra: { type: 'string', default: '' },
   },
 });
 if (!existsSync(data) || !existsSync(weights('1.0'))) {
@@ -56,7 +58,18 @@ interface Run {
 
 async function runOnce(config: string, seed: number): Promise<Run> {
   const out = await mkdtemp(path.join(os.tmpdir(), `bench-${config}-${seed}-`));
-  const args = [path.join(repo, 'bin/edgetune.mjs'), 'train', data, '--out', out, '--seed', String(seed), '--json', ...configs[config]];
+  const args = [
+    path.join(repo, 'bin/edgetune.mjs'),
+    'train',
+    data,
+    '--out',
+    out,
+    '--seed',
+    String(seed),
+    '--json',
+    ...configs[config],
+    ...values.extra!.split(' ').filter(Boolean),
+  ];
   const t = performance.now();
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   let peakRssMiB = 0;

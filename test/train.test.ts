@@ -172,3 +172,32 @@ describe('reproducibility', () => {
     expect(await run('c', 6)).not.toEqual(a);
   }, 180_000);
 });
+
+describe('augmented phase 1 with cycled view sets', () => {
+  it('computes --frozen-views sets once and cycles them over the epochs', async () => {
+    process.env.EDGETUNE_OFFLINE = '1';
+    delete process.env.EDGETUNE_BASE_WEIGHTS;
+    await initBackend();
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'edgetune-views-'));
+    const data = await makeDataset(path.join(dir, 'data'), { x: 8, y: 8 }, 36);
+    const stages = async (extra: Partial<Parameters<typeof resolveTrainOptions>[0]>) => {
+      const events: TrainEvent[] = [];
+      const opts = resolveTrainOptions({
+        data,
+        out: path.join(dir, `m${Math.random()}`),
+        imageSize: 32,
+        batchSize: 8,
+        epochs: 5,
+        fineTuneEpochs: 0,
+        workers: 0,
+        ...extra,
+      });
+      const { model } = await runTraining(opts, (e) => events.push(e));
+      model.dispose();
+      return events.filter((e) => e.type === 'stage' && e.stage.startsWith('features (epoch')).map((e) => (e as { stage: string }).stage);
+    };
+    expect(await stages({ augmentFrozen: true, frozenViews: 2 })).toEqual(['features (epoch 1)', 'features (epoch 2)']);
+    expect(await stages({ augmentFrozen: true })).toHaveLength(5);
+    expect(await stages({ augmentFrozen: false })).toEqual(['features (epoch 1)']);
+  }, 180_000);
+});

@@ -28,6 +28,8 @@ export const TrainOptionsSchema = z.object({
   contrast: z.number().min(0).max(1),
   /** Augment the frozen phase too (Keras does); off by default: see README "Defaults". */
   augmentFrozen: z.boolean(),
+  /** With augmentFrozen: this many augmented view sets, cycled over the phase-1 epochs (default: one per epoch). */
+  frozenViews: z.number().int().min(1).optional(),
   workers: z.number().int().min(0).max(16),
   recipe: z.enum(['default', 'keras']),
   json: z.boolean(),

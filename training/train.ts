@@ -148,19 +148,23 @@ export async function train(
     if (ckpt?.phase === 'frozen') await head.restoreOptimizer(ckpt.optimizer);
     if (ckpt?.phase === 'frozen') tf.dispose(ckpt.optimizer.map((o) => o.tensor));
     let frozenMetrics: Metrics | undefined = ckpt?.frozenMetrics;
-    let fixedTrain: Float32Array | undefined;
+    // Which set of views epoch e trains on: its own (exact, like an uncached pipeline), one of
+    // `frozenViews` sets cycled over the epochs, or the un-augmented images every epoch.
+    const viewSet = (e: number) => (!opts.augmentFrozen ? -1 : opts.frozenViews ? e % opts.frozenViews : e);
+    const featureSets = new Map<number, Float32Array>();
     for (let e = frozenDone; e < opts.epochs; e++) {
       const te = performance.now();
-      let feats = fixedTrain;
+      const set = viewSet(e);
+      let feats = featureSets.get(set);
       if (!feats) {
-        const draws = opts.augmentFrozen ? epochDraws(trainPaths, aug, opts.seed, e) : trainPaths.map(() => null);
+        const draws = set >= 0 ? epochDraws(trainPaths, aug, opts.seed, set) : trainPaths.map(() => null);
         report({ type: 'stage', stage: `features (epoch ${e + 1})`, total: trainImgs.length });
         feats = float32Rows(
           await extractor.compute(trainImgs, draws, HEAD.pool, (done) =>
             report({ type: 'progress', stage: 'features', done, total: trainImgs.length }),
           ),
         );
-        if (!opts.augmentFrozen) fixedTrain = feats;
+        if (set < 0 || opts.frozenViews) featureSets.set(set, feats);
       }
       const { loss, accuracy } = head.trainEpoch(feats, dim, trainLabels, opts.batchSize, opts.seed, e);
       const probs = head.probabilities(valPooled, dim);

@@ -40,6 +40,11 @@ export function register(program: Command): void {
     .option('--contrast <factor>', 'random contrast factor (default 0)', num('contrast'))
     .option('--no-augment', 'no augmentation at all')
     .option('--augment-frozen', 'augment phase 1 too (the Keras recipe does; default: phase 1 on un-augmented features)')
+    .option(
+      '--frozen-views <n>',
+      'with --augment-frozen: n augmented view sets cycled over the phase-1 epochs (default: a new set every epoch)',
+      int('frozen views'),
+    )
     .option('--workers <n>', `worker threads for the frozen forward pass (default ${DEFAULTS.workers})`, int('workers'))
     .option('--publish <s3uri>', 'after training: verify, publish to s3://bucket/models/<name> and promote through the gate')
     .option('--checkpoint <uri>', 'write a checkpoint after every epoch and resume from it (s3:// or a folder)')
@@ -74,6 +79,7 @@ export function register(program: Command): void {
           zoom: noAug ? 0 : (o.zoom as number | undefined),
           contrast: noAug ? 0 : (o.contrast as number | undefined),
           augmentFrozen: o.augmentFrozen as boolean | undefined,
+          frozenViews: o.frozenViews as number | undefined,
           workers: o.workers as number | undefined,
           json: o.json as boolean | undefined,
           publish: o.publish as string | undefined,
