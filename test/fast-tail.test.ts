@@ -218,30 +218,33 @@ describe('fast-tail gradients equal tfjs gradients of the standard layers', () =
   // With random weights nearly every input puts some ReLU6 pre-activation within float32 rounding
   // of a kink (0 or 6), where the two implementations may legitimately pick different sides.
   // Realistic (ImageNet) weights leave inputs with a clear margin, so the comparison needs them.
-  it.skipIf(!hasWeights035)(`fast route on WASM vs the layers route on the cpu backend (relative difference < 1e-3)${hasWeights035 ? '' : ` [${skipReason('the alpha 0.35 ImageNet weights')}]`}`, () => {
-    let x = images(3, 2);
-    for (let seed = 3; kinkMargin(x) < 1e-4 && seed < 40; seed++) {
-      x.dispose();
-      x = images(3, seed);
-    }
-    expect(kinkMargin(x)).toBeGreaterThanOrEqual(1e-4);
-    const [b] = boundaryAndLogits(model, 'block_13_expand_relu', x);
-    const labels = tf.tensor1d([0, 2, 1], 'int32');
-    const fast = gradsOf('fast', 'wasm', b, labels);
-    const ref = gradsOf('layers', 'cpu', b, labels);
-    const refWasm = gradsOf('layers', 'wasm', b, labels);
-    expect(fast.loss).toBeCloseTo(ref.loss, 4);
-    expect([...fast.byName.keys()].sort()).toEqual([...ref.byName.keys()].sort());
-    let worst = 0;
-    let worstWasm = 0;
-    for (const [name, g] of ref.byName) {
-      worst = Math.max(worst, relDiff(fast.byName.get(name) as Tensor, g));
+  it.skipIf(!hasWeights035)(
+    `fast route on WASM vs the layers route on the cpu backend (relative difference < 1e-3)${hasWeights035 ? '' : ` [${skipReason('the alpha 0.35 ImageNet weights')}]`}`,
+    () => {
+      let x = images(3, 2);
+      for (let seed = 3; kinkMargin(x) < 1e-4 && seed < 40; seed++) {
+        x.dispose();
+        x = images(3, seed);
+      }
+      expect(kinkMargin(x)).toBeGreaterThanOrEqual(1e-4);
+      const [b] = boundaryAndLogits(model, 'block_13_expand_relu', x);
+      const labels = tf.tensor1d([0, 2, 1], 'int32');
+      const fast = gradsOf('fast', 'wasm', b, labels);
+      const ref = gradsOf('layers', 'cpu', b, labels);
+      const refWasm = gradsOf('layers', 'wasm', b, labels);
+      expect(fast.loss).toBeCloseTo(ref.loss, 4);
+      expect([...fast.byName.keys()].sort()).toEqual([...ref.byName.keys()].sort());
+      let worst = 0;
+      let worstWasm = 0;
+      for (const [name, g] of ref.byName) {
+        worst = Math.max(worst, relDiff(fast.byName.get(name) as Tensor, g));
 
-      worstWasm = Math.max(worstWasm, relDiff(refWasm.byName.get(name) as Tensor, g));
-    }
-    expect(worst).toBeLessThan(1e-3);
-    // The standard layers with the registered WASM kernels agree too.
-    expect(worstWasm).toBeLessThan(1e-3);
-    tf.dispose([x, b, labels, ...fast.grads, ...ref.grads, ...refWasm.grads]);
-  });
+        worstWasm = Math.max(worstWasm, relDiff(refWasm.byName.get(name) as Tensor, g));
+      }
+      expect(worst).toBeLessThan(1e-3);
+      // The standard layers with the registered WASM kernels agree too.
+      expect(worstWasm).toBeLessThan(1e-3);
+      tf.dispose([x, b, labels, ...fast.grads, ...ref.grads, ...refWasm.grads]);
+    },
+  );
 });
