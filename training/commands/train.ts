@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { DEFAULTS, KERAS_RECIPE, resolveTrainOptions } from '../options.js';
+import type { PublishFlags } from '../job.js';
+import { DEFAULTS, KERAS_RECIPE, resolveTrainOptions, type TrainOptions } from '../options.js';
 import { humanReporter, jsonReporter } from '../progress.js';
 import { int, num, run } from './options.js';
 
@@ -54,43 +55,19 @@ export function register(program: Command): void {
     .option('--json', 'one JSON event per line instead of progress bars')
     .action((data: string, o: Record<string, unknown>) =>
       run(async () => {
-        const noAug = o.augment === false;
+        // Flag names are TrainOptions keys; resolveTrainOptions validates them (zod) and drops the rest.
+        const { augment, quantize, tolerance, force, ...flags } = o;
         const opts = resolveTrainOptions({
+          ...(flags as Partial<TrainOptions> & { out: string }),
           data,
-          out: o.out as string,
-          name: o.name as string | undefined,
-          baseWeights: o.baseWeights as string | undefined,
-          alpha: o.alpha as number | undefined,
-          recipe: o.recipe as 'default' | 'keras' | undefined,
-          imageSize: o.imageSize as number | undefined,
-          resize: o.resize as 'stretch' | 'crop' | undefined,
-          batchSize: o.batchSize as number | undefined,
-          epochs: o.epochs as number | undefined,
-          fineTuneEpochs: o.fineTuneEpochs as number | undefined,
-          fineTuneAt: o.fineTuneAt as number | undefined,
-          lr: o.lr as number | undefined,
-          fineTuneLr: o.fineTuneLr as number | undefined,
-          dropout: o.dropout as number | undefined,
-          validationSplit: o.validationSplit as number | undefined,
-          stratified: o.stratified as boolean | undefined,
-          seed: o.seed as number | undefined,
-          flip: noAug ? 'none' : (o.flip as 'horizontal' | undefined),
-          rotation: noAug ? 0 : (o.rotation as number | undefined),
-          zoom: noAug ? 0 : (o.zoom as number | undefined),
-          contrast: noAug ? 0 : (o.contrast as number | undefined),
-          augmentFrozen: o.augmentFrozen as boolean | undefined,
-          frozenViews: o.frozenViews as number | undefined,
-          workers: o.workers as number | undefined,
-          json: o.json as boolean | undefined,
-          publish: o.publish as string | undefined,
-          checkpoint: o.checkpoint as string | undefined,
+          ...(augment === false ? { flip: 'none', rotation: 0, zoom: 0, contrast: 0 } : {}),
         });
         const report = opts.json ? jsonReporter() : humanReporter();
         const { runTraining } = await import('../job.js');
         await runTraining(opts, report, {
-          quantize: o.quantize as 'none' | 'float16' | 'uint8' | undefined,
-          tolerance: o.tolerance as number | undefined,
-          force: o.force as boolean | undefined,
+          quantize: quantize as PublishFlags['quantize'],
+          tolerance: tolerance as number | undefined,
+          force: force as boolean | undefined,
         });
       }),
     );
