@@ -11,7 +11,7 @@ import { type DecodedImage, datasetFingerprint, decodeFiles, epochOrder, listDat
 import { exportModel } from './export.js';
 import { boundaryLayerName } from './fast/base-layers.js';
 import { type FeatureBlock, type FeatureExtractor, float32Rows, gatherRows, InProcessExtractor } from './features.js';
-import { HeadTrainer } from './head.js';
+import { HeadTrainer, toProbabilities } from './head.js';
 import { computeMetrics } from './metrics.js';
 import { augmentConfig, type TrainOptions } from './options.js';
 import type { Reporter } from './progress.js';
@@ -390,9 +390,7 @@ function tailProbabilities(
     const idx = Array.from({ length: m }, (_, i) => s + i);
     const p = tf.tidy(() => {
       const logits = tail.logits(tf.tensor4d(gatherRows(block, idx), [m, ...block.shape] as [number, number, number, number]), false);
-      return (
-        numClasses === 2 ? tf.concat([tf.sub(1, tf.sigmoid(logits)), tf.sigmoid(logits)], 1) : tf.softmax(logits)
-      ).dataSync() as Float32Array;
+      return toProbabilities(logits, numClasses).dataSync() as Float32Array;
     });
     out.set(p, s * numClasses);
   }
