@@ -149,36 +149,49 @@ export async function readVerifiedArtifacts(
   return { manifest, manifestEtag: m.etag, artifacts };
 }
 
-async function readPointer(
+export type Pointer = { current: ReturnType<typeof parseCurrent>; etag?: string };
+
+/**
+ * Reads `<prefix>/current.json`: the pointer, `'not-modified'` for a 304 to `ifNoneMatch`, or
+ * `'missing'`. AWS S3 replaces an object atomically; file-backed stores (s3rver) can be read
+ * mid-write, so a torn pointer is read again shortly; one that stays invalid is an integrity error.
+ * The one reader of current.json, for the loader and the store alike.
+ */
+export async function readCurrentPointer(
   bucket: string,
   prefix: string,
   ifNoneMatch?: string,
   attempt = 1,
-): Promise<{ current: ReturnType<typeof parseCurrent>; etag?: string } | undefined> {
+): Promise<Pointer | 'not-modified' | 'missing'> {
   const uri = `s3://${bucket}/${joinKey(prefix, 'current.json')}`;
   let obj: { body: Buffer; etag?: string };
   try {
     obj = await getObject(uri, { ifNoneMatch });
   } catch (e) {
-    if ((e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 304) return undefined;
-    if (isNotFound(e)) {
-      throw new ModelIntegrityError(
-        `${uri} does not exist: no version of s3://${bucket}/${prefix} has been promoted (or the URI is wrong)`,
-      );
-    }
+    if ((e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 304) return 'not-modified';
+    if (isNotFound(e)) return 'missing';
     throw e;
   }
   try {
     return { current: parseCurrent(obj.body, uri), etag: obj.etag };
   } catch (e) {
-    // AWS S3 replaces an object atomically; file-backed stores (s3rver) can be read mid-write.
-    // A torn pointer is read again shortly; one that stays invalid is an integrity error.
     if (attempt < 4) {
       await new Promise((r) => setTimeout(r, 50 * attempt));
-      return readPointer(bucket, prefix, ifNoneMatch, attempt + 1);
+      return readCurrentPointer(bucket, prefix, ifNoneMatch, attempt + 1);
     }
     throw new ModelIntegrityError((e as Error).message);
   }
+}
+
+async function readPointer(bucket: string, prefix: string, ifNoneMatch?: string): Promise<Pointer | undefined> {
+  const p = await readCurrentPointer(bucket, prefix, ifNoneMatch);
+  if (p === 'not-modified') return undefined;
+  if (p === 'missing') {
+    throw new ModelIntegrityError(
+      `s3://${bucket}/${joinKey(prefix, 'current.json')} does not exist: no version of s3://${bucket}/${prefix} has been promoted (or the URI is wrong)`,
+    );
+  }
+  return p;
 }
 
 /**

@@ -5,13 +5,13 @@ import { initBackend } from './backend.js';
 import { toClassProbabilities } from './classifier.js';
 import { type Manifest, type Verification, VerificationSchema } from './manifest.js';
 import { modelJsonText } from './model-json.js';
-import { loadModel, localSource, ModelIntegrityError, readVerifiedArtifacts, s3Source } from './model-loader.js';
+import { loadModel, localSource, ModelIntegrityError, readCurrentPointer, readVerifiedArtifacts, s3Source } from './model-loader.js';
 import { type QuantizeDtype, quantizeWeights } from './quantize.js';
 import { getObjectIfExists, listObjects, putObject, s3Client } from './s3/client.js';
 import { mapLimit } from './s3/retry.js';
 import { joinKey, parseS3Uri } from './s3/uri.js';
 import { tf } from './tf.js';
-import { type Current, isVersion, makeVersion, parseCurrent, sha256 } from './versioning.js';
+import { type Current, isVersion, makeVersion, sha256 } from './versioning.js';
 
 export interface PublishOptions {
   quantize?: QuantizeDtype;
@@ -124,10 +124,8 @@ export interface CurrentState {
 }
 
 export async function readCurrent(bucket: string, prefix: string): Promise<CurrentState> {
-  const uri = `s3://${bucket}/${joinKey(prefix, 'current.json')}`;
-  const obj = await getObjectIfExists(uri);
-  if (!obj) return {};
-  return { current: parseCurrent(obj.body, uri), etag: obj.etag };
+  const p = await readCurrentPointer(bucket, prefix);
+  return typeof p === 'string' ? {} : p;
 }
 
 /**
