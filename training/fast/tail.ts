@@ -62,8 +62,17 @@ export interface Tail {
   features(boundary: Tensor4D): Tensor2D;
   /** One optimizer step over `trainableVariables` only. labels: class indices [N] (0/1 for 2 classes). */
   trainStep(boundary: Tensor4D, labels: Tensor, optimizer: tf.Optimizer): TrainStepResult;
-  /** Loss gradients without applying them (e.g. to average gradients over workers). */
-  computeGradients(boundary: Tensor4D, labels: Tensor, training?: boolean): GradientsResult;
+  /**
+   * Loss gradients without applying them (e.g. to average gradients over workers).
+   * `dropoutMask` [N, features] replaces the drawn dropout mask (values 0 or 1/(1-rate)), so a
+   * batch split over threads can use rows of one mask drawn by `dropoutMask(N)`.
+   */
+  computeGradients(boundary: Tensor4D, labels: Tensor, training?: boolean, dropoutMask?: Tensor2D): GradientsResult;
+  /**
+   * The next dropout mask [n, features] of this tail's (seeded) stream: exactly the multiplier the
+   * next training forward pass would draw. Undefined when the dropout rate is 0. The caller disposes it.
+   */
+  dropoutMask(n: number): Tensor2D | undefined;
   /** Applies gradients in `trainableVariables` order (does not dispose them). */
   applyGradients(grads: Tensor[], optimizer: tf.Optimizer): void;
   /** Copies the trained values into the model's layers (no-op for the `layers` route). */
@@ -483,7 +492,10 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
   const dropoutRate = opts.dropout ?? (dropLayer ? (layerConfig(dropLayer).rate as number) : undefined) ?? 0.2;
   if (!(dropoutRate >= 0 && dropoutRate < 1)) throw new Error(`dropout must be in [0, 1); got ${dropoutRate}`);
   let dropoutCalls = 0;
-  const dropout = (x: Tensor) => tf.dropout(x, dropoutRate, undefined, opts.seed === undefined ? undefined : opts.seed + dropoutCalls++);
+  const nextSeed = () => (opts.seed === undefined ? undefined : opts.seed + dropoutCalls++);
+  let maskOverride: Tensor2D | undefined;
+  const dropout = (x: Tensor) => (maskOverride ? tf.mul(x, maskOverride) : tf.dropout(x, dropoutRate, undefined, nextSeed()));
+  const featureCount = model.getLayer(poolName).outputShape.at(-1) as number;
   const bShape = model.getLayer(boundaryName).outputShape as (number | null)[];
   const boundaryShape = bShape.slice(1) as [number, number, number];
   const route = opts.route ?? defaultRoute();
@@ -578,14 +590,24 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
       checkBoundary(boundary);
       return tf.tidy(() => forward(boundary, false, poolName) as Tensor2D);
     },
-    computeGradients(boundary, labels, training = true) {
+    dropoutMask(n) {
+      live();
+      if (dropoutRate === 0) return undefined;
+      // tf.dropout(x) multiplies x by this same draw, so ones * multiplier is the mask bit for bit.
+      return tf.tidy(() => tf.dropout(tf.ones([n, featureCount]), dropoutRate, undefined, nextSeed()) as Tensor2D);
+    },
+    computeGradients(boundary, labels, training = true, dropoutMask) {
       live();
       checkBoundary(boundary);
       const n = boundary.shape[0];
+      if (dropoutMask && (dropoutMask.rank !== 2 || dropoutMask.shape[0] !== n || dropoutMask.shape[1] !== featureCount)) {
+        throw new Error(`dropoutMask must be [${n}, ${featureCount}]; got [${dropoutMask.shape}]`);
+      }
       let correctT: tf.Scalar | undefined;
       // variableGrads silently drops variables flagged non-trainable (a frozen layer's): force them on.
       const flags = trainableVariables.map((v) => v.trainable);
       for (const v of trainableVariables) v.trainable = true;
+      maskOverride = training ? dropoutMask : undefined;
       let res: { value: tf.Scalar; grads: NamedTensorMap };
       try {
         res = tf.tidy(() => {
@@ -597,6 +619,7 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
           }, trainableVariables);
         });
       } finally {
+        maskOverride = undefined;
         trainableVariables.forEach((v, i) => {
           v.trainable = flags[i];
         });
