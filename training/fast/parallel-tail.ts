@@ -1,0 +1,327 @@
+// Data-parallel phase-2 step: tfjs' WASM backend runs one thread per instance in Node, so the
+// batch is split into shards, one per thread: the main thread computes its shard's gradients with
+// its own tail while worker threads (each its own tfjs + WASM and a copy of the tail) compute
+// theirs. Gradients are combined weighted by shard size (the loss is a batch mean) and the
+// optimizer runs once, here. Each request carries the current trainable values, so the workers
+// always compute with the main thread's weights whatever changed them. BatchNorm is in inference
+// mode, so sharding is exact; the dropout mask is drawn for the whole batch here (the tail's
+// seeded stream) and its rows sent along, so results do not depend on the split or on timing.
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { io, Tensor, Tensor2D, Tensor4D } from '@tensorflow/tfjs';
+import type { LayersModel } from '../../core/tf.js';
+import { tf } from '../../core/tf.js';
+import { packTensors, unpackTensors } from './flat-tensors.js';
+import { createTail, type GradientsResult, type Tail, type TailOptions, type TrainStepResult } from './tail.js';
+import type { ShardData, TailWorkerInit, TailWorkerReply, TailWorkerRequest } from './worker-tail.js';
+
+export interface ParallelOptions {
+  /** Threads computing a step, this one included; default: available cores. <= 1: no workers. */
+  threads?: number;
+}
+
+/** The `Tail` contract with an asynchronous step; `threads` is 1 when it runs in this thread only. */
+export interface TrainingTail extends Pick<Tail, 'route' | 'boundaryName' | 'boundaryShape' | 'logits' | 'features' | 'writeBack'> {
+  readonly threads: number;
+  /** The main thread's variables: the ones the optimizer updates and `writeBack` copies. */
+  readonly trainableVariables: tf.Variable[];
+  readonly variableNames: string[];
+  /** Batch-mean loss gradients over all threads, in `trainableVariables` order; the caller disposes them. */
+  computeGradients(boundary: Tensor4D, labels: Tensor, training?: boolean): Promise<GradientsResult>;
+  trainStep(boundary: Tensor4D, labels: Tensor, optimizer: tf.Optimizer): Promise<TrainStepResult>;
+  /** The workers' last received trainable values (for tests: they must equal the main thread's). */
+  workerValues(): Promise<Float32Array[]>;
+  /** Disposes the tail and ends the worker threads. */
+  dispose(): Promise<void>;
+}
+
+/** Rows per shard, shard 0 = this thread; the remainder goes to the workers (this thread also combines and steps). */
+export function shardSizes(n: number, threads: number): number[] {
+  const base = Math.floor(n / threads);
+  const extra = n % threads;
+  return Array.from({ length: threads }, (_, i) => base + (i >= threads - extra ? 1 : 0));
+}
+
+/**
+ * A phase-2 tail whose step runs over `threads` threads (data parallel), or the single-thread
+ * `createTail` wrapped when threads <= 1 or the backend is not WASM (tfjs-node is already threaded).
+ */
+export async function createTrainingTail(
+  model: LayersModel,
+  tailOptions: TailOptions,
+  parallel: ParallelOptions = {},
+): Promise<TrainingTail> {
+  const threads = Math.max(1, Math.floor(parallel.threads ?? os.availableParallelism?.() ?? os.cpus().length));
+  const tail = createTail(model, tailOptions);
+  if (threads <= 1 || tf.getBackend() !== 'wasm' || tail.route !== 'fast') return singleThread(tail);
+  try {
+    const workers = await startWorkers(model, tailOptions, threads - 1, tail.variableNames);
+    return parallelTail(tail, workers);
+  } catch (e) {
+    tail.dispose();
+    throw e;
+  }
+}
+
+function base(tail: Tail) {
+  return {
+    route: tail.route,
+    boundaryName: tail.boundaryName,
+    boundaryShape: tail.boundaryShape,
+    get trainableVariables() {
+      return tail.trainableVariables;
+    },
+    get variableNames() {
+      return tail.variableNames;
+    },
+    logits: (b: Tensor4D, training: boolean) => tail.logits(b, training),
+    features: (b: Tensor4D) => tail.features(b),
+    writeBack: () => tail.writeBack(),
+  };
+}
+
+function singleThread(tail: Tail): TrainingTail {
+  return {
+    ...base(tail),
+    threads: 1,
+    computeGradients: async (b, labels, training) => tail.computeGradients(b, labels, training),
+    trainStep: async (b, labels, optimizer) => tail.trainStep(b, labels, optimizer),
+    workerValues: async () => [],
+    dispose: async () => tail.dispose(),
+  };
+}
+
+interface TailWorker {
+  worker: Worker;
+  request(msg: TailWorkerRequest, transfer?: ArrayBuffer[]): Promise<TailWorkerReply>;
+  close(): Promise<void>;
+}
+
+async function serialize(model: LayersModel): Promise<io.ModelArtifacts> {
+  let artifacts: io.ModelArtifacts | undefined;
+  await model.save(
+    tf.io.withSaveHandler(async (a) => {
+      artifacts = a;
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
+  const a = artifacts as io.ModelArtifacts;
+  const data = a.weightData;
+  return {
+    modelTopology: a.modelTopology,
+    weightSpecs: a.weightSpecs,
+    weightData: Array.isArray(data) ? tf.io.concatenateArrayBuffers(data) : data,
+  };
+}
+
+async function startWorkers(model: LayersModel, tailOptions: TailOptions, count: number, variableNames: string[]): Promise<TailWorker[]> {
+  const { seed: _seed, ...rest } = tailOptions;
+  const init: TailWorkerInit = { entry: 'tail', artifacts: await serialize(model), tailOptions: rest };
+  const started = Array.from({ length: count }, (_, i) => startWorker(init, i));
+  const settled = await Promise.allSettled(started);
+  const workers = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const failed = settled.find((s) => s.status === 'rejected');
+  try {
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    for (const w of workers) {
+      const names = (w as TailWorker & { variableNames: string[] }).variableNames;
+      if (names.join() !== variableNames.join()) throw new Error('tail worker built different trainable variables than this thread');
+    }
+  } catch (e) {
+    await Promise.all(workers.map((w) => w.close()));
+    throw e;
+  }
+  return workers;
+}
+
+function startWorker(init: TailWorkerInit, index: number): Promise<TailWorker & { variableNames: string[] }> {
+  const worker = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: init });
+  const pending = new Map<number, { resolve(r: TailWorkerReply): void; reject(e: Error): void }>();
+  let failure: Error | undefined;
+  let closing = false;
+  let nextId = 0;
+  const fail = (e: Error) => {
+    failure ??= e;
+    for (const p of pending.values()) p.reject(e);
+    pending.clear();
+  };
+  worker.on('error', (e) => fail(new Error(`tail worker ${index} crashed: ${e.message}`)));
+  worker.on('exit', (code) => {
+    if (!closing) fail(new Error(`tail worker ${index} exited (code ${code})`));
+  });
+  const ready = new Promise<string[]>((resolve, reject) => {
+    worker.once('message', (m: TailWorkerReply) => {
+      if (m.type === 'ready') resolve(m.variableNames);
+      else reject(new Error(m.type === 'error' ? m.message : `tail worker ${index}: unexpected first message ${m.type}`));
+    });
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`tail worker ${index} exited during start (code ${code})`)));
+  });
+  worker.on('message', (m: TailWorkerReply) => {
+    if (m.type === 'ready') return;
+    const p = m.id === undefined ? undefined : pending.get(m.id);
+    if (!p) {
+      if (m.type === 'error') fail(new Error(`tail worker ${index}: ${m.message}`));
+      return;
+    }
+    pending.delete(m.id as number);
+    // Idle workers must not keep the process alive (a forgotten dispose would hang the CLI).
+    if (!pending.size) worker.unref();
+    if (m.type === 'error') p.reject(new Error(`tail worker ${index}: ${m.message}`));
+    else p.resolve(m);
+  });
+  const close = () =>
+    new Promise<void>((resolve) => {
+      if (closing) return resolve();
+      closing = true;
+      fail(new Error('the parallel tail was disposed'));
+      worker.ref();
+      const timer = setTimeout(() => void worker.terminate().then(() => resolve()), 2000);
+      worker.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      worker.postMessage({ type: 'close' } satisfies TailWorkerRequest);
+    });
+  return ready.then(
+    (variableNames) => {
+      worker.unref();
+      return {
+        worker,
+        variableNames,
+        close,
+        request: (msg, transfer) =>
+          new Promise((resolve, reject) => {
+            if (failure) return reject(failure);
+            if (msg.type === 'close') return reject(new Error('use close()'));
+            const id = nextId++;
+            pending.set(id, { resolve, reject });
+            worker.ref();
+            worker.postMessage({ ...msg, id }, transfer ?? []);
+          }),
+      };
+    },
+    async (e) => {
+      closing = true;
+      await worker.terminate();
+      throw e;
+    },
+  );
+}
+
+function rows(t: Tensor, start: number, size: number): Tensor {
+  return tf.slice(t, [start, ...t.shape.slice(1).map(() => 0)], [size, ...t.shape.slice(1)]);
+}
+
+function shardData(boundary: Tensor4D, labels: Tensor, mask: Tensor2D | undefined, start: number, size: number): ShardData {
+  const parts = [rows(boundary, start, size), rows(labels, start, size), ...(mask ? [rows(mask, start, size)] : [])];
+  try {
+    const [b, l, m] = parts;
+    return {
+      boundary: b.dataSync() as Float32Array,
+      boundaryShape: b.shape as [number, number, number, number],
+      labels: l.dataSync() as Float32Array | Int32Array,
+      labelsShape: l.shape,
+      labelsDtype: l.dtype === 'int32' ? 'int32' : 'float32',
+      mask: m ? (m.dataSync() as Float32Array) : undefined,
+    };
+  } finally {
+    tf.dispose(parts);
+  }
+}
+
+function parallelTail(tail: Tail, workers: TailWorker[]): TrainingTail {
+  const threads = workers.length + 1;
+  let busy = false;
+  let disposed = false;
+  const shapes = () => tail.trainableVariables.map((v) => v.shape);
+
+  async function computeGradients(boundary: Tensor4D, labels: Tensor, training = true): Promise<GradientsResult> {
+    if (disposed) throw new Error('this tail was disposed');
+    if (busy) throw new Error('a step of this tail is still running: await it first');
+    const n = boundary.shape[0];
+    if (boundary.rank !== 4 || boundary.shape.slice(1).some((d, i) => d !== tail.boundaryShape[i])) {
+      throw new Error(`boundary activations must be [N, ${tail.boundaryShape.join(', ')}]; got [${boundary.shape}]`);
+    }
+    if (labels.shape[0] !== n) throw new Error(`labels have ${labels.shape[0]} rows but the batch has ${n}`);
+    if (labels.dtype !== 'int32' && labels.dtype !== 'float32') throw new Error(`labels must be int32 or float32; got ${labels.dtype}`);
+    busy = true;
+    const mask = training ? tail.dropoutMask(n) : undefined;
+    const sizes = shardSizes(n, threads);
+    const owned: Tensor[] = mask ? [mask] : [];
+    try {
+      const values = packTensors(tail.trainableVariables);
+      let start = sizes[0];
+      const replies = workers.map((w, i) => {
+        const size = sizes[i + 1];
+        const first = start;
+        start += size;
+        if (size === 0) return undefined;
+        const shard = shardData(boundary, labels, mask, first, size);
+        const transfer = [shard.boundary.buffer, shard.labels.buffer, ...(shard.mask ? [shard.mask.buffer] : [])] as ArrayBuffer[];
+        // The last worker takes the packed values themselves, the others a copy each.
+        const v = i === workers.length - 1 ? values : values.slice();
+        return w.request({ type: 'grads', id: 0, training, values: v, ...shard }, [...transfer, v.buffer as ArrayBuffer]);
+      });
+      let local: GradientsResult | undefined;
+      if (sizes[0] > 0) {
+        const b = rows(boundary, 0, sizes[0]) as Tensor4D;
+        const l = rows(labels, 0, sizes[0]);
+        const m = mask ? (rows(mask, 0, sizes[0]) as Tensor2D) : undefined;
+        owned.push(b, l, ...(m ? [m] : []));
+        local = tail.computeGradients(b, l, training, m);
+        owned.push(...local.grads);
+      }
+      const parts: { n: number; loss: number; correct: number; grads: Tensor[] }[] = local ? [{ n: sizes[0], ...local }] : [];
+      for (const [i, p] of replies.entries()) {
+        if (!p) continue;
+        const r = await p;
+        if (r.type !== 'grads') throw new Error(`tail worker ${i}: unexpected reply ${r.type}`);
+        const grads = unpackTensors(r.grads, shapes());
+        owned.push(...grads);
+        parts.push({ n: sizes[i + 1], loss: r.loss, correct: r.correct, grads });
+      }
+      const grads = tail.trainableVariables.map((_, v) =>
+        tf.tidy(() => (parts.length === 1 ? tf.clone(parts[0].grads[v]) : tf.addN(parts.map((p) => tf.mul(p.grads[v], p.n / n))))),
+      );
+      return {
+        loss: parts.reduce((a, p) => a + p.loss * p.n, 0) / n,
+        correct: parts.reduce((a, p) => a + p.correct, 0),
+        grads,
+      };
+    } finally {
+      tf.dispose(owned);
+      busy = false;
+    }
+  }
+
+  return {
+    ...base(tail),
+    threads,
+    computeGradients,
+    async trainStep(boundary, labels, optimizer) {
+      const { loss, correct, grads } = await computeGradients(boundary, labels, true);
+      try {
+        tail.applyGradients(grads, optimizer);
+      } finally {
+        tf.dispose(grads);
+      }
+      return { loss, correct };
+    },
+    async workerValues() {
+      const out: Float32Array[] = [];
+      for (const w of workers) {
+        const r = await w.request({ type: 'values', id: 0 });
+        if (r.type !== 'values') throw new Error(`unexpected reply ${r.type}`);
+        out.push(r.values);
+      }
+      return out;
+    },
+    async dispose() {
+      if (disposed) return;
+      disposed = true;
+      tail.dispose();
+      await Promise.all(workers.map((w) => w.close()));
+    },
+  };
+}

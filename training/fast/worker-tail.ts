@@ -1,0 +1,110 @@
+// Worker thread of the parallel tail: its own tfjs + WASM instance holding a copy of the tail. Per
+// request it takes the main thread's current trainable values, computes the loss gradients of
+// its shard of the batch and sends them back; the optimizer runs on the main thread only.
+// Started through worker-entry.mjs (`workerData.entry = 'tail'`).
+import { parentPort, workerData } from 'node:worker_threads';
+import type { io, Tensor, Tensor2D, Tensor4D } from '@tensorflow/tfjs';
+import { describeBackend, initBackend } from '../../core/backend.js';
+import { tf } from '../../core/tf.js';
+import { packTensors, unpackTensors } from './flat-tensors.js';
+import { createTail, type Tail, type TailOptions } from './tail.js';
+
+export interface TailWorkerInit {
+  entry: 'tail';
+  artifacts: io.ModelArtifacts;
+  /** The main tail's options without its seed: masks come from the main thread. */
+  tailOptions: Omit<TailOptions, 'seed'>;
+}
+
+export interface ShardData {
+  boundary: Float32Array;
+  boundaryShape: [number, number, number, number];
+  labels: Float32Array | Int32Array;
+  labelsShape: number[];
+  labelsDtype: 'float32' | 'int32';
+  /** Rows of the batch's dropout mask; absent without dropout. */
+  mask?: Float32Array;
+}
+
+export type TailWorkerRequest =
+  | ({ type: 'grads'; id: number; training: boolean; values: Float32Array } & ShardData)
+  | { type: 'values'; id: number }
+  | { type: 'close' };
+
+export type TailWorkerReply =
+  | { type: 'ready'; backend: string; variableNames: string[] }
+  | { type: 'grads'; id: number; loss: number; correct: number; grads: Float32Array; ms: number; syncMs: number }
+  | { type: 'values'; id: number; values: Float32Array }
+  | { type: 'error'; id?: number; message: string };
+
+function assignValues(tail: Tail, values: Float32Array): void {
+  const vars = tail.trainableVariables;
+  const fresh = unpackTensors(
+    values,
+    vars.map((v) => v.shape),
+  );
+  vars.forEach((v, i) => {
+    v.assign(fresh[i]);
+  });
+  tf.dispose(fresh);
+}
+
+function gradients(tail: Tail, msg: Extract<TailWorkerRequest, { type: 'grads' }>) {
+  const keep: Tensor[] = [];
+  try {
+    const boundary = tf.tensor4d(msg.boundary, msg.boundaryShape);
+    const labels = tf.tensor(msg.labels, msg.labelsShape, msg.labelsDtype);
+    keep.push(boundary, labels);
+    let mask: Tensor2D | undefined;
+    if (msg.mask) {
+      mask = tf.tensor2d(msg.mask, [msg.boundaryShape[0], msg.mask.length / msg.boundaryShape[0]]);
+      keep.push(mask);
+    }
+    const r = tail.computeGradients(boundary as Tensor4D, labels, msg.training, mask);
+    keep.push(...r.grads);
+    return { loss: r.loss, correct: r.correct, grads: packTensors(r.grads) };
+  } finally {
+    tf.dispose(keep);
+  }
+}
+
+async function main(): Promise<void> {
+  const port = parentPort;
+  if (!port) throw new Error('worker-tail must run in a worker thread');
+  const init = workerData as TailWorkerInit;
+  let tail: Tail;
+  try {
+    // One XNNPACK thread: the workers themselves are the parallelism.
+    const info = await initBackend('wasm', () => {}, { wasmThreads: 1 });
+    const model = await tf.loadLayersModel(tf.io.fromMemory(init.artifacts));
+    tail = createTail(model, init.tailOptions);
+    port.postMessage({ type: 'ready', backend: describeBackend(info), variableNames: tail.variableNames } satisfies TailWorkerReply);
+  } catch (e) {
+    port.postMessage({ type: 'error', message: `tail worker init failed: ${(e as Error).message}` } satisfies TailWorkerReply);
+    return;
+  }
+  port.on('message', (msg: TailWorkerRequest) => {
+    if (msg.type === 'close') {
+      tail.dispose();
+      port.close();
+      return;
+    }
+    try {
+      if (msg.type === 'values') {
+        const values = packTensors(tail.trainableVariables);
+        port.postMessage({ type: 'values', id: msg.id, values } satisfies TailWorkerReply, [values.buffer as ArrayBuffer]);
+        return;
+      }
+      const t0 = performance.now();
+      assignValues(tail, msg.values);
+      const t1 = performance.now();
+      const r = gradients(tail, msg);
+      const reply: TailWorkerReply = { type: 'grads', id: msg.id, ...r, ms: performance.now() - t0, syncMs: t1 - t0 };
+      port.postMessage(reply, [r.grads.buffer as ArrayBuffer]);
+    } catch (e) {
+      port.postMessage({ type: 'error', id: msg.id, message: (e as Error).message } satisfies TailWorkerReply);
+    }
+  });
+}
+
+await main();
