@@ -1,7 +1,8 @@
 // Seconds per phase-2 step (batch 32, fineTuneAt 120, alpha 1.0) on cached boundary activations:
 // the fast tail on WASM, the model's own layers with the registered kernels on WASM, and one
-// step on the cpu backend. Usage: npm run bench:tail [-- --sizes 224,160 --steps 5 --no-cpu --cpu-layers]
-import { existsSync } from 'node:fs';
+// step on the cpu backend, and the data-parallel fast tail over worker threads (`parallel`).
+// Usage: npm run bench:tail [-- --sizes 224,160 --steps 5 --routes fast,layers,parallel --threads 2 --no-cpu --cpu-layers]
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initBackend } from '../core/backend.js';
@@ -10,6 +11,7 @@ import type { Tensor4D } from '../core/tf.js';
 import { tf } from '../core/tf.js';
 import { applyBaseWeights } from '../core/weights/index.js';
 import { readTfjsWeights } from '../core/weights/tfjs-source.js';
+import { createTrainingTail } from '../training/fast/parallel-tail.js';
 import { boundaryLayerName, createTail, type TailRoute } from '../training/fast/tail.js';
 import { registerWasmGradKernels } from '../training/fast/wasm-grad-kernels.js';
 
@@ -22,7 +24,9 @@ const sizes = opt('sizes', '224,160').split(',').map(Number);
 const steps = Number(opt('steps', '5'));
 const batch = Number(opt('batch', '32'));
 const fineTuneAt = Number(opt('fine-tune-at', '120'));
-const routes = opt('routes', 'fast,layers').split(',') as TailRoute[];
+type BenchRoute = TailRoute | 'parallel';
+const routes = opt('routes', 'fast,layers').split(',') as BenchRoute[];
+const threads = Number(opt('threads', '2'));
 const withCpu = !args.includes('--no-cpu');
 // The standard layers on the cpu backend use its naive convolution gradients: > 10 minutes a step.
 const cpuRoutes: TailRoute[] = args.includes('--cpu-layers') ? ['fast', 'layers'] : ['fast'];
@@ -45,11 +49,36 @@ function median(xs: number[]): number {
 interface Timing {
   perStep: number;
   cpuPerStep: number;
+  /** CPU seconds of the busiest thread (Linux; else the process): an idle machine's wall time, roughly. */
+  busiestPerStep: number;
   all: number[];
 }
 
-/** Wall seconds, and this thread's CPU seconds (closer to an idle machine's wall time when the CPU is shared). */
-function timeSteps(route: TailRoute, backend: string, size: number, n: number): Timing {
+/** CPU seconds per thread of this process (/proc/self/task; undefined where there is none). */
+function threadCpu(): Map<string, number> | undefined {
+  try {
+    const tick = 100; // USER_HZ
+    const out = new Map<string, number>();
+    for (const tid of readdirSync('/proc/self/task')) {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(tid, (Number(f[11]) + Number(f[12])) / tick);
+    }
+    return out;
+  } catch {
+    return undefined;
+  }
+}
+
+function busiest(before: Map<string, number> | undefined, after: Map<string, number> | undefined, fallback: number): number {
+  if (!before || !after) return fallback;
+  let max = 0;
+  for (const [tid, s] of after) max = Math.max(max, s - (before.get(tid) ?? 0));
+  return max;
+}
+
+/** Wall seconds, and CPU seconds (closer to an idle machine's wall time when the CPU is shared). */
+async function timeSteps(route: BenchRoute, backend: string, size: number, n: number): Promise<Timing> {
   tf.setBackend(backend);
   const model = buildClassifier({ alpha: 1.0, inputSize: size, numClasses: 2 });
   if (weights) applyBaseWeights(model, weights);
@@ -59,38 +88,47 @@ function timeSteps(route: TailRoute, backend: string, size: number, n: number): 
     Array.from({ length: batch }, (_, i) => i % 2),
     'int32',
   );
-  const tail = createTail(model, { fineTuneAt, numClasses: 2, route });
+  const tail =
+    route === 'parallel'
+      ? await createTrainingTail(model, { fineTuneAt, numClasses: 2, route: 'fast' }, { threads })
+      : createTail(model, { fineTuneAt, numClasses: 2, route });
   const optimizer = tf.train.adam(1e-4);
   const all: number[] = [];
   const cpu: number[] = [];
+  const top: number[] = [];
   for (let i = 0; i < n + 1; i++) {
     const t0 = performance.now();
     const c0 = process.cpuUsage();
-    tail.trainStep(boundary, labels, optimizer);
+    const p0 = threadCpu();
+    await tail.trainStep(boundary, labels, optimizer);
+    const p1 = threadCpu();
     const c1 = process.cpuUsage(c0);
     if (i > 0 || n === 0) {
       all.push((performance.now() - t0) / 1000);
       cpu.push((c1.user + c1.system) / 1e6);
+      top.push(busiest(p0, p1, (c1.user + c1.system) / 1e6));
     }
   }
-  tail.dispose();
+  await tail.dispose();
   optimizer.dispose();
   tf.dispose([boundary, labels]);
   model.dispose();
   tf.setBackend('wasm');
-  return { perStep: median(all), cpuPerStep: median(cpu), all };
+  return { perStep: median(all), cpuPerStep: median(cpu), busiestPerStep: median(top), all };
 }
 
 for (const size of sizes) {
   for (const route of routes) {
-    const r = timeSteps(route, 'wasm', size, steps);
+    const r = await timeSteps(route, 'wasm', size, steps);
+    const label = route === 'parallel' ? `parallel (${threads} threads)` : route;
     console.log(
-      `${size}x${size} ${route.padEnd(6)} wasm: ${r.perStep.toFixed(3)} s/step wall, ${r.cpuPerStep.toFixed(3)} s CPU (median of ${r.all.length}; wall ${r.all.map((s) => s.toFixed(2)).join(' ')})`,
+      `${size}x${size} ${label.padEnd(6)} wasm: ${r.perStep.toFixed(3)} s/step wall, ${r.cpuPerStep.toFixed(3)} s CPU all threads, ` +
+        `${r.busiestPerStep.toFixed(2)} s CPU busiest thread (median of ${r.all.length}; wall ${r.all.map((s) => s.toFixed(2)).join(' ')})`,
     );
   }
   if (withCpu) {
     for (const route of cpuRoutes) {
-      const r = timeSteps(route, 'cpu', size, 0);
+      const r = await timeSteps(route, 'cpu', size, 0);
       console.log(
         `${size}x${size} ${route.padEnd(6)} cpu : ${r.perStep.toFixed(3)} s/step wall, ${r.cpuPerStep.toFixed(3)} s CPU (one step)`,
       );
