@@ -174,6 +174,12 @@ function maskGrad(dy: Tensor, y: Tensor, act: Act): Tensor {
   return act === 'relu6' ? relu6GradFromOutput(dy, y) : dy;
 }
 
+/** Column sums of [p, c] as ones[1, p] @ x: on WASM a matrix-vector product is ~10x faster than Sum over axis 0. */
+function columnSums(x: Tensor2D): Tensor1D {
+  const [p, c] = x.shape;
+  return tf.reshape(tf.matMul(tf.ones([1, p]) as Tensor2D, x), [c]);
+}
+
 /** act(x @ w + b) over the pixels of an NHWC tensor: a 1x1 convolution with folded BatchNorm. */
 function pointwiseUnit(x: Tensor4D, w: Tensor2D, b: Tensor1D, act: Act, needDx: boolean): Tensor4D {
   const [n, h, wd, ci] = x.shape;
@@ -191,7 +197,7 @@ function pointwiseUnit(x: Tensor4D, w: Tensor2D, b: Tensor1D, act: Act, needDx: 
         // Explicit transposes: WASM's BatchMatMul with transpose flags is ~10x slower.
         const dx = needDx ? tf.reshape(tf.matMul(dz, tf.transpose(ws)), [n, h, wd, ci]) : tf.zeros([n, h, wd, ci]);
         const dw = ci <= co ? tf.matMul(tf.transpose(xs), dz) : tf.transpose(tf.matMul(tf.transpose(dz), xs));
-        return [dx, dw, tf.sum(dz, 0)];
+        return [dx, dw, columnSums(dz)];
       },
     };
   }) as unknown as CustomGradFunc);
@@ -239,7 +245,8 @@ function depthwiseUnit(x: Tensor4D, k: Tensor4D, b: Tensor1D, g: DwGeom, act: Ac
               } as never,
             ) as Tensor)
           : tf.zeros(xs.shape);
-        return [dx, dk, tf.sum(dz, [0, 1, 2])];
+        const c = dz.shape[3];
+        return [dx, dk, columnSums(tf.reshape(dz, [dz.size / c, c]) as Tensor2D)];
       },
     };
   }) as unknown as CustomGradFunc);
