@@ -180,6 +180,29 @@ function columnSums(x: Tensor2D): Tensor1D {
   return tf.reshape(tf.matMul(tf.ones([1, p]) as Tensor2D, x), [c]);
 }
 
+// tf.fused.* runs matmul/convolution, bias add and activation as separate kernels whenever a
+// gradient is being recorded (tfjs cannot differentiate the fused kernel with an activation).
+// The units define their own gradients, so their forward pass calls the fused kernels directly.
+
+function fusedMatMulKernel(a: Tensor2D, b: Tensor2D, bias: Tensor1D, act: Act): Tensor2D {
+  const [m, k] = a.shape;
+  const n = b.shape[1];
+  const out = tf.engine().runKernel(
+    '_FusedMatMul',
+    { a: tf.reshape(a, [1, m, k]), b: tf.reshape(b, [1, k, n]), bias } as unknown as NamedTensorMap,
+    { transposeA: false, transposeB: false, activation: act } as never,
+  ) as Tensor;
+  return tf.reshape(out, [m, n]);
+}
+
+function fusedDepthwiseKernel(x: Tensor4D, k: Tensor4D, bias: Tensor1D, g: DwGeom, act: Act): Tensor4D {
+  return tf.engine().runKernel(
+    'FusedDepthwiseConv2D',
+    { x, filter: k, bias } as unknown as NamedTensorMap,
+    { strides: g.strides, pad: g.pad, dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: undefined, activation: act } as never,
+  ) as Tensor4D;
+}
+
 /** act(x @ w + b) over the pixels of an NHWC tensor: a 1x1 convolution with folded BatchNorm. */
 function pointwiseUnit(x: Tensor4D, w: Tensor2D, b: Tensor1D, act: Act, needDx: boolean): Tensor4D {
   const [n, h, wd, ci] = x.shape;
@@ -187,7 +210,7 @@ function pointwiseUnit(x: Tensor4D, w: Tensor2D, b: Tensor1D, act: Act, needDx: 
   const p = n * h * wd;
   const f = tf.customGrad(((xi: Tensor, wi: Tensor, bi: Tensor, save: GradSaveFunc) => {
     const x2 = tf.reshape(xi, [p, ci]) as Tensor2D;
-    const y = tf.fused.matMul({ a: x2, b: wi as Tensor2D, bias: bi, activation: act });
+    const y = fusedMatMulKernel(x2, wi as Tensor2D, bi as Tensor1D, act);
     save([x2, wi, y]);
     return {
       value: tf.reshape(y, [n, h, wd, co]),
@@ -212,14 +235,7 @@ interface DwGeom {
 /** act(depthwise(x, k) + b): a depthwise convolution with folded BatchNorm. */
 function depthwiseUnit(x: Tensor4D, k: Tensor4D, b: Tensor1D, g: DwGeom, act: Act, needDx: boolean): Tensor4D {
   const f = tf.customGrad(((xi: Tensor, ki: Tensor, bi: Tensor, save: GradSaveFunc) => {
-    const y = tf.fused.depthwiseConv2d({
-      x: xi as Tensor4D,
-      filter: ki as Tensor4D,
-      strides: g.strides,
-      pad: g.pad,
-      bias: bi,
-      activation: act,
-    });
+    const y = fusedDepthwiseKernel(xi as Tensor4D, ki as Tensor4D, bi as Tensor1D, g, act);
     save([xi, ki, y]);
     return {
       value: y,
