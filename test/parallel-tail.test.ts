@@ -211,6 +211,28 @@ describe('parallel tail (2 threads, worker thread with its own WASM)', () => {
     }
   });
 
+  it('3 classes with one-hot float labels: gradients equal the single-thread tail', async () => {
+    const model3 = buildClassifier({ alpha: 0.35, inputSize: SIZE, numClasses: 3 });
+    seedWeights(model3, 11);
+    const opts: TailOptions = { ...BASE, numClasses: 3, dropout: 0 };
+    const single = createTail(model3, opts);
+    const par = await createTrainingTail(model3, opts, { threads: 2 });
+    try {
+      const { b, labels } = batch(6, 4, 3);
+      const oneHot = tf.oneHot(labels as tf.Tensor1D, 3).toFloat();
+      const s = single.computeGradients(b, oneHot);
+      const p = await par.computeGradients(b, oneHot);
+      expect(relNum(p.loss, s.loss)).toBeLessThan(1e-5);
+      expect(p.correct).toBe(s.correct);
+      for (let i = 0; i < s.grads.length; i++) expect(relDiff(p.grads[i], s.grads[i]), par.variableNames[i]).toBeLessThan(1e-5);
+      tf.dispose([...s.grads, ...p.grads, b, labels, oneHot]);
+    } finally {
+      single.dispose();
+      await par.dispose();
+      model3.dispose();
+    }
+  });
+
   it('falls back to the single-thread tail for threads <= 1', async () => {
     const tail = await createTrainingTail(model, BASE, { threads: 1 });
     expect(tail.threads).toBe(1);
