@@ -116,7 +116,7 @@ describe('parallel tail (2 threads, worker thread with its own WASM)', () => {
         for (let i = 0; i < vs.length; i++) expect(relDiff(vp[i], vs[i]), par.variableNames[i]).toBeLessThan(1e-5);
         // The worker computes with exactly the main thread's current weights (sent with each request).
         tf.dispose((await par.computeGradients(b, labels)).grads);
-        const [w] = await par.workerValues();
+        const [{ values: w }] = await par.workerState();
         expect(w.length).toBe(vp.reduce((a, v) => a + v.length, 0));
         let offset = 0;
         for (const v of vp) {
@@ -162,7 +162,7 @@ describe('parallel tail (2 threads, worker thread with its own WASM)', () => {
     expect(Math.max(...sgdParallel.map((v, i) => relDiff(v, sgdOther[i])))).toBeGreaterThan(1e-3);
   });
 
-  it('leaks no tensors on the main thread and ends its worker thread on dispose', async () => {
+  it('leaks no tensors (main thread and worker) and ends its worker thread on dispose', async () => {
     const tasks = () => readdirSync('/proc/self/task').length;
     const threadsBefore = tasks();
     const tensorsBefore = tf.memory().numTensors;
@@ -172,6 +172,7 @@ describe('parallel tail (2 threads, worker thread with its own WASM)', () => {
     const { b, labels } = batch(5, 9);
     await tail.trainStep(b, labels, optimizer); // creates Adam's slots
     const afterFirst = tf.memory().numTensors;
+    const [{ numTensors: workerFirst }] = await tail.workerState();
     for (let i = 0; i < 3; i++) {
       const r = await tail.trainStep(b, labels, optimizer);
       expect(Number.isFinite(r.loss)).toBe(true);
@@ -183,11 +184,13 @@ describe('parallel tail (2 threads, worker thread with its own WASM)', () => {
     tf.dispose(tail.logits(b, true));
     tf.dispose(tail.features(b));
     expect(tf.memory().numTensors).toBe(afterFirst);
+    const [{ numTensors: workerAfter }] = await tail.workerState();
+    expect(workerAfter).toBe(workerFirst);
     await tail.dispose();
     optimizer.dispose();
     tf.dispose([b, labels]);
     expect(tf.memory().numTensors).toBe(tensorsBefore);
-    await expect(tail.workerValues()).rejects.toThrow(/disposed/);
+    await expect(tail.workerState()).rejects.toThrow(/disposed/);
     await expect(tail.trainStep(b, labels, optimizer)).rejects.toThrow(/disposed/);
     await expect.poll(tasks, { timeout: 5000 }).toBeLessThanOrEqual(threadsBefore);
   });

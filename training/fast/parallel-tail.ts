@@ -29,8 +29,8 @@ export interface TrainingTail extends Pick<Tail, 'route' | 'boundaryName' | 'bou
   /** Batch-mean loss gradients over all threads, in `trainableVariables` order; the caller disposes them. */
   computeGradients(boundary: Tensor4D, labels: Tensor, training?: boolean): Promise<GradientsResult>;
   trainStep(boundary: Tensor4D, labels: Tensor, optimizer: tf.Optimizer): Promise<TrainStepResult>;
-  /** The workers' last received trainable values (for tests: they must equal the main thread's). */
-  workerValues(): Promise<Float32Array[]>;
+  /** Per worker: the trainable values it last computed with, and its live tensor count (for tests). */
+  workerState(): Promise<{ values: Float32Array; numTensors: number }[]>;
   /** Disposes the tail and ends the worker threads. */
   dispose(): Promise<void>;
 }
@@ -86,7 +86,7 @@ function singleThread(tail: Tail): TrainingTail {
     threads: 1,
     computeGradients: async (b, labels, training) => tail.computeGradients(b, labels, training),
     trainStep: async (b, labels, optimizer) => tail.trainStep(b, labels, optimizer),
-    workerValues: async () => [],
+    workerState: async () => [],
     dispose: async () => tail.dispose(),
   };
 }
@@ -310,12 +310,12 @@ function parallelTail(tail: Tail, workers: TailWorker[]): TrainingTail {
       }
       return { loss, correct };
     },
-    async workerValues() {
-      const out: Float32Array[] = [];
+    async workerState() {
+      const out: { values: Float32Array; numTensors: number }[] = [];
       for (const w of workers) {
         const r = await w.request({ type: 'values', id: 0 });
         if (r.type !== 'values') throw new Error(`unexpected reply ${r.type}`);
-        out.push(r.values);
+        out.push({ values: r.values, numTensors: r.numTensors });
       }
       return out;
     },

@@ -34,7 +34,7 @@ export type TailWorkerRequest =
 export type TailWorkerReply =
   | { type: 'ready'; backend: string; variableNames: string[] }
   | { type: 'grads'; id: number; loss: number; correct: number; grads: Float32Array; ms: number; syncMs: number }
-  | { type: 'values'; id: number; values: Float32Array }
+  | { type: 'values'; id: number; values: Float32Array; numTensors: number }
   | { type: 'error'; id?: number; message: string };
 
 function assignValues(tail: Tail, values: Float32Array): void {
@@ -92,7 +92,8 @@ async function main(): Promise<void> {
     try {
       if (msg.type === 'values') {
         const values = packTensors(tail.trainableVariables);
-        port.postMessage({ type: 'values', id: msg.id, values } satisfies TailWorkerReply, [values.buffer as ArrayBuffer]);
+        const reply: TailWorkerReply = { type: 'values', id: msg.id, values, numTensors: tf.memory().numTensors };
+        port.postMessage(reply, [values.buffer as ArrayBuffer]);
         return;
       }
       const t0 = performance.now();
