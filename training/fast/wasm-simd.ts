@@ -1,0 +1,303 @@
+// Two WebAssembly SIMD loops that run in place on the tfjs WASM backend's heap: a tiny module,
+// assembled here byte by byte (no toolchain needed), imports the backend's own memory, so the
+// gradient kernels pass heap byte offsets and nothing is copied. Used where XNNPACK has no kernel
+// and a plain JS loop is the bottleneck (the depthwise filter gradient, the ReLU6 gradient).
+
+export interface SimdLoops {
+  /** acc[i] += x[i] * d[i] for i < n (float32; arguments are byte offsets into the heap). */
+  mulAcc(acc: number, x: number, d: number, n: number): void;
+  /** out[i] = 0 < y[i] < 6 ? dy[i] : 0 for i < n (NaN -> 0). */
+  relu6Grad(out: number, dy: number, y: number, n: number): void;
+}
+
+const I32 = 0x7f;
+const op = {
+  block: 0x02,
+  loop: 0x03,
+  brIf: 0x0d,
+  end: 0x0b,
+  localGet: 0x20,
+  localSet: 0x21,
+  localTee: 0x22,
+  f32Load: 0x2a,
+  f32Store: 0x38,
+  i32Const: 0x41,
+  i32GeU: 0x4f,
+  i32LtU: 0x49,
+  i32Add: 0x6a,
+  i32And: 0x71,
+  i32Shl: 0x74,
+  f32Lt: 0x5d,
+  f32Gt: 0x5e,
+  f32Add: 0x92,
+  f32Mul: 0x94,
+  select: 0x1b,
+  f32Const: 0x43,
+  void: 0x40,
+};
+// SIMD opcodes (0xfd prefix, LEB128 sub-opcode).
+const simd = {
+  load: [0xfd, 0x00],
+  store: [0xfd, 0x0b],
+  f32x4Splat: [0xfd, 0x13],
+  f32x4Lt: [0xfd, 0x43],
+  f32x4Gt: [0xfd, 0x44],
+  and: [0xfd, 0x4e],
+  f32x4Add: [0xfd, 0xe4, 0x01],
+  f32x4Mul: [0xfd, 0xe6, 0x01],
+};
+const memarg = [0x02, 0x00]; // align 4 bytes (a hint), offset 0
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n) b |= 0x80;
+    out.push(b);
+  } while (n);
+  return out;
+}
+
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && !(b & 0x40)) || (n === -1 && b & 0x40)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+function f32(v: number): number[] {
+  return [...new Uint8Array(new Float32Array([v]).buffer)];
+}
+
+function section(id: number, body: number[]): number[] {
+  return [id, ...uleb(body.length), ...body];
+}
+
+function vec(items: number[][]): number[] {
+  return [...uleb(items.length), ...items.flat()];
+}
+
+function name(s: string): number[] {
+  return [...uleb(s.length), ...[...s].map((c) => c.charCodeAt(0))];
+}
+
+const get = (i: number) => [op.localGet, i];
+const set = (i: number) => [op.localSet, i];
+const tee = (i: number) => [op.localTee, i];
+const c32 = (v: number) => [op.i32Const, ...sleb(v)];
+const bump = (i: number, by: number) => [...get(i), ...c32(by), op.i32Add, ...set(i)];
+
+/**
+ * A loop over elements with 4 pointer params (p0 is the output: the loop runs while p0 < end):
+ * `body4` handles 4 floats (SIMD) and `body1` the remainder, both may read pointers 0..3.
+ * Locals: 0..3 params, 4 = end of the SIMD part, 5 = end.
+ */
+function pointerLoop(body4: number[], body1: number[], pointers: number[]): number[] {
+  const [p0, , , n] = [0, 1, 2, 3];
+  const end4 = 4;
+  const end = 5;
+  const advance = (by: number) => [
+    ...pointers.filter((p) => p !== p0).flatMap((p) => bump(p, by)),
+    ...get(p0),
+    ...c32(by),
+    op.i32Add,
+    ...tee(p0),
+  ];
+  const code = [
+    ...get(p0),
+    ...get(n),
+    ...c32(-4),
+    op.i32And,
+    ...c32(2),
+    op.i32Shl,
+    op.i32Add,
+    ...set(end4),
+    ...get(p0),
+    ...get(n),
+    ...c32(2),
+    op.i32Shl,
+    op.i32Add,
+    ...set(end),
+    op.block,
+    op.void,
+    ...get(p0),
+    ...get(end4),
+    op.i32GeU,
+    op.brIf,
+    0,
+    op.loop,
+    op.void,
+    ...body4,
+    ...advance(16),
+    ...get(end4),
+    op.i32LtU,
+    op.brIf,
+    0,
+    op.end,
+    op.end,
+    op.block,
+    op.void,
+    ...get(p0),
+    ...get(end),
+    op.i32GeU,
+    op.brIf,
+    0,
+    op.loop,
+    op.void,
+    ...body1,
+    ...advance(4),
+    ...get(end),
+    op.i32LtU,
+    op.brIf,
+    0,
+    op.end,
+    op.end,
+    op.end,
+  ];
+  const locals = vec([[2, I32]]); // end4, end
+  const body = [...locals, ...code];
+  return [...uleb(body.length), ...body];
+}
+
+// mulAcc(acc, x, d, n): acc += x * d
+const mulAcc = pointerLoop(
+  [
+    ...get(0),
+    ...get(0),
+    ...simd.load,
+    ...memarg,
+    ...get(1),
+    ...simd.load,
+    ...memarg,
+    ...get(2),
+    ...simd.load,
+    ...memarg,
+    ...simd.f32x4Mul,
+    ...simd.f32x4Add,
+    ...simd.store,
+    ...memarg,
+  ],
+  [
+    ...get(0),
+    ...get(0),
+    op.f32Load,
+    ...memarg,
+    ...get(1),
+    op.f32Load,
+    ...memarg,
+    ...get(2),
+    op.f32Load,
+    ...memarg,
+    op.f32Mul,
+    op.f32Add,
+    op.f32Store,
+    ...memarg,
+  ],
+  [0, 1, 2],
+);
+
+// relu6Grad(out, dy, y, n): out = dy & (y > 0) & (y < 6), comparisons give all-ones lanes.
+const relu6Grad = pointerLoop(
+  [
+    ...get(0),
+    ...get(1),
+    ...simd.load,
+    ...memarg,
+    ...get(2),
+    ...simd.load,
+    ...memarg,
+    op.f32Const,
+    ...f32(0),
+    ...simd.f32x4Splat,
+    ...simd.f32x4Gt,
+    ...simd.and,
+    ...get(2),
+    ...simd.load,
+    ...memarg,
+    op.f32Const,
+    ...f32(6),
+    ...simd.f32x4Splat,
+    ...simd.f32x4Lt,
+    ...simd.and,
+    ...simd.store,
+    ...memarg,
+  ],
+  [
+    ...get(0),
+    ...get(1),
+    op.f32Load,
+    ...memarg,
+    op.f32Const,
+    ...f32(0),
+    ...get(2),
+    op.f32Load,
+    ...memarg,
+    op.f32Const,
+    ...f32(0),
+    op.f32Gt,
+    ...get(2),
+    op.f32Load,
+    ...memarg,
+    op.f32Const,
+    ...f32(6),
+    op.f32Lt,
+    op.i32And,
+    op.select,
+    op.f32Store,
+    ...memarg,
+  ],
+  [0, 1, 2],
+);
+
+function moduleBytes(shared: boolean): Uint8Array {
+  const fnType = [0x60, ...vec([[I32], [I32], [I32], [I32]]), 0x00];
+  // Memory import limits: min 1 page; a shared memory must declare a maximum (4 GiB covers any).
+  const limits = shared ? [0x03, 0x01, ...uleb(65536)] : [0x00, 0x01];
+  return new Uint8Array([
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
+    ...section(1, vec([fnType])),
+    ...section(2, vec([[...name('env'), ...name('memory'), 0x02, ...limits]])),
+    ...section(3, vec([[0x00], [0x00]])),
+    ...section(
+      7,
+      vec([
+        [...name('mulAcc'), 0x00, 0x00],
+        [...name('relu6Grad'), 0x00, 0x01],
+      ]),
+    ),
+    ...section(10, [...uleb(2), ...mulAcc, ...relu6Grad]),
+  ]);
+}
+
+const cache = new WeakMap<WebAssembly.Memory, SimdLoops | null>();
+
+/** The loops bound to `memory`, or undefined where WebAssembly SIMD is not available. */
+export function simdLoops(memory: WebAssembly.Memory): SimdLoops | undefined {
+  const known = cache.get(memory);
+  if (known !== undefined) return known ?? undefined;
+  let loops: SimdLoops | null = null;
+  try {
+    const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
+    const mod = new WebAssembly.Module(moduleBytes(shared) as Uint8Array<ArrayBuffer>);
+    const inst = new WebAssembly.Instance(mod, { env: { memory } });
+    loops = inst.exports as unknown as SimdLoops;
+  } catch {
+    loops = null;
+  }
+  cache.set(memory, loops);
+  return loops ?? undefined;
+}
