@@ -187,20 +187,24 @@ function columnSums(x: Tensor2D): Tensor1D {
 function fusedMatMulKernel(a: Tensor2D, b: Tensor2D, bias: Tensor1D, act: Act): Tensor2D {
   const [m, k] = a.shape;
   const n = b.shape[1];
-  const out = tf.engine().runKernel(
-    '_FusedMatMul',
-    { a: tf.reshape(a, [1, m, k]), b: tf.reshape(b, [1, k, n]), bias } as unknown as NamedTensorMap,
-    { transposeA: false, transposeB: false, activation: act } as never,
-  ) as Tensor;
+  const out = tf
+    .engine()
+    .runKernel(
+      '_FusedMatMul',
+      { a: tf.reshape(a, [1, m, k]), b: tf.reshape(b, [1, k, n]), bias } as unknown as NamedTensorMap,
+      { transposeA: false, transposeB: false, activation: act } as never,
+    ) as Tensor;
   return tf.reshape(out, [m, n]);
 }
 
 function fusedDepthwiseKernel(x: Tensor4D, k: Tensor4D, bias: Tensor1D, g: DwGeom, act: Act): Tensor4D {
-  return tf.engine().runKernel(
-    'FusedDepthwiseConv2D',
-    { x, filter: k, bias } as unknown as NamedTensorMap,
-    { strides: g.strides, pad: g.pad, dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: undefined, activation: act } as never,
-  ) as Tensor4D;
+  return tf
+    .engine()
+    .runKernel(
+      'FusedDepthwiseConv2D',
+      { x, filter: k, bias } as unknown as NamedTensorMap,
+      { strides: g.strides, pad: g.pad, dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: undefined, activation: act } as never,
+    ) as Tensor4D;
 }
 
 /** act(x @ w + b) over the pixels of an NHWC tensor: a 1x1 convolution with folded BatchNorm. */
