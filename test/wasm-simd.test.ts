@@ -5,11 +5,13 @@ import { relu6GradFromOutput } from '../training/fast/wasm-grad-kernels.js';
 import { simdLoops } from '../training/fast/wasm-simd.js';
 
 interface Heap {
-  wasm: { asm: { memory: WebAssembly.Memory } };
+  wasm: { asm?: { memory?: WebAssembly.Memory }; wasmMemory?: WebAssembly.Memory };
   dataIdMap: { get(id: object): { memoryOffset: number } };
 }
 
 const heap = () => tf.backend() as unknown as Heap;
+// Single-thread build: asm.memory; threaded build (EDGETUNE_WASM_THREADS > 1): wasmMemory.
+const memory = () => (heap().wasm.asm?.memory ?? heap().wasm.wasmMemory) as WebAssembly.Memory;
 const at = (t: tf.Tensor) => heap().dataIdMap.get(t.dataId).memoryOffset;
 
 const SPECIAL = [Number.NaN, -0, 0, 6, 5.999999, 6.000001, 1e-45, -1e-45, Number.POSITIVE_INFINITY, -1, 3, 0.5, 7];
@@ -21,12 +23,12 @@ beforeAll(async () => {
 
 describe('WebAssembly SIMD loops over the tfjs heap', () => {
   it('assemble and bind to the backend memory', () => {
-    expect(simdLoops(heap().wasm.asm.memory)).toBeDefined();
+    expect(simdLoops(memory())).toBeDefined();
   });
 
   for (const n of [0, 1, 3, 4, 5, 13, 19]) {
     it(`mulAcc and relu6Grad equal plain loops for ${n} elements (SIMD part and remainder), special values included`, () => {
-      const loops = simdLoops(heap().wasm.asm.memory);
+      const loops = simdLoops(memory());
       if (!loops) throw new Error('no SIMD');
       const vals = (seed: number) =>
         Float32Array.from({ length: n + 4 }, (_, i) =>

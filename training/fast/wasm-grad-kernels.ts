@@ -23,7 +23,8 @@ import { type SimdLoops, simdLoops } from './wasm-simd.js';
 /** The subset of the WASM backend used here (tfjs does not export its class type). */
 interface WasmBackend {
   dataIdMap: { get(dataId: object): { memoryOffset: number } };
-  wasm: { asm?: { memory?: WebAssembly.Memory } };
+  /** The emscripten module: its memory is `asm.memory` (single-thread build) or `wasmMemory` (threaded build). */
+  wasm: { asm?: { memory?: WebAssembly.Memory }; wasmMemory?: WebAssembly.Memory };
   makeOutput(shape: number[], dtype: string): TensorInfo;
   disposeData(dataId: object, force?: boolean): boolean;
   typedArrayFromHeap(info: TensorInfo): Float32Array;
@@ -223,7 +224,7 @@ function depthwiseInfo(xShape: number[], filterShape: number[], a: DepthwiseAttr
 /** The SIMD loops over this backend's heap, and byte offsets of tensors in it (inputs made resident). */
 function heapSimd(backend: unknown, inputs: TensorInfo[]): { loops: SimdLoops; at(t: TensorInfo): number } | undefined {
   const be = backend as WasmBackend;
-  const memory = be.wasm?.asm?.memory;
+  const memory = be.wasm?.asm?.memory ?? be.wasm?.wasmMemory;
   const loops = memory && simdLoops(memory);
   if (!loops) return undefined;
   for (const t of inputs) be.dataIdMap.get(t.dataId);
