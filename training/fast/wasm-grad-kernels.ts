@@ -267,6 +267,32 @@ function depthwiseInputGradWasm(be: WasmBackend, dy: TensorInfo, filter: TensorI
   return out;
 }
 
+/**
+ * Every (output pixel, filter tap) pair of a convolution whose input pixel is inside the input:
+ * `visit(inputPixel, outputPixel, tap)` with linear pixel indices (b, h, w) and tap = kh * fw + kw.
+ */
+function forEachTap(info: ConvInfo, visit: (inPixel: number, outPixel: number, tap: number) => void): void {
+  const { batchSize, inHeight, inWidth, outHeight, outWidth } = info;
+  const { filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dwid } = info;
+  const top = info.padInfo.top;
+  const left = info.padInfo.left;
+  for (let b = 0; b < batchSize; b++) {
+    for (let oh = 0; oh < outHeight; oh++) {
+      for (let ow = 0; ow < outWidth; ow++) {
+        const outPixel = (b * outHeight + oh) * outWidth + ow;
+        for (let kh = 0; kh < fh; kh++) {
+          const ih = oh * sh + kh * dh - top;
+          if (ih < 0 || ih >= inHeight) continue;
+          for (let kw = 0; kw < fw; kw++) {
+            const iw = ow * sw + kw * dwid - left;
+            if (iw >= 0 && iw < inWidth) visit((b * inHeight + ih) * inWidth + iw, outPixel, kh * fw + kw);
+          }
+        }
+      }
+    }
+  }
+}
+
 /** dW of a depthwise convolution (channel multiplier 1) with SIMD multiply-accumulate rows over the heap. */
 function depthwiseFilterGradSimd(backend: unknown, x: TensorInfo, dy: TensorInfo, info: ConvInfo): TensorInfo | undefined {
   const simdHeap = heapSimd(backend, [x, dy]);
@@ -276,26 +302,10 @@ function depthwiseFilterGradSimd(backend: unknown, x: TensorInfo, dy: TensorInfo
   be.typedArrayFromHeap(out).fill(0);
   const { loops, at } = simdHeap;
   const [xAt, dyAt, outAt] = [at(x), at(dy), at(out)];
-  const { batchSize, inHeight, inWidth, inChannels: C, outHeight, outWidth } = info;
-  const { filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dwid } = info;
-  const top = info.padInfo.top;
-  const left = info.padInfo.left;
-  for (let b = 0; b < batchSize; b++) {
-    for (let oh = 0; oh < outHeight; oh++) {
-      for (let ow = 0; ow < outWidth; ow++) {
-        const dyOff = dyAt + ((b * outHeight + oh) * outWidth + ow) * C * 4;
-        for (let kh = 0; kh < fh; kh++) {
-          const ih = oh * sh + kh * dh - top;
-          if (ih < 0 || ih >= inHeight) continue;
-          for (let kw = 0; kw < fw; kw++) {
-            const iw = ow * sw + kw * dwid - left;
-            if (iw < 0 || iw >= inWidth) continue;
-            loops.mulAcc(outAt + (kh * fw + kw) * C * 4, xAt + ((b * inHeight + ih) * inWidth + iw) * C * 4, dyOff, C);
-          }
-        }
-      }
-    }
-  }
+  const row = info.inChannels * 4; // bytes per pixel (and per tap of the filter)
+  forEachTap(info, (inPixel, outPixel, tap) =>
+    loops.mulAcc(outAt + tap * row, xAt + inPixel * row, dyAt + outPixel * row, info.inChannels),
+  );
   return out;
 }
 
@@ -389,38 +399,23 @@ function makeDepthwiseBackpropInput(backendName: string): KernelFunc {
     const wv = io.view(filter);
     const dyv = io.view(dy);
     dx.fill(0);
-    const { batchSize, inHeight, inWidth, inChannels: C, outChannels: OC, outHeight, outWidth } = info;
-    const { filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dwid } = info;
-    const top = info.padInfo.top;
-    const left = info.padInfo.left;
+    const { inChannels: C, outChannels: OC } = info;
     const mul = OC / C;
     // Scatter form: every output position adds dy * w into the input positions it read.
-    for (let b = 0; b < batchSize; b++) {
-      for (let oh = 0; oh < outHeight; oh++) {
-        for (let ow = 0; ow < outWidth; ow++) {
-          const dyOff = ((b * outHeight + oh) * outWidth + ow) * OC;
-          for (let kh = 0; kh < fh; kh++) {
-            const ih = oh * sh + kh * dh - top;
-            if (ih < 0 || ih >= inHeight) continue;
-            for (let kw = 0; kw < fw; kw++) {
-              const iw = ow * sw + kw * dwid - left;
-              if (iw < 0 || iw >= inWidth) continue;
-              const xOff = ((b * inHeight + ih) * inWidth + iw) * C;
-              const wOff = (kh * fw + kw) * OC;
-              if (mul === 1) {
-                for (let c = 0; c < C; c++) dx[xOff + c] += dyv[dyOff + c] * wv[wOff + c];
-              } else {
-                for (let c = 0; c < C; c++) {
-                  let s = 0;
-                  for (let q = 0; q < mul; q++) s += dyv[dyOff + c * mul + q] * wv[wOff + c * mul + q];
-                  dx[xOff + c] += s;
-                }
-              }
-            }
-          }
+    forEachTap(info, (inPixel, outPixel, tap) => {
+      const xOff = inPixel * C;
+      const dyOff = outPixel * OC;
+      const wOff = tap * OC;
+      if (mul === 1) {
+        for (let c = 0; c < C; c++) dx[xOff + c] += dyv[dyOff + c] * wv[wOff + c];
+      } else {
+        for (let c = 0; c < C; c++) {
+          let s = 0;
+          for (let q = 0; q < mul; q++) s += dyv[dyOff + c * mul + q] * wv[wOff + c * mul + q];
+          dx[xOff + c] += s;
         }
       }
-    }
+    });
     return io.finish(out);
   };
 }

@@ -95,70 +95,45 @@ const c32 = (v: number) => [op.i32Const, ...sleb(v)];
 const bump = (i: number, by: number) => [...get(i), ...c32(by), op.i32Add, ...set(i)];
 
 /**
- * A loop over elements with 4 pointer params (p0 is the output: the loop runs while p0 < end):
- * `body4` handles 4 floats (SIMD) and `body1` the remainder, both may read pointers 0..3.
+ * A loop over elements with 4 params (p0, p1, p2: byte pointers, p0 the output; n: element count):
+ * `body4` handles 4 floats (SIMD) while p0 < end4, then `body1` one float while p0 < end.
  * Locals: 0..3 params, 4 = end of the SIMD part, 5 = end.
  */
-function pointerLoop(body4: number[], body1: number[], pointers: number[]): number[] {
-  const [p0, , , n] = [0, 1, 2, 3];
-  const end4 = 4;
-  const end = 5;
-  const advance = (by: number) => [
-    ...pointers.filter((p) => p !== p0).flatMap((p) => bump(p, by)),
+function pointerLoop(body4: number[], body1: number[]): number[] {
+  const [p0, p1, p2, n, end4, end] = [0, 1, 2, 3, 4, 5];
+  const endAt = (elements: number[]) => [...get(p0), ...elements, ...c32(2), op.i32Shl, op.i32Add];
+  // while (p0 < limit) { body; p1 += step; p2 += step; p0 += step }
+  const whileBelow = (limit: number, body: number[], step: number) => [
+    op.block,
+    op.void,
     ...get(p0),
-    ...c32(by),
+    ...get(limit),
+    op.i32GeU,
+    op.brIf,
+    0,
+    op.loop,
+    op.void,
+    ...body,
+    ...bump(p1, step),
+    ...bump(p2, step),
+    ...get(p0),
+    ...c32(step),
     op.i32Add,
     ...tee(p0),
+    ...get(limit),
+    op.i32LtU,
+    op.brIf,
+    0,
+    op.end,
+    op.end,
   ];
   const code = [
-    ...get(p0),
-    ...get(n),
-    ...c32(-4),
-    op.i32And,
-    ...c32(2),
-    op.i32Shl,
-    op.i32Add,
+    ...endAt([...get(n), ...c32(-4), op.i32And]),
     ...set(end4),
-    ...get(p0),
-    ...get(n),
-    ...c32(2),
-    op.i32Shl,
-    op.i32Add,
+    ...endAt(get(n)),
     ...set(end),
-    op.block,
-    op.void,
-    ...get(p0),
-    ...get(end4),
-    op.i32GeU,
-    op.brIf,
-    0,
-    op.loop,
-    op.void,
-    ...body4,
-    ...advance(16),
-    ...get(end4),
-    op.i32LtU,
-    op.brIf,
-    0,
-    op.end,
-    op.end,
-    op.block,
-    op.void,
-    ...get(p0),
-    ...get(end),
-    op.i32GeU,
-    op.brIf,
-    0,
-    op.loop,
-    op.void,
-    ...body1,
-    ...advance(4),
-    ...get(end),
-    op.i32LtU,
-    op.brIf,
-    0,
-    op.end,
-    op.end,
+    ...whileBelow(end4, body4, 16),
+    ...whileBelow(end, body1, 4),
     op.end,
   ];
   const locals = vec([[2, I32]]); // end4, end
@@ -200,7 +175,6 @@ const mulAcc = pointerLoop(
     op.f32Store,
     ...memarg,
   ],
-  [0, 1, 2],
 );
 
 // relu6Grad(out, dy, y, n): out = dy & (y > 0) & (y < 6), comparisons give all-ones lanes.
@@ -253,7 +227,6 @@ const relu6Grad = pointerLoop(
     op.f32Store,
     ...memarg,
   ],
-  [0, 1, 2],
 );
 
 function moduleBytes(shared: boolean): Uint8Array {
