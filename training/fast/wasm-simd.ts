@@ -141,91 +141,29 @@ function pointerLoop(body4: number[], body1: number[]): number[] {
   return [...uleb(body.length), ...body];
 }
 
+const loadV = (ptr: number) => [...get(ptr), ...simd.load, ...memarg];
+const loadF = (ptr: number) => [...get(ptr), op.f32Load, ...memarg];
+const splat = (v: number) => [op.f32Const, ...f32(v), ...simd.f32x4Splat];
+const constF = (v: number) => [op.f32Const, ...f32(v)];
+
 // mulAcc(acc, x, d, n): acc += x * d
 const mulAcc = pointerLoop(
-  [
-    ...get(0),
-    ...get(0),
-    ...simd.load,
-    ...memarg,
-    ...get(1),
-    ...simd.load,
-    ...memarg,
-    ...get(2),
-    ...simd.load,
-    ...memarg,
-    ...simd.f32x4Mul,
-    ...simd.f32x4Add,
-    ...simd.store,
-    ...memarg,
-  ],
-  [
-    ...get(0),
-    ...get(0),
-    op.f32Load,
-    ...memarg,
-    ...get(1),
-    op.f32Load,
-    ...memarg,
-    ...get(2),
-    op.f32Load,
-    ...memarg,
-    op.f32Mul,
-    op.f32Add,
-    op.f32Store,
-    ...memarg,
-  ],
+  [...get(0), ...loadV(0), ...loadV(1), ...loadV(2), ...simd.f32x4Mul, ...simd.f32x4Add, ...simd.store, ...memarg],
+  [...get(0), ...loadF(0), ...loadF(1), ...loadF(2), op.f32Mul, op.f32Add, op.f32Store, ...memarg],
 );
 
-// relu6Grad(out, dy, y, n): out = dy & (y > 0) & (y < 6), comparisons give all-ones lanes.
+// relu6Grad(out, dy, y, n): out = dy & (y > 0) & (y < 6); vector comparisons give all-ones lanes.
 const relu6Grad = pointerLoop(
   [
-    ...get(0),
-    ...get(1),
-    ...simd.load,
-    ...memarg,
-    ...get(2),
-    ...simd.load,
-    ...memarg,
-    op.f32Const,
-    ...f32(0),
-    ...simd.f32x4Splat,
-    ...simd.f32x4Gt,
-    ...simd.and,
-    ...get(2),
-    ...simd.load,
-    ...memarg,
-    op.f32Const,
-    ...f32(6),
-    ...simd.f32x4Splat,
-    ...simd.f32x4Lt,
-    ...simd.and,
-    ...simd.store,
-    ...memarg,
+    ...[...get(0), ...loadV(1)],
+    ...[...loadV(2), ...splat(0), ...simd.f32x4Gt, ...simd.and],
+    ...[...loadV(2), ...splat(6), ...simd.f32x4Lt, ...simd.and],
+    ...[...simd.store, ...memarg],
   ],
   [
-    ...get(0),
-    ...get(1),
-    op.f32Load,
-    ...memarg,
-    op.f32Const,
-    ...f32(0),
-    ...get(2),
-    op.f32Load,
-    ...memarg,
-    op.f32Const,
-    ...f32(0),
-    op.f32Gt,
-    ...get(2),
-    op.f32Load,
-    ...memarg,
-    op.f32Const,
-    ...f32(6),
-    op.f32Lt,
-    op.i32And,
-    op.select,
-    op.f32Store,
-    ...memarg,
+    ...[...get(0), ...loadF(1), ...constF(0)],
+    ...[...loadF(2), ...constF(0), op.f32Gt, ...loadF(2), ...constF(6), op.f32Lt, op.i32And],
+    ...[op.select, op.f32Store, ...memarg],
   ],
 );
 
