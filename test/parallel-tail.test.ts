@@ -206,7 +206,13 @@ describe('parallel tail (2 threads, worker thread with its own WASM)', () => {
       const bad = tf.zeros([2, 3, 3, 8]) as Tensor4D;
       await expect(tail.trainStep(bad, labels, optimizer)).rejects.toThrow(/boundary activations must be/);
       await expect(tail.trainStep(b, tf.tensor1d([0, 1], 'int32'), optimizer)).rejects.toThrow(/labels have 2 rows/);
-      bad.dispose();
+      // Labels of a wrong width fail in both shards; the tail stays usable afterwards.
+      const wide = tf.zeros([4, 3]);
+      await expect(tail.trainStep(b, wide, optimizer)).rejects.toThrow();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const r = await tail.trainStep(b, labels, optimizer);
+      expect(Number.isFinite(r.loss)).toBe(true);
+      tf.dispose([bad, wide]);
     } finally {
       tf.dispose([b, labels]);
       optimizer.dispose();

@@ -263,7 +263,9 @@ function parallelTail(tail: Tail, workers: TailWorker[]): TrainingTail {
         const transfer = [shard.boundary.buffer, shard.labels.buffer, ...(shard.mask ? [shard.mask.buffer] : [])] as ArrayBuffer[];
         // The last worker takes the packed values themselves, the others a copy each.
         const v = i === workers.length - 1 ? values : values.slice();
-        return w.request({ type: 'grads', id: 0, training, values: v, ...shard }, [...transfer, v.buffer as ArrayBuffer]);
+        const reply = w.request({ type: 'grads', id: 0, training, values: v, ...shard }, [...transfer, v.buffer as ArrayBuffer]);
+        reply.catch(() => {}); // awaited below; if this thread's shard fails first, a late rejection is not unhandled
+        return reply;
       });
       let local: GradientsResult | undefined;
       if (sizes[0] > 0) {
