@@ -16,6 +16,7 @@ import { computeMetrics } from './metrics.js';
 import { augmentConfig, type TrainOptions } from './options.js';
 import type { Reporter } from './progress.js';
 import { deriveSeed } from './rng.js';
+import { learningRateAt } from './schedule.js';
 import { epochDraws } from './views.js';
 
 export interface TrainResult {
@@ -204,88 +205,102 @@ export async function train(
         valImgs.map(() => null),
         boundary,
       );
-      const { createTail } = await import('./fast/tail.js');
-      const tail = createTail(model, {
-        fineTuneAt: opts.fineTuneAt,
-        numClasses,
-        dropout: opts.dropout,
-        seed: deriveSeed(opts.seed, 'dropout:tail'),
-      });
-      const optimizer = tf.train.adam(opts.fineTuneLr);
-      if (ckpt?.phase === 'fineTune') {
-        await optimizer.setWeights(ckpt.optimizer);
-        tf.dispose(ckpt.optimizer.map((o) => o.tensor));
-      }
-      const tailLayers = new Set(model.layers.slice(model.layers.findIndex((l) => l.name === boundary) + 1).map((l) => l.name));
       const bShape = valB.shape;
-      // The workers compute epoch e + 1's views while this thread trains on epoch e's.
+      // The workers compute epoch e + 1's views while the tail trains on epoch e's.
       const viewsFor = (e: number, onProgress?: (done: number) => void) => {
         const p = extractor.compute(trainImgs, epochDraws(trainPaths, aug, opts.seed, opts.epochs + e), boundary, onProgress);
         p.catch(() => {}); // awaited in its epoch; if training stops first, the pool's shutdown rejects it
         return p;
       };
       report({ type: 'stage', stage: `boundary (epoch ${opts.epochs + fineDone + 1})`, total: trainImgs.length });
+      // Started before the tail's worker threads, which take a second or so to come up.
       let next =
         fineDone < opts.fineTuneEpochs
           ? viewsFor(fineDone, (done) => report({ type: 'progress', stage: 'boundary', done, total: trainImgs.length }))
           : undefined;
-      for (let e = fineDone; e < opts.fineTuneEpochs; e++) {
-        const te = performance.now();
-        const globalEpoch = opts.epochs + e;
-        const views = await next!;
-        next = e + 1 < opts.fineTuneEpochs ? viewsFor(e + 1) : undefined;
-        const order = epochOrder(trainImgs.length, opts.seed, globalEpoch);
-        const steps = Math.ceil(order.length / opts.batchSize);
-        report({ type: 'stage', stage: `fine-tune epoch ${e + 1}/${opts.fineTuneEpochs}`, total: steps });
-        let lossSum = 0;
-        let correct = 0;
-        for (let s = 0; s < steps; s++) {
-          const idx = order.slice(s * opts.batchSize, (s + 1) * opts.batchSize);
-          const xb = gatherRows(views, idx);
-          const yb = Int32Array.from(idx.map((k) => trainLabels[k]));
-          const r = tf.tidy(() =>
-            tail.trainStep(
-              tf.tensor4d(xb, [idx.length, ...bShape] as [number, number, number, number]),
-              tf.tensor1d(yb, 'int32'),
-              optimizer,
-            ),
-          );
-          lossSum += r.loss * idx.length;
-          correct += r.correct;
-          await new Promise((resolve) => setImmediate(resolve));
-          report({
-            type: 'progress',
-            stage: 'fine-tune',
-            done: s + 1,
-            total: steps,
-            loss: lossSum / ((s + 1) * opts.batchSize),
-            accuracy: correct / Math.min(order.length, (s + 1) * opts.batchSize),
-          });
+      const { createTrainingTail } = await import('./fast/parallel-tail.js');
+      // The step is split over as many threads as there are frozen-layer workers (one core each).
+      const tail = await createTrainingTail(
+        model,
+        { fineTuneAt: opts.fineTuneAt, numClasses, dropout: opts.dropout, seed: deriveSeed(opts.seed, 'dropout:tail') },
+        { threads: Math.max(1, opts.workers) },
+      );
+      report({ type: 'info', message: `fine-tune step: ${tail.route} tail on ${tail.threads} thread(s)` });
+      const optimizer = tf.train.adam(opts.fineTuneLr);
+      try {
+        if (ckpt?.phase === 'fineTune') {
+          await optimizer.setWeights(ckpt.optimizer);
+          tf.dispose(ckpt.optimizer.map((o) => o.tensor));
         }
-        const probs = tailProbabilities(tail, valB, numClasses);
-        const m = computeMetrics(rows(probs, numClasses), valLabels, classes);
-        fineMetrics = m;
-        const rec = {
-          phase: 'fineTune' as const,
-          epoch: globalEpoch + 1,
-          loss: lossSum / order.length,
-          accuracy: correct / order.length,
-          valLoss: m.valLoss,
-          valAccuracy: m.valAccuracy,
-          seconds: seconds(te),
-        };
-        history.push(rec);
+        const tailLayers = new Set(model.layers.slice(model.layers.findIndex((l) => l.name === boundary) + 1).map((l) => l.name));
+        for (let e = fineDone; e < opts.fineTuneEpochs; e++) {
+          const te = performance.now();
+          const globalEpoch = opts.epochs + e;
+          const views = await next!;
+          next = e + 1 < opts.fineTuneEpochs ? viewsFor(e + 1) : undefined;
+          const order = epochOrder(trainImgs.length, opts.seed, globalEpoch);
+          const steps = Math.ceil(order.length / opts.batchSize);
+          report({ type: 'stage', stage: `fine-tune epoch ${e + 1}/${opts.fineTuneEpochs}`, total: steps });
+          let lossSum = 0;
+          let correct = 0;
+          for (let s = 0; s < steps; s++) {
+            const idx = order.slice(s * opts.batchSize, (s + 1) * opts.batchSize);
+            const xb = gatherRows(views, idx);
+            const yb = Int32Array.from(idx.map((k) => trainLabels[k]));
+            // tfjs' Adam reads its learningRate field on every step.
+            (optimizer as unknown as { learningRate: number }).learningRate = learningRateAt(
+              opts.fineTuneSchedule,
+              opts.fineTuneLr,
+              e * steps + s,
+              opts.fineTuneEpochs * steps,
+            );
+            const xt = tf.tensor4d(xb, [idx.length, ...bShape] as [number, number, number, number]);
+            const yt = tf.tensor1d(yb, 'int32');
+            let r: { loss: number; correct: number };
+            try {
+              r = await tail.trainStep(xt, yt, optimizer);
+            } finally {
+              tf.dispose([xt, yt]);
+            }
+            lossSum += r.loss * idx.length;
+            correct += r.correct;
+            await new Promise((resolve) => setImmediate(resolve));
+            report({
+              type: 'progress',
+              stage: 'fine-tune',
+              done: s + 1,
+              total: steps,
+              loss: lossSum / ((s + 1) * opts.batchSize),
+              accuracy: correct / Math.min(order.length, (s + 1) * opts.batchSize),
+            });
+          }
+          const probs = tailProbabilities(tail, valB, numClasses);
+          const m = computeMetrics(rows(probs, numClasses), valLabels, classes);
+          fineMetrics = m;
+          const rec = {
+            phase: 'fineTune' as const,
+            epoch: globalEpoch + 1,
+            loss: lossSum / order.length,
+            accuracy: correct / order.length,
+            valLoss: m.valLoss,
+            valAccuracy: m.valAccuracy,
+            seconds: seconds(te),
+          };
+          history.push(rec);
+          tail.writeBack();
+          await checkpoint('fineTune', globalEpoch + 1, tailLayers, () => optimizer.getWeights(), frozenMetrics);
+          report({ type: 'epoch', ...rec, epochs: opts.epochs + opts.fineTuneEpochs });
+        }
+        if (fineDone > 0 && fineDone >= opts.fineTuneEpochs) {
+          // Everything was done before the restart: the final metrics come from the restored weights.
+          fineMetrics = computeMetrics(rows(tailProbabilities(tail, valB, numClasses), numClasses), valLabels, classes);
+        }
         tail.writeBack();
-        await checkpoint('fineTune', globalEpoch + 1, tailLayers, () => optimizer.getWeights(), frozenMetrics);
-        report({ type: 'epoch', ...rec, epochs: opts.epochs + opts.fineTuneEpochs });
+      } finally {
+        // Also on failure: the tail's worker threads would keep the process alive.
+        await tail.dispose();
+        optimizer.dispose();
       }
-      if (fineDone > 0 && fineDone >= opts.fineTuneEpochs) {
-        // Everything was done before the restart: the final metrics come from the restored weights.
-        fineMetrics = computeMetrics(rows(tailProbabilities(tail, valB, numClasses), numClasses), valLabels, classes);
-      }
-      tail.writeBack();
-      tail.dispose();
-      optimizer.dispose();
       timings.fineTuneSeconds = seconds(t);
     }
 

@@ -31,6 +31,10 @@ export function register(program: Command): void {
     )
     .option('--lr <lr>', `phase 1 Adam learning rate (default ${DEFAULTS.lr})`, num('lr'))
     .option('--fine-tune-lr <lr>', `phase 2 Adam learning rate (default ${DEFAULTS.fineTuneLr})`, num('fine-tune lr'))
+    .option(
+      '--fine-tune-schedule <s>',
+      `phase 2 learning rate over the steps: constant or cosine (decays to 0) (default ${DEFAULTS.fineTuneSchedule}; Keras recipe constant)`,
+    )
     .option('--dropout <rate>', `dropout before the classifier (default ${DEFAULTS.dropout})`, num('dropout'))
     .option('--validation-split <f>', `validation share (default ${DEFAULTS.validationSplit})`, num('validation split'))
     .option('--stratified', 'split each class separately')
