@@ -50,7 +50,11 @@ export function register(program: Command): void {
       'with --augment-frozen: n augmented view sets cycled over the phase-1 epochs (default: a new set every epoch)',
       int('frozen views'),
     )
-    .option('--workers <n>', `worker threads for the frozen forward pass (default ${DEFAULTS.workers})`, int('workers'))
+    .option(
+      '--workers <n>',
+      `threads for the frozen forward pass and the fine-tuning step (default ${DEFAULTS.workers}; 0: all in this thread)`,
+      int('workers'),
+    )
     .option('--publish <s3uri>', 'after training: verify, publish to s3://bucket/models/<name> and promote through the gate')
     .option('--checkpoint <uri>', 'write a checkpoint after every epoch and resume from it (s3:// or a folder)')
     .option('--quantize <dtype>', 'weights when publishing: none, float16, uint8 (default float16)')
