@@ -139,3 +139,98 @@ describe('boundary pool (2 worker threads)', () => {
     await p0.close();
   });
 });
+
+describe('several layers in one pass', () => {
+  const OUT = 'out_relu';
+  const single = async (layer: string, dtype: 'float16' | 'float32', job: { pixels: Uint8Array; views: (AugmentDraw | null)[] | null }) => {
+    const r = createBoundaryRunner(weights, { alpha: ALPHA, inputSize: SIZE, batchSize: 2, boundaryLayer: layer });
+    try {
+      return await r.run(job, dtype);
+    } finally {
+      r.dispose();
+    }
+  };
+
+  it.each([BOUNDARY, 'block_13_pad', 'block_12_add', 'block_15_project_BN'])(
+    'runner: %s and out_relu from one job equal two single-layer runs bit for bit',
+    async (layer) => {
+      const runner = createBoundaryRunner(weights, {
+        alpha: ALPHA,
+        inputSize: SIZE,
+        batchSize: 2,
+        boundaryLayer: layer,
+        extraLayers: [OUT],
+      });
+      const job = { pixels: images[0], views: DRAWS };
+      const before = tf.memory().numTensors;
+      // Deeper layer first: outputs come back in request order whatever the depth order.
+      const out = await runner.run({
+        ...job,
+        outputs: [
+          { layer: OUT, dtype: 'float32' },
+          { layer, dtype: 'float16' },
+        ],
+      });
+      expect(tf.memory().numTensors).toBe(before);
+      expect(out.outputs.map((o) => [o.layer, o.dtype])).toEqual([
+        [OUT, 'float32'],
+        [layer, 'float16'],
+      ]);
+      expect(out.data).toBe(out.outputs[0].data);
+      const pooled = await single(OUT, 'float32', job);
+      const boundary = await single(layer, 'float16', job);
+      expect(out.outputs[0].shape).toEqual(pooled.shape);
+      expect(out.outputs[0].data).toEqual(pooled.data);
+      expect(out.outputs[1].shape).toEqual(boundary.shape);
+      expect(out.outputs[1].data).toEqual(boundary.data);
+      // Without `outputs`, the boundary alone in the run's dtype, as before.
+      const plain = await runner.run(job, 'float16');
+      expect(plain.outputs.map((o) => o.layer)).toEqual([layer]);
+      expect(plain.data).toEqual(boundary.data);
+      expect(runner.rowShapes[OUT]).toEqual([2, 2, 1280]);
+      runner.dispose();
+    },
+  );
+
+  it('runner rejects layers it was not built for, and duplicates', async () => {
+    const runner = createBoundaryRunner(weights, { alpha: ALPHA, inputSize: SIZE, extraLayers: [OUT] });
+    const job = { pixels: images[0], views: null };
+    await expect(runner.run({ ...job, outputs: [{ layer: 'block_5_add', dtype: 'float32' }] })).rejects.toThrow(/not one of this runner/);
+    await expect(
+      runner.run({
+        ...job,
+        outputs: [
+          { layer: OUT, dtype: 'float32' },
+          { layer: OUT, dtype: 'float16' },
+        ],
+      }),
+    ).rejects.toThrow(/twice/);
+    runner.dispose();
+  });
+
+  it('pool workers return every requested layer, equal to the in-process runner', async () => {
+    const opts = { weights, alpha: ALPHA, inputSize: SIZE, batchSize: 2, extraLayers: [OUT] };
+    const p2 = await createBoundaryPool({ ...opts, workers: 2 });
+    const runner = createBoundaryRunner(weights, opts);
+    try {
+      expect(p2.rowShapes).toEqual({ [BOUNDARY]: [4, 4, 192], [OUT]: [2, 2, 1280] });
+      const outputs = [
+        { layer: BOUNDARY, dtype: 'float16' as const },
+        { layer: OUT, dtype: 'float32' as const },
+      ];
+      const jobs = [
+        { pixels: images[0], views: DRAWS, outputs },
+        { pixels: new Uint8Array([...images[1], ...images[2]]), views: null, outputs },
+      ];
+      const got = await p2.run(jobs);
+      for (const [i, job] of jobs.entries()) {
+        const want = await runner.run(job);
+        expect(got[i].outputs.map((o) => o.layer)).toEqual([BOUNDARY, OUT]);
+        for (let k = 0; k < 2; k++) expect(got[i].outputs[k].data).toEqual(want.outputs[k].data);
+      }
+    } finally {
+      runner.dispose();
+      await p2.close();
+    }
+  });
+});

@@ -1,11 +1,11 @@
 import { HEAD } from '../core/classifier.js';
 import type { RgbImage } from '../core/image.js';
-import type { LayersModel, Tensor4D } from '../core/tf.js';
+import type { LayersModel } from '../core/tf.js';
 import { tf } from '../core/tf.js';
 import { type AugmentDraw, applyAugmentation } from './augment.js';
 import { fromFloat16 } from './fast/boundary-float16.js';
 import { type BoundaryPool, createBoundaryPool } from './fast/boundary-pool.js';
-import type { BoundaryJob } from './fast/boundary-runner.js';
+import type { BoundaryJob, OutputRequest } from './fast/boundary-runner.js';
 
 /** Activations of many images at one layer, rows of `dim` values each (float32, or float16 bits). */
 export interface FeatureBlock {
@@ -23,6 +23,16 @@ export interface FeatureExtractor {
     layer: string,
     onProgress?: (done: number) => void,
   ): Promise<FeatureBlock>;
+  /**
+   * Several layers of the same views in one pass (one block per layer, in `layers` order), each
+   * equal to what `compute` returns for that layer alone.
+   */
+  computeLayers(
+    images: readonly RgbImage[],
+    draws: readonly (AugmentDraw | null)[],
+    layers: readonly string[],
+    onProgress?: (done: number) => void,
+  ): Promise<FeatureBlock[]>;
   close(): Promise<void>;
 }
 
@@ -44,11 +54,13 @@ export class InProcessExtractor implements FeatureExtractor {
     private readonly batchSize = 16,
   ) {}
 
-  private sub(layer: string): LayersModel {
-    let m = this.subModels.get(layer);
+  /** A sub-model with one output per layer: predict runs the shared layers once. */
+  private sub(layers: readonly string[]): LayersModel {
+    const key = layers.join('\n');
+    let m = this.subModels.get(key);
     if (!m) {
-      m = tf.model({ inputs: this.model.inputs, outputs: this.model.getLayer(layer).output as tf.SymbolicTensor });
-      this.subModels.set(layer, m);
+      m = tf.model({ inputs: this.model.inputs, outputs: layers.map((l) => this.model.getLayer(l).output as tf.SymbolicTensor) });
+      this.subModels.set(key, m);
     }
     return m;
   }
@@ -59,21 +71,37 @@ export class InProcessExtractor implements FeatureExtractor {
     layer: string,
     onProgress?: (done: number) => void,
   ): Promise<FeatureBlock> {
-    const sub = this.sub(layer);
-    const shape = (sub.outputs[0].shape as number[]).slice(1);
-    const dim = shape.reduce((a, b) => a * b, 1);
-    const data = new Float32Array(images.length * dim);
+    const [block] = await this.computeLayers(images, draws, [layer], onProgress);
+    return block;
+  }
+
+  async computeLayers(
+    images: readonly RgbImage[],
+    draws: readonly (AugmentDraw | null)[],
+    layers: readonly string[],
+    onProgress?: (done: number) => void,
+  ): Promise<FeatureBlock[]> {
+    if (layers.length === 0 || new Set(layers).size !== layers.length) throw new Error('computeLayers: give distinct layers');
+    const sub = this.sub(layers);
+    const blocks = sub.outputs.map((o) => {
+      const shape = (o.shape as number[]).slice(1);
+      const dim = shape.reduce((a, b) => a * b, 1);
+      return { data: new Float32Array(images.length * dim), shape, rows: images.length, dim };
+    });
     const size = images[0]?.width ?? 0;
     for (let start = 0; start < images.length; start += this.batchSize) {
       const end = Math.min(images.length, start + this.batchSize);
       const px = new Float32Array((end - start) * size * size * 3);
       for (let i = start; i < end; i++) px.set(viewPixels(images[i], draws[i]), (i - start) * size * size * 3);
-      const out = tf.tidy(() => sub.predict(tf.tensor4d(px, [end - start, size, size, 3])) as Tensor4D);
-      data.set(await out.data(), start * dim);
-      out.dispose();
+      const outs = tf.tidy(() => {
+        const y = sub.predict(tf.tensor4d(px, [end - start, size, size, 3]));
+        return Array.isArray(y) ? y : [y];
+      });
+      for (const [k, out] of outs.entries()) blocks[k].data.set(await out.data(), start * blocks[k].dim);
+      tf.dispose(outs);
       onProgress?.(end);
     }
-    return { data, shape, rows: images.length };
+    return blocks.map(({ data, shape, rows }) => ({ data, shape, rows }));
   }
 
   async close(): Promise<void> {
@@ -88,28 +116,41 @@ export class InProcessExtractor implements FeatureExtractor {
  */
 export class PoolExtractor implements FeatureExtractor {
   private pool: BoundaryPool | undefined;
-  private poolLayer: string | undefined;
+  private poolLayers: string[] = [];
+  private started = 0;
   description = '';
+
+  /** How many worker pools this extractor has started (each start loads the weights in every worker). */
+  get poolStarts(): number {
+    return this.started;
+  }
 
   constructor(
     private readonly opts: { artifacts: tf.io.ModelArtifacts; alpha: number; inputSize: number; workers: number },
     private readonly imagesPerJob = 4,
   ) {}
 
-  private async poolFor(baseLayer: string): Promise<BoundaryPool> {
-    if (this.pool && this.poolLayer === baseLayer) return this.pool;
+  /**
+   * A pool whose workers can return every one of `baseLayers`. A pool started for other layers is
+   * replaced by one for both sets; ask for all layers of a run in the first call to never restart.
+   */
+  private async poolFor(baseLayers: readonly string[]): Promise<BoundaryPool> {
+    if (this.pool && baseLayers.every((l) => this.poolLayers.includes(l))) return this.pool;
+    const layers = [...new Set([...this.poolLayers, ...baseLayers])];
     await this.pool?.close();
+    this.pool = undefined;
     this.pool = await createBoundaryPool({
       weights: this.opts.artifacts,
       alpha: this.opts.alpha,
       inputSize: this.opts.inputSize,
-      boundaryLayer: baseLayer,
+      boundaryLayer: layers[0],
+      extraLayers: layers.slice(1),
       workers: this.opts.workers,
-      dtype: baseLayer === 'out_relu' ? 'float32' : 'float16',
       // Queue a whole epoch at once: the workers keep going while the main thread trains.
       inFlight: Number.POSITIVE_INFINITY,
     });
-    this.poolLayer = baseLayer;
+    this.poolLayers = layers;
+    this.started++;
     this.description = this.pool.backend;
     return this.pool;
   }
@@ -120,8 +161,21 @@ export class PoolExtractor implements FeatureExtractor {
     layer: string,
     onProgress?: (done: number) => void,
   ): Promise<FeatureBlock> {
-    const pooled = layer === HEAD.pool;
-    const pool = await this.poolFor(pooled ? 'out_relu' : layer);
+    const [block] = await this.computeLayers(images, draws, [layer], onProgress);
+    return block;
+  }
+
+  async computeLayers(
+    images: readonly RgbImage[],
+    draws: readonly (AugmentDraw | null)[],
+    layers: readonly string[],
+    onProgress?: (done: number) => void,
+  ): Promise<FeatureBlock[]> {
+    if (layers.length === 0 || new Set(layers).size !== layers.length) throw new Error('computeLayers: give distinct layers');
+    // Pooled features are averaged here from `out_relu` in float32; other layers come as float16.
+    const baseLayers = layers.map((l) => (l === HEAD.pool ? 'out_relu' : l));
+    const outputs: OutputRequest[] = baseLayers.map((l) => ({ layer: l, dtype: l === 'out_relu' ? 'float32' : 'float16' }));
+    const pool = await this.poolFor(baseLayers);
     const jobs: BoundaryJob[] = [];
     const px = images[0].data.length;
     for (let s = 0; s < images.length; s += this.imagesPerJob) {
@@ -129,31 +183,33 @@ export class PoolExtractor implements FeatureExtractor {
       const pixels = new Uint8Array(part.length * px);
       for (const [i, im] of part.entries()) pixels.set(im.data, i * px);
       const v = draws.slice(s, s + part.length);
-      jobs.push({ pixels, views: v.every((d) => d === null) ? null : v });
+      jobs.push({ pixels, views: v.every((d) => d === null) ? null : v, outputs });
     }
     const results = await pool.run(jobs, (done) => onProgress?.(done));
-    const [h, w, c] = pool.rowShape;
-    if (pooled) {
-      const data = new Float32Array(images.length * c);
-      let row = 0;
-      for (const r of results) {
-        const a = r.data as Float32Array;
-        for (let k = 0; k < r.shape[0]; k++, row++) {
-          const base = k * h * w * c;
-          for (let p = 0; p < h * w; p++) for (let ch = 0; ch < c; ch++) data[row * c + ch] += a[base + p * c + ch];
-          for (let ch = 0; ch < c; ch++) data[row * c + ch] /= h * w;
+    return layers.map((layer, k) => {
+      const parts = results.map((r) => r.outputs[k]);
+      const [h, w, c] = pool.rowShapes[baseLayers[k]];
+      if (layer === HEAD.pool) {
+        const data = new Float32Array(images.length * c);
+        let row = 0;
+        for (const r of parts) {
+          const a = r.data as Float32Array;
+          for (let i = 0; i < r.shape[0]; i++, row++) {
+            const base = i * h * w * c;
+            for (let p = 0; p < h * w; p++) for (let ch = 0; ch < c; ch++) data[row * c + ch] += a[base + p * c + ch];
+            for (let ch = 0; ch < c; ch++) data[row * c + ch] /= h * w;
+          }
         }
+        return { data, shape: [c], rows: images.length };
       }
-      return { data, shape: [c], rows: images.length };
-    }
-    const dim = h * w * c;
-    const data = new Uint16Array(images.length * dim);
-    let o = 0;
-    for (const r of results) {
-      data.set(r.data as Uint16Array, o);
-      o += r.data.length;
-    }
-    return { data, shape: [h, w, c], rows: images.length };
+      const data = new Uint16Array(images.length * h * w * c);
+      let o = 0;
+      for (const r of parts) {
+        data.set(r.data as Uint16Array, o);
+        o += r.data.length;
+      }
+      return { data, shape: [h, w, c], rows: images.length };
+    });
   }
 
   async close(): Promise<void> {

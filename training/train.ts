@@ -137,10 +137,12 @@ export async function train(
     // Phase 1: frozen base, head only, on pooled features.
     t = performance.now();
     report({ type: 'stage', stage: 'features (validation)', total: valImgs.length });
-    const valBlock = await extractor.compute(
+    // The un-augmented validation images run once for both phases: pooled features and, when
+    // phase 2 follows, their boundary activations (and the frozen-layer workers start only once).
+    const [valBlock, valBoundary] = await extractor.computeLayers(
       valImgs,
       valImgs.map(() => null),
-      HEAD.pool,
+      opts.fineTuneEpochs > 0 ? [HEAD.pool, boundary] : [HEAD.pool],
       (done) => report({ type: 'progress', stage: 'features', done, total: valImgs.length }),
     );
     const dim = valBlock.shape[0];
@@ -199,12 +201,7 @@ export async function train(
     let fineMetrics: Metrics | undefined;
     if (opts.fineTuneEpochs > 0) {
       t = performance.now();
-      report({ type: 'stage', stage: 'boundary (validation)', total: valImgs.length });
-      const valB = await extractor.compute(
-        valImgs,
-        valImgs.map(() => null),
-        boundary,
-      );
+      const valB = valBoundary;
       const bShape = valB.shape;
       // The workers compute epoch e + 1's views while the tail trains on epoch e's.
       const viewsFor = (e: number, onProgress?: (done: number) => void) => {
@@ -373,6 +370,15 @@ function timed(ex: FeatureExtractor, stats: Record<'boundary' | 'pooled', { view
       const t = performance.now();
       const out = await ex.compute(images, draws, layer, onProgress);
       const s = stats[layer === HEAD.pool ? 'pooled' : 'boundary'];
+      s.views += images.length;
+      s.seconds += seconds(t);
+      return out;
+    },
+    async computeLayers(images, draws, layers, onProgress) {
+      const t = performance.now();
+      const out = await ex.computeLayers(images, draws, layers, onProgress);
+      // A pass that also pools ran the whole base: it counts as a pooled pass.
+      const s = stats[layers.includes(HEAD.pool) ? 'pooled' : 'boundary'];
       s.views += images.length;
       s.seconds += seconds(t);
       return out;

@@ -37,8 +37,10 @@ export interface BoundaryResult extends BoundaryOutput {
 
 export interface BoundaryPool {
   readonly workers: number;
-  /** [h, w, c] of one activation. */
+  /** [h, w, c] of one boundary activation. */
   readonly rowShape: [number, number, number];
+  /** [h, w, c] of every layer a job may ask for (the boundary and `extraLayers`). */
+  readonly rowShapes: Record<string, [number, number, number]>;
   readonly backend: string;
   /** Results in completion order; `onProgress(outputsDone, outputsTotal)`. */
   stream(jobs: readonly BoundaryJob[], onProgress?: (done: number, total: number) => void): AsyncIterable<BoundaryResult>;
@@ -88,6 +90,7 @@ export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<Bou
     alpha: opts.alpha,
     inputSize: opts.inputSize,
     boundaryLayer: opts.boundaryLayer ?? DEFAULT_BOUNDARY,
+    extraLayers: opts.extraLayers,
     batchSize: opts.batchSize,
   };
   if (count === 0) return inProcessPool(createBoundaryRunner(weights, init), dtype, opts.inputSize);
@@ -102,7 +105,8 @@ export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<Bou
     for (const p of pending.values()) p.reject(e);
     pending.clear();
   };
-  const readies: Promise<{ backend: string; rowShape: [number, number, number] }>[] = [];
+  type Ready = Pick<Extract<WorkerReply, { type: 'ready' }>, 'backend' | 'rowShape' | 'rowShapes'>;
+  const readies: Promise<Ready>[] = [];
   for (let i = 0; i < count; i++) {
     const worker = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: init });
     const slot: Slot = { worker, busy: 0 };
@@ -110,7 +114,7 @@ export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<Bou
     readies.push(
       new Promise((resolve, reject) => {
         worker.once('message', (m: WorkerReply) => {
-          if (m.type === 'ready') resolve({ backend: m.backend, rowShape: m.rowShape });
+          if (m.type === 'ready') resolve({ backend: m.backend, rowShape: m.rowShape, rowShapes: m.rowShapes });
           else reject(new Error(m.type === 'error' ? m.message : `unexpected first message ${m.type}`));
         });
         worker.once('error', reject);
@@ -126,14 +130,14 @@ export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<Bou
       pending.delete(m.id as number);
       p.slot.busy--;
       if (m.type === 'error') p.reject(new Error(`boundary worker ${i}: ${m.message}`));
-      else p.resolve({ data: m.data, dtype: m.dtype, shape: m.shape });
+      else p.resolve({ data: m.data, dtype: m.dtype, shape: m.shape, outputs: m.outputs });
     });
     worker.on('error', (e) => fail(new Error(`boundary worker ${i} crashed: ${e.message}`)));
     worker.on('exit', (code) => {
       if (!closing) fail(new Error(`boundary worker ${i} exited (code ${code})`));
     });
   }
-  let info: { backend: string; rowShape: [number, number, number] }[];
+  let info: Ready[];
   try {
     info = await Promise.all(readies);
   } catch (e) {
@@ -183,6 +187,7 @@ export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<Bou
   return {
     workers: count,
     rowShape: info[0].rowShape,
+    rowShapes: info[0].rowShapes,
     backend: `${count} worker threads, each ${info[0].backend}`,
     stream,
     async run(jobs, onProgress) {
@@ -225,6 +230,7 @@ function inProcessPool(runner: BoundaryRunner, dtype: BoundaryDtype, inputSize: 
   return {
     workers: 0,
     rowShape: runner.rowShape,
+    rowShapes: runner.rowShapes,
     backend: 'in-process (this thread)',
     stream,
     async run(jobs, onProgress) {

@@ -23,6 +23,17 @@ export interface BoundaryModelOptions {
   inputSize: number;
   /** Layer of the Keras base whose output is returned. Default `block_13_expand_relu`. */
   boundaryLayer?: string;
+  /**
+   * Further base layers a job may ask for (`BoundaryJob.outputs`), e.g. `out_relu` for pooled
+   * features: one pass through the network yields them all.
+   */
+  extraLayers?: string[];
+}
+
+/** One output a job asks for: a layer of the runner and its encoding. */
+export interface OutputRequest {
+  layer: string;
+  dtype: BoundaryDtype;
 }
 
 export interface BoundaryJob {
@@ -34,14 +45,27 @@ export interface BoundaryJob {
    * a null entry leaves that view unaugmented.
    */
   views: (AugmentDraw | null)[] | null;
+  /** Layers to return (the boundary and/or `extraLayers`); default: the boundary layer in the run's dtype. */
+  outputs?: OutputRequest[];
 }
 
-export interface BoundaryOutput {
+export interface LayerOutput {
+  layer: string;
   /** Activations of every output of the job, row after row: float16 bits or float32. */
   data: Uint16Array | Float32Array;
   dtype: BoundaryDtype;
   /** [outputs, h, w, c]. */
   shape: [number, number, number, number];
+}
+
+/** The first requested layer's activations, and every requested layer in `outputs` (in request order). */
+export interface BoundaryOutput extends Omit<LayerOutput, 'layer'> {
+  outputs: LayerOutput[];
+}
+
+/** The distinct buffers of an output, for a transfer list. */
+export function outputBuffers(out: BoundaryOutput): ArrayBuffer[] {
+  return [...new Set(out.outputs.map((o) => o.data.buffer as ArrayBuffer))];
 }
 
 /** The (image index, draw) pairs a job asks for, validated. */
@@ -98,35 +122,72 @@ export function baseFromWeights(weights: BoundaryWeights, opts: BoundaryModelOpt
 }
 
 export interface BoundaryRunner {
-  /** Shape of one output row, [h, w, c]. */
+  /** Shape of one boundary row, [h, w, c]. */
   readonly rowShape: [number, number, number];
+  /** Row shape of every layer the runner can return (the boundary and `extraLayers`). */
+  readonly rowShapes: Record<string, [number, number, number]>;
   run(job: BoundaryJob, dtype?: BoundaryDtype): Promise<BoundaryOutput>;
   dispose(): void;
 }
 
-/** In-thread boundary forward; `batchSize` views go through the network at once. */
+/**
+ * In-thread boundary forward; `batchSize` views go through the network at once. A job asking for
+ * several layers runs the network once: a deeper layer continues from a shallower one's activations
+ * when that is exactly the computation a forward from the input would do (same fused steps), else
+ * it is computed from the input, so every output equals its single-layer run bit for bit.
+ */
 export function createBoundaryRunner(weights: BoundaryWeights, opts: BoundaryModelOptions & { batchSize?: number }): BoundaryRunner {
   const boundary = opts.boundaryLayer ?? DEFAULT_BOUNDARY;
+  const layers = [...new Set([boundary, ...(opts.extraLayers ?? [])])];
   const model = baseFromWeights(weights, opts);
   let ff: FastForward;
-  let rowShape: [number, number, number];
+  const rowShapes: Record<string, [number, number, number]> = {};
   try {
-    rowShape = (model.getLayer(boundary).outputShape as number[]).slice(1) as [number, number, number];
+    for (const l of layers) rowShapes[l] = (model.getLayer(l).outputShape as number[]).slice(1) as [number, number, number];
     ff = createFastForward(model);
   } finally {
     // The executor holds its own folded weights: the layers model is no longer needed.
     model.dispose();
   }
+  const depth = new Map(ff.layerNames.map((n, i) => [n, i]));
+  const chains = new Map<string, boolean>();
+  /** Whether `to` computed from `from`'s output runs the same steps as `to` computed from the input. */
+  const continues = (from: string, to: string) => {
+    const key = `${from}>${to}`;
+    let c = chains.get(key);
+    if (c === undefined) {
+      try {
+        c = ff.describe({ to }).join('\n') === [...ff.describe({ to: from }), ...ff.describe({ from, to })].join('\n');
+      } catch {
+        c = false; // `to` also needs layers below `from` (a residual branch crosses it)
+      }
+      chains.set(key, c);
+    }
+    return c;
+  };
   const size = opts.inputSize;
   const batchSize = Math.max(1, opts.batchSize ?? 4);
-  const rowLen = rowShape[0] * rowShape[1] * rowShape[2];
+  const rowLen = (l: string) => rowShapes[l][0] * rowShapes[l][1] * rowShapes[l][2];
   const imageBytes = size * size * 3;
   return {
-    rowShape,
+    rowShape: rowShapes[boundary],
+    rowShapes,
     async run(job, dtype = 'float16') {
       const { views } = jobViews(job, size);
+      const requests = job.outputs ?? [{ layer: boundary, dtype }];
+      if (requests.length === 0) throw new Error('boundary job: outputs is empty');
+      for (const r of requests) {
+        if (!rowShapes[r.layer]) throw new Error(`boundary job: layer '${r.layer}' is not one of this runner's (${layers.join(', ')})`);
+      }
+      if (new Set(requests.map((r) => r.layer)).size !== requests.length) throw new Error('boundary job: a layer is requested twice');
       const n = views.length;
-      const out = dtype === 'float16' ? new Uint16Array(n * rowLen) : new Float32Array(n * rowLen);
+      const outputs: LayerOutput[] = requests.map((r) => ({
+        layer: r.layer,
+        dtype: r.dtype,
+        data: r.dtype === 'float16' ? new Uint16Array(n * rowLen(r.layer)) : new Float32Array(n * rowLen(r.layer)),
+        shape: [n, ...rowShapes[r.layer]],
+      }));
+      const byDepth = [...outputs].sort((a, b) => (depth.get(a.layer) ?? 0) - (depth.get(b.layer) ?? 0));
       for (let start = 0; start < n; start += batchSize) {
         const end = Math.min(n, start + batchSize);
         const px = new Float32Array((end - start) * imageBytes);
@@ -138,14 +199,27 @@ export function createBoundaryRunner(weights: BoundaryWeights, opts: BoundaryMod
           else px.set(data, offset);
         }
         const x = tf.tensor4d(px, [end - start, size, size, 3]);
-        const y = ff.forward(x, { to: boundary });
-        x.dispose();
-        const values = y.dataSync() as Float32Array;
-        y.dispose();
-        if (out instanceof Uint16Array) toFloat16(values, out.subarray(start * rowLen, end * rowLen));
-        else out.set(values, start * rowLen);
+        let prev: { layer: string; y: tf.Tensor } | undefined;
+        try {
+          for (const o of byDepth) {
+            const y =
+              prev && continues(prev.layer, o.layer)
+                ? ff.forward(prev.y, { from: prev.layer, to: o.layer })
+                : ff.forward(x, { to: o.layer });
+            prev?.y.dispose();
+            prev = { layer: o.layer, y };
+            const values = y.dataSync() as Float32Array;
+            const len = rowLen(o.layer);
+            if (o.data instanceof Uint16Array) toFloat16(values, o.data.subarray(start * len, end * len) as Uint16Array<ArrayBuffer>);
+            else o.data.set(values, start * len);
+          }
+        } finally {
+          prev?.y.dispose();
+          x.dispose();
+        }
       }
-      return { data: out, dtype, shape: [n, ...rowShape] };
+      const [first] = outputs;
+      return { data: first.data, dtype: first.dtype, shape: first.shape, outputs };
     },
     dispose() {
       ff.dispose();

@@ -2,8 +2,8 @@
 // Started through worker-entry.mjs, which registers tsx so this TypeScript file loads anywhere.
 import { parentPort, workerData } from 'node:worker_threads';
 import { initBackend } from '../../core/backend.js';
-import type { BoundaryDtype, BoundaryJob, BoundaryModelOptions, BoundaryRunner, BoundaryWeights } from './boundary-runner.js';
-import { createBoundaryRunner } from './boundary-runner.js';
+import type { BoundaryDtype, BoundaryJob, BoundaryModelOptions, BoundaryRunner, BoundaryWeights, LayerOutput } from './boundary-runner.js';
+import { createBoundaryRunner, outputBuffers } from './boundary-runner.js';
 
 export interface WorkerInit extends BoundaryModelOptions {
   weights: BoundaryWeights;
@@ -14,13 +14,14 @@ export interface WorkerInit extends BoundaryModelOptions {
 export type WorkerRequest = { type: 'job'; id: number; job: BoundaryJob; dtype: BoundaryDtype } | { type: 'close' };
 
 export type WorkerReply =
-  | { type: 'ready'; backend: string; rowShape: [number, number, number] }
+  | { type: 'ready'; backend: string; rowShape: [number, number, number]; rowShapes: Record<string, [number, number, number]> }
   | {
       type: 'result';
       id: number;
       data: Uint16Array | Float32Array;
       dtype: BoundaryDtype;
       shape: [number, number, number, number];
+      outputs: LayerOutput[];
       ms: number;
     }
   | { type: 'error'; id?: number; message: string };
@@ -35,7 +36,12 @@ async function main(): Promise<void> {
     const info = await initBackend(init.backend === 'cpu' ? 'cpu' : 'wasm', () => {}, { wasmThreads: 1 });
     runner = createBoundaryRunner(init.weights, init);
     const { describeBackend } = await import('../../core/backend.js');
-    port.postMessage({ type: 'ready', backend: describeBackend(info), rowShape: runner.rowShape } satisfies WorkerReply);
+    port.postMessage({
+      type: 'ready',
+      backend: describeBackend(info),
+      rowShape: runner.rowShape,
+      rowShapes: runner.rowShapes,
+    } satisfies WorkerReply);
   } catch (e) {
     port.postMessage({ type: 'error', message: `worker init failed: ${(e as Error).message}` } satisfies WorkerReply);
     return;
@@ -50,7 +56,7 @@ async function main(): Promise<void> {
     try {
       const out = await runner.run(msg.job, msg.dtype);
       const reply: WorkerReply = { type: 'result', id: msg.id, ...out, ms: performance.now() - t0 };
-      port.postMessage(reply, [out.data.buffer as ArrayBuffer]);
+      port.postMessage(reply, outputBuffers(out));
     } catch (e) {
       port.postMessage({ type: 'error', id: msg.id, message: (e as Error).message } satisfies WorkerReply);
     }
