@@ -4,7 +4,7 @@ import { initBackend } from '../core/backend.js';
 import { buildClassifier } from '../core/classifier.js';
 import type { LayersModel, Tensor, Tensor4D } from '../core/tf.js';
 import { tf } from '../core/tf.js';
-import { createTrainingTail, shardSizes } from '../training/fast/parallel-tail.js';
+import { assignBatches, batchLogits, createTrainingTail, shardSizes } from '../training/fast/parallel-tail.js';
 import { createTail, type TailOptions } from '../training/fast/tail.js';
 
 const SIZE = 96;
@@ -266,6 +266,56 @@ describe('parallel tail (2 threads, worker thread with its own WASM)', () => {
       tf.dispose([...s.grads, ...p.grads, b, labels]);
     } finally {
       single.dispose();
+      await par.dispose();
+    }
+  });
+});
+
+describe('validation logits over the threads', () => {
+  it('assignBatches gives each next-largest batch to the least-loaded thread, this thread first on ties', () => {
+    expect(assignBatches([32, 32, 1], 2)).toEqual([0, 1, 0]);
+    expect(assignBatches([32, 32, 32, 5], 3)).toEqual([0, 1, 2, 0]);
+    expect(assignBatches([3], 2)).toEqual([0]);
+    expect(assignBatches([], 2)).toEqual([]);
+  });
+
+  it('equal, bit for bit, the main thread logits after training steps (the worker gets the current weights), without leaks', async () => {
+    const par = await createTrainingTail(model, { ...BASE, dropout: 0.2, seed: 9 }, { threads: 2 });
+    const optimizer = tf.train.adam(1e-2);
+    try {
+      expect(par.threads).toBe(2);
+      for (let step = 0; step < 2; step++) {
+        const { b, labels } = batch(6, step + 20);
+        await par.trainStep(b, labels, optimizer);
+        tf.dispose([b, labels]);
+      }
+      const rowLen = boundaryShape.reduce((a, b) => a * b, 1);
+      const sizes = [32, 32, 1];
+      const batches = sizes.map((n, k) =>
+        tf.tidy(() => tf.randomUniform([n * rowLen], 0, 6, 'float32', 40 + k).dataSync() as Float32Array),
+      );
+      const copies = batches.map((b) => b.slice());
+      const before = tf.memory().numTensors;
+      const got = await par.evaluateLogits(batches);
+      expect(tf.memory().numTensors).toBe(before);
+      expect(batches).toEqual(copies); // the caller's batches are not transferred away
+      const want = batches.map((b) => batchLogits(par, b));
+      expect(got.map((g) => g.length)).toEqual([32, 32, 1]);
+      for (let k = 0; k < sizes.length; k++) expect(got[k]).toEqual(want[k]);
+      const [worker] = await par.workerState();
+      const again = await par.evaluateLogits(batches);
+      for (let k = 0; k < sizes.length; k++) expect(again[k]).toEqual(want[k]);
+      expect((await par.workerState())[0].numTensors).toBe(worker.numTensors);
+      // The single-thread tail with the same weights computes the same logits.
+      const single = await createTrainingTail(model, BASE, { threads: 1 });
+      single.trainableVariables.forEach((v, i) => {
+        v.assign(par.trainableVariables[i]);
+      });
+      const alone = await single.evaluateLogits(batches);
+      for (let k = 0; k < sizes.length; k++) expect(alone[k]).toEqual(want[k]);
+      await single.dispose();
+    } finally {
+      optimizer.dispose();
       await par.dispose();
     }
   });

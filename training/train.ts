@@ -271,7 +271,7 @@ export async function train(
               accuracy: correct / Math.min(order.length, (s + 1) * opts.batchSize),
             });
           }
-          const probs = tailProbabilities(tail, valB, numClasses);
+          const probs = await tailProbabilities(tail, valB, numClasses);
           const m = computeMetrics(rows(probs, numClasses), valLabels, classes);
           fineMetrics = m;
           const rec = {
@@ -290,7 +290,7 @@ export async function train(
         }
         if (fineDone > 0 && fineDone >= opts.fineTuneEpochs) {
           // Everything was done before the restart: the final metrics come from the restored weights.
-          fineMetrics = computeMetrics(rows(tailProbabilities(tail, valB, numClasses), numClasses), valLabels, classes);
+          fineMetrics = computeMetrics(rows(await tailProbabilities(tail, valB, numClasses), numClasses), valLabels, classes);
         }
         tail.writeBack();
       } finally {
@@ -398,21 +398,28 @@ function rows(flat: Float32Array, numClasses: number): number[][] {
   return r;
 }
 
-function tailProbabilities(
-  tail: { logits(b: tf.Tensor4D, training: boolean): tf.Tensor2D },
+/** Validation probabilities in batches of `batch` rows, the batches spread over the tail's threads. */
+async function tailProbabilities(
+  tail: { evaluateLogits(batches: readonly Float32Array[]): Promise<Float32Array[]> },
   block: FeatureBlock,
   numClasses: number,
   batch = 32,
-): Float32Array {
+): Promise<Float32Array> {
   const n = block.rows;
+  const starts: number[] = [];
+  for (let s = 0; s < n; s += batch) starts.push(s);
+  const sizes = starts.map((s) => Math.min(batch, n - s));
+  const logits = await tail.evaluateLogits(
+    starts.map((s, k) =>
+      gatherRows(
+        block,
+        Array.from({ length: sizes[k] }, (_, i) => s + i),
+      ),
+    ),
+  );
   const out = new Float32Array(n * numClasses);
-  for (let s = 0; s < n; s += batch) {
-    const m = Math.min(batch, n - s);
-    const idx = Array.from({ length: m }, (_, i) => s + i);
-    const p = tf.tidy(() => {
-      const logits = tail.logits(tf.tensor4d(gatherRows(block, idx), [m, ...block.shape] as [number, number, number, number]), false);
-      return toProbabilities(logits, numClasses).dataSync() as Float32Array;
-    });
+  for (const [k, s] of starts.entries()) {
+    const p = tf.tidy(() => toProbabilities(tf.tensor2d(logits[k], [sizes[k], logits[k].length / sizes[k]]), numClasses).dataSync());
     out.set(p, s * numClasses);
   }
   return out;

@@ -29,6 +29,12 @@ export interface TrainingTail extends Pick<Tail, 'route' | 'boundaryName' | 'bou
   /** Batch-mean loss gradients over all threads, in `trainableVariables` order; the caller disposes them. */
   computeGradients(boundary: Tensor4D, labels: Tensor, training?: boolean): Promise<GradientsResult>;
   trainStep(boundary: Tensor4D, labels: Tensor, optimizer: tf.Optimizer): Promise<TrainStepResult>;
+  /**
+   * Inference-mode logits (`logits(batch, false)`) of each batch, `boundaryShape` rows back to
+   * back. Whole batches are spread over the threads, so each comes out exactly as `logits` alone
+   * would compute it on this thread.
+   */
+  evaluateLogits(batches: readonly Float32Array[]): Promise<Float32Array[]>;
   /** Per worker: the trainable values it last computed with, and its live tensor count (for tests). */
   workerState(): Promise<{ values: Float32Array; numTensors: number }[]>;
   /** Disposes the tail and ends the worker threads. */
@@ -80,12 +86,35 @@ function base(tail: Tail) {
   };
 }
 
+/** Logits of one batch of boundary rows on this thread, in inference mode. */
+export function batchLogits(tail: Pick<Tail, 'logits' | 'boundaryShape'>, batch: Float32Array): Float32Array {
+  const [h, w, c] = tail.boundaryShape;
+  const n = batch.length / (h * w * c);
+  if (!Number.isInteger(n)) throw new Error(`a batch of boundary rows must hold whole [${h}, ${w}, ${c}] rows; got ${batch.length} values`);
+  return tf.tidy(() => tail.logits(tf.tensor4d(batch, [n, h, w, c]), false).dataSync() as Float32Array);
+}
+
+/** Which thread computes each batch: the next largest batch goes to the least-loaded thread (0 = this one). */
+export function assignBatches(rows: readonly number[], threads: number): number[] {
+  const load = new Array<number>(threads).fill(0);
+  const owner = new Array<number>(rows.length).fill(0);
+  const bySize = rows.map((r, i) => [r, i]).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+  for (const [r, i] of bySize) {
+    let t = 0;
+    for (let k = 1; k < threads; k++) if (load[k] < load[t]) t = k;
+    owner[i] = t;
+    load[t] += r;
+  }
+  return owner;
+}
+
 function singleThread(tail: Tail): TrainingTail {
   return {
     ...base(tail),
     threads: 1,
     computeGradients: async (b, labels, training) => tail.computeGradients(b, labels, training),
     trainStep: async (b, labels, optimizer) => tail.trainStep(b, labels, optimizer),
+    evaluateLogits: async (batches) => batches.map((b) => batchLogits(tail, b)),
     workerState: async () => [],
     dispose: async () => tail.dispose(),
   };
@@ -311,6 +340,43 @@ function parallelTail(tail: Tail, workers: TailWorker[]): TrainingTail {
         tf.dispose(grads);
       }
       return { loss, correct };
+    },
+    async evaluateLogits(batches) {
+      if (disposed) throw new Error('this tail was disposed');
+      if (busy) throw new Error('a step of this tail is still running: await it first');
+      busy = true;
+      try {
+        const [h, w, c] = tail.boundaryShape;
+        const owner = assignBatches(
+          batches.map((b) => b.length / (h * w * c)),
+          threads,
+        );
+        const values = packTensors(tail.trainableVariables);
+        const replies = workers.map((wk, i) => {
+          const mine = owner.flatMap((t, k) => (t === i + 1 ? [k] : []));
+          if (!mine.length) return undefined;
+          // Copies: the caller keeps its batches.
+          const sent = mine.map((k) => batches[k].slice());
+          const v = values.slice();
+          const reply = wk.request({ type: 'logits', id: 0, values: v, batches: sent }, [
+            v.buffer as ArrayBuffer,
+            ...sent.map((b) => b.buffer as ArrayBuffer),
+          ]);
+          reply.catch(() => {}); // awaited below
+          return { mine, reply };
+        });
+        const out: Float32Array[] = new Array(batches.length);
+        for (const [k, b] of batches.entries()) if (owner[k] === 0) out[k] = batchLogits(tail, b);
+        for (const [i, r] of replies.entries()) {
+          if (!r) continue;
+          const m = await r.reply;
+          if (m.type !== 'logits') throw new Error(`tail worker ${i}: unexpected reply ${m.type}`);
+          for (const [j, k] of r.mine.entries()) out[k] = m.logits[j];
+        }
+        return out;
+      } finally {
+        busy = false;
+      }
     },
     async workerState() {
       const out: { values: Float32Array; numTensors: number }[] = [];

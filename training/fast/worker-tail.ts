@@ -7,6 +7,7 @@ import type { io, Tensor, Tensor2D, Tensor4D } from '@tensorflow/tfjs';
 import { describeBackend, initBackend } from '../../core/backend.js';
 import { tf } from '../../core/tf.js';
 import { packTensors, unpackTensors } from './flat-tensors.js';
+import { batchLogits } from './parallel-tail.js';
 import { createTail, type Tail, type TailOptions } from './tail.js';
 
 export interface TailWorkerInit {
@@ -29,12 +30,14 @@ export interface ShardData {
 export type TailWorkerRequest =
   | ({ type: 'grads'; id: number; training: boolean; values: Float32Array } & ShardData)
   | { type: 'values'; id: number }
+  | { type: 'logits'; id: number; values: Float32Array; batches: Float32Array[] }
   | { type: 'close' };
 
 export type TailWorkerReply =
   | { type: 'ready'; backend: string; variableNames: string[] }
   | { type: 'grads'; id: number; loss: number; correct: number; grads: Float32Array; ms: number; syncMs: number }
   | { type: 'values'; id: number; values: Float32Array; numTensors: number }
+  | { type: 'logits'; id: number; logits: Float32Array[] }
   | { type: 'error'; id?: number; message: string };
 
 function assignValues(tail: Tail, values: Float32Array): void {
@@ -94,6 +97,15 @@ async function main(): Promise<void> {
         const values = packTensors(tail.trainableVariables);
         const reply: TailWorkerReply = { type: 'values', id: msg.id, values, numTensors: tf.memory().numTensors };
         port.postMessage(reply, [values.buffer as ArrayBuffer]);
+        return;
+      }
+      if (msg.type === 'logits') {
+        assignValues(tail, msg.values);
+        const logits = msg.batches.map((b) => batchLogits(tail, b));
+        port.postMessage(
+          { type: 'logits', id: msg.id, logits } satisfies TailWorkerReply,
+          logits.map((l) => l.buffer as ArrayBuffer),
+        );
         return;
       }
       const t0 = performance.now();
