@@ -155,22 +155,6 @@ export async function train(
     // `frozenViews` sets cycled over the epochs, or the un-augmented images every epoch.
     const viewSet = (e: number) => (!opts.augmentFrozen ? -1 : opts.frozenViews ? e % opts.frozenViews : e);
     const featureSets = new Map<number, Float32Array>();
-    // Phase 2's first two epochs of views are queued behind phase 1's features, so the frozen-layer
-    // workers never wait for the head training, the tail's start or an epoch's last job (at most
-    // two epochs of views are held, as with one epoch of look-ahead).
-    const fineViews = new Map<number, Promise<FeatureBlock>>();
-    const viewsFor = (e: number, onProgress?: (done: number) => void) => {
-      let p = fineViews.get(e);
-      if (!p) {
-        p = extractor.compute(trainImgs, epochDraws(trainPaths, aug, opts.seed, opts.epochs + e), boundary, onProgress);
-        p.catch(() => {}); // awaited in its epoch; if training stops first, the pool's shutdown rejects it
-        fineViews.set(e, p);
-      }
-      return p;
-    };
-    const prefetchFineTune = () => {
-      for (let e = fineDone; e < Math.min(fineDone + 2, opts.fineTuneEpochs); e++) viewsFor(e);
-    };
     for (let e = frozenDone; e < opts.epochs; e++) {
       const te = performance.now();
       const set = viewSet(e);
@@ -178,11 +162,11 @@ export async function train(
       if (!feats) {
         const draws = set >= 0 ? epochDraws(trainPaths, aug, opts.seed, set) : trainPaths.map(() => null);
         report({ type: 'stage', stage: `features (epoch ${e + 1})`, total: trainImgs.length });
-        const pending = extractor.compute(trainImgs, draws, HEAD.pool, (done) =>
-          report({ type: 'progress', stage: 'features', done, total: trainImgs.length }),
+        feats = float32Rows(
+          await extractor.compute(trainImgs, draws, HEAD.pool, (done) =>
+            report({ type: 'progress', stage: 'features', done, total: trainImgs.length }),
+          ),
         );
-        prefetchFineTune();
-        feats = float32Rows(await pending);
         if (set < 0 || opts.frozenViews) featureSets.set(set, feats);
       }
       const { loss, accuracy } = head.trainEpoch(feats, dim, trainLabels, opts.batchSize, opts.seed, e);
@@ -219,9 +203,18 @@ export async function train(
       t = performance.now();
       const valB = valBoundary;
       const bShape = valB.shape;
+      // The workers compute epoch e + 1's views while the tail trains on epoch e's.
+      const viewsFor = (e: number, onProgress?: (done: number) => void) => {
+        const p = extractor.compute(trainImgs, epochDraws(trainPaths, aug, opts.seed, opts.epochs + e), boundary, onProgress);
+        p.catch(() => {}); // awaited in its epoch; if training stops first, the pool's shutdown rejects it
+        return p;
+      };
       report({ type: 'stage', stage: `boundary (epoch ${opts.epochs + fineDone + 1})`, total: trainImgs.length });
-      // Started before the tail's worker threads, which take a second or so to come up (unless phase 1 already did).
-      prefetchFineTune();
+      // Started before the tail's worker threads, which take a second or so to come up.
+      let next =
+        fineDone < opts.fineTuneEpochs
+          ? viewsFor(fineDone, (done) => report({ type: 'progress', stage: 'boundary', done, total: trainImgs.length }))
+          : undefined;
       const { createTrainingTail } = await import('./fast/parallel-tail.js');
       // The step is split over as many threads as there are frozen-layer workers (one core each).
       const tail = await createTrainingTail(
@@ -240,10 +233,8 @@ export async function train(
         for (let e = fineDone; e < opts.fineTuneEpochs; e++) {
           const te = performance.now();
           const globalEpoch = opts.epochs + e;
-          // The workers compute the next epochs' views while the tail trains on epoch e's.
-          const views = await viewsFor(e);
-          fineViews.delete(e);
-          if (e + 1 < opts.fineTuneEpochs) viewsFor(e + 1);
+          const views = await next!;
+          next = e + 1 < opts.fineTuneEpochs ? viewsFor(e + 1) : undefined;
           const order = epochOrder(trainImgs.length, opts.seed, globalEpoch);
           const steps = Math.ceil(order.length / opts.batchSize);
           report({ type: 'stage', stage: `fine-tune epoch ${e + 1}/${opts.fineTuneEpochs}`, total: steps });
