@@ -48,6 +48,7 @@ export async function exportModel(
   draft: ManifestDraft,
   verify: { images: readonly RgbImage[]; labels: readonly number[] },
 ): Promise<Manifest> {
+  const started = performance.now();
   await mkdir(dir, { recursive: true });
   await saveModelArtifacts(dir, await modelArtifacts(model));
   const weights = await readFile(path.join(dir, 'weights.bin'));
@@ -62,8 +63,11 @@ export async function exportModel(
   };
   await writeFile(path.join(dir, 'verification.json'), JSON.stringify(verification));
   const now = new Date();
+  // The draft's timings end where the export starts; the export's own time is known only here.
+  const exportSeconds = (performance.now() - started) / 1000;
   const manifest = ManifestSchema.parse({
     ...draft,
+    timings: { ...draft.timings, exportSeconds, totalSeconds: (draft.timings.totalSeconds ?? 0) + exportSeconds },
     version: makeVersion(digest, now),
     createdAt: now.toISOString(),
     files: [{ path: 'weights.bin', bytes: weights.byteLength, sha256: digest }],

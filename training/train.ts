@@ -301,8 +301,7 @@ export async function train(
       timings.fineTuneSeconds = seconds(t);
     }
 
-    // Export
-    t = performance.now();
+    // Export (exportModel adds its own time to the timings)
     const name = opts.name ?? path.basename(path.resolve(dataDir.replace(/\/+$/, '')));
     const manifest = await exportModel(
       opts.out,
@@ -335,7 +334,6 @@ export async function train(
         metrics: { frozen: frozenMetrics, fineTuned: fineMetrics },
         timings: {
           ...timings,
-          exportSeconds: seconds(t),
           totalSeconds: seconds(t0),
           ...(forward.boundary.views
             ? { boundaryViews: forward.boundary.views, boundaryImagesPerSecond: forward.boundary.views / forward.boundary.seconds }
