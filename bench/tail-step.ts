@@ -25,7 +25,7 @@ const steps = Number(opt('steps', '5'));
 const batch = Number(opt('batch', '32'));
 const fineTuneAt = Number(opt('fine-tune-at', '120'));
 type BenchRoute = TailRoute | 'parallel';
-const routes = opt('routes', 'fast,layers').split(',') as BenchRoute[];
+const routes = opt('routes', 'parallel,fast,layers').split(',') as BenchRoute[];
 const threads = Number(opt('threads', '2'));
 const withCpu = !args.includes('--no-cpu');
 // The standard layers on the cpu backend use its naive convolution gradients: > 10 minutes a step.
