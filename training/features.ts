@@ -41,18 +41,48 @@ export function viewPixels(img: RgbImage, draw: AugmentDraw | null): Float32Arra
   return draw ? applyAugmentation(img, draw) : Float32Array.from(img.data);
 }
 
+/** `compute` is `computeLayers` for one layer; implementations provide `computeLayers` only. */
+export abstract class LayerExtractor implements FeatureExtractor {
+  abstract readonly description: string;
+
+  abstract computeLayers(
+    images: readonly RgbImage[],
+    draws: readonly (AugmentDraw | null)[],
+    layers: readonly string[],
+    onProgress?: (done: number) => void,
+  ): Promise<FeatureBlock[]>;
+
+  abstract close(): Promise<void>;
+
+  async compute(
+    images: readonly RgbImage[],
+    draws: readonly (AugmentDraw | null)[],
+    layer: string,
+    onProgress?: (done: number) => void,
+  ): Promise<FeatureBlock> {
+    const [block] = await this.computeLayers(images, draws, [layer], onProgress);
+    return block;
+  }
+}
+
+function checkDistinct(layers: readonly string[]): void {
+  if (layers.length === 0 || new Set(layers).size !== layers.length) throw new Error('computeLayers: give distinct layers');
+}
+
 /**
  * Runs the frozen layers in this thread, in inference mode, through a sub-model of the classifier.
  * The simple reference path; the worker pool is the fast one.
  */
-export class InProcessExtractor implements FeatureExtractor {
+export class InProcessExtractor extends LayerExtractor {
   readonly description = 'in-process (1 thread)';
   private readonly subModels = new Map<string, LayersModel>();
 
   constructor(
     private readonly model: LayersModel,
     private readonly batchSize = 16,
-  ) {}
+  ) {
+    super();
+  }
 
   /** A sub-model with one output per layer: predict runs the shared layers once. */
   private sub(layers: readonly string[]): LayersModel {
@@ -65,23 +95,13 @@ export class InProcessExtractor implements FeatureExtractor {
     return m;
   }
 
-  async compute(
-    images: readonly RgbImage[],
-    draws: readonly (AugmentDraw | null)[],
-    layer: string,
-    onProgress?: (done: number) => void,
-  ): Promise<FeatureBlock> {
-    const [block] = await this.computeLayers(images, draws, [layer], onProgress);
-    return block;
-  }
-
   async computeLayers(
     images: readonly RgbImage[],
     draws: readonly (AugmentDraw | null)[],
     layers: readonly string[],
     onProgress?: (done: number) => void,
   ): Promise<FeatureBlock[]> {
-    if (layers.length === 0 || new Set(layers).size !== layers.length) throw new Error('computeLayers: give distinct layers');
+    checkDistinct(layers);
     const sub = this.sub(layers);
     const blocks = sub.outputs.map((o) => {
       const shape = (o.shape as number[]).slice(1);
@@ -114,7 +134,7 @@ export class InProcessExtractor implements FeatureExtractor {
  * BatchNorm folded, fused kernels). Boundary activations come back as float16, halving the cache;
  * pooled features are averaged here from `out_relu` in float32.
  */
-export class PoolExtractor implements FeatureExtractor {
+export class PoolExtractor extends LayerExtractor {
   private pool: BoundaryPool | undefined;
   private poolLayers: string[] = [];
   private started = 0;
@@ -128,7 +148,9 @@ export class PoolExtractor implements FeatureExtractor {
   constructor(
     private readonly opts: { artifacts: tf.io.ModelArtifacts; alpha: number; inputSize: number; workers: number },
     private readonly imagesPerJob = 4,
-  ) {}
+  ) {
+    super();
+  }
 
   /**
    * A pool whose workers can return every one of `baseLayers`. A pool started for other layers is
@@ -155,23 +177,13 @@ export class PoolExtractor implements FeatureExtractor {
     return this.pool;
   }
 
-  async compute(
-    images: readonly RgbImage[],
-    draws: readonly (AugmentDraw | null)[],
-    layer: string,
-    onProgress?: (done: number) => void,
-  ): Promise<FeatureBlock> {
-    const [block] = await this.computeLayers(images, draws, [layer], onProgress);
-    return block;
-  }
-
   async computeLayers(
     images: readonly RgbImage[],
     draws: readonly (AugmentDraw | null)[],
     layers: readonly string[],
     onProgress?: (done: number) => void,
   ): Promise<FeatureBlock[]> {
-    if (layers.length === 0 || new Set(layers).size !== layers.length) throw new Error('computeLayers: give distinct layers');
+    checkDistinct(layers);
     // Pooled features are averaged here from `out_relu` in float32; other layers come as float16.
     const baseLayers = layers.map((l) => (l === HEAD.pool ? 'out_relu' : l));
     const outputs: OutputRequest[] = baseLayers.map((l) => ({ layer: l, dtype: l === 'out_relu' ? 'float32' : 'float16' }));

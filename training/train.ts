@@ -1,16 +1,18 @@
 import path from 'node:path';
 import { describeBackend, initBackend } from '../core/backend.js';
 import { buildClassifier, HEAD, PREPROCESS } from '../core/classifier.js';
+import type { RgbImage } from '../core/image.js';
 import type { EpochRecord, Manifest, Metrics } from '../core/manifest.js';
 import type { LayersModel } from '../core/tf.js';
 import { tf } from '../core/tf.js';
 import { sha256 } from '../core/versioning.js';
 import { applyBaseWeights, readBaseWeights, resolveBaseWeights } from '../core/weights/index.js';
+import type { AugmentDraw } from './augment.js';
 import { loadCheckpoint, type NamedTensor, restoreWeights, saveCheckpoint, trainableWeights } from './checkpoint.js';
 import { type DecodedImage, datasetFingerprint, decodeFiles, epochOrder, listDataset, splitDataset } from './dataset.js';
 import { exportModel } from './export.js';
 import { boundaryLayerName } from './fast/base-layers.js';
-import { type FeatureBlock, type FeatureExtractor, float32Rows, gatherRows, InProcessExtractor } from './features.js';
+import { type FeatureBlock, type FeatureExtractor, float32Rows, gatherRows, InProcessExtractor, LayerExtractor } from './features.js';
 import { HeadTrainer, toProbabilities } from './head.js';
 import { computeMetrics } from './metrics.js';
 import { augmentConfig, type TrainOptions } from './options.js';
@@ -123,7 +125,10 @@ export async function train(
   };
 
   const forward = { boundary: { views: 0, seconds: 0 }, pooled: { views: 0, seconds: 0 } };
-  const extractor = timed(extractorFactory ? await extractorFactory(model, base.alpha) : new InProcessExtractor(model), forward);
+  const extractor = new TimedExtractor(
+    extractorFactory ? await extractorFactory(model, base.alpha) : new InProcessExtractor(model),
+    forward,
+  );
   const boundary = boundaryLayerName(opts.fineTuneAt);
   const aug = augmentConfig(opts);
   const trainPaths = trainImgs.map((i) => i.file.relPath);
@@ -201,8 +206,7 @@ export async function train(
     let fineMetrics: Metrics | undefined;
     if (opts.fineTuneEpochs > 0) {
       t = performance.now();
-      const valB = valBoundary;
-      const bShape = valB.shape;
+      const bShape = valBoundary.shape;
       // The workers compute epoch e + 1's views while the tail trains on epoch e's.
       const viewsFor = (e: number, onProgress?: (done: number) => void) => {
         const p = extractor.compute(trainImgs, epochDraws(trainPaths, aug, opts.seed, opts.epochs + e), boundary, onProgress);
@@ -271,7 +275,7 @@ export async function train(
               accuracy: correct / Math.min(order.length, (s + 1) * opts.batchSize),
             });
           }
-          const probs = await tailProbabilities(tail, valB, numClasses);
+          const probs = await tailProbabilities(tail, valBoundary, numClasses);
           const m = computeMetrics(rows(probs, numClasses), valLabels, classes);
           fineMetrics = m;
           const rec = {
@@ -290,7 +294,7 @@ export async function train(
         }
         if (fineDone > 0 && fineDone >= opts.fineTuneEpochs) {
           // Everything was done before the restart: the final metrics come from the restored weights.
-          fineMetrics = computeMetrics(rows(await tailProbabilities(tail, valB, numClasses), numClasses), valLabels, classes);
+          fineMetrics = computeMetrics(rows(await tailProbabilities(tail, valBoundary, numClasses), numClasses), valLabels, classes);
         }
         tail.writeBack();
       } finally {
@@ -359,30 +363,37 @@ function applyAndRelease(model: LayersModel, weights: Map<string, import('../cor
 }
 
 /** Counts views and seconds of the frozen forward pass, for the manifest and the benchmark. */
-function timed(ex: FeatureExtractor, stats: Record<'boundary' | 'pooled', { views: number; seconds: number }>): FeatureExtractor {
-  return {
-    get description() {
-      return ex.description;
-    },
-    async compute(images, draws, layer, onProgress) {
-      const t = performance.now();
-      const out = await ex.compute(images, draws, layer, onProgress);
-      const s = stats[layer === HEAD.pool ? 'pooled' : 'boundary'];
-      s.views += images.length;
-      s.seconds += seconds(t);
-      return out;
-    },
-    async computeLayers(images, draws, layers, onProgress) {
-      const t = performance.now();
-      const out = await ex.computeLayers(images, draws, layers, onProgress);
-      // A pass that also pools ran the whole base: it counts as a pooled pass.
-      const s = stats[layers.includes(HEAD.pool) ? 'pooled' : 'boundary'];
-      s.views += images.length;
-      s.seconds += seconds(t);
-      return out;
-    },
-    close: () => ex.close(),
-  };
+/** Counts views and seconds of the frozen forward pass, for the manifest's timings. */
+class TimedExtractor extends LayerExtractor {
+  constructor(
+    private readonly ex: FeatureExtractor,
+    private readonly stats: Record<'boundary' | 'pooled', { views: number; seconds: number }>,
+  ) {
+    super();
+  }
+
+  get description(): string {
+    return this.ex.description;
+  }
+
+  async computeLayers(
+    images: readonly RgbImage[],
+    draws: readonly (AugmentDraw | null)[],
+    layers: readonly string[],
+    onProgress?: (done: number) => void,
+  ): Promise<FeatureBlock[]> {
+    const t = performance.now();
+    const out = await this.ex.computeLayers(images, draws, layers, onProgress);
+    // A pass that also pools ran the whole base: it counts as a pooled pass.
+    const s = this.stats[layers.includes(HEAD.pool) ? 'pooled' : 'boundary'];
+    s.views += images.length;
+    s.seconds += seconds(t);
+    return out;
+  }
+
+  close(): Promise<void> {
+    return this.ex.close();
+  }
 }
 
 function hyperparameters(o: TrainOptions): Record<string, unknown> {
