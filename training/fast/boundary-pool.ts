@@ -4,6 +4,7 @@ import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { io } from '@tensorflow/tfjs';
 import { loadModelArtifacts } from '../../core/file-io.js';
+import { tf } from '../../core/tf.js';
 import {
   type BoundaryDtype,
   type BoundaryJob,
@@ -55,18 +56,8 @@ async function resolveWeights(w: BoundaryPoolOptions['weights']): Promise<Bounda
   const data = artifacts.weightData;
   if (!specs || !data) throw new Error('boundary pool: the model has no weights');
   const buffers = Array.isArray(data) ? data : [data];
-  const weightData = buffers.length === 1 ? buffers[0] : concat(buffers);
+  const weightData = buffers.length === 1 ? buffers[0] : tf.io.concatenateArrayBuffers(buffers);
   return { weightSpecs: specs, weightData };
-}
-
-function concat(buffers: ArrayBuffer[]): ArrayBuffer {
-  const out = new Uint8Array(buffers.reduce((a, b) => a + b.byteLength, 0));
-  let o = 0;
-  for (const b of buffers) {
-    out.set(new Uint8Array(b), o);
-    o += b.byteLength;
-  }
-  return out.buffer;
 }
 
 interface Slot {

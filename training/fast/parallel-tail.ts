@@ -11,6 +11,7 @@ import { Worker } from 'node:worker_threads';
 import type { io, Tensor, Tensor2D, Tensor4D } from '@tensorflow/tfjs';
 import type { LayersModel } from '../../core/tf.js';
 import { tf } from '../../core/tf.js';
+import { modelArtifacts } from '../export.js';
 import { packTensors, unpackTensors } from './flat-tensors.js';
 import { createTail, type GradientsResult, type Tail, type TailOptions, type TrainStepResult } from './tail.js';
 import type { ShardData, TailWorkerInit, TailWorkerReply, TailWorkerRequest } from './worker-tail.js';
@@ -126,20 +127,13 @@ interface TailWorker {
   close(): Promise<void>;
 }
 
+/** The model as one weight buffer, to send to a worker. */
 async function serialize(model: LayersModel): Promise<io.ModelArtifacts> {
-  let artifacts: io.ModelArtifacts | undefined;
-  await model.save(
-    tf.io.withSaveHandler(async (a) => {
-      artifacts = a;
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }),
-  );
-  const a = artifacts as io.ModelArtifacts;
-  const data = a.weightData;
+  const { modelTopology, weightSpecs, weightData } = await modelArtifacts(model);
   return {
-    modelTopology: a.modelTopology,
-    weightSpecs: a.weightSpecs,
-    weightData: Array.isArray(data) ? tf.io.concatenateArrayBuffers(data) : data,
+    modelTopology,
+    weightSpecs,
+    weightData: Array.isArray(weightData) ? tf.io.concatenateArrayBuffers(weightData) : weightData,
   };
 }
 
