@@ -1,7 +1,6 @@
 // Worker-thread pool for the boundary forward pass: tfjs' WASM backend runs one thread per
 // instance in Node, so N workers (each its own tfjs + WASM) use N cores.
 import os from 'node:os';
-import { Worker } from 'node:worker_threads';
 import type { io } from '@tensorflow/tfjs';
 import { loadModelArtifacts } from '../../core/file-io.js';
 import { tf } from '../../core/tf.js';
@@ -17,6 +16,7 @@ import {
   jobViews,
 } from './boundary-runner.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker-boundary.js';
+import { startWorkerChannel, type WorkerChannel } from './worker-channel.js';
 
 export interface BoundaryPoolOptions extends BoundaryModelOptions {
   /** Weights by Keras name, or a model (folder / model.json path / artifacts) to read them from. */
@@ -61,14 +61,8 @@ async function resolveWeights(w: BoundaryPoolOptions['weights']): Promise<Bounda
 }
 
 interface Slot {
-  worker: Worker;
+  channel: WorkerChannel<WorkerRequest, WorkerReply>;
   busy: number;
-}
-
-interface Pending {
-  resolve(out: BoundaryOutput): void;
-  reject(e: Error): void;
-  slot: Slot;
 }
 
 /** Starts `workers` threads (each loads the weights it is sent, never from disk) and waits until ready. */
@@ -87,65 +81,33 @@ export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<Bou
   if (count === 0) return inProcessPool(createBoundaryRunner(weights, init), dtype, opts.inputSize);
 
   const slots: Slot[] = [];
-  const pending = new Map<number, Pending>();
-  let nextId = 0;
-  let failure: Error | undefined;
-  let closing = false;
-  const fail = (e: Error) => {
-    failure ??= e;
-    for (const p of pending.values()) p.reject(e);
-    pending.clear();
+  // One worker failing fails the pool: every waiting and later job is rejected.
+  const failAll = (e: Error) => {
+    for (const s of slots) s.channel.fail(e);
   };
-  type Ready = Pick<Extract<WorkerReply, { type: 'ready' }>, 'backend' | 'rowShape' | 'rowShapes'>;
-  const readies: Promise<Ready>[] = [];
   for (let i = 0; i < count; i++) {
-    const worker = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: init });
-    const slot: Slot = { worker, busy: 0 };
-    slots.push(slot);
-    readies.push(
-      new Promise((resolve, reject) => {
-        worker.once('message', (m: WorkerReply) => {
-          if (m.type === 'ready') resolve({ backend: m.backend, rowShape: m.rowShape, rowShapes: m.rowShapes });
-          else reject(new Error(m.type === 'error' ? m.message : `unexpected first message ${m.type}`));
-        });
-        worker.once('error', reject);
-      }),
-    );
-    worker.on('message', (m: WorkerReply) => {
-      if (m.type === 'ready') return;
-      const p = m.id === undefined ? undefined : pending.get(m.id);
-      if (!p) {
-        if (m.type === 'error') fail(new Error(`boundary worker ${i}: ${m.message}`));
-        return;
-      }
-      pending.delete(m.id as number);
-      p.slot.busy--;
-      if (m.type === 'error') p.reject(new Error(`boundary worker ${i}: ${m.message}`));
-      else p.resolve({ data: m.data, dtype: m.dtype, shape: m.shape, outputs: m.outputs });
-    });
-    worker.on('error', (e) => fail(new Error(`boundary worker ${i} crashed: ${e.message}`)));
-    worker.on('exit', (code) => {
-      if (!closing) fail(new Error(`boundary worker ${i} exited (code ${code})`));
-    });
+    const channel = startWorkerChannel<WorkerRequest, WorkerReply>(init, { label: `boundary worker ${i}`, onFail: failAll });
+    slots.push({ channel, busy: 0 });
   }
-  let info: Ready[];
+  let info: Extract<WorkerReply, { type: 'ready' }>[];
   try {
-    info = await Promise.all(readies);
+    info = await Promise.all(slots.map((s) => s.channel.ready));
   } catch (e) {
-    closing = true;
-    await Promise.all(slots.map((s) => s.worker.terminate()));
+    await Promise.all(slots.map((s) => s.channel.worker.terminate()));
     throw e;
   }
 
-  const send = (slot: Slot, job: BoundaryJob): Promise<BoundaryOutput> =>
-    new Promise((resolve, reject) => {
-      if (failure) return reject(failure);
-      const id = nextId++;
-      pending.set(id, { resolve, reject, slot });
-      slot.busy++;
+  const send = async (slot: Slot, job: BoundaryJob): Promise<BoundaryOutput> => {
+    slot.busy++;
+    try {
       // Pixels are copied (not transferred): the caller keeps its decoded images for later epochs.
-      slot.worker.postMessage({ type: 'job', id, job, dtype } satisfies WorkerRequest);
-    });
+      const m = await slot.channel.request({ type: 'job', job, dtype });
+      if (m.type !== 'result') throw new Error(`boundary worker: unexpected reply ${m.type}`);
+      return { data: m.data, dtype: m.dtype, shape: m.shape, outputs: m.outputs };
+    } finally {
+      slot.busy--;
+    }
+  };
 
   const inFlight = Math.max(1, opts.inFlight ?? 2);
   async function* stream(jobs: readonly BoundaryJob[], onProgress?: (done: number, total: number) => void): AsyncGenerator<BoundaryResult> {
@@ -187,22 +149,7 @@ export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<Bou
       return results;
     },
     async close() {
-      if (closing) return;
-      closing = true;
-      fail(new Error('boundary pool closed'));
-      await Promise.all(
-        slots.map(
-          (s) =>
-            new Promise<void>((resolve) => {
-              const timer = setTimeout(() => void s.worker.terminate().then(() => resolve()), 2000);
-              s.worker.once('exit', () => {
-                clearTimeout(timer);
-                resolve();
-              });
-              s.worker.postMessage({ type: 'close' } satisfies WorkerRequest);
-            }),
-        ),
-      );
+      await Promise.all(slots.map((s) => s.channel.close('boundary pool closed')));
     },
   };
 }

@@ -7,13 +7,14 @@
 // mode, so sharding is exact; the dropout mask is drawn for the whole batch here (the tail's
 // seeded stream) and its rows sent along, so results do not depend on the split or on timing.
 import os from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { io, Tensor, Tensor2D, Tensor4D } from '@tensorflow/tfjs';
 import type { LayersModel } from '../../core/tf.js';
 import { tf } from '../../core/tf.js';
 import { modelArtifacts } from '../export.js';
 import { packTensors, unpackTensors } from './flat-tensors.js';
 import { createTail, type GradientsResult, type Tail, type TailOptions, type TrainStepResult } from './tail.js';
+import { startWorkerChannel, type WithoutId } from './worker-channel.js';
 import type { ShardData, TailWorkerInit, TailWorkerReply, TailWorkerRequest } from './worker-tail.js';
 
 export interface ParallelOptions {
@@ -123,7 +124,7 @@ function singleThread(tail: Tail): TrainingTail {
 
 interface TailWorker {
   worker: Worker;
-  request(msg: TailWorkerRequest, transfer?: ArrayBuffer[]): Promise<TailWorkerReply>;
+  request(msg: WithoutId<TailWorkerRequest>, transfer?: ArrayBuffer[]): Promise<TailWorkerReply>;
   close(): Promise<void>;
 }
 
@@ -157,79 +158,23 @@ async function startWorkers(model: LayersModel, tailOptions: TailOptions, count:
   return workers;
 }
 
-function startWorker(init: TailWorkerInit, index: number): Promise<TailWorker & { variableNames: string[] }> {
-  const worker = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: init });
-  const pending = new Map<number, { resolve(r: TailWorkerReply): void; reject(e: Error): void }>();
-  let failure: Error | undefined;
-  let closing = false;
-  let nextId = 0;
-  const fail = (e: Error) => {
-    failure ??= e;
-    for (const p of pending.values()) p.reject(e);
-    pending.clear();
-  };
-  worker.on('error', (e) => fail(new Error(`tail worker ${index} crashed: ${e.message}`)));
-  worker.on('exit', (code) => {
-    if (!closing) fail(new Error(`tail worker ${index} exited (code ${code})`));
+async function startWorker(init: TailWorkerInit, index: number): Promise<TailWorker & { variableNames: string[] }> {
+  const channel = startWorkerChannel<TailWorkerRequest, TailWorkerReply>(init, {
+    label: `tail worker ${index}`,
+    unrefWhenIdle: true,
   });
-  const ready = new Promise<string[]>((resolve, reject) => {
-    worker.once('message', (m: TailWorkerReply) => {
-      if (m.type === 'ready') resolve(m.variableNames);
-      else reject(new Error(m.type === 'error' ? m.message : `tail worker ${index}: unexpected first message ${m.type}`));
-    });
-    worker.once('error', reject);
-    worker.once('exit', (code) => reject(new Error(`tail worker ${index} exited during start (code ${code})`)));
-  });
-  worker.on('message', (m: TailWorkerReply) => {
-    if (m.type === 'ready') return;
-    const p = m.id === undefined ? undefined : pending.get(m.id);
-    if (!p) {
-      if (m.type === 'error') fail(new Error(`tail worker ${index}: ${m.message}`));
-      return;
-    }
-    pending.delete(m.id as number);
-    // Idle workers must not keep the process alive (a forgotten dispose would hang the CLI).
-    if (!pending.size) worker.unref();
-    if (m.type === 'error') p.reject(new Error(`tail worker ${index}: ${m.message}`));
-    else p.resolve(m);
-  });
-  const close = () =>
-    new Promise<void>((resolve) => {
-      if (closing) return resolve();
-      closing = true;
-      fail(new Error('the parallel tail was disposed'));
-      worker.ref();
-      const timer = setTimeout(() => void worker.terminate().then(() => resolve()), 2000);
-      worker.once('exit', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      worker.postMessage({ type: 'close' } satisfies TailWorkerRequest);
-    });
-  return ready.then(
-    (variableNames) => {
-      worker.unref();
-      return {
-        worker,
-        variableNames,
-        close,
-        request: (msg, transfer) =>
-          new Promise((resolve, reject) => {
-            if (failure) return reject(failure);
-            if (msg.type === 'close') return reject(new Error('use close()'));
-            const id = nextId++;
-            pending.set(id, { resolve, reject });
-            worker.ref();
-            worker.postMessage({ ...msg, id }, transfer ?? []);
-          }),
-      };
-    },
-    async (e) => {
-      closing = true;
-      await worker.terminate();
-      throw e;
-    },
-  );
+  try {
+    const { variableNames } = await channel.ready;
+    return {
+      worker: channel.worker,
+      variableNames,
+      close: () => channel.close('the parallel tail was disposed'),
+      request: (msg, transfer) => (msg.type === 'close' ? Promise.reject(new Error('use close()')) : channel.request(msg, transfer)),
+    };
+  } catch (e) {
+    await channel.worker.terminate();
+    throw e;
+  }
 }
 
 function rows(t: Tensor, start: number, size: number): Tensor {
@@ -286,7 +231,7 @@ function parallelTail(tail: Tail, workers: TailWorker[]): TrainingTail {
         const transfer = [shard.boundary.buffer, shard.labels.buffer, ...(shard.mask ? [shard.mask.buffer] : [])] as ArrayBuffer[];
         // The last worker takes the packed values themselves, the others a copy each.
         const v = i === workers.length - 1 ? values : values.slice();
-        const reply = w.request({ type: 'grads', id: 0, training, values: v, ...shard }, [...transfer, v.buffer as ArrayBuffer]);
+        const reply = w.request({ type: 'grads', training, values: v, ...shard }, [...transfer, v.buffer as ArrayBuffer]);
         reply.catch(() => {}); // awaited below; if this thread's shard fails first, a late rejection is not unhandled
         return reply;
       });
@@ -352,7 +297,7 @@ function parallelTail(tail: Tail, workers: TailWorker[]): TrainingTail {
           // Copies: the caller keeps its batches.
           const sent = mine.map((k) => batches[k].slice());
           const v = values.slice();
-          const reply = wk.request({ type: 'logits', id: 0, values: v, batches: sent }, [
+          const reply = wk.request({ type: 'logits', values: v, batches: sent }, [
             v.buffer as ArrayBuffer,
             ...sent.map((b) => b.buffer as ArrayBuffer),
           ]);
@@ -375,7 +320,7 @@ function parallelTail(tail: Tail, workers: TailWorker[]): TrainingTail {
     async workerState() {
       const out: { values: Float32Array; numTensors: number }[] = [];
       for (const w of workers) {
-        const r = await w.request({ type: 'values', id: 0 });
+        const r = await w.request({ type: 'values' });
         if (r.type !== 'values') throw new Error(`unexpected reply ${r.type}`);
         out.push({ values: r.values, numTensors: r.numTensors });
       }
