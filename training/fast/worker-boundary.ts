@@ -1,9 +1,10 @@
 // Worker thread of the boundary pool: its own tfjs + WASM instance running a BoundaryRunner.
 // Started through worker-entry.mjs, which registers tsx so this TypeScript file loads anywhere.
-import { parentPort, workerData } from 'node:worker_threads';
-import { initBackend } from '../../core/backend.js';
-import type { BoundaryDtype, BoundaryJob, BoundaryModelOptions, BoundaryRunner, BoundaryWeights, LayerOutput } from './boundary-runner.js';
+import { workerData } from 'node:worker_threads';
+import { describeBackend, initBackend } from '../../core/backend.js';
+import type { BoundaryDtype, BoundaryJob, BoundaryModelOptions, BoundaryWeights, LayerOutput } from './boundary-runner.js';
 import { createBoundaryRunner, outputBuffers } from './boundary-runner.js';
+import { serveWorker } from './worker-channel.js';
 
 export interface WorkerInit extends BoundaryModelOptions {
   weights: BoundaryWeights;
@@ -26,41 +27,27 @@ export type WorkerReply =
     }
   | { type: 'error'; id?: number; message: string };
 
-async function main(): Promise<void> {
-  const port = parentPort;
-  if (!port) throw new Error('worker-boundary must run in a worker thread');
+await serveWorker<WorkerRequest>(async () => {
   const init = workerData as WorkerInit;
-  let runner: BoundaryRunner;
-  try {
-    // One XNNPACK thread per worker: the pool itself is the parallelism.
-    const info = await initBackend(init.backend === 'cpu' ? 'cpu' : 'wasm', () => {}, { wasmThreads: 1 });
-    runner = createBoundaryRunner(init.weights, init);
-    const { describeBackend } = await import('../../core/backend.js');
-    port.postMessage({
+  // One XNNPACK thread per worker: the pool itself is the parallelism.
+  const info = await initBackend(init.backend === 'cpu' ? 'cpu' : 'wasm', () => {}, { wasmThreads: 1 });
+  const runner = createBoundaryRunner(init.weights, init);
+  return {
+    ready: {
       type: 'ready',
       backend: describeBackend(info),
       rowShape: runner.rowShape,
       rowShapes: runner.rowShapes,
-    } satisfies WorkerReply);
-  } catch (e) {
-    port.postMessage({ type: 'error', message: `worker init failed: ${(e as Error).message}` } satisfies WorkerReply);
-    return;
-  }
-  port.on('message', async (msg: WorkerRequest) => {
-    if (msg.type === 'close') {
-      runner.dispose();
-      port.close();
-      return;
-    }
-    const t0 = performance.now();
-    try {
+    } satisfies WorkerReply,
+    async handle(msg) {
+      if (msg.type !== 'job') throw new Error(`unknown request ${msg.type}`);
+      const t0 = performance.now();
       const out = await runner.run(msg.job, msg.dtype);
-      const reply: WorkerReply = { type: 'result', id: msg.id, ...out, ms: performance.now() - t0 };
-      port.postMessage(reply, outputBuffers(out));
-    } catch (e) {
-      port.postMessage({ type: 'error', id: msg.id, message: (e as Error).message } satisfies WorkerReply);
-    }
-  });
-}
-
-await main();
+      return {
+        reply: { type: 'result', id: msg.id, ...out, ms: performance.now() - t0 } satisfies WorkerReply,
+        transfer: outputBuffers(out),
+      };
+    },
+    dispose: () => runner.dispose(),
+  };
+});

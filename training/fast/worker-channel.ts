@@ -2,7 +2,8 @@
 // worker-entry.mjs, a ready handshake, replies matched to requests by id, every waiting request
 // rejected when the worker fails (crash, unexpected exit, an error reply without an id), and a
 // close that asks the worker to stop and terminates it if it does not within 2 s.
-import { Worker } from 'node:worker_threads';
+// `serveWorker` is the other end, in the worker thread.
+import { parentPort, Worker } from 'node:worker_threads';
 
 interface Reply {
   type: string;
@@ -114,4 +115,43 @@ export function startWorkerChannel<Req extends object, Rep extends Reply>(
         worker.postMessage({ type: 'close' });
       }),
   };
+}
+
+export interface WorkerService<Req> {
+  /** The `{ type: 'ready', ... }` message. */
+  ready: object;
+  /** The reply to one request (and buffers to transfer with it). */
+  handle(msg: Req): Promise<{ reply: object; transfer?: ArrayBuffer[] }> | { reply: object; transfer?: ArrayBuffer[] };
+  dispose(): void;
+}
+
+/**
+ * The worker's end of a channel: `start` builds the service (an error there is sent as the first
+ * message); each request gets `handle`'s reply, or an error reply with its id; `{ type: 'close' }`
+ * disposes the service and ends the thread.
+ */
+export async function serveWorker<Req extends { type: string; id?: number }>(start: () => Promise<WorkerService<Req>>): Promise<void> {
+  const port = parentPort;
+  if (!port) throw new Error('serveWorker must run in a worker thread');
+  let service: WorkerService<Req>;
+  try {
+    service = await start();
+  } catch (e) {
+    port.postMessage({ type: 'error', message: `init failed: ${(e as Error).message}` });
+    return;
+  }
+  port.postMessage(service.ready);
+  port.on('message', async (msg: Req) => {
+    if (msg.type === 'close') {
+      service.dispose();
+      port.close();
+      return;
+    }
+    try {
+      const { reply, transfer } = await service.handle(msg);
+      port.postMessage(reply, transfer ?? []);
+    } catch (e) {
+      port.postMessage({ type: 'error', id: msg.id, message: (e as Error).message });
+    }
+  });
 }

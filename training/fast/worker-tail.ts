@@ -2,13 +2,14 @@
 // request it takes the main thread's current trainable values, computes the loss gradients of
 // its shard of the batch and sends them back; the optimizer runs on the main thread only.
 // Started through worker-entry.mjs (`workerData.entry = 'tail'`).
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import type { io, Tensor, Tensor2D, Tensor4D } from '@tensorflow/tfjs';
 import { describeBackend, initBackend } from '../../core/backend.js';
 import { tf } from '../../core/tf.js';
 import { packTensors, unpackTensors } from './flat-tensors.js';
 import { batchLogits } from './parallel-tail.js';
 import { createTail, type Tail, type TailOptions } from './tail.js';
+import { serveWorker } from './worker-channel.js';
 
 export interface TailWorkerInit {
   entry: 'tail';
@@ -71,53 +72,40 @@ function gradients(tail: Tail, msg: Extract<TailWorkerRequest, { type: 'grads' }
   }
 }
 
-async function main(): Promise<void> {
-  const port = parentPort;
-  if (!port) throw new Error('worker-tail must run in a worker thread');
+await serveWorker<TailWorkerRequest>(async () => {
   const init = workerData as TailWorkerInit;
-  let tail: Tail;
-  try {
-    // One XNNPACK thread: the workers themselves are the parallelism.
-    const info = await initBackend('wasm', () => {}, { wasmThreads: 1 });
-    const model = await tf.loadLayersModel(tf.io.fromMemory(init.artifacts));
-    tail = createTail(model, init.tailOptions);
-    port.postMessage({ type: 'ready', backend: describeBackend(info), variableNames: tail.variableNames } satisfies TailWorkerReply);
-  } catch (e) {
-    port.postMessage({ type: 'error', message: `tail worker init failed: ${(e as Error).message}` } satisfies TailWorkerReply);
-    return;
-  }
-  port.on('message', (msg: TailWorkerRequest) => {
-    if (msg.type === 'close') {
-      tail.dispose();
-      port.close();
-      return;
-    }
-    try {
+  // One XNNPACK thread: the workers themselves are the parallelism.
+  const info = await initBackend('wasm', () => {}, { wasmThreads: 1 });
+  const model = await tf.loadLayersModel(tf.io.fromMemory(init.artifacts));
+  const tail = createTail(model, init.tailOptions);
+  return {
+    ready: { type: 'ready', backend: describeBackend(info), variableNames: tail.variableNames } satisfies TailWorkerReply,
+    handle(msg) {
       if (msg.type === 'values') {
         const values = packTensors(tail.trainableVariables);
-        const reply: TailWorkerReply = { type: 'values', id: msg.id, values, numTensors: tf.memory().numTensors };
-        port.postMessage(reply, [values.buffer as ArrayBuffer]);
-        return;
+        return {
+          reply: { type: 'values', id: msg.id, values, numTensors: tf.memory().numTensors } satisfies TailWorkerReply,
+          transfer: [values.buffer as ArrayBuffer],
+        };
       }
       if (msg.type === 'logits') {
         assignValues(tail, msg.values);
         const logits = msg.batches.map((b) => batchLogits(tail, b));
-        port.postMessage(
-          { type: 'logits', id: msg.id, logits } satisfies TailWorkerReply,
-          logits.map((l) => l.buffer as ArrayBuffer),
-        );
-        return;
+        return {
+          reply: { type: 'logits', id: msg.id, logits } satisfies TailWorkerReply,
+          transfer: logits.map((l) => l.buffer as ArrayBuffer),
+        };
       }
+      if (msg.type !== 'grads') throw new Error(`unknown request ${msg.type}`);
       const t0 = performance.now();
       assignValues(tail, msg.values);
       const t1 = performance.now();
       const r = gradients(tail, msg);
-      const reply: TailWorkerReply = { type: 'grads', id: msg.id, ...r, ms: performance.now() - t0, syncMs: t1 - t0 };
-      port.postMessage(reply, [r.grads.buffer as ArrayBuffer]);
-    } catch (e) {
-      port.postMessage({ type: 'error', id: msg.id, message: (e as Error).message } satisfies TailWorkerReply);
-    }
-  });
-}
-
-await main();
+      return {
+        reply: { type: 'grads', id: msg.id, ...r, ms: performance.now() - t0, syncMs: t1 - t0 } satisfies TailWorkerReply,
+        transfer: [r.grads.buffer as ArrayBuffer],
+      };
+    },
+    dispose: () => tail.dispose(),
+  };
+});
