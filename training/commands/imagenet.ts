@@ -70,6 +70,8 @@ export async function loadImagenetModel(opts: {
       weights: {
         source: resolved.source,
         kind: w.kind,
+        format: w.format,
+        how: w.how,
         sha256: w.sha256,
         alpha: w.alpha,
         warning: w.warning,
