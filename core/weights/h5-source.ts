@@ -24,7 +24,9 @@ function asStrings(v: unknown): string[] {
   if (v == null) return [];
   if (typeof v === 'string') return [v];
   if (Array.isArray(v)) return v.flatMap(asStrings);
-  if (v instanceof Uint8Array) return [Buffer.from(v).toString('utf8').replace(/\0+$/, '')];
+  if (v instanceof Uint8Array) return [Buffer.from(v).toString('utf8').replace(/\0+$/, '')].filter(Boolean);
+  // Keras writes an empty list for a weightless layer: numpy makes that an empty float64 array.
+  if (ArrayBuffer.isView(v)) return Array.from(v as unknown as ArrayLike<number>, String);
   return [String(v)];
 }
 
@@ -84,7 +86,7 @@ function readArray(lib: H5, ds: unknown, where: string): WeightArray {
  * those layers, in order of first appearance (Keras lists a trainable nested model's weights
  * trainable first, so a BatchNorm's moving stats come later; grouping by name restores each layer).
  */
-function readKeras2(lib: H5, root: H5Group, file: string): FileLayer[] {
+function readKeras2(lib: H5, root: H5Group, file: string, notes: string[]): FileLayer[] {
   const layerNames = readStringAttr(root, 'layer_names') ?? [];
   const out: FileLayer[] = [];
   for (const layer of layerNames) {
@@ -102,7 +104,10 @@ function readKeras2(lib: H5, root: H5Group, file: string): FileLayer[] {
     }
     // A plain layer whose weights are scoped by another name (renamed on save) keeps its group name.
     if (inner.size === 1) out.push({ ...[...inner.values()][0], name: layer });
-    else out.push(...inner.values());
+    else {
+      notes.push(`nested model ${layer} (${inner.size} weighted layers)`);
+      out.push(...inner.values());
+    }
   }
   return out;
 }
@@ -189,7 +194,7 @@ function readKeras3(lib: H5, f: H5Group, file: string): Omit<H5Layers, 'layout'>
         .join(', ')}`,
     );
   const ignored = [...containers].filter(([k]) => k !== baseKey).flatMap(([, leaves]) => leaves.map((l) => l.path));
-  if (baseKey) notes.push(`MobileNetV2 nested at ${baseKey}`);
+  if (baseKey !== 'layers') notes.push(`MobileNetV2 nested at ${baseKey || '(root)'}`);
   return {
     layers,
     ignored,
@@ -222,8 +227,9 @@ export async function readH5Layers(file: string): Promise<H5Layers & { sha256: s
     const mw = keys.includes('model_weights') ? f.get('model_weights') : undefined;
     const root: H5Group = mw instanceof lib.Group ? mw : f;
     if (readStringAttr(root, 'layer_names')) {
-      const layers = readKeras2(lib, root, abs);
-      return { layout: mw ? 'keras2-full-model' : 'keras2-weights', layers, ignored: [], notes: [], sha256: sha256Hex(bytes) };
+      const notes: string[] = [];
+      const layers = readKeras2(lib, root, abs, notes);
+      return { layout: mw ? 'keras2-full-model' : 'keras2-weights', layers, ignored: [], notes, sha256: sha256Hex(bytes) };
     }
     if (keys.includes('layers') || keys.includes('vars'))
       return { layout: 'keras3-weights', ...readKeras3(lib, f, abs), sha256: sha256Hex(bytes) };

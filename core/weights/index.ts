@@ -100,7 +100,10 @@ export function matchRawWeights(raw: RawWeights): SourceWeights {
     if (e instanceof WeightsMatchError) throw new WeightsMatchError(`${raw.source} (${raw.format}): ${e.message}`);
     throw e;
   }
-  return { ...rest, ignored: [...raw.ignored, ...m.ignored], weights: m.weights, alpha: m.alpha, top: m.top, naming: m.naming, how: m.how };
+  const how = raw.ignored.length
+    ? `${m.how}; ignored ${raw.ignored.length} layer(s) outside the MobileNetV2 model: ${raw.ignored.join(', ')}`
+    : m.how;
+  return { ...rest, ignored: [...raw.ignored, ...m.ignored], weights: m.weights, alpha: m.alpha, top: m.top, naming: m.naming, how };
 }
 
 /**
