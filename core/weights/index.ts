@@ -17,6 +17,7 @@ export { alphaSignature, formatAlpha, inferAlpha } from './alpha.js';
 export { applyBaseWeights, BaseWeightsMismatchError, isBaseLayerName, modelWeightShapes, TOP_LAYER } from './apply.js';
 export { cacheDir, kerasModelsDir } from './cache.js';
 export { type KerasLayerWeights, kerasLayerWeights, readKerasH5Weights, writeKerasH5Weights } from './h5-source.js';
+export { formatWeightsReport, type WeightsReport, weightsReport } from './inspect.js';
 export { readKerasArchive } from './keras-archive.js';
 export { cachedKerasWeights, KERAS_SIZES, kerasWeightsFileName, kerasWeightsUrl } from './keras-official.js';
 export { type MatchResult, matchMobileNetV2, WeightsMatchError } from './match.js';

@@ -243,7 +243,7 @@ export function matchMobileNetV2(layers: FileLayer[], opts: { unnamedHow?: strin
     mixed: `mixed names (${legacyCount} legacy, ${modernCount} modern) mapped, order checked`,
     unnamed: opts.unnamedHow ?? 'names unknown: matched by order as Keras does, every shape checked',
   }[naming];
-  const topNote = top ? `, ImageNet top ${top.name} -> ${TOP_LAYER}` : '';
+  const topNote = top ? `, ImageNet top ${top.name === TOP_LAYER ? TOP_LAYER : `${top.name} -> ${TOP_LAYER}`}` : '';
   const ignoredNote = ignored.length ? `; ignored ${ignored.length} layer(s) not in MobileNetV2: ${ignored.join(', ')}` : '';
   return {
     weights: out,
