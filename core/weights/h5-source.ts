@@ -7,7 +7,6 @@ import { type FileLayer, type RawWeights, type WeightArray, type WeightsFormat, 
 
 type H5 = typeof import('h5wasm/node');
 type H5Group = InstanceType<H5['Group']>;
-type H5Dataset = InstanceType<H5['Dataset']>;
 
 let h5: Promise<H5> | undefined;
 /** h5wasm's Node build reads the host filesystem directly (NODERAWFS). Loaded on first use. */
@@ -203,6 +202,27 @@ function readKeras3(lib: H5, f: H5Group, file: string): Omit<H5Layers, 'layout'>
   };
 }
 
+/**
+ * The end-of-file address the HDF5 superblock (at offset 0) records, or undefined when it cannot
+ * be read. A shorter file is truncated; checked before opening because the HDF5 library fails
+ * later and vaguely on one.
+ */
+export function hdf5StoredEof(bytes: Buffer): number | undefined {
+  const version = bytes[8];
+  let at: number;
+  let sizeOfOffsets: number;
+  if (version === 0 || version === 1) {
+    sizeOfOffsets = bytes[13];
+    // fixed fields (24 bytes; v1 has 4 more), then base, free-space and end-of-file addresses
+    at = (version === 0 ? 24 : 28) + 2 * sizeOfOffsets;
+  } else if (version === 2 || version === 3) {
+    sizeOfOffsets = bytes[9];
+    at = 12 + 2 * sizeOfOffsets;
+  } else return undefined;
+  if (![4, 8].includes(sizeOfOffsets) || bytes.length < at + sizeOfOffsets) return undefined;
+  return sizeOfOffsets === 8 ? Number(bytes.readBigUInt64LE(at)) : bytes.readUInt32LE(at);
+}
+
 /** Opens an HDF5 file and reads its weighted layers in file order (Keras 2 or Keras 3 layout). */
 export async function readH5Layers(file: string): Promise<H5Layers & { sha256: string }> {
   const abs = path.resolve(file);
@@ -214,6 +234,10 @@ export async function readH5Layers(file: string): Promise<H5Layers & { sha256: s
   }
   if (bytes.length < 8 || bytes.subarray(0, 8).toString('latin1') !== '\x89HDF\r\n\x1a\n') {
     throw new Error(`${abs} is not an HDF5 file (bad signature)`);
+  }
+  const eof = hdf5StoredEof(bytes);
+  if (eof !== undefined && bytes.length < eof) {
+    throw new Error(`${abs} is truncated: ${bytes.length} bytes, its HDF5 superblock says ${eof} (an interrupted download or copy?)`);
   }
   const lib = await h5wasm();
   let f: InstanceType<H5['File']>;
