@@ -18,11 +18,14 @@ and --data, the raw little-endian float32 values. Layouts (--layout):
                   layers/<class>[_N]/vars/<i>; --no-names for Keras < 3.6 (no name attribute on vars);
                   --nested wraps the base like Teachable Machine (Sequential of a Functional + a head).
   keras-archive   Keras 3 model.save('x.keras'): zip of metadata.json, config.json, model.weights.h5.
+
+`--batch jobs.json` runs several: a JSON list of argument lists.
 """
 import argparse
 import io
 import json
 import re
+import sys
 import zipfile
 
 import h5py
@@ -121,7 +124,7 @@ def write_keras2(path, base, top, names, top_name, swap=None, drop=None):
                 d[:] = w['value']
 
 
-def write_tm_keras(path, base, top):
+def write_tm_keras(path, base, top, scope=''):
     head = [('dense_Dense1', [('kernel', (1280, 100)), ('bias', (100,))]), ('dense_Dense2', [('kernel', (100, 2))])]
     rng = np.random.default_rng(1)
     with h5py.File(path, 'w') as f:
@@ -138,7 +141,7 @@ def write_tm_keras(path, base, top):
         trainable = [(l, w) for l in base for w in l['weights'] if not w['name'].startswith('moving_')]
         frozen = [(l, w) for l in base for w in l['weights'] if w['name'].startswith('moving_')]
         g = mw.create_group('sequential_1')
-        names = [('%s/%s:0' % (l['name'], w['name'])).encode('utf8') for l, w in trainable + frozen]
+        names = [('%s%s/%s:0' % (scope, l['name'], w['name'])).encode('utf8') for l, w in trainable + frozen]
         save_attr(g, 'weight_names', names)
         for n, (_, w) in zip(names, trainable + frozen):
             g.create_dataset(n, data=w['value'])
@@ -223,7 +226,7 @@ def keras3_config(base, top):
             'config': {'name': 'mobilenetv2_1.00_224', 'trainable': True, 'layers': layers}}
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument('--spec', required=True)
     p.add_argument('--data', required=True)
@@ -234,16 +237,17 @@ def main():
     p.add_argument('--no-top', action='store_true', help='leave the top out even when the spec has one')
     p.add_argument('--no-names', action='store_true')
     p.add_argument('--nested', action='store_true')
+    p.add_argument('--weight-scope', default='', help="tm-keras: prefix of the base's weight names, e.g. 'model1/' (graph-mode name scopes)")
     p.add_argument('--swap', nargs=2, help='keras2: swap these two layers in layer_names (a damaged file)')
     p.add_argument('--drop', help='keras2: leave this layer out (a damaged file)')
-    a = p.parse_args()
+    a = p.parse_args(argv)
     base, top = load(a.spec, a.data)
     if a.no_top:
         top = None
     if a.layout == 'keras2':
         write_keras2(a.out, base, top, a.names, a.top_name, a.swap, a.drop)
     elif a.layout == 'tm-keras':
-        write_tm_keras(a.out, base, top)
+        write_tm_keras(a.out, base, top, a.weight_scope)
     elif a.layout == 'keras3':
         with h5py.File(a.out, 'w') as f:
             write_keras3_h5(f, base, top, not a.no_names, a.nested)
@@ -258,4 +262,9 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == '--batch':
+        # One interpreter for many files: a JSON list of argument lists.
+        for job in json.load(open(sys.argv[2])):
+            main(job)
+    else:
+        main()

@@ -95,3 +95,18 @@ export function writeKerasLayout(files: { spec: string; data: string }, out: str
   if (r.status !== 0) throw new Error(`keras_layouts.py ${layout} ${flags.join(' ')} failed: ${r.stderr || r.error?.message}`);
   return out;
 }
+
+/** Several writeKerasLayout runs in one Python process (numpy and h5py load once). */
+export async function writeKerasLayouts(
+  files: { spec: string; data: string },
+  jobs: Array<{ out: string; layout: string; flags?: string[] }>,
+): Promise<void> {
+  if (!PYTHON_H5PY) throw new Error('no python3 with h5py');
+  const list = path.join(path.dirname(files.spec), `jobs-${process.pid}-${Date.now()}.json`);
+  await writeFile(
+    list,
+    JSON.stringify(jobs.map((j) => ['--spec', files.spec, '--data', files.data, '--out', j.out, '--layout', j.layout, ...(j.flags ?? [])])),
+  );
+  const r = spawnSync(PYTHON_H5PY, [LAYOUTS_PY, '--batch', list], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`keras_layouts.py --batch failed: ${r.stderr || r.error?.message}`);
+}
