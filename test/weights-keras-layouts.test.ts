@@ -203,7 +203,7 @@ describe.skipIf(!!missing)('Keras layouts written by h5py from the shared alpha 
       format: 'keras2-weights',
       storedLayers: 104,
       storedTensors: 260,
-      names: { legacy: 100, modern: 4, top: 0, other: 0 },
+      names: { legacy: 100, modern: 0, shared: 4, top: 0, other: 0 },
       match: { naming: 'legacy', alpha: 0.35, top: false, tensors: 260 },
     });
     expect(report.sha256).toBe(

@@ -1,5 +1,5 @@
 import { formatAlpha } from './alpha.js';
-import { classifyLayerName } from './mobilenet-layers.js';
+import { BASE_LAYERS, classifyLayerName } from './mobilenet-layers.js';
 import type { RawWeights, SourceWeights, WeightsFormat } from './types.js';
 
 const FORMAT_TEXT: Record<WeightsFormat, string> = {
@@ -20,8 +20,8 @@ export interface WeightsReport {
   /** Weighted layers and tensors as stored (before matching). */
   storedLayers: number;
   storedTensors: number;
-  /** The stored layer names by naming generation (today's, legacy release-file names, the top, other). */
-  names: { modern: number; legacy: number; top: number; other: number };
+  /** The stored layer names by naming generation: today's, legacy (release files), the same in both (Conv1, bn_Conv1, Conv_1, Conv_1_bn), the top, other. */
+  names: { modern: number; legacy: number; shared: number; top: number; other: number };
   notes: string[];
   /** Set when the source matches MobileNetV2 (see matchMobileNetV2). */
   match?: { naming: SourceWeights['naming']; alpha: number; top: boolean; tensors: number; how: string; ignored: string[] };
@@ -30,10 +30,11 @@ export interface WeightsReport {
 }
 
 export function weightsReport(raw: RawWeights, matched: SourceWeights | Error): WeightsReport {
-  const names = { modern: 0, legacy: 0, top: 0, other: 0 };
+  const names = { modern: 0, legacy: 0, shared: 0, top: 0, other: 0 };
   for (const l of raw.layers) {
-    const g = classifyLayerName(l.name).generation;
-    names[g === 'unknown' ? 'other' : g]++;
+    const { generation: g, index } = classifyLayerName(l.name);
+    if (g === 'modern' && BASE_LAYERS[index as number].legacy === l.name) names.shared++;
+    else names[g === 'unknown' ? 'other' : g]++;
   }
   return {
     source: raw.source,
@@ -71,7 +72,7 @@ export function formatWeightsReport(r: WeightsReport): string {
     `source     ${r.source}`,
     `format     ${r.formatText}`,
     `sha256     ${r.sha256}`,
-    `stored     ${r.storedLayers} weighted layers, ${r.storedTensors} tensors (names: ${r.names.modern} today's, ${r.names.legacy} legacy, ${r.names.top} top, ${r.names.other} other)`,
+    `stored     ${r.storedLayers} weighted layers, ${r.storedTensors} tensors (names: ${r.names.modern} today's, ${r.names.legacy} legacy, ${r.names.shared} the same in both, ${r.names.top} top, ${r.names.other} other)`,
   ];
   for (const n of r.notes) lines.push(`found      ${n}`);
   if (r.match) {
