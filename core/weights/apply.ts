@@ -1,16 +1,10 @@
 import type { LayersModel } from '@tensorflow/tfjs';
 import { tf } from '../tf.js';
 import { formatAlpha as fmt, inferAlpha } from './alpha.js';
+import { isBaseLayerName, TOP_LAYER } from './mobilenet-layers.js';
 import { sizeOf, type WeightArray, weightKey } from './types.js';
 
-/** Layer names of the Keras MobileNetV2 base, Conv1 .. Conv_1_bn (the layers that hold weights). */
-const BASE_LAYER = /^(Conv1|bn_Conv1|expanded_conv_\w+|block_\d+_\w+|Conv_1|Conv_1_bn)$/;
-/** The 1000-class ImageNet head: loaded only when the model has it with the same shape. */
-export const TOP_LAYER = 'predictions';
-
-export function isBaseLayerName(name: string): boolean {
-  return BASE_LAYER.test(name);
-}
+export { isBaseLayerName, TOP_LAYER };
 
 export class BaseWeightsMismatchError extends Error {
   constructor(

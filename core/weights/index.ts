@@ -6,18 +6,24 @@ import { formatAlpha, inferAlpha } from './alpha.js';
 import { applyBaseWeights, modelWeightShapes, TOP_LAYER } from './apply.js';
 import { cacheDir, DownloadError, fetchBytes, kerasModelsDir, sha256Hex, writeFileAtomic } from './cache.js';
 import { readKerasH5Weights } from './h5-source.js';
+import { readKerasArchive } from './keras-archive.js';
 import { cachedKerasWeights, kerasWeightsFileName, kerasWeightsUrl } from './keras-official.js';
+import { matchMobileNetV2, WeightsMatchError } from './match.js';
 import { NSFWJS_SOURCE, readNsfwjsWeights } from './nsfwjs-source.js';
 import { readTfjsWeights } from './tfjs-source.js';
-import type { SourceWeights, WeightsKind } from './types.js';
+import type { RawWeights, SourceWeights, WeightsFormat, WeightsKind } from './types.js';
 
 export { alphaSignature, formatAlpha, inferAlpha } from './alpha.js';
 export { applyBaseWeights, BaseWeightsMismatchError, isBaseLayerName, modelWeightShapes, TOP_LAYER } from './apply.js';
 export { cacheDir, kerasModelsDir } from './cache.js';
 export { type KerasLayerWeights, kerasLayerWeights, readKerasH5Weights, writeKerasH5Weights } from './h5-source.js';
+export { formatWeightsReport, type WeightsReport, weightsReport } from './inspect.js';
+export { readKerasArchive } from './keras-archive.js';
 export { cachedKerasWeights, KERAS_SIZES, kerasWeightsFileName, kerasWeightsUrl } from './keras-official.js';
+export { type MatchResult, matchMobileNetV2, WeightsMatchError } from './match.js';
+export { BASE_LAYERS, classifyLayerName, mobileNetWeightShapes, TOP_ALIASES } from './mobilenet-layers.js';
 export { NSFWJS_SOURCE, NSFWJS_WARNING } from './nsfwjs-source.js';
-export type { SourceWeights, WeightArray, WeightsKind } from './types.js';
+export type { FileLayer, RawWeights, SourceWeights, WeightArray, WeightsFormat, WeightsKind } from './types.js';
 
 export const BASE_WEIGHTS_ENV = 'EDGETUNE_BASE_WEIGHTS';
 
@@ -25,8 +31,11 @@ export interface LoadedBaseWeights {
   /** The source read: path, URL, s3:// URI, or `nsfwjs`. */
   source: string;
   kind: WeightsKind;
-  /** sha256 of the source bytes (tfjs/nsfwjs: the weight shards in manifest order; h5: the file). */
+  /** sha256 of the source bytes (tfjs/nsfwjs: the weight shards in manifest order; h5, .keras: the file). */
   sha256: string;
+  format: WeightsFormat;
+  /** How the source was matched to MobileNetV2 (also logged), e.g. `260 tensors: legacy names mapped, order checked, alpha 0.35`. */
+  how: string;
   /** MobileNetV2 alpha inferred from the weights themselves. */
   alpha: number;
   /** Set when the weights are not ImageNet's (the nsfwjs fallback): print it. */
@@ -48,9 +57,10 @@ export interface LoadBaseWeightsOptions {
   requireTop?: boolean;
 }
 
-const isH5 = (s: string) => /\.(h5|hdf5|keras\.h5)(\?.*)?$/i.test(s);
+const isH5 = (s: string) => /\.(h5|hdf5)(\?.*)?$/i.test(s);
+const isKerasArchive = (s: string) => /\.keras(\?.*)?$/i.test(s);
 
-/** Downloads a remote .h5 (http(s):// or s3://) once into the cache and returns the local path. */
+/** Downloads a remote .h5 or .keras (http(s):// or s3://) once into the cache and returns the local path. */
 async function localH5(source: string, log: (l: string) => void): Promise<string> {
   if (source.startsWith('file://')) return fileURLToPath(source);
   if (!/^(https?|s3):\/\//.test(source)) return source;
@@ -73,25 +83,41 @@ async function localH5(source: string, log: (l: string) => void): Promise<string
   return file;
 }
 
+/** Reads a source's weighted layers as stored, without matching them to MobileNetV2. */
+export async function readRawWeights(source: string, log: (l: string) => void = (l) => console.error(l)): Promise<RawWeights> {
+  if (source === NSFWJS_SOURCE) return readNsfwjsWeights();
+  if (isH5(source)) return readKerasH5Weights(await localH5(source, log), source);
+  if (isKerasArchive(source)) return readKerasArchive(await localH5(source, log), source);
+  return readTfjsWeights(source);
+}
+
+/** Matches raw weights to MobileNetV2 (see matchMobileNetV2); errors name the source. */
+export function matchRawWeights(raw: RawWeights): SourceWeights {
+  const { layers, ...rest } = raw as RawWeights & { weights?: unknown };
+  let m: ReturnType<typeof matchMobileNetV2>;
+  try {
+    m = matchMobileNetV2(layers, { unnamedHow: raw.unnamedHow, source: raw.source });
+  } catch (e) {
+    if (e instanceof WeightsMatchError) throw new WeightsMatchError(`${raw.source} (${raw.format}): ${e.message}`);
+    throw e;
+  }
+  const how = raw.ignored.length
+    ? `${m.how}; ignored ${raw.ignored.length} layer(s) outside the MobileNetV2 model: ${raw.ignored.join(', ')}`
+    : m.how;
+  return { ...rest, ignored: [...raw.ignored, ...m.ignored], weights: m.weights, alpha: m.alpha, top: m.top, naming: m.naming, how };
+}
+
 /**
  * Reads base weights from a source: a tfjs layers model (path or folder, file://, http(s)://, s3://
- * .../model.json), a Keras .h5 (local, or remote and cached), or `nsfwjs` (the bundled fallback).
+ * .../model.json), a Keras .h5 (Keras 2 weights or full model, Keras 3 `.weights.h5`) or a Keras 3
+ * `.keras` archive (local, or remote and cached), or `nsfwjs` (the bundled fallback); then matches
+ * it to MobileNetV2 as Keras would (see matchMobileNetV2) and logs how.
  */
-export async function readBaseWeights(
-  source: string,
-  log: (l: string) => void = (l) => console.error(l),
-): Promise<SourceWeights & { alpha: number }> {
-  let w: SourceWeights;
-  if (source === NSFWJS_SOURCE) w = readNsfwjsWeights();
-  else if (isH5(source)) w = { ...(await readKerasH5Weights(await localH5(source, log))), source };
-  else w = await readTfjsWeights(source);
-  let alpha: number;
-  try {
-    alpha = inferAlpha(w.weights);
-  } catch (e) {
-    throw new Error(`${source}: ${(e as Error).message}`);
-  }
-  return { ...w, alpha };
+export async function readBaseWeights(source: string, log: (l: string) => void = (l) => console.error(l)): Promise<SourceWeights> {
+  const w = matchRawWeights(await readRawWeights(source, log));
+  const notes = w.notes.length ? ` (${w.notes.join('; ')})` : '';
+  log(`edgetune: base weights ${source}: ${w.format}${notes}; ${w.how}`);
+  return w;
 }
 
 function modelInputSize(model: LayersModel): number {
@@ -107,6 +133,7 @@ function modelInputSize(model: LayersModel): number {
  * picks one for the model's alpha and size.
  */
 export async function loadBaseWeights(model: LayersModel, source?: string, opts: LoadBaseWeightsOptions = {}): Promise<LoadedBaseWeights> {
+  // Matched by the source's names or order (readBaseWeights), then set by today's names.
   const log = opts.log ?? ((l: string) => console.error(l));
   let resolvedBy: BaseWeightsOrigin | undefined;
   if (!source) {
@@ -132,7 +159,18 @@ export async function loadBaseWeights(model: LayersModel, source?: string, opts:
     );
   }
   if (w.warning) for (const line of ['', `!!! ${w.warning}`, '']) log(line);
-  return { source, kind: w.kind, sha256: w.sha256, alpha: w.alpha, warning: w.warning, top: applied.top, count: applied.count, resolvedBy };
+  return {
+    source,
+    kind: w.kind,
+    format: w.format,
+    how: w.how,
+    sha256: w.sha256,
+    alpha: w.alpha,
+    warning: w.warning,
+    top: applied.top,
+    count: applied.count,
+    resolvedBy,
+  };
 }
 
 export type BaseWeightsOrigin = 'flag' | 'env' | 'keras-cache' | 'download' | 'nsfwjs';

@@ -3,10 +3,10 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { io } from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { isBaseLayerName } from './apply.js';
 import { sha256Hex } from './cache.js';
+import { isBaseLayerName } from './mobilenet-layers.js';
 import { decodeTfjsWeights } from './tfjs-source.js';
-import type { SourceWeights } from './types.js';
+import { layersFromKeyed, type RawWeights } from './types.js';
 
 export const NSFWJS_SOURCE = 'nsfwjs';
 
@@ -48,7 +48,7 @@ const BundledModelSchema = z
  * nsfwjs' MobileNetV2 (Keras 2.2.4 names, uint8-quantized): the base layers only, up to out_relu.
  * Its own loader builds the whole graph (~6 s, 600 MB); requiring the two bundled files is ~130 ms.
  */
-export function readNsfwjsWeights(): SourceWeights {
+export function readNsfwjsWeights(): RawWeights {
   const folder = path.join(nsfwjsDir(), 'dist', 'models', 'mobilenet_v2');
   const model = BundledModelSchema.parse(require(path.join(folder, 'model.min.js')));
   const shard: unknown = require(path.join(folder, 'group1-shard1of1.min.js'));
@@ -56,5 +56,14 @@ export function readNsfwjsWeights(): SourceWeights {
   const bytes = Buffer.from(shard, 'base64');
   const all = decodeTfjsWeights(bytes, model.weightsManifest[0].weights as io.WeightsManifestEntry[]);
   const weights = new Map([...all].filter(([key]) => isBaseLayerName(key.split('/')[0])));
-  return { source: NSFWJS_SOURCE, kind: 'nsfwjs', sha256: sha256Hex(bytes), weights, warning: NSFWJS_WARNING };
+  return {
+    source: NSFWJS_SOURCE,
+    kind: 'nsfwjs',
+    format: 'nsfwjs',
+    sha256: sha256Hex(bytes),
+    layers: layersFromKeyed(weights),
+    ignored: [],
+    notes: [],
+    warning: NSFWJS_WARNING,
+  };
 }

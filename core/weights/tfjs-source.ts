@@ -6,7 +6,7 @@ import type { io } from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { tf } from '../tf.js';
 import { cacheDir, fetchBytes, sha256Hex, writeFileAtomic } from './cache.js';
-import { type SourceWeights, type WeightArray, weightKey } from './types.js';
+import { layersFromKeyed, type RawWeights, type WeightArray, weightKey } from './types.js';
 
 const ModelJsonSchema = z
   .object({
@@ -57,7 +57,10 @@ export function decodeTfjsWeights(data: Uint8Array, specs: io.WeightsManifestEnt
   return out;
 }
 
-async function readTfjs(source: string, modelJsonBytes: Uint8Array, read: Reader): Promise<SourceWeights> {
+/** The raw layers, and the same weights keyed `<layer>/<weight>` for callers that need no matching. */
+export type TfjsWeights = RawWeights & { weights: Map<string, WeightArray> };
+
+async function readTfjs(source: string, modelJsonBytes: Uint8Array, read: Reader): Promise<TfjsWeights> {
   let parsed: z.infer<typeof ModelJsonSchema>;
   try {
     parsed = ModelJsonSchema.parse(JSON.parse(Buffer.from(modelJsonBytes).toString('utf8')));
@@ -71,14 +74,17 @@ async function readTfjs(source: string, modelJsonBytes: Uint8Array, read: Reader
     for (const p of group.paths) shards.push(await read(safeRelative(p, source)));
   }
   const data = Buffer.concat(shards);
-  return { source, kind: 'tfjs', sha256: sha256Hex(data), weights: decodeTfjsWeights(data, specs) };
+  const scopes = [...new Set(specs.map((s) => s.name.split('/').slice(0, -2).join('/')).filter(Boolean))];
+  const notes = scopes.length ? [`weight names scoped under ${scopes.join(', ')}`] : [];
+  const weights = decodeTfjsWeights(data, specs);
+  return { source, kind: 'tfjs', format: 'tfjs', sha256: sha256Hex(data), layers: layersFromKeyed(weights), weights, ignored: [], notes };
 }
 
 function localModelJson(p: string): string {
   return p.endsWith('.json') ? path.resolve(p) : path.resolve(p, 'model.json');
 }
 
-async function readLocal(source: string): Promise<SourceWeights> {
+async function readLocal(source: string): Promise<TfjsWeights> {
   const jsonPath = localModelJson(source.startsWith('file://') ? fileURLToPath(source) : source);
   let json: Uint8Array;
   try {
@@ -104,7 +110,7 @@ export function httpCacheFolder(url: string): string {
 }
 
 /** Downloads model.json and its shards once into the cache, then reads them from there. */
-async function readHttp(url: string): Promise<SourceWeights> {
+async function readHttp(url: string): Promise<TfjsWeights> {
   const jsonUrl = new URL(url.endsWith('.json') ? url : `${url.replace(/\/?$/, '/')}model.json`);
   const folder = httpCacheFolder(jsonUrl.href);
   const jsonFile = path.join(folder, 'model.json');
@@ -127,7 +133,7 @@ async function readHttp(url: string): Promise<SourceWeights> {
   return result;
 }
 
-async function readS3(uri: string): Promise<SourceWeights> {
+async function readS3(uri: string): Promise<TfjsWeights> {
   // Imported lazily: the AWS SDK is only loaded when an s3:// source is used.
   const { getObject, parseS3Uri } = await import('../s3/client.js');
   const { bucket, key } = parseS3Uri(uri);
@@ -144,7 +150,7 @@ async function readS3(uri: string): Promise<SourceWeights> {
 }
 
 /** Reads the weights of a tfjs layers model: local path or folder, file://, http(s)://, s3://. */
-export async function readTfjsWeights(source: string): Promise<SourceWeights> {
+export async function readTfjsWeights(source: string): Promise<TfjsWeights> {
   if (/^https?:\/\//.test(source)) return readHttp(source);
   if (source.startsWith('s3://')) return readS3(source);
   return readLocal(source);

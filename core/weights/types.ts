@@ -4,17 +4,62 @@ export interface WeightArray {
   values: Float32Array;
 }
 
-export type WeightsKind = 'tfjs' | 'keras-h5' | 'nsfwjs';
+export type WeightsKind = 'tfjs' | 'keras-h5' | 'keras-archive' | 'nsfwjs';
 
-/** Weights read from a source, keyed `<layer>/<weight>` (e.g. `block_13_expand/kernel`). */
-export interface SourceWeights {
+/**
+ * The file layout: a tfjs layers model, Keras 2's HDF5 (`save_weights`, the keras.applications
+ * files; or a full `model.save` with `model_weights`), Keras 3's `.weights.h5`, a Keras 3 `.keras`
+ * zip, or the MobileNetV2 bundled in nsfwjs.
+ */
+export type WeightsFormat = 'tfjs' | 'keras2-weights' | 'keras2-full-model' | 'keras3-weights' | 'keras-archive' | 'nsfwjs';
+
+/** One weighted layer as a source stores it, in source order; weight `name` is the short name (`kernel`) when known. */
+export interface FileLayer {
+  /** The layer name in the file (or its Keras 3 path when it has no name). */
+  name: string;
+  weights: Array<WeightArray & { name?: string }>;
+}
+
+/** A source's weighted layers as stored, before they are matched to MobileNetV2. */
+export interface RawWeights {
   /** What was read, as given or resolved (path, URL, s3:// URI or `nsfwjs`). */
   source: string;
   kind: WeightsKind;
-  /** sha256 of the source bytes: the weight shards (tfjs, nsfwjs) or the whole .h5 file. */
+  format: WeightsFormat;
+  /** sha256 of the source bytes: the weight shards (tfjs, nsfwjs) or the whole file (.h5, .keras). */
   sha256: string;
-  weights: Map<string, WeightArray>;
+  layers: FileLayer[];
+  /** Keras 3 without layer names: how the order was rebuilt (shown in the match summary). */
+  unnamedHow?: string;
+  /** Layers left out before matching (outside the MobileNetV2 container of a nested Keras 3 model). */
+  ignored: string[];
+  /** What else was found (nesting, the model config of a .keras archive), for logs and `weights inspect`. */
+  notes: string[];
   warning?: string;
+}
+
+/** Weights matched to MobileNetV2, keyed `<layer>/<weight>` by today's names (e.g. `block_13_expand/kernel`). */
+export interface SourceWeights extends Omit<RawWeights, 'layers'> {
+  weights: Map<string, WeightArray>;
+  alpha: number;
+  /** Whether the ImageNet top (`predictions`, or `Logits` in the release files) is in the source. */
+  top: boolean;
+  naming: 'modern' | 'legacy' | 'mixed' | 'unnamed';
+  /** How the source was matched, e.g. `260 tensors: legacy names mapped, order checked, alpha 0.35`. */
+  how: string;
+}
+
+/** Groups `<layer>/<weight>`-keyed weights into layers, in first-appearance order. */
+export function layersFromKeyed(weights: ReadonlyMap<string, WeightArray>): FileLayer[] {
+  const out = new Map<string, FileLayer>();
+  for (const [key, w] of weights) {
+    const i = key.lastIndexOf('/');
+    const layer = key.slice(0, i);
+    const l = out.get(layer) ?? { name: layer, weights: [] };
+    out.set(layer, l);
+    l.weights.push({ ...w, name: key.slice(i + 1) });
+  }
+  return [...out.values()];
 }
 
 /**

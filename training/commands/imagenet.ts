@@ -70,6 +70,8 @@ export async function loadImagenetModel(opts: {
       weights: {
         source: resolved.source,
         kind: w.kind,
+        format: w.format,
+        how: w.how,
         sha256: w.sha256,
         alpha: w.alpha,
         warning: w.warning,
@@ -119,7 +121,7 @@ export function register(program: Command): void {
     .argument('<image...>', 'image files (JPEG, PNG, WebP, GIF, BMP)')
     .option(
       '--base-weights <src>',
-      'weights with the ImageNet top: tfjs model.json (path, file://, https://, s3://) or Keras .h5 (default: EDGETUNE_BASE_WEIGHTS, then the official Keras file)',
+      'weights with the ImageNet top: tfjs model.json (path, file://, https://, s3://), Keras .h5 / .weights.h5 or .keras (default: EDGETUNE_BASE_WEIGHTS, then the official Keras file)',
     )
     .option('--size <px>', 'input size', int('size'), 224)
     .option('--top <k>', 'how many classes to print', int('top'), 5)
