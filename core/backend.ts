@@ -1,9 +1,8 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import os from 'node:os';
 import path from 'node:path';
 import { getThreadsCount, setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { tf } from './tf.js';
+import { assertTfjsVersion } from './tfjs-internals.js';
 
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
 export type BackendPreference = 'auto' | 'node-gpu' | 'node' | 'wasm' | 'cpu';
@@ -53,6 +52,8 @@ async function tryWasm(threads: number, log: (line: string) => void): Promise<bo
     setWasmPaths(dir.endsWith(path.sep) ? dir : dir + path.sep);
     let ok: boolean;
     if (threads > 1) {
+      // Loaded only here: serving never starts the threaded build.
+      const { startThreadedWasm } = await import('./wasm-threads.js');
       ok = await startThreadedWasm(threads).catch((e) => {
         log(`edgetune: threaded WASM could not start (${(e as Error).message}); using 1 thread`);
         return false;
@@ -70,78 +71,6 @@ async function tryWasm(threads: number, log: (line: string) => void): Promise<bo
 }
 
 /**
- * tfjs' threaded SIMD build in Node. tfjs hard-wires three browser-only things that this works around,
- * for the duration of the backend start only:
- * - WASM_HAS_MULTITHREAD_SUPPORT is false whenever IS_NODE: the flag is set explicitly;
- * - the pthread worker script and the main script are handed to emscripten as Blob URLs, which Node's
- *   worker_threads cannot load: they are written to a temp folder and their paths substituted (the
- *   emscripten module config is a fresh object whose fields tfjs assigns, so a transient setter on
- *   Object.prototype sees the assignment);
- * - the XNNPACK pool is sized at static init as os.cpus().length / 2 (a hyper-threading guess that
- *   gives 1 on a 2-vCPU machine): os.cpus() reports 2 x threads entries meanwhile.
- * The pthread workers are unref'd so they never keep the process alive.
- */
-async function startThreadedWasm(threads: number): Promise<boolean> {
-  const { wasmWorkerContents } = require('@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-threaded-simd.worker.js') as {
-    wasmWorkerContents: string;
-  };
-  const factory = require('@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-threaded-simd.js') as () => unknown;
-  const dir = path.join(os.tmpdir(), `edgetune-wasm-pthread-${tf.version_core}`);
-  mkdirSync(dir, { recursive: true });
-  const workerFile = path.join(dir, 'pthread-worker.cjs');
-  const mainFile = path.join(dir, 'pthread-main.cjs');
-  const write = (file: string, text: string) => {
-    writeFileSync(`${file}.tmp`, text);
-    renameSync(`${file}.tmp`, file);
-  };
-  // tfjs escapes newlines the same way before making its Blob: they sit inside string literals.
-  write(workerFile, wasmWorkerContents.replace(/\n/g, '\\n'));
-  write(mainFile, `var WasmBackendModuleThreadedSimd = ${factory.toString()}`);
-
-  const proto = Object.prototype as Record<string, unknown>;
-  const own = (obj: object, key: string, value: unknown) =>
-    Object.defineProperty(obj, key, { value, writable: true, configurable: true, enumerable: true });
-  Object.defineProperty(proto, 'mainScriptUrlOrBlob', {
-    configurable: true,
-    set(this: object) {
-      own(this, 'mainScriptUrlOrBlob', mainFile);
-    },
-  });
-  Object.defineProperty(proto, 'locateFile', {
-    configurable: true,
-    set(this: object, fn: (p: string, prefix: string) => string) {
-      own(this, 'locateFile', (p: string, prefix: string) => (p.endsWith('.worker.js') ? workerFile : fn(p, prefix)));
-    },
-  });
-  const osModule = require('node:os') as typeof os;
-  const realCpus = osModule.cpus;
-  osModule.cpus = () => {
-    const cpus = realCpus();
-    return Array.from({ length: threads * 2 }, (_, i) => cpus[i % cpus.length]);
-  };
-  try {
-    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
-    setThreadsCount(threads);
-    const ok = await tf.setBackend('wasm');
-    if (!ok) return false;
-    const pthread = (
-      tf.backend() as unknown as {
-        wasm?: { PThread?: { unusedWorkers: unknown[]; pthreads?: Record<string, unknown>; runningWorkers?: unknown[] } };
-      }
-    ).wasm?.PThread;
-    if (!pthread) throw new Error('the threaded module did not load');
-    for (const w of [...pthread.unusedWorkers, ...Object.values(pthread.pthreads ?? {}), ...(pthread.runningWorkers ?? [])]) {
-      (w as { unref?: () => void }).unref?.();
-    }
-    return true;
-  } finally {
-    osModule.cpus = realCpus;
-    delete proto.mainScriptUrlOrBlob;
-    delete proto.locateFile;
-  }
-}
-
-/**
  * Selects the fastest backend available (tfjs-node-gpu, tfjs-node, WASM, then cpu) and says which.
  * `EDGETUNE_BACKEND` overrides the preference.
  */
@@ -150,6 +79,7 @@ export async function initBackend(
   log: (line: string) => void = (l) => console.error(l),
   opts: InitBackendOptions = {},
 ): Promise<BackendInfo> {
+  assertTfjsVersion();
   const wasmThreads = Math.max(1, Math.floor(opts.wasmThreads ?? (Number(process.env.EDGETUNE_WASM_THREADS) || 1)));
   if (current && (prefer === 'auto' || current.name.startsWith(prefer.replace('node', 'tensorflow')))) {
     return current;

@@ -5,6 +5,7 @@ import type { RgbImage } from '../core/image.js';
 import type { EpochRecord, Manifest, Metrics } from '../core/manifest.js';
 import type { LayersModel } from '../core/tf.js';
 import { tf } from '../core/tf.js';
+import { setLearningRate } from '../core/tfjs-internals.js';
 import { sha256 } from '../core/versioning.js';
 import { applyBaseWeights, readBaseWeights, resolveBaseWeights } from '../core/weights/index.js';
 import type { AugmentDraw } from './augment.js';
@@ -248,13 +249,7 @@ export async function train(
             const idx = order.slice(s * opts.batchSize, (s + 1) * opts.batchSize);
             const xb = gatherRows(views, idx);
             const yb = Int32Array.from(idx.map((k) => trainLabels[k]));
-            // tfjs' Adam reads its learningRate field on every step.
-            (optimizer as unknown as { learningRate: number }).learningRate = learningRateAt(
-              opts.fineTuneSchedule,
-              opts.fineTuneLr,
-              e * steps + s,
-              opts.fineTuneEpochs * steps,
-            );
+            setLearningRate(optimizer, learningRateAt(opts.fineTuneSchedule, opts.fineTuneLr, e * steps + s, opts.fineTuneEpochs * steps));
             const xt = tf.tensor4d(xb, [idx.length, ...bShape] as [number, number, number, number]);
             const yt = tf.tensor1d(yb, 'int32');
             let r: { loss: number; correct: number };

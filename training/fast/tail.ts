@@ -14,6 +14,7 @@ import type { GradSaveFunc, LayerVariable, NamedTensorMap, Tensor, Tensor1D, Ten
 import { HEAD } from '../../core/classifier.js';
 import type { LayersModel } from '../../core/tf.js';
 import { tf } from '../../core/tf.js';
+import { runKernel } from '../../core/tfjs-internals.js';
 import { boundaryLayerName } from './base-layers.js';
 import { registerWasmGradKernels, relu6GradFromOutput } from './wasm-grad-kernels.js';
 
@@ -187,24 +188,24 @@ function columnSums(x: Tensor2D): Tensor1D {
 function fusedMatMulKernel(a: Tensor2D, b: Tensor2D, bias: Tensor1D, act: Act): Tensor2D {
   const [m, k] = a.shape;
   const n = b.shape[1];
-  const out = tf
-    .engine()
-    .runKernel(
-      '_FusedMatMul',
-      { a: tf.reshape(a, [1, m, k]), b: tf.reshape(b, [1, k, n]), bias } as unknown as NamedTensorMap,
-      { transposeA: false, transposeB: false, activation: act } as never,
-    ) as Tensor;
+  const out = runKernel(
+    '_FusedMatMul',
+    { a: tf.reshape(a, [1, m, k]), b: tf.reshape(b, [1, k, n]), bias },
+    {
+      transposeA: false,
+      transposeB: false,
+      activation: act,
+    },
+  );
   return tf.reshape(out, [m, n]);
 }
 
 function fusedDepthwiseKernel(x: Tensor4D, k: Tensor4D, bias: Tensor1D, g: DwGeom, act: Act): Tensor4D {
-  return tf
-    .engine()
-    .runKernel(
-      'FusedDepthwiseConv2D',
-      { x, filter: k, bias } as unknown as NamedTensorMap,
-      { strides: g.strides, pad: g.pad, dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: undefined, activation: act } as never,
-    ) as Tensor4D;
+  return runKernel<Tensor4D>(
+    'FusedDepthwiseConv2D',
+    { x, filter: k, bias },
+    { strides: g.strides, pad: g.pad, dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: undefined, activation: act },
+  );
 }
 
 /** act(x @ w + b) over the pixels of an NHWC tensor: a 1x1 convolution with folded BatchNorm. */
@@ -247,23 +248,9 @@ function depthwiseUnit(x: Tensor4D, k: Tensor4D, b: Tensor1D, g: DwGeom, act: Ac
         const [xs, ks, ys] = saved as [Tensor4D, Tensor4D, Tensor4D];
         const dz = maskGrad(dy, ys, act) as Tensor4D;
         const attrs = { strides: g.strides, pad: g.pad, dilations: [1, 1], dimRoundingMode: undefined };
-        const dk = tf.engine().runKernel(
-          'DepthwiseConv2dNativeBackpropFilter',
-          { x: xs, dy: dz } as unknown as NamedTensorMap,
-          {
-            ...attrs,
-            filterShape: ks.shape,
-          } as never,
-        ) as Tensor;
+        const dk = runKernel('DepthwiseConv2dNativeBackpropFilter', { x: xs, dy: dz }, { ...attrs, filterShape: ks.shape });
         const dx = needDx
-          ? (tf.engine().runKernel(
-              'DepthwiseConv2dNativeBackpropInput',
-              { dy: dz, filter: ks } as unknown as NamedTensorMap,
-              {
-                ...attrs,
-                inputShape: xs.shape,
-              } as never,
-            ) as Tensor)
+          ? runKernel('DepthwiseConv2dNativeBackpropInput', { dy: dz, filter: ks }, { ...attrs, inputShape: xs.shape })
           : tf.zeros(xs.shape);
         const c = dz.shape[3];
         return [dx, dk, columnSums(tf.reshape(dz, [dz.size / c, c]) as Tensor2D)];
