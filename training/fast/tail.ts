@@ -271,9 +271,15 @@ interface Step {
   ins: string[];
   /** Holds trainable variables (its output is never a constant). */
   hasParams: boolean;
-  /** needDx: whether the gradient with respect to the input is needed (input not constant). */
-  run(xs: Tensor[], training: boolean, needDx: boolean): Tensor;
+  /**
+   * dropout: what the Dropout layer applies (undefined: inference, or a rate of 0); needDx: whether
+   * the gradient with respect to the input is needed (input not constant).
+   */
+  run(xs: Tensor[], dropout: Dropout | undefined, needDx: boolean): Tensor;
 }
+
+/** The dropout of one forward pass: a fresh seeded draw, or the given mask (values 0 or 1/(1-rate)). */
+type Dropout = (x: Tensor) => Tensor;
 
 function layerConfig(layer: AnyLayer): LayerConfig {
   return layer.getConfig() as LayerConfig;
@@ -283,13 +289,7 @@ function pair(v: unknown): [number, number] {
   return Array.isArray(v) ? [v[0] as number, v[1] as number] : [v as number, v as number];
 }
 
-function buildFastSteps(
-  graph: TailGraph,
-  own: (w: LayerVariable) => tf.Variable,
-  constants: Tensor[],
-  dropoutRate: number,
-  dropout: (x: Tensor) => Tensor,
-): Step[] {
+function buildFastSteps(graph: TailGraph, own: (w: LayerVariable) => tf.Variable, constants: Tensor[]): Step[] {
   const steps: Step[] = [];
   const byName = new Map(graph.layers.map((l) => [l.name, l]));
   const soleConsumer = (name: string, cls: string): AnyLayer | undefined => {
@@ -453,7 +453,7 @@ function buildFastSteps(
           out: layer.name,
           ins,
           hasParams: false,
-          run: ([x], training) => (training && dropoutRate > 0 ? dropout(x) : x),
+          run: ([x], dropout) => (dropout ? dropout(x) : x),
         });
         break;
       case 'Dense': {
@@ -507,8 +507,9 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
   if (!(dropoutRate >= 0 && dropoutRate < 1)) throw new Error(`dropout must be in [0, 1); got ${dropoutRate}`);
   let dropoutCalls = 0;
   const nextSeed = () => (opts.seed === undefined ? undefined : opts.seed + dropoutCalls++);
-  let maskOverride: Tensor2D | undefined;
-  const dropout = (x: Tensor) => (maskOverride ? tf.mul(x, maskOverride) : tf.dropout(x, dropoutRate, undefined, nextSeed()));
+  // The dropout of a training pass: the mask given, else the next draw of this tail's stream.
+  const trainingDropout = (mask?: Tensor2D): Dropout | undefined =>
+    dropoutRate === 0 ? undefined : mask ? (x) => tf.mul(x, mask) : (x) => tf.dropout(x, dropoutRate, undefined, nextSeed());
   const featureCount = model.getLayer(poolName).outputShape.at(-1) as number;
   const bShape = model.getLayer(boundaryName).outputShape as (number | null)[];
   const boundaryShape = bShape.slice(1) as [number, number, number];
@@ -520,7 +521,7 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
     }
   };
 
-  let forward: (b: Tensor4D, training: boolean, until?: string) => Tensor;
+  let forward: (b: Tensor4D, dropout: Dropout | undefined, until?: string) => Tensor;
   let trainableVariables: tf.Variable[];
   let variableNames: string[];
   const keyOf = (w: LayerVariable) => {
@@ -540,16 +541,16 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
       owned.push({ layerVar: w, v });
       return v;
     };
-    const steps = buildFastSteps(graph, own, constants, dropoutRate, dropout);
+    const steps = buildFastSteps(graph, own, constants);
     trainableVariables = owned.map((o) => o.v);
     variableNames = owned.map((o) => keyOf(o.layerVar));
-    forward = (b, training, until) => {
+    forward = (b, dropout, until) => {
       const values = new Map<string, Tensor>([[boundaryName, b]]);
       const constant = new Set([boundaryName]);
       for (const s of steps) {
         const xs = s.ins.map((n) => values.get(n) as Tensor);
         const needDx = s.ins.some((n) => !constant.has(n));
-        values.set(s.out, s.run(xs, training, needDx));
+        values.set(s.out, s.run(xs, dropout, needDx));
         if (!needDx && !s.hasParams) constant.add(s.out);
         if (s.out === until) return values.get(s.out) as Tensor;
       }
@@ -566,12 +567,12 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
     const layerVars = graph.layers.flatMap(trainableWeightsOf);
     trainableVariables = layerVars.map((w) => w.read() as tf.Variable);
     variableNames = layerVars.map(keyOf);
-    forward = (b, training, until) => {
+    forward = (b, dropout, until) => {
       const values = new Map<string, Tensor>([[boundaryName, b]]);
       for (const layer of graph.layers) {
         const xs = (graph.inputs.get(layer.name) as string[]).map((n) => values.get(n) as Tensor);
         let y: Tensor;
-        if (layer.getClassName() === 'Dropout') y = training && dropoutRate > 0 ? dropout(xs[0]) : xs[0];
+        if (layer.getClassName() === 'Dropout') y = dropout ? dropout(xs[0]) : xs[0];
         else y = layer.apply(xs.length === 1 ? xs[0] : xs, { training: false }) as Tensor;
         values.set(layer.name, y);
         if (layer.name === until) return y;
@@ -597,12 +598,12 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
     logits(boundary, training) {
       live();
       checkBoundary(boundary);
-      return tf.tidy(() => forward(boundary, training) as Tensor2D);
+      return tf.tidy(() => forward(boundary, training ? trainingDropout() : undefined) as Tensor2D);
     },
     features(boundary) {
       live();
       checkBoundary(boundary);
-      return tf.tidy(() => forward(boundary, false, poolName) as Tensor2D);
+      return tf.tidy(() => forward(boundary, undefined, poolName) as Tensor2D);
     },
     dropoutMask(n) {
       live();
@@ -621,19 +622,18 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
       // variableGrads silently drops variables flagged non-trainable (a frozen layer's): force them on.
       const flags = trainableVariables.map((v) => v.trainable);
       for (const v of trainableVariables) v.trainable = true;
-      maskOverride = training ? dropoutMask : undefined;
+      const dropout = training ? trainingDropout(dropoutMask) : undefined;
       let res: { value: tf.Scalar; grads: NamedTensorMap };
       try {
         res = tf.tidy(() => {
           const y = toLabels(labels, n, numClasses);
           return tf.variableGrads(() => {
-            const r = lossAndCorrect(forward(boundary, training) as Tensor2D, y, numClasses);
+            const r = lossAndCorrect(forward(boundary, dropout) as Tensor2D, y, numClasses);
             correctT = tf.keep(r.correct);
             return r.loss;
           }, trainableVariables);
         });
       } finally {
-        maskOverride = undefined;
         trainableVariables.forEach((v, i) => {
           v.trainable = flags[i];
         });
