@@ -1,4 +1,5 @@
 import { PREPROCESS } from '../core/classifier.js';
+import { outputActivation } from '../core/head-convention.js';
 import type { EpochRecord, Metrics } from '../core/manifest.js';
 import type { ManifestDraft } from './export.js';
 import type { TrainOptions } from './options.js';
@@ -31,7 +32,7 @@ export function draftManifest(p: {
     schemaVersion: 1,
     name: data.name,
     classes: data.classes,
-    output: numClasses === 2 ? 'sigmoid' : 'softmax',
+    output: outputActivation(numClasses),
     input: { size: opts.imageSize, channels: 3, resize: opts.resize },
     preprocessing: { scale: PREPROCESS.scale, offset: PREPROCESS.offset, inModel: true },
     backbone: {

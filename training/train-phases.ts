@@ -2,6 +2,7 @@
 // phase 2 the tail above the freeze boundary on boundary activations. Both end every epoch
 // through RunState.finishEpoch.
 import { HEAD } from '../core/classifier.js';
+import { toProbabilities } from '../core/head-convention.js';
 import type { Metrics } from '../core/manifest.js';
 import type { LayersModel } from '../core/tf.js';
 import { tf } from '../core/tf.js';
@@ -9,7 +10,7 @@ import { setLearningRate } from '../core/tfjs-internals.js';
 import type { AugmentConfig } from './augment.js';
 import { epochOrder } from './dataset.js';
 import { type FeatureBlock, type FeatureExtractor, float32Rows, gatherRows } from './features.js';
-import { HeadTrainer, toProbabilities } from './head.js';
+import { HeadTrainer } from './head.js';
 import { computeMetrics } from './metrics.js';
 import type { TrainOptions } from './options.js';
 import type { Reporter } from './progress.js';

@@ -12,6 +12,7 @@
 // layers (same names), so the exported model stays the standard layers model.
 import type { GradSaveFunc, LayerVariable, NamedTensorMap, Tensor, Tensor1D, Tensor2D, Tensor4D } from '@tensorflow/tfjs';
 import { HEAD } from '../../core/classifier.js';
+import { classificationLoss, classTargets, correctPredictions, logitUnits } from '../../core/head-convention.js';
 import type { LayersModel } from '../../core/tf.js';
 import { tf } from '../../core/tf.js';
 import { runKernel } from '../../core/tfjs-internals.js';
@@ -147,22 +148,11 @@ function trainableWeightsOf(layer: AnyLayer): LayerVariable[] {
 
 function toLabels(labels: Tensor, n: number, numClasses: number): Tensor2D {
   if (labels.shape[0] !== n) throw new Error(`labels have ${labels.shape[0]} rows but the batch has ${n}`);
-  if (labels.rank === 2 && labels.shape[1] === (numClasses === 2 ? 1 : numClasses)) return tf.cast(labels, 'float32') as Tensor2D;
-  if (labels.rank !== 1) throw new Error(`labels must be class indices [N]; got shape [${labels.shape}]`);
-  return numClasses === 2
-    ? (tf.reshape(tf.cast(labels, 'float32'), [n, 1]) as Tensor2D)
-    : (tf.oneHot(tf.cast(labels, 'int32') as Tensor1D, numClasses).toFloat() as Tensor2D);
+  return classTargets(labels, numClasses);
 }
 
 function lossAndCorrect(logits: Tensor2D, y: Tensor2D, numClasses: number): { loss: tf.Scalar; correct: tf.Scalar } {
-  if (numClasses === 2) {
-    const loss = tf.losses.sigmoidCrossEntropy(y, logits) as tf.Scalar;
-    const correct = tf.sum(tf.cast(tf.equal(tf.cast(tf.greater(logits, 0), 'float32'), y), 'float32')) as tf.Scalar;
-    return { loss, correct };
-  }
-  const loss = tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar;
-  const correct = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), tf.argMax(y, 1)), 'float32')) as tf.Scalar;
-  return { loss, correct };
+  return { loss: classificationLoss(logits, y, numClasses), correct: correctPredictions(logits, y, numClasses) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -497,7 +487,7 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
   const graph = tailGraph(model, boundaryName);
   const logitsLayer = model.getLayer(HEAD.logits);
   const units = logitsLayer.outputShape.at(-1) as number;
-  if (units !== (numClasses === 2 ? 1 : numClasses)) {
+  if (units !== logitUnits(numClasses)) {
     throw new Error(`the model's logits layer has ${units} units, which does not fit ${numClasses} classes`);
   }
   const poolName = graph.layers.find((l) => l.getClassName() === 'GlobalAveragePooling2D')?.name;
