@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { getThreadsCount, setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { edgetuneConfig } from './config.js';
 import { tf } from './tf.js';
 import { assertTfjsVersion } from './tfjs-internals.js';
 
@@ -25,14 +26,17 @@ export interface InitBackendOptions {
    * itself disables in Node. Falls back to 1 thread if it cannot start.
    */
   wasmThreads?: number;
+  /** Folder of the tfjs .wasm binaries (default: EDGETUNE_WASM_DIR, else node_modules); bundles pass their own folder. */
+  wasmDir?: string;
 }
 
 const require = createRequire(import.meta.url);
 let current: BackendInfo | undefined;
 
 /** Folder holding the tfjs WASM binaries: next to a bundle, or inside node_modules. */
-export function wasmDir(): string {
-  if (process.env.EDGETUNE_WASM_DIR) return process.env.EDGETUNE_WASM_DIR;
+export function wasmDir(dir?: string): string {
+  const configured = dir ?? edgetuneConfig().EDGETUNE_WASM_DIR;
+  if (configured) return configured;
   return path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm'));
 }
 
@@ -46,9 +50,9 @@ async function tryNative(pkg: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-no
   }
 }
 
-async function tryWasm(threads: number, log: (line: string) => void): Promise<boolean> {
+async function tryWasm(threads: number, log: (line: string) => void, folder?: string): Promise<boolean> {
   try {
-    const dir = wasmDir();
+    const dir = wasmDir(folder);
     setWasmPaths(dir.endsWith(path.sep) ? dir : dir + path.sep);
     let ok: boolean;
     if (threads > 1) {
@@ -75,12 +79,12 @@ async function tryWasm(threads: number, log: (line: string) => void): Promise<bo
  * `EDGETUNE_BACKEND` overrides the preference.
  */
 export async function initBackend(
-  prefer: BackendPreference = (process.env.EDGETUNE_BACKEND as BackendPreference) || 'auto',
+  prefer: BackendPreference = edgetuneConfig().EDGETUNE_BACKEND ?? 'auto',
   log: (line: string) => void = (l) => console.error(l),
   opts: InitBackendOptions = {},
 ): Promise<BackendInfo> {
   assertTfjsVersion();
-  const wasmThreads = Math.max(1, Math.floor(opts.wasmThreads ?? (Number(process.env.EDGETUNE_WASM_THREADS) || 1)));
+  const wasmThreads = Math.max(1, Math.floor(opts.wasmThreads ?? edgetuneConfig().EDGETUNE_WASM_THREADS ?? 1));
   if (current && (prefer === 'auto' || current.name.startsWith(prefer.replace('node', 'tensorflow')))) {
     return current;
   }
@@ -98,7 +102,7 @@ export async function initBackend(
     let ok = false;
     if (name === 'tensorflow-gpu') ok = await tryNative('@tensorflow/tfjs-node-gpu');
     else if (name === 'tensorflow') ok = await tryNative('@tensorflow/tfjs-node');
-    else if (name === 'wasm') ok = await tryWasm(wasmThreads, log);
+    else if (name === 'wasm') ok = await tryWasm(wasmThreads, log, opts.wasmDir);
     else ok = await tf.setBackend('cpu');
     if (!ok) continue;
     await tf.ready();
