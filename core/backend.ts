@@ -1,9 +1,9 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import os from 'node:os';
 import path from 'node:path';
 import { getThreadsCount, setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { edgetuneConfig } from './config.js';
 import { tf } from './tf.js';
+import { assertTfjsVersion } from './tfjs-internals.js';
 
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
 export type BackendPreference = 'auto' | 'node-gpu' | 'node' | 'wasm' | 'cpu';
@@ -26,14 +26,17 @@ export interface InitBackendOptions {
    * itself disables in Node. Falls back to 1 thread if it cannot start.
    */
   wasmThreads?: number;
+  /** Folder of the tfjs .wasm binaries (default: EDGETUNE_WASM_DIR, else node_modules); bundles pass their own folder. */
+  wasmDir?: string;
 }
 
 const require = createRequire(import.meta.url);
 let current: BackendInfo | undefined;
 
 /** Folder holding the tfjs WASM binaries: next to a bundle, or inside node_modules. */
-export function wasmDir(): string {
-  if (process.env.EDGETUNE_WASM_DIR) return process.env.EDGETUNE_WASM_DIR;
+export function wasmDir(dir?: string): string {
+  const configured = dir ?? edgetuneConfig().EDGETUNE_WASM_DIR;
+  if (configured) return configured;
   return path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm'));
 }
 
@@ -47,12 +50,14 @@ async function tryNative(pkg: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-no
   }
 }
 
-async function tryWasm(threads: number, log: (line: string) => void): Promise<boolean> {
+async function tryWasm(threads: number, log: (line: string) => void, folder?: string): Promise<boolean> {
   try {
-    const dir = wasmDir();
+    const dir = wasmDir(folder);
     setWasmPaths(dir.endsWith(path.sep) ? dir : dir + path.sep);
     let ok: boolean;
     if (threads > 1) {
+      // Loaded only here: serving never starts the threaded build.
+      const { startThreadedWasm } = await import('./wasm-threads.js');
       ok = await startThreadedWasm(threads).catch((e) => {
         log(`edgetune: threaded WASM could not start (${(e as Error).message}); using 1 thread`);
         return false;
@@ -70,87 +75,16 @@ async function tryWasm(threads: number, log: (line: string) => void): Promise<bo
 }
 
 /**
- * tfjs' threaded SIMD build in Node. tfjs hard-wires three browser-only things that this works around,
- * for the duration of the backend start only:
- * - WASM_HAS_MULTITHREAD_SUPPORT is false whenever IS_NODE: the flag is set explicitly;
- * - the pthread worker script and the main script are handed to emscripten as Blob URLs, which Node's
- *   worker_threads cannot load: they are written to a temp folder and their paths substituted (the
- *   emscripten module config is a fresh object whose fields tfjs assigns, so a transient setter on
- *   Object.prototype sees the assignment);
- * - the XNNPACK pool is sized at static init as os.cpus().length / 2 (a hyper-threading guess that
- *   gives 1 on a 2-vCPU machine): os.cpus() reports 2 x threads entries meanwhile.
- * The pthread workers are unref'd so they never keep the process alive.
- */
-async function startThreadedWasm(threads: number): Promise<boolean> {
-  const { wasmWorkerContents } = require('@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-threaded-simd.worker.js') as {
-    wasmWorkerContents: string;
-  };
-  const factory = require('@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-threaded-simd.js') as () => unknown;
-  const dir = path.join(os.tmpdir(), `edgetune-wasm-pthread-${tf.version_core}`);
-  mkdirSync(dir, { recursive: true });
-  const workerFile = path.join(dir, 'pthread-worker.cjs');
-  const mainFile = path.join(dir, 'pthread-main.cjs');
-  const write = (file: string, text: string) => {
-    writeFileSync(`${file}.tmp`, text);
-    renameSync(`${file}.tmp`, file);
-  };
-  // tfjs escapes newlines the same way before making its Blob: they sit inside string literals.
-  write(workerFile, wasmWorkerContents.replace(/\n/g, '\\n'));
-  write(mainFile, `var WasmBackendModuleThreadedSimd = ${factory.toString()}`);
-
-  const proto = Object.prototype as Record<string, unknown>;
-  const own = (obj: object, key: string, value: unknown) =>
-    Object.defineProperty(obj, key, { value, writable: true, configurable: true, enumerable: true });
-  Object.defineProperty(proto, 'mainScriptUrlOrBlob', {
-    configurable: true,
-    set(this: object) {
-      own(this, 'mainScriptUrlOrBlob', mainFile);
-    },
-  });
-  Object.defineProperty(proto, 'locateFile', {
-    configurable: true,
-    set(this: object, fn: (p: string, prefix: string) => string) {
-      own(this, 'locateFile', (p: string, prefix: string) => (p.endsWith('.worker.js') ? workerFile : fn(p, prefix)));
-    },
-  });
-  const osModule = require('node:os') as typeof os;
-  const realCpus = osModule.cpus;
-  osModule.cpus = () => {
-    const cpus = realCpus();
-    return Array.from({ length: threads * 2 }, (_, i) => cpus[i % cpus.length]);
-  };
-  try {
-    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
-    setThreadsCount(threads);
-    const ok = await tf.setBackend('wasm');
-    if (!ok) return false;
-    const pthread = (
-      tf.backend() as unknown as {
-        wasm?: { PThread?: { unusedWorkers: unknown[]; pthreads?: Record<string, unknown>; runningWorkers?: unknown[] } };
-      }
-    ).wasm?.PThread;
-    if (!pthread) throw new Error('the threaded module did not load');
-    for (const w of [...pthread.unusedWorkers, ...Object.values(pthread.pthreads ?? {}), ...(pthread.runningWorkers ?? [])]) {
-      (w as { unref?: () => void }).unref?.();
-    }
-    return true;
-  } finally {
-    osModule.cpus = realCpus;
-    delete proto.mainScriptUrlOrBlob;
-    delete proto.locateFile;
-  }
-}
-
-/**
  * Selects the fastest backend available (tfjs-node-gpu, tfjs-node, WASM, then cpu) and says which.
  * `EDGETUNE_BACKEND` overrides the preference.
  */
 export async function initBackend(
-  prefer: BackendPreference = (process.env.EDGETUNE_BACKEND as BackendPreference) || 'auto',
+  prefer: BackendPreference = edgetuneConfig().EDGETUNE_BACKEND ?? 'auto',
   log: (line: string) => void = (l) => console.error(l),
   opts: InitBackendOptions = {},
 ): Promise<BackendInfo> {
-  const wasmThreads = Math.max(1, Math.floor(opts.wasmThreads ?? (Number(process.env.EDGETUNE_WASM_THREADS) || 1)));
+  assertTfjsVersion();
+  const wasmThreads = Math.max(1, Math.floor(opts.wasmThreads ?? edgetuneConfig().EDGETUNE_WASM_THREADS ?? 1));
   if (current && (prefer === 'auto' || current.name.startsWith(prefer.replace('node', 'tensorflow')))) {
     return current;
   }
@@ -168,7 +102,7 @@ export async function initBackend(
     let ok = false;
     if (name === 'tensorflow-gpu') ok = await tryNative('@tensorflow/tfjs-node-gpu');
     else if (name === 'tensorflow') ok = await tryNative('@tensorflow/tfjs-node');
-    else if (name === 'wasm') ok = await tryWasm(wasmThreads, log);
+    else if (name === 'wasm') ok = await tryWasm(wasmThreads, log, opts.wasmDir);
     else ok = await tf.setBackend('cpu');
     if (!ok) continue;
     await tf.ready();

@@ -1,4 +1,5 @@
 import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs';
+import { logitUnits, outputActivation } from './head-convention.js';
 import { mobileNetV2Features } from './mobilenet-v2.js';
 import { tf } from './tf.js';
 
@@ -36,19 +37,11 @@ export function buildClassifier(opts: ClassifierOptions): LayersModel {
   x = mobileNetV2Features(x, alpha);
   x = tf.layers.globalAveragePooling2d({ name: HEAD.pool }).apply(x) as SymbolicTensor;
   x = tf.layers.dropout({ rate: dropout, name: HEAD.dropout }).apply(x) as SymbolicTensor;
-  const units = numClasses === 2 ? 1 : numClasses;
+  const units = logitUnits(numClasses);
   x = tf.layers.dense({ units, name: HEAD.logits, kernelInitializer: tf.initializers.glorotUniform({ seed }) }).apply(x) as SymbolicTensor;
-  x = tf.layers.activation({ activation: numClasses === 2 ? 'sigmoid' : 'softmax', name: HEAD.probabilities }).apply(x) as SymbolicTensor;
+  x = tf.layers.activation({ activation: outputActivation(numClasses), name: HEAD.probabilities }).apply(x) as SymbolicTensor;
   return tf.model({ inputs: input, outputs: x, name: `edgetune_mobilenetv2_${alpha}_${inputSize}` });
 }
 
-/** Probabilities per class, in label order, from the model's output rows. */
-export function toClassProbabilities(output: Float32Array | number[], numClasses: number): number[][] {
-  const rows: number[][] = [];
-  if (numClasses === 2) {
-    for (const p of output) rows.push([1 - p, p]);
-  } else {
-    for (let i = 0; i < output.length; i += numClasses) rows.push(Array.from(output.slice(i, i + numClasses)));
-  }
-  return rows;
-}
+/** Probabilities per class, in label order, from the model's output rows (the head convention's probabilityRows). */
+export { probabilityRows as toClassProbabilities } from './head-convention.js';

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { formatIssues } from './zod-issues.js';
 
 export const ClassMetricsSchema = z.object({
   label: z.string(),
@@ -118,6 +119,6 @@ export function publicManifest(m: Manifest) {
 
 export function parseManifest(json: unknown): Manifest {
   const r = ManifestSchema.safeParse(json);
-  if (!r.success) throw new Error(`invalid manifest.json: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!r.success) throw new Error(`invalid manifest.json: ${formatIssues(r.error)}`);
   return r.data;
 }

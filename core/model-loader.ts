@@ -9,6 +9,7 @@ import { cleanEtag, getObject, isNotFound } from './s3/client.js';
 import { isS3Uri, joinKey, parseS3Uri } from './s3/uri.js';
 import { tf } from './tf.js';
 import { isVersion, parseCurrent, sha256 } from './versioning.js';
+import { formatIssues } from './zod-issues.js';
 
 export interface LoadedModel {
   model: tf.LayersModel;
@@ -102,9 +103,7 @@ function parseJson(body: Buffer, where: string): unknown {
 export function parseManifestStrict(json: unknown, where: string): Manifest {
   const r = ManifestSchema.safeParse(json);
   if (!r.success) {
-    throw new ModelIntegrityError(
-      `${where}: invalid manifest: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
-    );
+    throw new ModelIntegrityError(`${where}: invalid manifest: ${formatIssues(r.error)}`);
   }
   return r.data;
 }

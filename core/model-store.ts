@@ -12,6 +12,7 @@ import { mapLimit } from './s3/retry.js';
 import { joinKey, parseS3Uri } from './s3/uri.js';
 import { tf } from './tf.js';
 import { type Current, isVersion, makeVersion, sha256 } from './versioning.js';
+import { formatIssues } from './zod-issues.js';
 
 export interface PublishOptions {
   quantize?: QuantizeDtype;
@@ -69,7 +70,7 @@ async function readVerification(dir: string): Promise<Verification> {
     throw new Error(`cannot read ${p} (needed to verify the published copy): ${(e as Error).message}`);
   }
   const r = VerificationSchema.safeParse(json);
-  if (!r.success) throw new Error(`${p} is invalid: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!r.success) throw new Error(`${p} is invalid: ${formatIssues(r.error)}`);
   return r.data;
 }
 

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { formatIssues } from './zod-issues.js';
 
 /** `20261127T201500Z-3fa2c1d0`: UTC second + 8 hex of a content hash. Sorts by time as a string. */
 export const VERSION_RE = /^\d{8}T\d{6}Z-[0-9a-f]{8}$/;
@@ -51,7 +52,6 @@ export function parseCurrent(body: Buffer | string, where: string): Current {
     throw new Error(`${where} is not JSON: ${(e as Error).message}`);
   }
   const r = CurrentSchema.safeParse(json);
-  if (!r.success)
-    throw new Error(`${where} is not a valid pointer: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!r.success) throw new Error(`${where} is not a valid pointer: ${formatIssues(r.error)}`);
   return r.data;
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { formatIssues } from '../core/zod-issues.js';
 
 export const MIB = 1024 * 1024;
 
@@ -39,7 +40,7 @@ export class ConfigError extends Error {}
 export function configFromEnv(env: Record<string, string | undefined> = process.env, overrides: Partial<ServeConfig> = {}): ServeConfig {
   const r = EnvSchema.safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== '')));
   if (!r.success) {
-    throw new ConfigError(`invalid serving configuration: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    throw new ConfigError(`invalid serving configuration: ${formatIssues(r.error)}`);
   }
   const e = r.data;
   const list = (s?: string) =>

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { formatIssues } from '../core/zod-issues.js';
 
 /** Context values arrive as strings from `cdk -c key=value` and as JSON values from cdk.json. */
 const bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((s) => s === 'true')]);
@@ -59,7 +60,7 @@ export function parseInfraConfig(get: (key: string) => unknown): InfraConfig {
   const raw = Object.fromEntries(CONTEXT_KEYS.map((k) => [k, get(k)]).filter(([, v]) => v !== undefined));
   const r = InfraConfigSchema.safeParse(raw);
   if (!r.success) {
-    throw new Error(`invalid CDK context: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    throw new Error(`invalid CDK context: ${formatIssues(r.error)}`);
   }
   return r.data;
 }

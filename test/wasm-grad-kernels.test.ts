@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { tf } from '../core/tf.js';
+import { wasmMemory } from '../core/tfjs-internals.js';
 import { registerWasmGradKernels, relu6GradFromOutput } from '../training/fast/wasm-grad-kernels.js';
 
 // Seeded pseudo-random values so a failure reproduces.
@@ -80,7 +81,7 @@ describe('registered WASM gradient kernels match the cpu backend', () => {
   it('is right when its inputs live on another backend and moving them grows the WASM heap', () => {
     // Regression: the backend moves such inputs lazily on first access; the allocation can grow
     // the WASM memory and detach heap views taken before it (results were silently wrong).
-    const heap = () => (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.length;
+    const heap = () => (wasmMemory(tf.backend()) as WebAssembly.Memory).buffer.byteLength;
     const c = 64;
     const side = Math.ceil(Math.sqrt(heap() / 4 / c / 2)) + 1; // each input > half the current heap
     const x = rand([1, side, side, c], 11);

@@ -1,18 +1,13 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { tf } from '../core/tf.js';
+import { heapOffset, wasmMemory } from '../core/tfjs-internals.js';
 import { relu6GradFromOutput } from '../training/fast/wasm-grad-kernels.js';
 import { simdLoops } from '../training/fast/wasm-simd.js';
 
-interface Heap {
-  wasm: { asm?: { memory?: WebAssembly.Memory }; wasmMemory?: WebAssembly.Memory };
-  dataIdMap: { get(id: object): { memoryOffset: number } };
-}
-
-const heap = () => tf.backend() as unknown as Heap;
 // Single-thread build: asm.memory; threaded build (EDGETUNE_WASM_THREADS > 1): wasmMemory.
-const memory = () => (heap().wasm.asm?.memory ?? heap().wasm.wasmMemory) as WebAssembly.Memory;
-const at = (t: tf.Tensor) => heap().dataIdMap.get(t.dataId).memoryOffset;
+const memory = () => wasmMemory(tf.backend()) as WebAssembly.Memory;
+const at = (t: tf.Tensor) => heapOffset(tf.backend(), t);
 
 const SPECIAL = [Number.NaN, -0, 0, 6, 5.999999, 6.000001, 1e-45, -1e-45, Number.POSITIVE_INFINITY, -1, 3, 0.5, 7];
 

@@ -1,28 +1,18 @@
 import { Command } from 'commander';
-
-// Each command lives in its own module exporting `register(program)`.
-const commands: Array<() => Promise<{ register: (program: Command) => void }>> = [
-  () => import('./commands/train.js'),
-  () => import('./commands/evaluate.js'),
-  () => import('./commands/predict.js'),
-  () => import('./commands/augment-preview.js'),
-  () => import('./commands/watch.js'),
-  () => import('./commands/start.js'),
-  () => import('./commands/demo-data.js'),
-  () => import('../functions/commands/serve.js'),
-  () => import('./commands/summary.js'),
-  () => import('./commands/imagenet.js'),
-  () => import('./commands/s3.js'),
-  () => import('./commands/upload.js'),
-  () => import('./commands/publish.js'),
-  () => import('./commands/models.js'),
-  () => import('./commands/weights.js'),
-];
+import { COMMANDS, commandOf } from './commands/index.js';
 
 const program = new Command('edgetune')
   .description('Fine-tune MobileNetV2 on a folder of labelled photos and serve it as an HTTPS API.')
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // `train [options] <data>` in the list, whether the command was loaded or only described.
+  .configureHelp({ subcommandTerm: (cmd) => `${cmd.name()} ${cmd.usage()}` });
 
-for (const load of commands) (await load()).register(program);
+// Only the command being run is imported and registered in full (its options, its --help); the
+// others are listed from their descriptors, so `edgetune --help` loads no command module.
+const wanted = commandOf(process.argv.slice(2));
+for (const [name, c] of Object.entries(COMMANDS)) {
+  if (name === wanted) (await c.load()).register(program);
+  else program.command(name).usage(c.usage).description(c.description);
+}
 
 await program.parseAsync(process.argv);

@@ -1,4 +1,5 @@
 import { HEAD } from '../core/classifier.js';
+import { classificationLoss, classTargets, correctPredictions, toProbabilities } from '../core/head-convention.js';
 import type { LayersModel, Tensor, Tensor2D } from '../core/tf.js';
 import { tf } from '../core/tf.js';
 import type { NamedTensor } from './checkpoint.js';
@@ -64,8 +65,9 @@ export class HeadTrainer {
         const lossT = this.optimizer.minimize(
           () => {
             const logits = this.logits(x, true);
-            hits = countCorrect(logits, y, this.numClasses);
-            return classificationLoss(logits, y, this.numClasses);
+            const targets = classTargets(y, this.numClasses);
+            hits = correctPredictions(logits, targets, this.numClasses).dataSync()[0];
+            return classificationLoss(logits, targets, this.numClasses);
           },
           true,
           [this.kernel, this.bias],
@@ -104,31 +106,4 @@ export class HeadTrainer {
     this.bias.dispose();
     this.optimizer.dispose();
   }
-}
-
-/** Binary: sigmoid cross-entropy on one logit (labels 0/1); N classes: softmax cross-entropy. */
-export function classificationLoss(logits: Tensor2D, labels: Tensor, numClasses: number): tf.Scalar {
-  return tf.tidy(() => {
-    if (numClasses === 2) {
-      return tf.losses.sigmoidCrossEntropy(tf.cast(labels, 'float32').reshape([-1, 1]), logits) as tf.Scalar;
-    }
-    return tf.losses.softmaxCrossEntropy(tf.oneHot(tf.cast(labels, 'int32'), numClasses), logits) as tf.Scalar;
-  });
-}
-
-export function toProbabilities(logits: Tensor2D, numClasses: number): Tensor2D {
-  return tf.tidy(() => {
-    if (numClasses === 2) {
-      const p = tf.sigmoid(logits);
-      return tf.concat([tf.sub(1, p), p], 1) as Tensor2D;
-    }
-    return tf.softmax(logits) as Tensor2D;
-  });
-}
-
-export function countCorrect(logits: Tensor2D, labels: Tensor, numClasses: number): number {
-  return tf.tidy(() => {
-    const pred = numClasses === 2 ? tf.cast(tf.greater(logits.reshape([-1]), 0), 'int32') : tf.argMax(logits, 1);
-    return tf.sum(tf.cast(tf.equal(pred, tf.cast(labels, 'int32')), 'int32')).dataSync()[0];
-  });
 }

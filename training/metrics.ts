@@ -1,3 +1,4 @@
+import { argmax } from '../core/head-convention.js';
 import type { Metrics } from '../core/manifest.js';
 
 /**
@@ -32,12 +33,7 @@ export function validateInputs(probs: ProbabilityRows, labels: ArrayLike<number>
   }
 }
 
-/** Index of the largest probability; ties go to the lower index (so binary p = 0.5 predicts class 0, like Keras' p > 0.5). */
-export function argmax(row: ArrayLike<number>): number {
-  let best = 0;
-  for (let j = 1; j < row.length; j++) if (row[j] > row[best]) best = j;
-  return best;
-}
+export { argmax };
 
 export function predictions(probs: ProbabilityRows): number[] {
   return probs.map((row) => argmax(row));

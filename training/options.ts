@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { formatIssues } from '../core/zod-issues.js';
 import type { AugmentConfig } from './augment.js';
 
 const FlipSchema = z.enum(['horizontal', 'vertical', 'horizontal_and_vertical', 'none']);
@@ -94,7 +95,7 @@ export function resolveTrainOptions(given: Partial<TrainOptions> & { data: strin
   const recipe = given.recipe === 'keras' ? KERAS_RECIPE : {};
   const defined = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
   const r = TrainOptionsSchema.safeParse({ ...DEFAULTS, ...recipe, ...defined });
-  if (!r.success) throw new Error(`invalid training options: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!r.success) throw new Error(`invalid training options: ${formatIssues(r.error)}`);
   return r.data;
 }
 

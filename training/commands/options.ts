@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from 'commander';
+import { edgetuneConfig } from '../../core/config.js';
 
 export function num(name: string) {
   return (v: string): number => {
@@ -16,6 +17,15 @@ export function int(name: string) {
   };
 }
 
+/** EDGETUNE_DEBUG, where an invalid environment must not hide the error being reported. */
+function debugEnabled(): boolean {
+  try {
+    return edgetuneConfig().EDGETUNE_DEBUG;
+  } catch {
+    return !!process.env.EDGETUNE_DEBUG;
+  }
+}
+
 /** Runs a command body; a thrown error becomes one clear line and exit code 1, not a stack trace. */
 export async function run(body: () => Promise<void>): Promise<void> {
   try {
@@ -23,7 +33,7 @@ export async function run(body: () => Promise<void>): Promise<void> {
   } catch (e) {
     const err = e as Error;
     process.stderr.write(`edgetune: ${err.message}\n`);
-    if (process.env.EDGETUNE_DEBUG) process.stderr.write(`${err.stack}\n`);
+    if (debugEnabled()) process.stderr.write(`${err.stack}\n`);
     process.exitCode = 1;
   }
 }

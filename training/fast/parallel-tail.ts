@@ -11,6 +11,7 @@ import type { Worker } from 'node:worker_threads';
 import type { io, Tensor, Tensor2D, Tensor4D } from '@tensorflow/tfjs';
 import type { LayersModel } from '../../core/tf.js';
 import { tf } from '../../core/tf.js';
+import { readRangeSync } from '../../core/tfjs-internals.js';
 import { modelArtifacts } from '../export.js';
 import { packTensors, unpackTensors } from './flat-tensors.js';
 import { createTail, type GradientsResult, type Tail, type TailOptions, type TrainStepResult } from './tail.js';
@@ -184,9 +185,7 @@ function rows(t: Tensor, start: number, size: number): Tensor {
 /** A copy of rows [start, start + size) of `t` (its own buffer, so it can be transferred). */
 function rowValues(t: Tensor, start: number, size: number): Float32Array | Int32Array {
   const row = t.size / t.shape[0];
-  // The WASM backend reads a range straight from its heap: one copy instead of slice + read.
-  const be = tf.backend() as unknown as { readSync(dataId: object, start?: number, end?: number): Float32Array | Int32Array };
-  return be.readSync(t.dataId, start * row, (start + size) * row);
+  return readRangeSync(t, start * row, (start + size) * row);
 }
 
 function shardData(boundary: Tensor4D, labels: Tensor, mask: Tensor2D | undefined, start: number, size: number): ShardData {

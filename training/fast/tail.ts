@@ -12,8 +12,10 @@
 // layers (same names), so the exported model stays the standard layers model.
 import type { GradSaveFunc, LayerVariable, NamedTensorMap, Tensor, Tensor1D, Tensor2D, Tensor4D } from '@tensorflow/tfjs';
 import { HEAD } from '../../core/classifier.js';
+import { classificationLoss, classTargets, correctPredictions, logitUnits } from '../../core/head-convention.js';
 import type { LayersModel } from '../../core/tf.js';
 import { tf } from '../../core/tf.js';
+import { runKernel } from '../../core/tfjs-internals.js';
 import { boundaryLayerName } from './base-layers.js';
 import { registerWasmGradKernels, relu6GradFromOutput } from './wasm-grad-kernels.js';
 
@@ -146,22 +148,11 @@ function trainableWeightsOf(layer: AnyLayer): LayerVariable[] {
 
 function toLabels(labels: Tensor, n: number, numClasses: number): Tensor2D {
   if (labels.shape[0] !== n) throw new Error(`labels have ${labels.shape[0]} rows but the batch has ${n}`);
-  if (labels.rank === 2 && labels.shape[1] === (numClasses === 2 ? 1 : numClasses)) return tf.cast(labels, 'float32') as Tensor2D;
-  if (labels.rank !== 1) throw new Error(`labels must be class indices [N]; got shape [${labels.shape}]`);
-  return numClasses === 2
-    ? (tf.reshape(tf.cast(labels, 'float32'), [n, 1]) as Tensor2D)
-    : (tf.oneHot(tf.cast(labels, 'int32') as Tensor1D, numClasses).toFloat() as Tensor2D);
+  return classTargets(labels, numClasses);
 }
 
 function lossAndCorrect(logits: Tensor2D, y: Tensor2D, numClasses: number): { loss: tf.Scalar; correct: tf.Scalar } {
-  if (numClasses === 2) {
-    const loss = tf.losses.sigmoidCrossEntropy(y, logits) as tf.Scalar;
-    const correct = tf.sum(tf.cast(tf.equal(tf.cast(tf.greater(logits, 0), 'float32'), y), 'float32')) as tf.Scalar;
-    return { loss, correct };
-  }
-  const loss = tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar;
-  const correct = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), tf.argMax(y, 1)), 'float32')) as tf.Scalar;
-  return { loss, correct };
+  return { loss: classificationLoss(logits, y, numClasses), correct: correctPredictions(logits, y, numClasses) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -187,24 +178,24 @@ function columnSums(x: Tensor2D): Tensor1D {
 function fusedMatMulKernel(a: Tensor2D, b: Tensor2D, bias: Tensor1D, act: Act): Tensor2D {
   const [m, k] = a.shape;
   const n = b.shape[1];
-  const out = tf
-    .engine()
-    .runKernel(
-      '_FusedMatMul',
-      { a: tf.reshape(a, [1, m, k]), b: tf.reshape(b, [1, k, n]), bias } as unknown as NamedTensorMap,
-      { transposeA: false, transposeB: false, activation: act } as never,
-    ) as Tensor;
+  const out = runKernel(
+    '_FusedMatMul',
+    { a: tf.reshape(a, [1, m, k]), b: tf.reshape(b, [1, k, n]), bias },
+    {
+      transposeA: false,
+      transposeB: false,
+      activation: act,
+    },
+  );
   return tf.reshape(out, [m, n]);
 }
 
 function fusedDepthwiseKernel(x: Tensor4D, k: Tensor4D, bias: Tensor1D, g: DwGeom, act: Act): Tensor4D {
-  return tf
-    .engine()
-    .runKernel(
-      'FusedDepthwiseConv2D',
-      { x, filter: k, bias } as unknown as NamedTensorMap,
-      { strides: g.strides, pad: g.pad, dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: undefined, activation: act } as never,
-    ) as Tensor4D;
+  return runKernel<Tensor4D>(
+    'FusedDepthwiseConv2D',
+    { x, filter: k, bias },
+    { strides: g.strides, pad: g.pad, dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: undefined, activation: act },
+  );
 }
 
 /** act(x @ w + b) over the pixels of an NHWC tensor: a 1x1 convolution with folded BatchNorm. */
@@ -247,23 +238,9 @@ function depthwiseUnit(x: Tensor4D, k: Tensor4D, b: Tensor1D, g: DwGeom, act: Ac
         const [xs, ks, ys] = saved as [Tensor4D, Tensor4D, Tensor4D];
         const dz = maskGrad(dy, ys, act) as Tensor4D;
         const attrs = { strides: g.strides, pad: g.pad, dilations: [1, 1], dimRoundingMode: undefined };
-        const dk = tf.engine().runKernel(
-          'DepthwiseConv2dNativeBackpropFilter',
-          { x: xs, dy: dz } as unknown as NamedTensorMap,
-          {
-            ...attrs,
-            filterShape: ks.shape,
-          } as never,
-        ) as Tensor;
+        const dk = runKernel('DepthwiseConv2dNativeBackpropFilter', { x: xs, dy: dz }, { ...attrs, filterShape: ks.shape });
         const dx = needDx
-          ? (tf.engine().runKernel(
-              'DepthwiseConv2dNativeBackpropInput',
-              { dy: dz, filter: ks } as unknown as NamedTensorMap,
-              {
-                ...attrs,
-                inputShape: xs.shape,
-              } as never,
-            ) as Tensor)
+          ? runKernel('DepthwiseConv2dNativeBackpropInput', { dy: dz, filter: ks }, { ...attrs, inputShape: xs.shape })
           : tf.zeros(xs.shape);
         const c = dz.shape[3];
         return [dx, dk, columnSums(tf.reshape(dz, [dz.size / c, c]) as Tensor2D)];
@@ -284,9 +261,15 @@ interface Step {
   ins: string[];
   /** Holds trainable variables (its output is never a constant). */
   hasParams: boolean;
-  /** needDx: whether the gradient with respect to the input is needed (input not constant). */
-  run(xs: Tensor[], training: boolean, needDx: boolean): Tensor;
+  /**
+   * dropout: what the Dropout layer applies (undefined: inference, or a rate of 0); needDx: whether
+   * the gradient with respect to the input is needed (input not constant).
+   */
+  run(xs: Tensor[], dropout: Dropout | undefined, needDx: boolean): Tensor;
 }
+
+/** The dropout of one forward pass: a fresh seeded draw, or the given mask (values 0 or 1/(1-rate)). */
+type Dropout = (x: Tensor) => Tensor;
 
 function layerConfig(layer: AnyLayer): LayerConfig {
   return layer.getConfig() as LayerConfig;
@@ -296,13 +279,7 @@ function pair(v: unknown): [number, number] {
   return Array.isArray(v) ? [v[0] as number, v[1] as number] : [v as number, v as number];
 }
 
-function buildFastSteps(
-  graph: TailGraph,
-  own: (w: LayerVariable) => tf.Variable,
-  constants: Tensor[],
-  dropoutRate: number,
-  dropout: (x: Tensor) => Tensor,
-): Step[] {
+function buildFastSteps(graph: TailGraph, own: (w: LayerVariable) => tf.Variable, constants: Tensor[]): Step[] {
   const steps: Step[] = [];
   const byName = new Map(graph.layers.map((l) => [l.name, l]));
   const soleConsumer = (name: string, cls: string): AnyLayer | undefined => {
@@ -466,7 +443,7 @@ function buildFastSteps(
           out: layer.name,
           ins,
           hasParams: false,
-          run: ([x], training) => (training && dropoutRate > 0 ? dropout(x) : x),
+          run: ([x], dropout) => (dropout ? dropout(x) : x),
         });
         break;
       case 'Dense': {
@@ -510,7 +487,7 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
   const graph = tailGraph(model, boundaryName);
   const logitsLayer = model.getLayer(HEAD.logits);
   const units = logitsLayer.outputShape.at(-1) as number;
-  if (units !== (numClasses === 2 ? 1 : numClasses)) {
+  if (units !== logitUnits(numClasses)) {
     throw new Error(`the model's logits layer has ${units} units, which does not fit ${numClasses} classes`);
   }
   const poolName = graph.layers.find((l) => l.getClassName() === 'GlobalAveragePooling2D')?.name;
@@ -520,8 +497,9 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
   if (!(dropoutRate >= 0 && dropoutRate < 1)) throw new Error(`dropout must be in [0, 1); got ${dropoutRate}`);
   let dropoutCalls = 0;
   const nextSeed = () => (opts.seed === undefined ? undefined : opts.seed + dropoutCalls++);
-  let maskOverride: Tensor2D | undefined;
-  const dropout = (x: Tensor) => (maskOverride ? tf.mul(x, maskOverride) : tf.dropout(x, dropoutRate, undefined, nextSeed()));
+  // The dropout of a training pass: the mask given, else the next draw of this tail's stream.
+  const trainingDropout = (mask?: Tensor2D): Dropout | undefined =>
+    dropoutRate === 0 ? undefined : mask ? (x) => tf.mul(x, mask) : (x) => tf.dropout(x, dropoutRate, undefined, nextSeed());
   const featureCount = model.getLayer(poolName).outputShape.at(-1) as number;
   const bShape = model.getLayer(boundaryName).outputShape as (number | null)[];
   const boundaryShape = bShape.slice(1) as [number, number, number];
@@ -533,7 +511,7 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
     }
   };
 
-  let forward: (b: Tensor4D, training: boolean, until?: string) => Tensor;
+  let forward: (b: Tensor4D, dropout: Dropout | undefined, until?: string) => Tensor;
   let trainableVariables: tf.Variable[];
   let variableNames: string[];
   const keyOf = (w: LayerVariable) => {
@@ -553,16 +531,16 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
       owned.push({ layerVar: w, v });
       return v;
     };
-    const steps = buildFastSteps(graph, own, constants, dropoutRate, dropout);
+    const steps = buildFastSteps(graph, own, constants);
     trainableVariables = owned.map((o) => o.v);
     variableNames = owned.map((o) => keyOf(o.layerVar));
-    forward = (b, training, until) => {
+    forward = (b, dropout, until) => {
       const values = new Map<string, Tensor>([[boundaryName, b]]);
       const constant = new Set([boundaryName]);
       for (const s of steps) {
         const xs = s.ins.map((n) => values.get(n) as Tensor);
         const needDx = s.ins.some((n) => !constant.has(n));
-        values.set(s.out, s.run(xs, training, needDx));
+        values.set(s.out, s.run(xs, dropout, needDx));
         if (!needDx && !s.hasParams) constant.add(s.out);
         if (s.out === until) return values.get(s.out) as Tensor;
       }
@@ -579,12 +557,12 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
     const layerVars = graph.layers.flatMap(trainableWeightsOf);
     trainableVariables = layerVars.map((w) => w.read() as tf.Variable);
     variableNames = layerVars.map(keyOf);
-    forward = (b, training, until) => {
+    forward = (b, dropout, until) => {
       const values = new Map<string, Tensor>([[boundaryName, b]]);
       for (const layer of graph.layers) {
         const xs = (graph.inputs.get(layer.name) as string[]).map((n) => values.get(n) as Tensor);
         let y: Tensor;
-        if (layer.getClassName() === 'Dropout') y = training && dropoutRate > 0 ? dropout(xs[0]) : xs[0];
+        if (layer.getClassName() === 'Dropout') y = dropout ? dropout(xs[0]) : xs[0];
         else y = layer.apply(xs.length === 1 ? xs[0] : xs, { training: false }) as Tensor;
         values.set(layer.name, y);
         if (layer.name === until) return y;
@@ -610,12 +588,12 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
     logits(boundary, training) {
       live();
       checkBoundary(boundary);
-      return tf.tidy(() => forward(boundary, training) as Tensor2D);
+      return tf.tidy(() => forward(boundary, training ? trainingDropout() : undefined) as Tensor2D);
     },
     features(boundary) {
       live();
       checkBoundary(boundary);
-      return tf.tidy(() => forward(boundary, false, poolName) as Tensor2D);
+      return tf.tidy(() => forward(boundary, undefined, poolName) as Tensor2D);
     },
     dropoutMask(n) {
       live();
@@ -634,19 +612,18 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
       // variableGrads silently drops variables flagged non-trainable (a frozen layer's): force them on.
       const flags = trainableVariables.map((v) => v.trainable);
       for (const v of trainableVariables) v.trainable = true;
-      maskOverride = training ? dropoutMask : undefined;
+      const dropout = training ? trainingDropout(dropoutMask) : undefined;
       let res: { value: tf.Scalar; grads: NamedTensorMap };
       try {
         res = tf.tidy(() => {
           const y = toLabels(labels, n, numClasses);
           return tf.variableGrads(() => {
-            const r = lossAndCorrect(forward(boundary, training) as Tensor2D, y, numClasses);
+            const r = lossAndCorrect(forward(boundary, dropout) as Tensor2D, y, numClasses);
             correctT = tf.keep(r.correct);
             return r.loss;
           }, trainableVariables);
         });
       } finally {
-        maskOverride = undefined;
         trainableVariables.forEach((v, i) => {
           v.trainable = flags[i];
         });

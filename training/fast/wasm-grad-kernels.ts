@@ -18,23 +18,18 @@
 
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import { tf } from '../../core/tf.js';
+import {
+  cpuInternals,
+  heapOffset,
+  makeResident,
+  runKernel,
+  type WasmBackendInternals,
+  wasmInternals,
+  wasmMemory,
+} from '../../core/tfjs-internals.js';
 import { type SimdLoops, simdLoops } from './wasm-simd.js';
 
-/** The subset of the WASM backend used here (tfjs does not export its class type). */
-interface WasmBackend {
-  dataIdMap: { get(dataId: object): { memoryOffset: number } };
-  /** The emscripten module: its memory is `asm.memory` (single-thread build) or `wasmMemory` (threaded build). */
-  wasm: { asm?: { memory?: WebAssembly.Memory }; wasmMemory?: WebAssembly.Memory };
-  makeOutput(shape: number[], dtype: string): TensorInfo;
-  disposeData(dataId: object, force?: boolean): boolean;
-  typedArrayFromHeap(info: TensorInfo): Float32Array;
-}
-
-/** The subset of the cpu backend used here. */
-interface CpuBackend {
-  data: { get(dataId: object): { values: Float32Array } };
-  makeTensorInfo(shape: number[], dtype: string, values: Float32Array): TensorInfo;
-}
+type WasmBackend = WasmBackendInternals;
 
 /** Name of the fused kernel: dx = dy where 0 < y < 6 (y = ReLU6 output), else 0. */
 export const RELU6_GRAD_FROM_OUTPUT = 'EdgetuneRelu6GradFromOutput';
@@ -79,7 +74,7 @@ function matMulT(backend: WasmBackend, a: TensorInfo, b: TensorInfo, transposeA:
 }
 
 function conv2DBackpropFilter({ inputs, backend, attrs }: Parameters<KernelFunc>[0]): TensorInfo {
-  const be = backend as unknown as WasmBackend;
+  const be = wasmInternals(backend);
   const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
   const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs as unknown as {
     strides: [number, number] | number;
@@ -107,7 +102,7 @@ function conv2DBackpropFilter({ inputs, backend, attrs }: Parameters<KernelFunc>
     return reshaped(out, filterShape);
   }
   // General filter: per filter tap, gather the strided input patch [P, ci] and multiply by dy.
-  be.dataIdMap.get(x.dataId); // resident before any heap view (see accessor)
+  makeResident(be, [x]); // before any heap view (see accessor)
   const { filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw, inHeight, inWidth } = info;
   const top = info.padInfo.top;
   const left = info.padInfo.left;
@@ -152,7 +147,7 @@ let wasmConv2DBackpropInput: KernelFunc | undefined;
 
 function conv2DBackpropInput(args: Parameters<KernelFunc>[0]): TensorInfo {
   const { inputs, backend, attrs } = args;
-  const be = backend as unknown as WasmBackend;
+  const be = wasmInternals(backend);
   const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
   const { strides, pad, dataFormat, dimRoundingMode, inputShape } = attrs as unknown as {
     strides: [number, number] | number;
@@ -188,15 +183,15 @@ interface DepthwiseAttrs {
  */
 function accessor(backend: unknown, name: string, inputs: TensorInfo[]) {
   if (name === 'wasm') {
-    const be = backend as WasmBackend;
-    for (const t of inputs) be.dataIdMap.get(t.dataId);
+    const be = wasmInternals(backend);
+    makeResident(be, inputs);
     return {
       alloc: (shape: number[]) => be.makeOutput(shape, 'float32'),
       view: (t: TensorInfo) => be.typedArrayFromHeap(t),
       finish: (t: TensorInfo) => t,
     };
   }
-  const be = backend as CpuBackend;
+  const be = cpuInternals(backend);
   const pending = new Map<TensorInfo, Float32Array>();
   return {
     alloc: (shape: number[]) => {
@@ -223,12 +218,11 @@ function depthwiseInfo(xShape: number[], filterShape: number[], a: DepthwiseAttr
 
 /** The SIMD loops over this backend's heap, and byte offsets of tensors in it (inputs made resident). */
 function heapSimd(backend: unknown, inputs: TensorInfo[]): { loops: SimdLoops; at(t: TensorInfo): number } | undefined {
-  const be = backend as WasmBackend;
-  const memory = be.wasm?.asm?.memory ?? be.wasm?.wasmMemory;
+  const memory = wasmMemory(backend);
   const loops = memory && simdLoops(memory);
   if (!loops) return undefined;
-  for (const t of inputs) be.dataIdMap.get(t.dataId);
-  return { loops, at: (t) => be.dataIdMap.get(t.dataId).memoryOffset };
+  makeResident(backend, inputs);
+  return { loops, at: (t) => heapOffset(backend, t) };
 }
 
 type Pad4 = [[number, number], [number, number], [number, number], [number, number]];
@@ -297,7 +291,7 @@ function forEachTap(info: ConvInfo, visit: (inPixel: number, outPixel: number, t
 function depthwiseFilterGradSimd(backend: unknown, x: TensorInfo, dy: TensorInfo, info: ConvInfo): TensorInfo | undefined {
   const simdHeap = heapSimd(backend, [x, dy]);
   if (!simdHeap || info.outChannels !== info.inChannels) return undefined;
-  const be = backend as WasmBackend;
+  const be = wasmInternals(backend);
   const out = be.makeOutput(info.filterShape, 'float32');
   be.typedArrayFromHeap(out).fill(0);
   const { loops, at } = simdHeap;
@@ -390,7 +384,7 @@ function makeDepthwiseBackpropInput(backendName: string): KernelFunc {
     const a = attrs as unknown as DepthwiseAttrs & { inputShape: number[] };
     const info = depthwiseInfo(a.inputShape, filter.shape, a);
     if (backendName === 'wasm') {
-      const out = depthwiseInputGradWasm(backend as unknown as WasmBackend, dy, filter, info);
+      const out = depthwiseInputGradWasm(wasmInternals(backend), dy, filter, info);
       if (out) return out;
     }
     const io = accessor(backend, backendName, [dy, filter]);
@@ -431,7 +425,7 @@ function makeRelu6GradFromOutput(backendName: string): KernelFunc {
     const { dy, y } = inputs as { dy: TensorInfo; y: TensorInfo };
     const simdHeap = backendName === 'wasm' ? heapSimd(backend, [dy, y]) : undefined;
     if (simdHeap) {
-      const out = (backend as WasmBackend).makeOutput(dy.shape, 'float32');
+      const out = wasmInternals(backend).makeOutput(dy.shape, 'float32');
       simdHeap.loops.relu6Grad(simdHeap.at(out), simdHeap.at(dy), simdHeap.at(y), tf.util.sizeFromShape(dy.shape));
       return out;
     }
@@ -487,5 +481,5 @@ export function relu6GradFromOutput<T extends tf.Tensor>(dy: T, y: T): T {
     // Other backends (tfjs-node): the same mask from ops.
     return tf.tidy(() => tf.mul(dy, tf.cast(tf.logicalAnd(tf.greater(y, 0), tf.less(y, 6)), dy.dtype))) as T;
   }
-  return tf.engine().runKernel(RELU6_GRAD_FROM_OUTPUT, { dy, y }) as T;
+  return runKernel<T>(RELU6_GRAD_FROM_OUTPUT, { dy, y });
 }

@@ -1,11 +1,18 @@
-// Plain-JS entry of the worker threads (boundary pool, parallel tail): registers tsx's loader in
-// this thread, so the TypeScript worker loads whether the parent runs under `npx tsx`,
-// bin/edgetune.mjs, or vitest. `workerData.entry` picks the worker module (default: boundary).
+// Plain-JS entry of the worker threads (boundary pool, parallel tail). In dist/ (compiled, see
+// scripts/build.mjs) the worker modules sit next to this file as .js and load directly; next to
+// the TypeScript sources it registers tsx's loader in this thread first, so the worker loads
+// whether the parent runs under `npx tsx` or vitest. `workerData.entry` picks the module.
+import { existsSync } from 'node:fs';
 import { workerData } from 'node:worker_threads';
-import { register } from 'tsx/esm/api';
 
-const entries = { boundary: './worker-boundary.ts', tail: './worker-tail.ts' };
-const entry = entries[workerData?.entry ?? 'boundary'];
-if (!entry) throw new Error(`unknown worker entry ${workerData?.entry}`);
-register();
-await import(entry);
+const names = { boundary: 'worker-boundary', tail: 'worker-tail' };
+const name = names[workerData?.entry ?? 'boundary'];
+if (!name) throw new Error(`unknown worker entry ${workerData?.entry}`);
+const compiled = new URL(`./${name}.js`, import.meta.url);
+if (existsSync(compiled)) {
+  await import(compiled.href);
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import(`./${name}.ts`);
+}

@@ -1,0 +1,89 @@
+// The import rules of ARCHITECTURE.md, checked on the sources: every relative import (static,
+// `export ... from`, and dynamic import()) of core/, training/, functions/ and infra/.
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { REPO_DIR } from './helpers/shared.js';
+
+interface Edge {
+  from: string;
+  to: string;
+}
+
+const ROOTS = ['core', 'training', 'functions', 'infra'];
+
+function files(dir: string): string[] {
+  return readdirSync(path.join(REPO_DIR, dir), { withFileTypes: true }).flatMap((e) => {
+    const p = `${dir}/${e.name}`;
+    if (e.isDirectory()) return files(p);
+    return /\.(ts|mjs)$/.test(e.name) && !e.name.endsWith('.d.ts') ? [p] : [];
+  });
+}
+
+const IMPORT = /(?:\bfrom\s*|\bimport\s*\(\s*|^\s*import\s+)['"](\.{1,2}\/[^'"]+)['"]/gm;
+
+function edges(): Edge[] {
+  return ROOTS.flatMap(files).flatMap((from) => {
+    const text = readFileSync(path.join(REPO_DIR, from), 'utf8');
+    return [...text.matchAll(IMPORT)].map((m) => ({
+      from,
+      to: path.posix.normalize(path.posix.join(path.posix.dirname(from), m[1])).replace(/\.js$/, '.ts'),
+    }));
+  });
+}
+
+const under = (p: string, dir: string) => p === dir || p.startsWith(`${dir}/`);
+
+/** The rules: [who, may not import, why]. */
+const RULES: [string, string, string][] = [
+  ['core', 'training', 'core holds what several stages share and imports no stage'],
+  ['core', 'functions', 'core holds what several stages share and imports no stage'],
+  ['core', 'infra', 'core holds what several stages share and imports no stage'],
+  ['functions', 'training', 'serving must not load training code'],
+  ['training', 'functions', 'training must not depend on the API'],
+];
+
+/**
+ * Known exceptions, removed by the folder moves of issue 13 item 1 (the product-wide CLI leaves
+ * training/ for cli/). Each must still exist: the test fails once it is gone, so the list shrinks.
+ */
+const EXCEPTIONS: Edge[] = [
+  { from: 'training/commands/index.ts', to: 'functions/commands/serve.ts' },
+  { from: 'training/commands/start.ts', to: 'functions/config.ts' },
+  { from: 'training/commands/start.ts', to: 'functions/node.ts' },
+];
+
+function violations(all: readonly Edge[], exceptions: readonly Edge[] = EXCEPTIONS): string[] {
+  const excepted = (e: Edge) => exceptions.some((x) => x.from === e.from && x.to === e.to);
+  return all.flatMap((e) =>
+    RULES.filter(([who, not]) => under(e.from, who) && under(e.to, not) && !excepted(e)).map(
+      ([, , why]) => `${e.from} imports ${e.to}: ${why}`,
+    ),
+  );
+}
+
+describe('architecture: which way imports point (ARCHITECTURE.md)', () => {
+  const all = edges();
+
+  it('finds the imports it checks', () => {
+    expect(all.length).toBeGreaterThan(300);
+    expect(all).toContainEqual({ from: 'training/train.ts', to: 'core/backend.ts' });
+    expect(all).toContainEqual({ from: 'training/commands/index.ts', to: 'training/commands/train.ts' }); // a dynamic import()
+  });
+
+  it('core/ imports no stage, serving does not import training, training does not import the API', () => {
+    expect(violations(all)).toEqual([]);
+  });
+
+  it('reports a violation (the check can fail)', () => {
+    expect(violations([{ from: 'core/x.ts', to: 'training/train.ts' }])).toEqual([
+      'core/x.ts imports training/train.ts: core holds what several stages share and imports no stage',
+    ]);
+    expect(violations([{ from: 'functions/app.ts', to: 'training/head.ts' }])).toHaveLength(1);
+  });
+
+  it('every known exception still exists (remove it from the list once the move is done)', () => {
+    for (const x of EXCEPTIONS) expect(all, `${x.from} -> ${x.to}`).toContainEqual(x);
+    expect(violations(all, [])).toHaveLength(EXCEPTIONS.length);
+  });
+});

@@ -1,0 +1,64 @@
+import { PREPROCESS } from '../core/classifier.js';
+import { outputActivation } from '../core/head-convention.js';
+import type { EpochRecord, Metrics } from '../core/manifest.js';
+import type { ManifestDraft } from './export.js';
+import type { TrainOptions } from './options.js';
+import type { TrainData } from './train-data.js';
+import type { BaseInfo } from './train-model.js';
+
+/** The options that shape the weights (what the manifest records and the checkpoint's run key hashes). */
+export function hyperparameters(o: TrainOptions): Record<string, unknown> {
+  const { data, out, json, publish, checkpoint, baseWeights, name, ...rest } = o;
+  return rest;
+}
+
+/** Views and seconds of the frozen forward pass, by kind (see TimedExtractor). */
+export type ForwardStats = Record<'boundary' | 'pooled', { views: number; seconds: number }>;
+
+/** The manifest of a finished run, before export adds the files, version and export time. */
+export function draftManifest(p: {
+  opts: TrainOptions;
+  data: TrainData;
+  base: BaseInfo;
+  history: EpochRecord[];
+  metrics: { frozen: Metrics | undefined; fineTuned: Metrics | undefined };
+  timings: Record<string, number>;
+  forward: ForwardStats;
+  backend: string;
+}): ManifestDraft {
+  const { opts, data, base, forward } = p;
+  const numClasses = data.classes.length;
+  return {
+    schemaVersion: 1,
+    name: data.name,
+    classes: data.classes,
+    output: outputActivation(numClasses),
+    input: { size: opts.imageSize, channels: 3, resize: opts.resize },
+    preprocessing: { scale: PREPROCESS.scale, offset: PREPROCESS.offset, inModel: true },
+    backbone: {
+      arch: 'mobilenet_v2',
+      alpha: base.alpha,
+      weights: { source: base.source, kind: base.kind, sha256: base.sha256, warning: base.warning },
+      fineTuneAt: opts.fineTuneAt,
+    },
+    hyperparameters: hyperparameters(opts),
+    dataset: {
+      source: opts.data,
+      fingerprint: data.fingerprint,
+      counts: { train: data.train.length, validation: data.validation.length, perClass: data.perClass },
+      skipped: data.skipped,
+    },
+    history: p.history,
+    metrics: p.metrics,
+    timings: {
+      ...p.timings,
+      ...(forward.boundary.views
+        ? { boundaryViews: forward.boundary.views, boundaryImagesPerSecond: forward.boundary.views / forward.boundary.seconds }
+        : {}),
+      ...(forward.pooled.views
+        ? { pooledViews: forward.pooled.views, pooledImagesPerSecond: forward.pooled.views / forward.pooled.seconds }
+        : {}),
+    },
+    backend: p.backend,
+  } as ManifestDraft;
+}

@@ -1,0 +1,252 @@
+// The two phases of train(), on cached activations: phase 1 trains the head on pooled features,
+// phase 2 the tail above the freeze boundary on boundary activations. Both end every epoch
+// through RunState.finishEpoch.
+import { HEAD } from '../core/classifier.js';
+import { toProbabilities } from '../core/head-convention.js';
+import type { Metrics } from '../core/manifest.js';
+import type { LayersModel } from '../core/tf.js';
+import { tf } from '../core/tf.js';
+import { setLearningRate } from '../core/tfjs-internals.js';
+import type { AugmentConfig } from './augment.js';
+import { epochOrder } from './dataset.js';
+import { type FeatureBlock, type FeatureExtractor, float32Rows, gatherRows } from './features.js';
+import { HeadTrainer } from './head.js';
+import { computeMetrics } from './metrics.js';
+import type { TrainOptions } from './options.js';
+import type { Reporter } from './progress.js';
+import { deriveSeed } from './rng.js';
+import type { RunState } from './run-state.js';
+import { learningRateAt } from './schedule.js';
+import type { TrainData } from './train-data.js';
+import { epochDraws } from './views.js';
+
+/** What both phases work on. */
+export interface PhaseContext {
+  opts: TrainOptions;
+  report: Reporter;
+  data: TrainData;
+  model: LayersModel;
+  state: RunState;
+  extractor: FeatureExtractor;
+  aug: AugmentConfig;
+  /** Name of the freeze boundary's layer (phase 2's input). */
+  boundary: string;
+}
+
+/** The un-augmented validation views, computed once for both phases. */
+export interface ValidationFeatures {
+  pooled: Float32Array;
+  dim: number;
+  /** Boundary activations; only when phase 2 runs. */
+  boundary: FeatureBlock | undefined;
+}
+
+const seconds = (t0: number) => (performance.now() - t0) / 1000;
+
+/** Validation pooled features and, when phase 2 follows, their boundary activations, in one pass. */
+export async function validationFeatures(ctx: PhaseContext): Promise<ValidationFeatures> {
+  const { opts, report, data } = ctx;
+  const n = data.validation.length;
+  report({ type: 'stage', stage: 'features (validation)', total: n });
+  // The frozen-layer workers start only once, here.
+  const [pooled, boundary] = await ctx.extractor.computeLayers(
+    data.validation,
+    data.validation.map(() => null),
+    opts.fineTuneEpochs > 0 ? [HEAD.pool, ctx.boundary] : [HEAD.pool],
+    (done) => report({ type: 'progress', stage: 'features', done, total: n }),
+  );
+  return { pooled: float32Rows(pooled), dim: pooled.shape[0], boundary };
+}
+
+/** Phase 1: frozen base, head only, on pooled features. Returns the final head's validation metrics. */
+export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures): Promise<Metrics> {
+  const { opts, report, data, state } = ctx;
+  const numClasses = data.classes.length;
+  const trainPaths = data.train.map((i) => i.file.relPath);
+  const head = new HeadTrainer(ctx.model, numClasses, opts.lr, opts.dropout, deriveSeed(opts.seed, 'dropout:head'));
+  const saved = state.takeOptimizer('frozen');
+  if (saved) {
+    await head.restoreOptimizer(saved);
+    tf.dispose(saved.map((o) => o.tensor));
+  }
+  const first = state.doneBefore('frozen');
+  // Which set of views epoch e trains on: its own (exact, like an uncached pipeline), one of
+  // `frozenViews` sets cycled over the epochs, or the un-augmented images every epoch.
+  const viewSet = (e: number) => (!opts.augmentFrozen ? -1 : opts.frozenViews ? e % opts.frozenViews : e);
+  const featureSets = new Map<number, Float32Array>();
+  for (let e = first; e < opts.epochs; e++) {
+    const te = performance.now();
+    const set = viewSet(e);
+    let feats = featureSets.get(set);
+    if (!feats) {
+      const draws = set >= 0 ? epochDraws(trainPaths, ctx.aug, opts.seed, set) : trainPaths.map(() => null);
+      report({ type: 'stage', stage: `features (epoch ${state.plan.done('frozen', e)})`, total: data.train.length });
+      feats = float32Rows(
+        await ctx.extractor.compute(data.train, draws, HEAD.pool, (done) =>
+          report({ type: 'progress', stage: 'features', done, total: data.train.length }),
+        ),
+      );
+      if (set < 0 || opts.frozenViews) featureSets.set(set, feats);
+    }
+    const { loss, accuracy } = head.trainEpoch(feats, val.dim, data.trainLabels, opts.batchSize, opts.seed, state.plan.global('frozen', e));
+    const metrics = computeMetrics(rows(head.probabilities(val.pooled, val.dim), numClasses), data.validationLabels, data.classes);
+    await state.finishEpoch('frozen', e, {
+      loss,
+      accuracy,
+      metrics,
+      seconds: seconds(te),
+      writeBack: () => head.writeBack(),
+      layers: new Set([HEAD.logits]),
+      optimizerWeights: () => head.optimizerWeights(),
+    });
+  }
+  if (first < opts.epochs) head.writeBack();
+  head.dispose();
+  if (!state.frozenMetrics) {
+    // No head epochs: still evaluate the untrained head so the manifest has figures.
+    const h = new HeadTrainer(ctx.model, numClasses, opts.lr, opts.dropout);
+    state.frozenMetrics = computeMetrics(rows(h.probabilities(val.pooled, val.dim), numClasses), data.validationLabels, data.classes);
+    h.dispose();
+  }
+  return state.frozenMetrics;
+}
+
+/** Phase 2: fine-tune the tail above the boundary on cached boundary activations. */
+export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeatures): Promise<Metrics> {
+  const { opts, report, data, state, model, boundary } = ctx;
+  const valBoundary = val.boundary as FeatureBlock;
+  const numClasses = data.classes.length;
+  const trainPaths = data.train.map((i) => i.file.relPath);
+  const n = data.train.length;
+  const bShape = valBoundary.shape;
+  const first = state.doneBefore('fineTune');
+  // The workers compute epoch e + 1's views while the tail trains on epoch e's.
+  const viewsFor = (e: number, onProgress?: (done: number) => void) => {
+    const p = ctx.extractor.compute(
+      data.train,
+      epochDraws(trainPaths, ctx.aug, opts.seed, state.plan.global('fineTune', e)),
+      boundary,
+      onProgress,
+    );
+    p.catch(() => {}); // awaited in its epoch; if training stops first, the pool's shutdown rejects it
+    return p;
+  };
+  report({ type: 'stage', stage: `boundary (epoch ${state.plan.done('fineTune', first)})`, total: n });
+  // Started before the tail's worker threads, which take a second or so to come up.
+  let next =
+    first < opts.fineTuneEpochs ? viewsFor(first, (done) => report({ type: 'progress', stage: 'boundary', done, total: n })) : undefined;
+  const { createTrainingTail } = await import('./fast/parallel-tail.js');
+  // The step is split over as many threads as there are frozen-layer workers (one core each).
+  const tail = await createTrainingTail(
+    model,
+    { fineTuneAt: opts.fineTuneAt, numClasses, dropout: opts.dropout, seed: deriveSeed(opts.seed, 'dropout:tail') },
+    { threads: Math.max(1, opts.workers) },
+  );
+  report({ type: 'info', message: `fine-tune step: ${tail.route} tail on ${tail.threads} thread(s)` });
+  const optimizer = tf.train.adam(opts.fineTuneLr);
+  let metrics: Metrics | undefined;
+  try {
+    const saved = state.takeOptimizer('fineTune');
+    if (saved) {
+      await optimizer.setWeights(saved);
+      tf.dispose(saved.map((o) => o.tensor));
+    }
+    const tailLayers = new Set(model.layers.slice(model.layers.findIndex((l) => l.name === boundary) + 1).map((l) => l.name));
+    for (let e = first; e < opts.fineTuneEpochs; e++) {
+      const te = performance.now();
+      const views = await next!;
+      next = e + 1 < opts.fineTuneEpochs ? viewsFor(e + 1) : undefined;
+      const order = epochOrder(n, opts.seed, state.plan.global('fineTune', e));
+      const steps = Math.ceil(order.length / opts.batchSize);
+      report({ type: 'stage', stage: `fine-tune epoch ${e + 1}/${opts.fineTuneEpochs}`, total: steps });
+      let lossSum = 0;
+      let correct = 0;
+      for (let s = 0; s < steps; s++) {
+        const idx = order.slice(s * opts.batchSize, (s + 1) * opts.batchSize);
+        const xb = gatherRows(views, idx);
+        const yb = Int32Array.from(idx.map((k) => data.trainLabels[k]));
+        setLearningRate(optimizer, learningRateAt(opts.fineTuneSchedule, opts.fineTuneLr, e * steps + s, opts.fineTuneEpochs * steps));
+        const xt = tf.tensor4d(xb, [idx.length, ...bShape] as [number, number, number, number]);
+        const yt = tf.tensor1d(yb, 'int32');
+        let r: { loss: number; correct: number };
+        try {
+          r = await tail.trainStep(xt, yt, optimizer);
+        } finally {
+          tf.dispose([xt, yt]);
+        }
+        lossSum += r.loss * idx.length;
+        correct += r.correct;
+        await new Promise((resolve) => setImmediate(resolve));
+        report({
+          type: 'progress',
+          stage: 'fine-tune',
+          done: s + 1,
+          total: steps,
+          loss: lossSum / ((s + 1) * opts.batchSize),
+          accuracy: correct / Math.min(order.length, (s + 1) * opts.batchSize),
+        });
+      }
+      metrics = computeMetrics(
+        rows(await tailProbabilities(tail, valBoundary, numClasses), numClasses),
+        data.validationLabels,
+        data.classes,
+      );
+      await state.finishEpoch('fineTune', e, {
+        loss: lossSum / order.length,
+        accuracy: correct / order.length,
+        metrics,
+        seconds: seconds(te),
+        writeBack: () => tail.writeBack(),
+        layers: tailLayers,
+        optimizerWeights: () => optimizer.getWeights(),
+      });
+    }
+    if (!metrics) {
+      // Everything was done before the restart: the final metrics come from the restored weights.
+      metrics = computeMetrics(
+        rows(await tailProbabilities(tail, valBoundary, numClasses), numClasses),
+        data.validationLabels,
+        data.classes,
+      );
+    }
+    tail.writeBack();
+  } finally {
+    // Also on failure: the tail's worker threads would keep the process alive.
+    await tail.dispose();
+    optimizer.dispose();
+  }
+  return metrics;
+}
+
+function rows(flat: Float32Array, numClasses: number): number[][] {
+  const r: number[][] = [];
+  for (let i = 0; i < flat.length; i += numClasses) r.push(Array.from(flat.subarray(i, i + numClasses)));
+  return r;
+}
+
+/** Validation probabilities in batches of `batch` rows, the batches spread over the tail's threads. */
+async function tailProbabilities(
+  tail: { evaluateLogits(batches: readonly Float32Array[]): Promise<Float32Array[]> },
+  block: FeatureBlock,
+  numClasses: number,
+  batch = 32,
+): Promise<Float32Array> {
+  const n = block.rows;
+  const starts: number[] = [];
+  for (let s = 0; s < n; s += batch) starts.push(s);
+  const sizes = starts.map((s) => Math.min(batch, n - s));
+  const logits = await tail.evaluateLogits(
+    starts.map((s, k) =>
+      gatherRows(
+        block,
+        Array.from({ length: sizes[k] }, (_, i) => s + i),
+      ),
+    ),
+  );
+  const out = new Float32Array(n * numClasses);
+  for (const [k, s] of starts.entries()) {
+    const p = tf.tidy(() => toProbabilities(tf.tensor2d(logits[k], [sizes[k], logits[k].length / sizes[k]]), numClasses).dataSync());
+    out.set(p, s * numClasses);
+  }
+  return out;
+}
