@@ -45,7 +45,13 @@ export async function startNodeServer(
   const rt = createRuntime(config, decodeImage, { log: opts.log });
   const hostname = opts.hostname ?? '127.0.0.1';
   const limits = { ...DEFAULT_SERVER_LIMITS, ...opts.limits };
-  const server = serve({ fetch: rt.app.fetch, port: opts.port ?? 3000, hostname });
+  const server = serve({
+    fetch: rt.app.fetch,
+    port: opts.port ?? 3000,
+    hostname,
+    // How often Node checks the two timeouts below (its default, 30 s, would let a slow client stay 30 s longer).
+    serverOptions: { connectionsCheckingInterval: Math.max(50, Math.min(1000, limits.requestTimeoutMs / 4, limits.headersTimeoutMs / 4)) },
+  });
   const http = server as unknown as import('node:http').Server;
   http.headersTimeout = limits.headersTimeoutMs;
   http.requestTimeout = limits.requestTimeoutMs;
