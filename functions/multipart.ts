@@ -61,6 +61,8 @@ export function readMultipartImages(req: Request, contentType: string, limits: M
     };
     const tooMany = () => fail(new HttpProblem(413, `too many images or parts (at most ${limits.maxFiles} images per request)`));
     parser.on('file', (name, stream, info) => {
+      // busboy destroys a file stream that the body ends in the middle of, with an error.
+      stream.on('error', () => fail(new HttpProblem(400, 'malformed multipart body: a part is cut short')));
       if (name !== 'image') {
         stream.resume();
         return;
