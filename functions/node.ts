@@ -37,11 +37,13 @@ export async function startNodeServer(
     log?: Logger;
     waitForModel?: boolean;
     limits?: Partial<ServerLimits>;
+    /** Keep libvips' SVG loader (default true: `edgetune start` renders its training report from SVG in this process). */
+    svgLoader?: boolean;
   } = {},
 ): Promise<NodeServer> {
   const config = opts.config ?? configFromEnv();
-  // SVG stays allowed: `edgetune start` trains in this process, and the report renders its charts from SVG.
-  restrictSharpLoaders({ svg: true });
+  // Requests never reach the SVG loader either way: the header check refuses SVG first.
+  restrictSharpLoaders({ svg: opts.svgLoader ?? true });
   const rt = createRuntime(config, decodeImage, { log: opts.log });
   const hostname = opts.hostname ?? '127.0.0.1';
   const limits = { ...DEFAULT_SERVER_LIMITS, ...opts.limits };
@@ -83,6 +85,11 @@ export async function startNodeServer(
 // `node dist/functions/node/index.mjs` (or `tsx functions/node.ts`) runs the server from env vars.
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const port = Number(process.env.PORT ?? 3000);
-  const s = await startNodeServer({ port, hostname: process.env.HOST || '127.0.0.1' });
+  const hostname = process.env.HOST || '127.0.0.1';
+  const s = await startNodeServer({ port, hostname, svgLoader: false });
   process.stderr.write(`edgetune: listening on ${s.url}\n`);
+  const env = process.env;
+  if (!isLoopback(hostname) && !env.API_KEYS && !env.API_KEYS_FILE && !env.API_KEYS_SECRET_ARN) {
+    process.stderr.write(`edgetune: WARNING: listening on ${hostname} without API keys: anyone who can reach it can use the API\n`);
+  }
 }

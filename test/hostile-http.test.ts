@@ -142,6 +142,47 @@ describe('the Node server', () => {
   });
 });
 
+describe('the Node server connection cap', () => {
+  it('drops connections beyond maxConnections without answering them', async () => {
+    const server = await startNodeServer({
+      config: configFromEnv({ MODEL_URI: dir, LOG_LEVEL: 'silent' }),
+      port: 0,
+      log: silentLogger,
+      limits: { maxConnections: 2 },
+    });
+    const open = (): Promise<import('node:net').Socket> =>
+      new Promise((resolve, reject) => {
+        const s = connect(server.port, '127.0.0.1', () => resolve(s));
+        s.on('error', reject);
+      });
+    const held = [await open(), await open()];
+    try {
+      await new Promise((r) => setTimeout(r, 100)); // let the server accept both
+      const third = await open();
+      const outcome = await new Promise<string>((resolve) => {
+        let got = '';
+        third.on('data', (d) => {
+          got += d.toString('latin1');
+        });
+        third.on('close', () => resolve(got === '' ? 'closed unanswered' : got));
+        third.on('error', () => resolve('closed unanswered'));
+        third.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+        setTimeout(() => resolve(got || 'still open'), 5000).unref();
+      });
+      expect(outcome).toBe('closed unanswered');
+      // A held connection still works.
+      const answer = await new Promise<string>((resolve) => {
+        held[0].once('data', (d) => resolve(d.toString('latin1')));
+        held[0].write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+      });
+      expect(answer).toMatch(/^HTTP\/1\.1 200/);
+    } finally {
+      for (const s of held) s.destroy();
+      await server.close();
+    }
+  });
+});
+
 describe('open-by-default endpoints', () => {
   const routes = [
     '/',

@@ -74,7 +74,7 @@ export function register(program: Command): void {
           if (!config.modelUri) process.stderr.write('edgetune: no model given (--model or MODEL_URI): /v1/classify answers 503\n');
           // s3:// without an endpoint or AWS credentials: the embedded S3 the other commands use.
           const s3 = config.modelUri && isS3Uri(config.modelUri) ? await ensureS3() : undefined;
-          const server = await startNodeServer({ config, port: o.port, hostname: o.host });
+          const server = await startNodeServer({ config, port: o.port, hostname: o.host, svgLoader: false });
           process.stderr.write(`edgetune: serving on ${server.url} (page /, docs /docs, OpenAPI /openapi.json)\n`);
           const keyed = config.apiKeys.length > 0 || config.apiKeysFile || config.apiKeysSecretArn;
           if (!isLoopback(o.host) && !keyed) {
