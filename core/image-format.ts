@@ -138,10 +138,35 @@ function pngHeader(b: Uint8Array): ImageHeader {
   return { format: 'png', width, height, cost };
 }
 
+/**
+ * The logical screen, grown to cover every frame: libnsgif enlarges its canvas to the largest frame
+ * it scans, so a 1x1 screen holding a 65535x65535 frame is a giant too.
+ */
 function gifHeader(b: Uint8Array): [number, number] {
-  need(b, 10, 'GIF');
-  const w = u16le(b, 6);
-  const h = u16le(b, 8);
+  need(b, 13, 'GIF');
+  let w = u16le(b, 6);
+  let h = u16le(b, 8);
+  let i = 13 + (b[10] & 0x80 ? 3 * 2 ** ((b[10] & 7) + 1) : 0);
+  const skipSubBlocks = () => {
+    while (i < b.length && b[i] !== 0) i += b[i] + 1;
+    i++;
+  };
+  while (i < b.length) {
+    const block = b[i];
+    if (block === 0x21) {
+      i += 2;
+      skipSubBlocks();
+    } else if (block === 0x2c) {
+      if (i + 10 > b.length) break;
+      w = Math.max(w, u16le(b, i + 1) + u16le(b, i + 5));
+      h = Math.max(h, u16le(b, i + 3) + u16le(b, i + 7));
+      const packed = b[i + 9];
+      i += 10 + (packed & 0x80 ? 3 * 2 ** ((packed & 7) + 1) : 0) + 1; // local colour table, LZW code size
+      skipSubBlocks();
+    } else {
+      break; // trailer (0x3b) or garbage: nothing more a decoder would size a canvas from
+    }
+  }
   if (w === 0 || h === 0) throw bad('GIF', 'zero width or height');
   return [w, h];
 }

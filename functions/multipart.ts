@@ -59,7 +59,8 @@ export function readMultipartImages(req: Request, contentType: string, limits: M
       parser.on('error', () => {});
       reject(p);
     };
-    const tooMany = () => fail(new HttpProblem(413, `too many images or parts (at most ${limits.maxFiles} images per request)`));
+    const most = `at most ${limits.maxFiles} image${limits.maxFiles === 1 ? '' : 's'} per request`;
+    const tooMany = () => fail(new HttpProblem(413, `too many images or parts (${most})`));
     parser.on('file', (name, stream, info) => {
       // busboy destroys a file stream that the body ends in the middle of, with an error.
       stream.on('error', () => fail(new HttpProblem(400, 'malformed multipart body: a part is cut short')));

@@ -74,27 +74,28 @@ export function jpegHeaderOnly(width: number, height: number): Uint8Array {
 
 /** A GIF89a whose logical screen (and one image) is width x height. */
 export function gifHeaderOnly(width: number, height: number): Uint8Array {
+  return gifScreenAndFrame(width, height, width, height);
+}
+
+/** A GIF89a with a `sw` x `sh` logical screen and, after a comment extension, one `fw` x `fh` frame. */
+export function gifScreenAndFrame(sw: number, sh: number, fw: number, fh: number): Uint8Array {
   const le = (n: number) => [n & 255, n >> 8];
   return new Uint8Array([
     ...new TextEncoder().encode('GIF89a'),
-    ...le(width),
-    ...le(height),
+    ...le(sw),
+    ...le(sh),
     0x80,
     0,
     0,
-    0,
-    0,
-    0,
-    255,
-    255,
-    255,
+    ...[0, 0, 0, 255, 255, 255],
+    ...[0x21, 0xfe, 3, 0x61, 0x62, 0x63, 0],
     0x2c,
     0,
     0,
     0,
     0,
-    ...le(width),
-    ...le(height),
+    ...le(fw),
+    ...le(fh),
     0,
     2,
     2,
