@@ -4,20 +4,19 @@
 // load, orientation, ICC profile to sRGB, premultiplied-alpha linear resize) so serving sees nearly the same pixels
 // as training. Measured against sharp: see test/api-image-js.test.ts.
 import type { PreprocessOptions, RgbImage } from './image.js';
+import { checkImageHeader, ImageDecodeError, ImageTooLargeError, UnsupportedImageError } from './image-format.js';
+
+export { ImageDecodeError, ImageTooLargeError, UnsupportedImageError };
 
 type VipsModule = Awaited<ReturnType<typeof import('wasm-vips')>>;
 type VipsImage = InstanceType<VipsModule['Image']>;
 
-/** Same name as core/image.ts's error, so callers can test `err.name` without importing sharp. */
-export class ImageDecodeError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ImageDecodeError';
-  }
-}
-
 const DEFAULT_LIMIT_INPUT_PIXELS = 50_000_000;
 let vipsPromise: Promise<VipsModule> | undefined;
+const JS_LOADERS = ['VipsForeignLoadJpeg', 'VipsForeignLoadPng', 'VipsForeignLoadWebp', 'VipsForeignLoadNsgif'];
+
+/** How many images reached libvips (tests check that a refused format never does). */
+export const decodeCounterJs = { vips: 0 };
 
 /** Starts libvips once per process (~0.1 s); the optional HEIF/JXL/SVG modules are not loaded. */
 export function initVips(): Promise<VipsModule> {
@@ -25,18 +24,12 @@ export function initVips(): Promise<VipsModule> {
     const vips = await m.default({ dynamicLibraries: [] });
     // Per-image work is small; a larger pool only adds wake-up latency on 1-2 vCPUs.
     vips.concurrency(1);
+    // Only the four loaders we use: whatever gets past the header check cannot reach TIFF, HEIF, etc.
+    vips.operationBlock('VipsForeignLoad', true);
+    for (const loader of JS_LOADERS) vips.operationBlock(loader, false);
     return vips;
   });
   return vipsPromise;
-}
-
-type Kind = 'jpeg' | 'png' | 'webp' | 'gif' | 'other';
-function kindOf(b: Uint8Array): Kind {
-  if (b[0] === 0xff && b[1] === 0xd8) return 'jpeg';
-  if (b[0] === 0x89 && b[1] === 0x50) return 'png';
-  if (b[0] === 0x47 && b[1] === 0x49 && b[2] === 0x46) return 'gif';
-  if (b[0] === 0x52 && b[1] === 0x49 && b[8] === 0x57 && b[9] === 0x45) return 'webp';
-  return 'other';
 }
 
 /** Loader-specific options (jpegload shrink, webpload scale) are passed through; the typings list only the common ones. */
@@ -54,14 +47,19 @@ function jpegShrinkOnLoad(shrink: number): number {
 /** Same contract as core/image.ts `decodeImage`: decoded, oriented, sRGB, no alpha, size x size. */
 export async function decodeImageJs(bytes: Uint8Array, opts: PreprocessOptions): Promise<RgbImage> {
   const { size, resize = 'stretch', limitInputPixels = DEFAULT_LIMIT_INPUT_PIXELS } = opts;
+  const header = checkImageHeader(bytes, limitInputPixels);
+  // libvips has no BMP loader of its own (sharp's path decodes it in JS); the edge bundle refuses it.
+  if (header.format === 'bmp')
+    throw new UnsupportedImageError('unsupported image format: BMP is not decoded at the edge; send JPEG, PNG, WebP or GIF');
   const vips = await initVips();
+  decodeCounterJs.vips++;
   const owned: VipsImage[] = [];
   const keep = (im: VipsImage) => {
     owned.push(im);
     return im;
   };
   try {
-    const kind = kindOf(bytes);
+    const kind = header.format;
     // Headers only: nothing is decoded until pixels are asked for.
     let im = keep(vips.Image.newFromBuffer(bytes, '', { fail_on: 'error' }));
     const pixels = im.width * im.height;

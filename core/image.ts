@@ -1,5 +1,8 @@
 import bmp from 'bmp-js';
 import sharp from 'sharp';
+import { checkImageHeader, ImageDecodeError, ImageTooLargeError, UnsupportedImageError } from './image-format.js';
+
+export { ImageDecodeError, ImageTooLargeError, UnsupportedImageError };
 
 /** Decoded, oriented, resized RGB pixels, row-major HWC, values 0..255. */
 export interface RgbImage {
@@ -19,13 +22,6 @@ export interface PreprocessOptions {
   limitInputPixels?: number;
 }
 
-export class ImageDecodeError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ImageDecodeError';
-  }
-}
-
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.bmp'] as const;
 export const DEFAULT_LIMIT_INPUT_PIXELS = 50_000_000;
 
@@ -36,8 +32,12 @@ export const DEFAULT_LIMIT_INPUT_PIXELS = 50_000_000;
  */
 export async function decodeImage(bytes: Uint8Array, opts: PreprocessOptions): Promise<RgbImage> {
   const { size, resize = 'stretch', limitInputPixels = DEFAULT_LIMIT_INPUT_PIXELS } = opts;
+  // The allowlist and the size come from the header, before libvips or bmp-js sees the bytes.
+  const header = checkImageHeader(bytes, limitInputPixels);
+  decodeCounter.sharp++;
   try {
-    const input = isBmp(bytes) ? bmpToSharp(bytes, limitInputPixels) : sharp(bytes, { limitInputPixels, failOn: 'error', pages: 1 });
+    const input =
+      header.format === 'bmp' ? bmpToSharp(bytes, limitInputPixels) : sharp(bytes, { limitInputPixels, failOn: 'error', pages: 1 });
     const { data, info } = await input
       .rotate()
       .toColourspace('srgb')
@@ -54,8 +54,20 @@ export async function decodeImage(bytes: Uint8Array, opts: PreprocessOptions): P
   }
 }
 
-export function isBmp(bytes: Uint8Array): boolean {
-  return bytes.length > 2 && bytes[0] === 0x42 && bytes[1] === 0x4d;
+/** How many images reached a decoder (tests check that a refused format never does). */
+export const decodeCounter = { sharp: 0 };
+
+const ALLOWED_LOADERS = ['Jpeg', 'Png', 'Webp', 'Nsgif'].flatMap((f) => [`VipsForeignLoad${f}Buffer`, `VipsForeignLoad${f}File`]);
+
+/**
+ * Blocks every libvips loader in this process except JPEG, PNG, WebP and GIF (and SVG when asked:
+ * the training report renders its charts from SVG), so a format that got past the header check
+ * still cannot reach AVIF/HEIF, TIFF, PDF, librsvg or magick code. Process-wide; raw pixel input
+ * and the encoders are unaffected.
+ */
+export function restrictSharpLoaders(opts: { svg?: boolean } = {}): void {
+  sharp.block({ operation: ['VipsForeignLoad'] });
+  sharp.unblock({ operation: [...ALLOWED_LOADERS, ...(opts.svg ? ['VipsForeignLoadSvgBuffer'] : [])] });
 }
 
 /** libvips (sharp) does not read BMP: decode it in JS, then feed sharp the raw pixels. */

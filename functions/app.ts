@@ -1,9 +1,9 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import { Scalar } from '@scalar/hono-api-reference';
 import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import { type RequestIdVariables, requestId } from 'hono/request-id';
+import { checkImageHeader, decodeFailure } from '../core/image-format.js';
 import { publicManifest } from '../core/manifest.js';
 import { bearerToken, keyMatches } from './auth.js';
 import type { ServeConfig } from './config.js';
@@ -12,7 +12,8 @@ import { predictBatch, rank } from './inference.js';
 import type { LogFields, Logger } from './logger.js';
 import { baseMediaType, checkMediaType } from './media.js';
 import type { ModelHolder, ServingModel } from './model-holder.js';
-import { renderPage } from './page.js';
+import { type ImagePart, readMultipartImages } from './multipart.js';
+import { API_CSP, DOCS_CSP, PAGE_CSP, renderDocs, renderPage, swaggerAsset } from './page.js';
 import { HttpProblem, problemResponse, problemResponses } from './problem.js';
 import {
   BatchResultSchema,
@@ -108,38 +109,29 @@ const readyRoute = createRoute({
   },
 });
 
-interface ImagePart {
-  bytes: Uint8Array;
-  type: string;
-}
-
-async function readImages(c: Context<Env>, maxCount: number): Promise<ImagePart[]> {
-  const declared = baseMediaType(c.req.header('content-type'));
-  if (declared === 'multipart/form-data') {
-    let form: FormData;
-    try {
-      form = await c.req.raw.formData();
-    } catch (e) {
-      throw new HttpProblem(400, `malformed multipart body: ${(e as Error).message}`);
-    }
-    const parts = form.getAll('image');
-    if (parts.length === 0) throw new HttpProblem(400, "no image: the multipart form has no field 'image'");
-    if (parts.length > maxCount) throw new HttpProblem(413, `too many images: ${parts.length} (at most ${maxCount} per request)`);
-    const out: ImagePart[] = [];
-    for (const p of parts) {
-      if (typeof p === 'string') throw new HttpProblem(400, "the field 'image' must be a file, not text");
-      const bytes = new Uint8Array(await p.arrayBuffer());
-      if (bytes.byteLength === 0) throw new HttpProblem(400, "no image: the file in field 'image' is empty");
-      out.push({ bytes, type: baseMediaType(p.type) });
-    }
-    return out;
-  }
+async function readImages(c: Context<Env>, maxCount: number, maxBytes: number): Promise<ImagePart[]> {
+  const header = c.req.header('content-type') ?? '';
+  const declared = baseMediaType(header);
+  if (declared === 'multipart/form-data') return readMultipartImages(c.req.raw, header, { maxFiles: maxCount, maxFileBytes: maxBytes });
   if (maxCount > 1 && declared !== '') {
     throw new HttpProblem(415, `the batch route takes multipart/form-data with one field 'image' per image, not '${declared}'`);
   }
+  const verdict = checkMediaType(declared);
+  if (!verdict.ok) throw new HttpProblem(415, verdict.detail);
   const bytes = new Uint8Array(await c.req.arrayBuffer());
   if (bytes.byteLength === 0) throw new HttpProblem(400, 'no image: the request body is empty');
   return [{ bytes, type: declared }];
+}
+
+/** What a refused or failed image becomes: our own header messages are shown, a decoder's only logged. */
+function imageProblem(e: unknown, prefix: string): HttpProblem {
+  const err = e as Error;
+  const reason = decodeFailure(e);
+  if (reason === 'unsupported') return new HttpProblem(415, `${prefix}${err.message}`);
+  if (reason === 'too-large') return new HttpProblem(413, `${prefix}${err.message}`);
+  if (err?.name === 'ImageDecodeError' && /^cannot decode image: invalid /.test(err.message))
+    return new HttpProblem(422, `${prefix}${err.message}`);
+  return new HttpProblem(422, `${prefix}cannot decode image: the data is corrupt, truncated or uses a feature we do not decode`);
 }
 
 function parseTop(c: Context<Env>): number | undefined {
@@ -157,6 +149,13 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
   });
 
   app.use(requestId({ headerName: 'X-Request-Id' }));
+
+  // Every answer: no MIME sniffing, and a CSP that allows nothing unless the route set its own (the page, the docs).
+  app.use(async (c, next) => {
+    await next();
+    c.res.headers.set('x-content-type-options', 'nosniff');
+    if (!c.res.headers.has('content-security-policy')) c.res.headers.set('content-security-policy', API_CSP);
+  });
 
   // Access log: one line per request, never the body.
   app.use(async (c, next) => {
@@ -227,23 +226,37 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
           ? 'no model configured (set MODEL_URI or pass --model)'
           : s.state === 'loading'
             ? 'the model is still loading'
-            : `the model could not be loaded: ${s.lastError?.message ?? 'unknown error'}`;
+            : 'the model could not be loaded; the details are in the server log';
       throw new HttpProblem(503, why);
     }
     return lease;
   };
 
-  const decodeAll = async (parts: ImagePart[], serving: ServingModel) => {
+  const decodeAll = async (c: Context<Env>, parts: ImagePart[], serving: ServingModel) => {
     const opts = { size: serving.manifest.input.size, resize: serving.manifest.input.resize, limitInputPixels: config.maxInputPixels };
+    const prefix = (i: number) => (parts.length > 1 ? `image ${i}: ` : '');
+    // Every header first: a giant or a foreign format anywhere in a batch is refused before anything decodes.
+    let cost = 0;
+    for (const [i, p] of parts.entries()) {
+      try {
+        cost += checkImageHeader(p.bytes, config.maxInputPixels).cost;
+      } catch (e) {
+        throw imageProblem(e, prefix(i));
+      }
+    }
+    if (cost > config.maxRequestPixels) {
+      throw new HttpProblem(
+        413,
+        `the images add up to ${(cost / 1e6).toFixed(1)} MP of decoding, over the ${(config.maxRequestPixels / 1e6).toFixed(1)} MP limit per request`,
+      );
+    }
     const images = [];
     for (const [i, p] of parts.entries()) {
-      const verdict = checkMediaType(p.type, p.bytes);
-      if (!verdict.ok) throw new HttpProblem(415, parts.length > 1 ? `image ${i}: ${verdict.detail}` : verdict.detail);
       try {
         images.push(await decode(p.bytes, opts));
       } catch (e) {
-        const msg = (e as Error)?.message ?? String(e);
-        throw new HttpProblem(422, parts.length > 1 ? `image ${i}: ${msg}` : msg);
+        log.info('image refused', { requestId: c.get('requestId'), image: i, error: (e as Error)?.message ?? String(e) });
+        throw imageProblem(e, prefix(i));
       }
     }
     return images;
@@ -255,9 +268,9 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
     const lease = borrowModel(c);
     try {
       const { serving } = lease;
-      const parts = await readImages(c, maxCount);
+      const parts = await readImages(c, maxCount, config.maxBodyBytes);
       const t1 = performance.now();
-      const images = await decodeAll(parts, serving);
+      const images = await decodeAll(c, parts, serving);
       const t2 = performance.now();
       const probs = await predictBatch(serving.forward, images, serving.manifest.input.size, serving.manifest.classes.length);
       const t3 = performance.now();
@@ -309,7 +322,10 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
       backend: deps.backend?.(),
       ...(s.model ? { model: s.model } : {}),
       ...(s.lastCheckAt ? { lastCheckAt: s.lastCheckAt } : {}),
-      ...(s.lastError ? { lastError: s.lastError } : {}),
+      // The failure's message names internal paths and keys: it goes to the log, not to the client.
+      ...(s.lastError
+        ? { lastError: { ...s.lastError, message: 'the model could not be loaded; the details are in the server log' } }
+        : {}),
       ...(s.state !== 'ready' ? { detail: s.state === 'unconfigured' ? 'no model configured' : `model ${s.state}` } : {}),
     };
     return s.state === 'ready' ? c.json(body, 200) : c.json(body, 503);
@@ -328,9 +344,20 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
       description: 'Classifies photos with a fine-tuned MobileNetV2. Errors are application/problem+json (RFC 9457).',
     },
   });
-  app.get('/docs', Scalar({ url: '/openapi.json', pageTitle: 'edgetune API reference' }));
+  app.get('/docs', (c) => {
+    c.header('content-security-policy', DOCS_CSP);
+    return c.html(renderDocs());
+  });
+  app.get('/docs/:asset{swagger-ui\\.css|swagger-ui-bundle\\.js|init\\.js}', async (c) => {
+    const asset = await swaggerAsset(c.req.param('asset'));
+    if (!asset) return problemResponse(404, 'the API reference assets are not installed', c.get('requestId'));
+    return c.body(asset.body, 200, { 'content-type': asset.type, 'cache-control': 'public, max-age=86400' });
+  });
 
-  app.get('/', (c) => c.html(renderPage()));
+  app.get('/', (c) => {
+    c.header('content-security-policy', PAGE_CSP);
+    return c.html(renderPage());
+  });
 
   app.notFound((c) => problemResponse(404, `no route ${c.req.method} ${c.req.path}`, c.get('requestId')));
 
@@ -339,7 +366,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
     if (err instanceof HttpProblem) return problemResponse(err.status, err.detail, rid);
     // Body stream failures (client aborted, malformed chunking) are the client's doing.
     if (err instanceof TypeError && /body|stream|aborted/i.test(err.message))
-      return problemResponse(400, `cannot read the request body: ${err.message}`, rid);
+      return problemResponse(400, 'cannot read the request body', rid);
     log.error('unhandled error', { requestId: rid, error: err.message, stack: err.stack });
     return problemResponse(500, 'unexpected server error; the request id is in the logs', rid);
   });

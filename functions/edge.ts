@@ -3,7 +3,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { handle } from 'hono/lambda-edge';
 import { decodeImageJs, initVips } from '../core/image-js.js';
-import { configFromEnv } from './config.js';
+import { configFromEnv, EDGE_MAX_BODY_BYTES } from './config.js';
+import { truncatedBodyResult } from './edge-body.js';
 import { createRuntime } from './runtime.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -23,9 +24,10 @@ function edgeEnv(): Record<string, string | undefined> {
 }
 
 // No sharp at the edge: images are decoded by libvips compiled to WASM.
-const rt = createRuntime(configFromEnv(edgeEnv()), decodeImageJs);
+const rt = createRuntime(configFromEnv(edgeEnv(), {}, { maxBodyBytes: EDGE_MAX_BODY_BYTES }), decodeImageJs);
 // Start libvips during init too, so the first request does not pay for compiling its WASM.
 await Promise.all([rt.ready, initVips()]);
 
 /** CloudFront origin-request (or viewer-request) trigger with the body included. */
-export const handler = handle(rt.app);
+const honoHandler = handle(rt.app);
+export const handler: typeof honoHandler = async (event, ...rest) => truncatedBodyResult(event) ?? honoHandler(event, ...rest);

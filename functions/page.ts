@@ -1,13 +1,17 @@
-/** GET /: a small self-contained page (no external assets) to try the classifier. */
-export function renderPage(): string {
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>edgetune classifier</title>
-<style>
-  :root { font-family: system-ui, sans-serif; color: #1b1f24; background: #f6f7f9; }
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The API reference: swagger-ui's script and stylesheet from this origin (data: icons in its CSS); no inline code. */
+export const DOCS_CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+  "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/** JSON answers need nothing. */
+export const API_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+export const PAGE_STYLE = `  :root { font-family: system-ui, sans-serif; color: #1b1f24; background: #f6f7f9; }
   main { max-width: 42rem; margin: 2rem auto; padding: 0 1rem; }
   h1 { font-size: 1.4rem; margin-bottom: .25rem; }
   .muted { color: #5b6470; font-size: .9rem; }
@@ -21,29 +25,9 @@ export function renderPage(): string {
   #error { color: #b42318; white-space: pre-wrap; }
   details { margin-top: 1.5rem; }
   input[type=password] { width: 100%; padding: .3rem; }
-</style>
-</head>
-<body>
-<main>
-  <h1>edgetune classifier</h1>
-  <p class="muted" id="model">Loading model information…</p>
-  <label id="drop" for="file">Drop a photo here or click to pick one (JPEG, PNG, WebP, GIF)
-    <input id="file" type="file" accept="image/jpeg,image/png,image/webp,image/gif" hidden>
-  </label>
-  <img id="preview" alt="the uploaded photo">
-  <div id="result" aria-live="polite">
-    <div id="label" data-testid="label"></div>
-    <div id="bars"></div>
-    <p class="muted" id="latency"></p>
-  </div>
-  <p id="error" role="alert"></p>
-  <details><summary>API key</summary>
-    <p class="muted">Only needed when this deployment requires one. Kept in this browser's local storage.</p>
-    <input id="key" type="password" autocomplete="off" placeholder="Bearer key">
-  </details>
-</main>
-<script>
-const $ = (id) => document.getElementById(id);
+`;
+
+export const PAGE_SCRIPT = `const $ = (id) => document.getElementById(id);
 const keyInput = $('key');
 keyInput.value = localStorage.getItem('edgetune-key') || '';
 keyInput.addEventListener('change', () => { localStorage.setItem('edgetune-key', keyInput.value); loadModel(); });
@@ -93,7 +77,99 @@ drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.ad
 drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', (e) => { e.preventDefault(); drop.classList.remove('over'); const f = e.dataTransfer.files[0]; if (f) classify(f); });
 loadModel();
-</script>
+`;
+
+/**
+ * Content-Security-Policy of the page: exactly its own inline script and style (by their sha256, so
+ * an injected script cannot run), fetches to this origin only, previews from blob: URLs, and
+ * 'wasm-unsafe-eval' so in-browser inference (tfjs WASM) can compile WebAssembly later. Nothing else.
+ */
+const hash = (s: string) => `'sha256-${createHash('sha256').update(s, 'utf8').digest('base64')}'`;
+export const PAGE_CSP =
+  `default-src 'none'; script-src ${hash(PAGE_SCRIPT)} 'wasm-unsafe-eval'; style-src ${hash(PAGE_STYLE)}; img-src 'self' blob:; ` +
+  "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/** GET /: a small self-contained page (no external assets) to try the classifier; serve it with PAGE_CSP. */
+export function renderPage(): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>edgetune classifier</title>
+<style>${PAGE_STYLE}</style>
+</head>
+<body>
+<main>
+  <h1>edgetune classifier</h1>
+  <p class="muted" id="model">Loading model information…</p>
+  <label id="drop" for="file">Drop a photo here or click to pick one (JPEG, PNG, WebP, GIF)
+    <input id="file" type="file" accept="image/jpeg,image/png,image/webp,image/gif" hidden>
+  </label>
+  <img id="preview" alt="the uploaded photo">
+  <div id="result" aria-live="polite">
+    <div id="label" data-testid="label"></div>
+    <div id="bars"></div>
+    <p class="muted" id="latency"></p>
+  </div>
+  <p id="error" role="alert"></p>
+  <details><summary>API key</summary>
+    <p class="muted">Only needed when this deployment requires one. Kept in this browser's local storage.</p>
+    <input id="key" type="password" autocomplete="off" placeholder="Bearer key">
+  </details>
+</main>
+<script>${PAGE_SCRIPT}</script>
 </body>
 </html>`;
+}
+
+/** GET /docs: swagger-ui from the installed swagger-ui-dist (pinned in package.json), no CDN. */
+export function renderDocs(): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>edgetune API reference</title>
+<link rel="stylesheet" href="docs/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui" data-spec="openapi.json"></div>
+<script src="docs/swagger-ui-bundle.js"></script>
+<script src="docs/init.js"></script>
+</body>
+</html>`;
+}
+
+const DOCS_INIT =
+  "const el = document.getElementById('swagger-ui');\nwindow.ui = SwaggerUIBundle({ url: el.dataset.spec, dom_id: '#swagger-ui', deepLinking: true });\n";
+const ASSET_TYPES: Record<string, string> = {
+  'swagger-ui.css': 'text/css; charset=utf-8',
+  'swagger-ui-bundle.js': 'text/javascript; charset=utf-8',
+};
+const assets = new Map<string, Uint8Array<ArrayBuffer>>();
+
+/** swagger-ui-dist in node_modules, or the `swagger-ui/` folder the function bundles ship next to index.mjs. */
+function swaggerDir(): string {
+  try {
+    return path.dirname(createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'));
+  } catch {
+    return path.join(path.dirname(fileURLToPath(import.meta.url)), 'swagger-ui');
+  }
+}
+
+export async function swaggerAsset(name: string): Promise<{ body: Uint8Array<ArrayBuffer>; type: string } | undefined> {
+  if (name === 'init.js') return { body: new TextEncoder().encode(DOCS_INIT), type: 'text/javascript; charset=utf-8' };
+  const type = ASSET_TYPES[name];
+  if (!type) return undefined;
+  let body = assets.get(name);
+  if (!body) {
+    try {
+      body = new Uint8Array(await readFile(path.join(swaggerDir(), name)));
+    } catch {
+      return undefined;
+    }
+    assets.set(name, body);
+  }
+  return { body, type };
 }

@@ -1,6 +1,7 @@
+import { readFile } from 'node:fs/promises';
 import { currentBackend, describeBackend, initBackend } from '../core/backend.js';
 import { createApp } from './app.js';
-import { keysFromSecret } from './auth.js';
+import { keysFromSecret, parseKeySecret } from './auth.js';
 import type { ServeConfig } from './config.js';
 import type { Decoder } from './decoder.js';
 import { jsonLogger, type Logger, silentLogger } from './logger.js';
@@ -21,19 +22,11 @@ export interface Runtime {
 export function createRuntime(
   config: ServeConfig,
   decode: Decoder,
-  opts: { log?: Logger; source?: ModelSource; backendLog?: (line: string) => void } = {},
+  opts: { log?: Logger; source?: ModelSource; backendLog?: (line: string) => void; loadSecret?: (arn: string) => Promise<string[]> } = {},
 ): Runtime {
   const log = opts.log ?? (config.logLevel === 'silent' ? silentLogger : jsonLogger());
   const holder = new ModelHolder(config.modelUri, { refreshSeconds: config.refreshSeconds, log, source: opts.source });
-  let keys: Promise<string[]> | undefined;
-  const apiKeys = () => {
-    if (config.apiKeys.length > 0 || !config.apiKeysSecretArn) return Promise.resolve(config.apiKeys);
-    keys ??= keysFromSecret(config.apiKeysSecretArn).catch((e) => {
-      keys = undefined; // retry on the next request
-      throw e;
-    });
-    return keys;
-  };
+  const apiKeys = apiKeySource(config, opts.loadSecret);
   const backendLog = opts.backendLog ?? ((line: string) => log.info(line));
   const ready = initBackend('auto', backendLog).then(() => holder.start());
   const app = createApp({
@@ -48,4 +41,39 @@ export function createRuntime(
     },
   });
   return { app, holder, ready };
+}
+
+/**
+ * The accepted API keys: API_KEYS as given, else the Secrets Manager secret or the key file, cached
+ * for API_KEYS_TTL_SECONDS so a rotated or revoked key takes effect without a restart. A failed
+ * fetch is retried on the next request; until a first fetch succeeds, requests get a 503.
+ */
+export function apiKeySource(
+  config: ServeConfig,
+  loadSecret: (arn: string) => Promise<string[]> = (arn) => keysFromSecret(arn),
+): () => Promise<string[]> {
+  const load = config.apiKeysSecretArn
+    ? () => loadSecret(config.apiKeysSecretArn as string)
+    : config.apiKeysFile
+      ? async () => {
+          const keys = parseKeySecret(await readFile(config.apiKeysFile as string, 'utf8'));
+          if (keys.length === 0) throw new Error(`the key file ${config.apiKeysFile} holds no API keys`);
+          return keys;
+        }
+      : undefined;
+  if (config.apiKeys.length > 0 || !load) return () => Promise.resolve(config.apiKeys);
+  let cached: { keys: Promise<string[]>; at: number } | undefined;
+  return () => {
+    if (!cached || Date.now() - cached.at > config.apiKeysTtlSeconds * 1000) {
+      const entry = {
+        at: Date.now(),
+        keys: load().catch((e) => {
+          if (cached === entry) cached = undefined;
+          throw e;
+        }),
+      };
+      cached = entry;
+    }
+    return cached.keys;
+  };
 }

@@ -79,6 +79,6 @@ export const ReadySchema = z
   })
   .openapi('Readiness');
 
-export const IMAGE_MEDIA_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'image/gif'] as const;
+export const IMAGE_MEDIA_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/bmp'] as const;
 
 export const BinaryImageSchema = z.string().openapi({ type: 'string', format: 'binary', description: 'The image file bytes.' });

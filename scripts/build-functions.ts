@@ -108,7 +108,15 @@ async function bundle(name: string, entry: string, opts: { external: string[]; p
     logLevel: 'warning',
   });
   copyWasm(dir);
+  copyDocs(dir);
   return dir;
+}
+
+/** /docs is swagger-ui from swagger-ui-dist (functions/page.ts reads it from `swagger-ui/` beside index.mjs). */
+function copyDocs(dir: string): void {
+  const src = path.dirname(require.resolve('swagger-ui-dist/package.json'));
+  mkdirSync(path.join(dir, 'swagger-ui'), { recursive: true });
+  for (const f of ['swagger-ui-bundle.js', 'swagger-ui.css', 'LICENSE']) copyFileSync(path.join(src, f), path.join(dir, 'swagger-ui', f));
 }
 
 function sharpVersion(): string {

@@ -142,7 +142,8 @@ describe('classify API routes (app.request)', () => {
     const badOne = new FormData();
     badOne.append('image', new Blob([jpeg], { type: 'image/jpeg' }));
     badOne.append('image', new Blob([new Uint8Array([9, 9, 9])], { type: 'image/png' }));
-    await expectProblem(await rt.app.request('/v1/classify/batch', { method: 'POST', body: badOne }), 422, /^image 1:/);
+    // Bytes of no allowlisted format are refused by their magic bytes, whatever the part's declared type.
+    await expectProblem(await rt.app.request('/v1/classify/batch', { method: 'POST', body: badOne }), 415, /^image 1:/);
     const malformed = await rt.app.request('/v1/classify', {
       method: 'POST',
       body: '--zzz\r\nbroken',

@@ -66,6 +66,10 @@ describe.skipIf(!hasChromium)('upload page in headless Chromium', () => {
     const page = await browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
+    // The page runs under its CSP (inline script and style allowed by hash only): no violation reports.
+    page.on('console', (m) => {
+      if (/Content Security Policy/i.test(m.text())) errors.push(m.text());
+    });
     await page.goto(server.url + '/');
     await expect.poll(() => page.textContent('#model')).toMatch(/version local-[0-9a-f]{8}.*validation accuracy 90\.0%/);
     await page.setInputFiles('#file', photo);
@@ -81,6 +85,25 @@ describe.skipIf(!hasChromium)('upload page in headless Chromium', () => {
     await page.setInputFiles('#file', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not an image') });
     await page.waitForFunction(() => (document.querySelector('#error')?.textContent ?? '').length > 0);
     expect(await page.textContent('#error')).toMatch(/^Unsupported Media Type: /);
+    expect(errors).toEqual([]);
+  });
+
+  it('renders the API reference at /docs from this origin only (swagger-ui from node_modules), under its CSP', async () => {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    const origins = new Set<string>();
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('console', (m) => {
+      if (/Content Security Policy/i.test(m.text())) errors.push(m.text());
+    });
+    page.on('request', (r) => {
+      if (!r.url().startsWith('data:')) origins.add(new URL(r.url()).origin);
+    });
+    await page.goto(`${server.url}/docs`);
+    await page.waitForSelector('.opblock-summary-path', { timeout: 20_000 });
+    const paths = await page.locator('.opblock-summary-path').allTextContents();
+    expect(paths.join(' ')).toContain('/v1/classify');
+    expect([...origins]).toEqual([new URL(server.url).origin]);
     expect(errors).toEqual([]);
   });
 });
