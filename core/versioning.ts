@@ -4,6 +4,9 @@ import { z } from 'zod';
 /** `20261127T201500Z-3fa2c1d0`: UTC second + 8 hex of a content hash. Sorts by time as a string. */
 export const VERSION_RE = /^\d{8}T\d{6}Z-[0-9a-f]{8}$/;
 
+/** The same shape as an IAM/S3 ARN wildcard (`?` is one character): scopes the job role's delete to version folders. */
+export const VERSION_GLOB = '????????T??????Z-????????';
+
 export function isVersion(s: string): boolean {
   return VERSION_RE.test(s);
 }
