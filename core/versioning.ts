@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 
 /** `20261127T201500Z-3fa2c1d0`: UTC second + 8 hex of a content hash. Sorts by time as a string. */
@@ -17,6 +17,15 @@ export function makeVersion(contentHash: string, at: Date = new Date()): string 
     .replace(/[-:]/g, '')
     .replace(/\.\d{3}Z$/, 'Z');
   return `${ts}-${contentHash.slice(0, 8)}`;
+}
+
+/**
+ * A name for a new published version: the UTC second + 8 random hex digits, so two publishers of the
+ * same folder in the same second still get different names (publishing also claims it with a
+ * conditional create).
+ */
+export function newVersionName(at: Date = new Date()): string {
+  return makeVersion(randomBytes(4).toString('hex'), at);
 }
 
 export function sha256(data: Uint8Array | string): string {
