@@ -111,19 +111,49 @@ export function createGuardHandler(opts: GuardOptions): http.RequestListener {
       } else if (v.payloadHash !== UNSIGNED_PAYLOAD && v.payloadHash !== EMPTY_SHA256) {
         return sendError(res, 400, 'XAmzContentSHA256Mismatch', 'the body does not match x-amz-content-sha256');
       }
-      const headers = { ...req.headers };
+      const headers = withoutHopByHop(req.headers);
       delete headers.authorization;
-      delete headers['transfer-encoding'];
       if (body) headers['content-length'] = String(body.length);
-      const up = http.request({ socketPath: opts.upstreamSocket, method: req.method, path: req.url, headers }, (upRes) => {
-        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      // One unix-socket connection per request, closed after it: s3rver can end a response short of its
+      // Content-Length (a file rewritten while read), which on a kept-alive socket would wait forever;
+      // on a closed one it is a premature end, passed on as a dropped connection the client retries.
+      headers.connection = 'close';
+      const up = http.request({ socketPath: opts.upstreamSocket, method: req.method, path: req.url, headers, agent: false }, (upRes) => {
+        res.writeHead(upRes.statusCode ?? 502, withoutHopByHop(upRes.headers));
+        upRes.on('aborted', () => res.destroy());
+        upRes.on('error', () => res.destroy());
+        upRes.on('end', () => {
+          if (!upRes.complete) res.destroy();
+        });
         upRes.pipe(res);
       });
+      up.setTimeout(UPSTREAM_IDLE_MS, () => up.destroy(new Error(`no data from s3rver for ${UPSTREAM_IDLE_MS} ms`)));
       up.on('error', (e) => sendError(res, 502, 'InternalError', `embedded S3 backend: ${e.message}`));
       res.on('close', () => up.destroy());
       up.end(body);
     })().catch((e) => sendError(res, 500, 'InternalError', String((e as Error)?.message ?? e)));
   };
 }
+
+/** Headers that belong to one connection, not to the request: never forwarded (the body is already read in full). */
+const HOP_BY_HOP = [
+  'connection',
+  'keep-alive',
+  'expect',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'proxy-connection',
+  'proxy-authorization',
+];
+
+function withoutHopByHop(h: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
+  const out: http.OutgoingHttpHeaders = { ...h };
+  for (const name of HOP_BY_HOP) delete out[name];
+  return out;
+}
+
+const UPSTREAM_IDLE_MS = 30_000;
 
 const EMPTY_SHA256 = createHash('sha256').update('').digest('hex');
