@@ -90,7 +90,8 @@ export async function syncDatasetWithStats(s3Uri: string, opts: SyncOptions = {}
     if (reason) skipped.push({ key: o.key, reason });
     else wanted.push({ ...o, rel, etag: cleanEtag(o.etag) });
   }
-  if (!wanted.length && !skipped.length) throw new Error(`no objects under s3://${bucket}/${prefix} (expected <class>/<image> keys below it)`);
+  if (!wanted.length && !skipped.length)
+    throw new Error(`no objects under s3://${bucket}/${prefix} (expected <class>/<image> keys below it)`);
   if (!wanted.length) {
     throw new Error(
       `no usable objects under s3://${bucket}/${prefix} (expected <class>/<image> keys below it)` +
