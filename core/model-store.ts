@@ -7,11 +7,11 @@ import { type Manifest, type Verification, VerificationSchema } from './manifest
 import { modelJsonText } from './model-json.js';
 import { loadModel, localSource, ModelIntegrityError, readCurrentPointer, readVerifiedArtifacts, s3Source } from './model-loader.js';
 import { type QuantizeDtype, quantizeWeights } from './quantize.js';
-import { getObjectIfExists, listObjects, putObject, s3Client } from './s3/client.js';
+import { getObjectIfExists, headObject, listObjects, putObject, s3Client } from './s3/client.js';
 import { mapLimit } from './s3/retry.js';
 import { joinKey, parseS3Uri } from './s3/uri.js';
 import { tf } from './tf.js';
-import { type Current, isVersion, makeVersion, sha256 } from './versioning.js';
+import { type Current, isVersion, newVersionName, sha256 } from './versioning.js';
 import { formatIssues } from './zod-issues.js';
 
 export interface PublishOptions {
@@ -143,18 +143,42 @@ export async function switchCurrent(bucket: string, prefix: string, next: Curren
       ...(expectedEtag ? { IfMatch: expectedEtag } : { IfNoneMatch: '*' }),
     });
   } catch (e) {
-    const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-    if (status === 412 || status === 409) {
-      throw new Error(`${uri} changed while publishing (another publish or promote won the race); nothing was switched, rerun to retry`);
+    if (isPreconditionFailed(e)) {
+      throw new ConcurrentWriteError(
+        `${uri} changed while publishing (another publish or promote won the race); nothing was switched, rerun to retry`,
+      );
     }
     throw e;
   }
   const back = await readCurrent(bucket, prefix);
   if (back.current?.version !== next.version || back.current.promotedAt !== next.promotedAt) {
-    throw new Error(
+    throw new ConcurrentWriteError(
       `${uri} names ${back.current?.version ?? 'nothing'} after writing ${next.version}: a concurrent writer won; rerun to retry`,
     );
   }
+}
+
+/** A conditional write lost to another writer (HTTP 412, or 409 for a concurrent conditional write). */
+export class ConcurrentWriteError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConcurrentWriteError';
+  }
+}
+
+export function isPreconditionFailed(e: unknown): boolean {
+  const status = (e as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+  return status === 412 || status === 409 || (e as { name?: string })?.name === 'PreconditionFailed';
+}
+
+/** Written after a version's S3 copy was read back and reproduced its verification predictions. */
+export const VERIFIED_MARKER = 'verified.json';
+/** Written first, with If-None-Match: the publisher that creates it owns the version name. */
+export const CLAIM_FILE = 'claim.json';
+
+/** True when the version carries the marker publishing writes only after verification. */
+export async function isVerified(bucket: string, versionPrefix: string): Promise<boolean> {
+  return (await headObject(`s3://${bucket}/${joinKey(versionPrefix, VERIFIED_MARKER)}`)) !== undefined;
 }
 
 function nextCurrent(name: string, version: string, reason: string, valAccuracy: number | undefined, prev: Current | undefined): Current {
@@ -173,12 +197,14 @@ async function currentAccuracy(bucket: string, prefix: string, cur: Current): Pr
   return manifestValAccuracy(JSON.parse(m.body.toString()) as Manifest);
 }
 
-async function deletePrefix(bucket: string, prefix: string): Promise<void> {
-  const { objects } = await listObjects(bucket, prefix);
-  for (let i = 0; i < objects.length; i += 1000) {
-    await s3Client().send(
-      new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: objects.slice(i, i + 1000).map((o) => ({ Key: o.key })) } }),
+/** Deletes exactly these keys (the files this publisher wrote), never a listing that could include another writer's. */
+async function deleteKeys(bucket: string, keys: string[]): Promise<void> {
+  for (let i = 0; i < keys.length; i += 1000) {
+    const out = await s3Client().send(
+      new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true } }),
     );
+    if (out.Errors?.length)
+      throw new Error(`could not delete ${out.Errors.length} object(s), e.g. ${out.Errors[0].Key}: ${out.Errors[0].Code}`);
   }
 }
 
@@ -276,9 +302,10 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
     quantized?.dispose();
   }
 
-  // 3. The version's files. manifest.json goes last: its presence marks a complete upload.
+  // 3. Claim a fresh version name (conditional create; a name another publisher holds is never reused),
+  // then the version's files, manifest.json last.
   const modelJson = modelJsonText(artifacts, q.specs);
-  const version = await freeVersion(bucket, prefix, sha256(Buffer.concat([Buffer.from(modelJson), q.data])));
+  const { version, written } = await claimVersion(bucket, prefix, log);
   const versionPrefix = joinKey(prefix, version);
   const manifest: Manifest = {
     ...src,
@@ -300,14 +327,26 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
   ];
   const versionUri = `s3://${bucket}/${versionPrefix}`;
   log(`publish ${versionUri}: uploading ${uploads.length + 1} files`);
+  let verifiedDiff: number;
+  // Set when a conditional write into our version failed: someone else writes there, so nothing may be deleted.
+  let lostOwnership = false;
   try {
     await mapLimit(uploads, 4, async (u) => {
-      await putObject(`s3://${bucket}/${joinKey(versionPrefix, u.rel)}`, await u.body(), { ContentType: u.type });
+      const key = joinKey(versionPrefix, u.rel);
+      written.push(key);
+      await putObject(`s3://${bucket}/${key}`, await u.body(), { ContentType: u.type });
     });
-    await putObject(`s3://${bucket}/${joinKey(versionPrefix, 'manifest.json')}`, JSON.stringify(manifest, null, 2), {
-      ContentType: 'application/json',
-      IfNoneMatch: '*',
-    });
+    const manifestKey = joinKey(versionPrefix, 'manifest.json');
+    try {
+      await putObject(`s3://${bucket}/${manifestKey}`, JSON.stringify(manifest, null, 2), {
+        ContentType: 'application/json',
+        IfNoneMatch: '*',
+      });
+      written.push(manifestKey);
+    } catch (e) {
+      if (isPreconditionFailed(e)) lostOwnership = true;
+      throw e;
+    }
     lap('upload');
 
     // 4. Read everything back through the loader (sha256 of each weight file) and reproduce the predictions.
@@ -327,6 +366,7 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
           `${versionUri} does not reproduce verification.json: max |dp| = ${diff.toExponential(2)} > ${tol} (${dtype})`,
         );
       }
+      verifiedDiff = diff;
       log(
         `verified ${versionUri}: sha256 of ${manifest.files.length} weight file(s) ok, max |dp| vs verification.json ${diff.toExponential(2)}`,
       );
@@ -335,32 +375,60 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
     }
     lap('verify');
   } catch (e) {
-    // Leave no half version behind when we can; current.json was never touched.
-    await deletePrefix(bucket, `${versionPrefix}/`).catch(() => {});
+    // The version has no verified marker, so list/promote/rollback and the gate never count it. Remove
+    // the files this publisher wrote when it still owns the name; after a 412, touch nothing.
+    if (!lostOwnership) {
+      await deleteKeys(bucket, written).catch((d) => log(`could not remove the unverified ${versionUri}: ${(d as Error).message}`));
+    }
     throw e;
   }
+  // The marker: only now does the version count.
+  await putObject(
+    `s3://${bucket}/${joinKey(versionPrefix, VERIFIED_MARKER)}`,
+    JSON.stringify(
+      { version, verifiedAt: new Date().toISOString(), weightsSha256: manifest.files[0].sha256, maxAbsDiff: verifiedDiff, dtype },
+      null,
+      2,
+    ),
+    { ContentType: 'application/json', IfNoneMatch: '*' },
+  );
 
-  // 5. Promotion gate, then the pointer switch.
-  const { current, etag } = await readCurrent(bucket, prefix);
-  let promoted: boolean;
-  let reason: string;
-  if (!current) {
-    promoted = true;
-    reason = 'no current version';
-  } else {
-    const curAcc = await currentAccuracy(bucket, prefix, current);
-    if (gateAccuracy >= curAcc - tolerance) {
+  // 5. Promotion gate, then the pointer switch. Losing the switch to a concurrent publish or promote
+  // re-reads the pointer and runs the gate again against the new current version; nothing is deleted.
+  let promoted = false;
+  let reason = '';
+  for (let attempt = 1; ; attempt++) {
+    const { current, etag } = await readCurrent(bucket, prefix);
+    if (!current) {
       promoted = true;
-      reason = `val accuracy ${gateAccuracy.toFixed(4)} >= current ${current.version}'s ${curAcc.toFixed(4)} - tolerance ${tolerance}`;
-    } else if (opts.force) {
-      promoted = true;
-      reason = `forced: val accuracy ${gateAccuracy.toFixed(4)} < current ${current.version}'s ${curAcc.toFixed(4)} - tolerance ${tolerance}`;
+      reason = 'no current version';
     } else {
-      promoted = false;
-      reason = `not promoted: val accuracy ${gateAccuracy.toFixed(4)} < current ${current.version}'s ${curAcc.toFixed(4)} - tolerance ${tolerance} (use --force to override)`;
+      const curAcc = await currentAccuracy(bucket, prefix, current);
+      if (gateAccuracy >= curAcc - tolerance) {
+        promoted = true;
+        reason = `val accuracy ${gateAccuracy.toFixed(4)} >= current ${current.version}'s ${curAcc.toFixed(4)} - tolerance ${tolerance}`;
+      } else if (opts.force) {
+        promoted = true;
+        reason = `forced: val accuracy ${gateAccuracy.toFixed(4)} < current ${current.version}'s ${curAcc.toFixed(4)} - tolerance ${tolerance}`;
+      } else {
+        promoted = false;
+        reason = `not promoted: val accuracy ${gateAccuracy.toFixed(4)} < current ${current.version}'s ${curAcc.toFixed(4)} - tolerance ${tolerance} (use --force to override)`;
+      }
+    }
+    if (!promoted) break;
+    try {
+      await switchCurrent(bucket, prefix, nextCurrent(name, version, reason, gateAccuracy, current), etag);
+      break;
+    } catch (e) {
+      if (!(e instanceof ConcurrentWriteError) || attempt >= 3) {
+        if (e instanceof ConcurrentWriteError) {
+          throw new ConcurrentWriteError(`${(e as Error).message}; ${versionUri} is stored and verified: \`edgetune models promote\` it`);
+        }
+        throw e;
+      }
+      log(`publish ${versionUri}: current.json changed meanwhile, running the gate again (${(e as Error).message})`);
     }
   }
-  if (promoted) await switchCurrent(bucket, prefix, nextCurrent(name, version, reason, gateAccuracy, current), etag);
   lap('promote');
   timings.total = Math.round(performance.now() - t0);
   log(
@@ -371,14 +439,41 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
   return { version, promoted, reason, uri: versionUri, timings, quantization };
 }
 
-/** A version name whose prefix is still empty: versions are never overwritten. */
-async function freeVersion(bucket: string, prefix: string, hash: string): Promise<string> {
+/**
+ * Claims a new version name: a random one (newVersionName), created with If-None-Match so a name
+ * another publisher holds fails with 412 and the next one is tried. s3rver ignores the condition, so
+ * the claim is read back too. Returns the name and the list of keys written so far (the claim).
+ */
+async function claimVersion(bucket: string, prefix: string, log: (l: string) => void): Promise<{ version: string; written: string[] }> {
   for (let i = 0; i < 5; i++) {
-    const version = makeVersion(hash, new Date(Date.now() + i * 1000));
-    const { objects } = await listObjects(bucket, `${joinKey(prefix, version)}/`);
-    if (objects.length === 0) return version;
+    const version = newVersionName();
+    const key = joinKey(prefix, version, CLAIM_FILE);
+    const token = `${process.pid}-${Math.random().toString(36).slice(2)}-${Date.now()}`;
+    try {
+      await putObject(`s3://${bucket}/${key}`, JSON.stringify({ token, claimedAt: new Date().toISOString() }), {
+        ContentType: 'application/json',
+        IfNoneMatch: '*',
+      });
+    } catch (e) {
+      if (isPreconditionFailed(e)) {
+        log(`publish: version name ${version} is taken, trying another`);
+        continue;
+      }
+      throw e;
+    }
+    const back = await getObjectIfExists(`s3://${bucket}/${key}`);
+    if (back && safeJsonToken(back.body) === token) return { version, written: [key] };
+    log(`publish: version name ${version} was claimed by another publisher, trying another`);
   }
-  throw new Error(`s3://${bucket}/${prefix}: could not find a free version name`);
+  throw new Error(`s3://${bucket}/${prefix}: could not claim a free version name`);
+}
+
+function safeJsonToken(body: Buffer): string | undefined {
+  try {
+    return (JSON.parse(body.toString()) as { token?: string }).token;
+  } catch {
+    return undefined;
+  }
 }
 
 function contentType(file: string): string {
@@ -397,7 +492,10 @@ function contentType(file: string): string {
 
 export interface VersionInfo {
   version: string;
+  /** manifest.json is there. */
   complete: boolean;
+  /** The verified marker is there: only such versions count (promote, rollback, the gate's pointer). */
+  verified: boolean;
   current: boolean;
   /** The training run's validation accuracy (manifest metrics). */
   valAccuracy?: number;
@@ -421,12 +519,16 @@ export async function listVersions(target: string): Promise<{ versions: VersionI
     .filter(isVersion)
     .sort();
   const versions = await mapLimit(names, 4, async (version): Promise<VersionInfo> => {
-    const m = await getObjectIfExists(`s3://${bucket}/${joinKey(prefix, version, 'manifest.json')}`);
-    if (!m) return { version, complete: false, current: current?.version === version };
+    const [m, verified] = await Promise.all([
+      getObjectIfExists(`s3://${bucket}/${joinKey(prefix, version, 'manifest.json')}`),
+      isVerified(bucket, joinKey(prefix, version)),
+    ]);
+    if (!m) return { version, complete: false, verified, current: current?.version === version };
     const man = JSON.parse(m.body.toString()) as Manifest & { quantization?: { measuredOn?: string } };
     return {
       version,
       complete: true,
+      verified,
       current: current?.version === version,
       valAccuracy: manifestValAccuracy(man),
       quantization: man.quantization?.dtype,
@@ -439,7 +541,7 @@ export async function listVersions(target: string): Promise<{ versions: VersionI
   return { versions, current };
 }
 
-/** Makes `version` current after checking it loads with intact weights. */
+/** Makes `version` current after checking it was verified when published and loads with intact weights. */
 export async function promoteVersion(
   target: string,
   version: string,
@@ -447,6 +549,9 @@ export async function promoteVersion(
 ): Promise<Current> {
   const { bucket, prefix, name } = parseModelTarget(target);
   if (!isVersion(version)) throw new Error(`"${version}" is not a version name (like 20261127T201500Z-3fa2c1d0)`);
+  if (!(await isVerified(bucket, joinKey(prefix, version)))) {
+    throw new Error(`${target}/${version} has no ${VERIFIED_MARKER}: its publish did not finish verification, so it cannot be promoted`);
+  }
   const loaded = await loadModel(`s3://${bucket}/${joinKey(prefix, version)}`, { verify: true });
   loaded.model.dispose();
   const { current, etag } = await readCurrent(bucket, prefix);
@@ -457,13 +562,20 @@ export async function promoteVersion(
   return next;
 }
 
-/** Goes back to the version that was current before the live one. */
+/** Goes back to the newest verified version that was current before the live one. */
 export async function rollback(target: string, opts: { log?: (l: string) => void } = {}): Promise<Current> {
   const { bucket, prefix, name } = parseModelTarget(target);
   const { current, etag } = await readCurrent(bucket, prefix);
   if (!current) throw new Error(`${target} has no current version`);
-  const [prev, ...rest] = current.history;
-  if (!prev) throw new Error(`${target}: ${current.version} is the first promoted version; nothing to roll back to`);
+  if (current.history.length === 0) throw new Error(`${target}: ${current.version} is the first promoted version; nothing to roll back to`);
+  let i = 0;
+  while (i < current.history.length && !(await isVerified(bucket, joinKey(prefix, current.history[i].version)))) {
+    opts.log?.(`skipping ${current.history[i].version}: no ${VERIFIED_MARKER}`);
+    i++;
+  }
+  if (i === current.history.length) throw new Error(`${target}: no earlier version carries ${VERIFIED_MARKER}; nothing to roll back to`);
+  const prev = current.history[i];
+  const rest = current.history.slice(i + 1);
   const loaded = await loadModel(`s3://${bucket}/${joinKey(prefix, prev.version)}`, { verify: true });
   loaded.model.dispose();
   const next: Current = {

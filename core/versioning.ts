@@ -1,9 +1,12 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { formatIssues } from './zod-issues.js';
 
 /** `20261127T201500Z-3fa2c1d0`: UTC second + 8 hex of a content hash. Sorts by time as a string. */
 export const VERSION_RE = /^\d{8}T\d{6}Z-[0-9a-f]{8}$/;
+
+/** The same shape as an IAM/S3 ARN wildcard (`?` is one character): scopes the job role's delete to version folders. */
+export const VERSION_GLOB = '????????T??????Z-????????';
 
 export function isVersion(s: string): boolean {
   return VERSION_RE.test(s);
@@ -15,6 +18,15 @@ export function makeVersion(contentHash: string, at: Date = new Date()): string 
     .replace(/[-:]/g, '')
     .replace(/\.\d{3}Z$/, 'Z');
   return `${ts}-${contentHash.slice(0, 8)}`;
+}
+
+/**
+ * A name for a new published version: the UTC second + 8 random hex digits, so two publishers of the
+ * same folder in the same second still get different names (publishing also claims it with a
+ * conditional create).
+ */
+export function newVersionName(at: Date = new Date()): string {
+  return makeVersion(randomBytes(4).toString('hex'), at);
 }
 
 export function sha256(data: Uint8Array | string): string {

@@ -42,8 +42,14 @@ export const InfraConfigSchema = z.object({
   throttleBurst: int(1, 5_000).default(40),
   /** Comma-separated CORS origins for the API. */
   corsOrigins: z.string().default('*'),
-  /** Secrets Manager secret with API keys (the API then requires a bearer token). */
+  /** Secrets Manager secret with API keys. Without it (and without publicApi) the stack creates one. */
   apiKeysSecretArn: z.string().optional(),
+  /** Serve the classify API without API keys (anyone who finds the URL can spend your Lambda time). */
+  publicApi: bool.default(false),
+  /** Reserved concurrency of the API Lambda: caps its cost under abuse. Not set by default (new accounts have a quota of 10). */
+  apiConcurrency: int(1, 10_000).optional(),
+  /** The scheduled sweep that re-checks datasets with pending changes (a lost check message only delays a run by this much). */
+  sweepMinutes: int(5, 1_440).default(15),
   /** Retraining debounce: a dataset is settled after this many seconds without uploads. */
   quietSeconds: int(0, 86_400).default(120),
   /** While a run is active and a follow-up is owed, check again this often. */
@@ -61,6 +67,9 @@ export function parseInfraConfig(get: (key: string) => unknown): InfraConfig {
   const r = InfraConfigSchema.safeParse(raw);
   if (!r.success) {
     throw new Error(`invalid CDK context: ${formatIssues(r.error)}`);
+  }
+  if (r.data.publicApi && r.data.apiKeysSecretArn) {
+    throw new Error('invalid CDK context: publicApi=true and apiKeysSecretArn contradict each other; give one of them');
   }
   return r.data;
 }

@@ -17,6 +17,7 @@ import { functionRoleAndLogs } from './function-role.js';
 import { acknowledge, arnRef, NODE20_ACKS } from './nag.js';
 import { PREFIX } from './storage.js';
 import { REPO_ROOT } from './training.js';
+import { SWEEP_MESSAGE } from './trigger/events.js';
 
 export const JOB_NAME_PREFIX = 'edgetune-';
 
@@ -26,6 +27,8 @@ export interface RetrainTriggerProps {
   jobDefinition: batch.IJobDefinition;
   quietSeconds: number;
   pollSeconds: number;
+  /** How often the scheduled sweep re-checks datasets with pending changes. Default 15. */
+  sweepMinutes?: number;
   alarmTopicArn?: string;
   /** The trigger Lambda's code; default: infra/trigger/handler.ts bundled with the local esbuild (no Docker). */
   code?: lambda.Code;
@@ -33,9 +36,11 @@ export interface RetrainTriggerProps {
 
 /**
  * Retraining on upload: S3 "Object Created/Deleted" events under datasets/ and Batch job state
- * changes go through EventBridge to an SQS queue; a single-concurrency Lambda debounces per dataset
- * (delayed check messages on the same queue, state in the data bucket under trigger-state/) and
- * submits Batch jobs. Messages that keep failing land in a DLQ with an alarm.
+ * changes go through EventBridge to an SQS queue; a Lambda debounces per dataset (delayed check
+ * messages on the same queue, state in the data bucket under trigger-state/, written with
+ * conditional puts so its instances never both submit) and submits Batch jobs. A scheduled rule
+ * puts a sweep message on the queue so a settled upload whose check message was lost still trains.
+ * Messages that keep failing land in a DLQ with an alarm.
  */
 export class RetrainTrigger extends Construct {
   readonly queue: sqs.Queue;
@@ -44,6 +49,7 @@ export class RetrainTrigger extends Construct {
   readonly role: iam.Role;
   readonly s3Rule: events.Rule;
   readonly batchRule: events.Rule;
+  readonly sweepRule: events.Rule;
   readonly dlqAlarm: cloudwatch.Alarm;
 
   constructor(scope: Construct, id: string, props: RetrainTriggerProps) {
@@ -80,6 +86,12 @@ export class RetrainTrigger extends Construct {
         detail: { jobQueue: [props.jobQueue.jobQueueArn], status: ['SUCCEEDED', 'FAILED'] },
       },
       targets: [new targets.SqsQueue(this.queue)],
+    });
+
+    this.sweepRule = new events.Rule(this, 'Sweep', {
+      description: 'edgetune: re-check datasets with pending changes (a lost or dead-lettered check message must not strand an upload)',
+      schedule: events.Schedule.rate(Duration.minutes(props.sweepMinutes ?? 15)),
+      targets: [new targets.SqsQueue(this.queue, { message: events.RuleTargetInput.fromObject(SWEEP_MESSAGE) })],
     });
 
     const { role, logGroup } = functionRoleAndLogs(
@@ -131,8 +143,6 @@ export class RetrainTrigger extends Construct {
       role: this.role,
       logGroup,
       environment,
-      // One instance at a time: state read-modify-write in S3 needs no locking, and a dataset can never get two runs.
-      reservedConcurrentExecutions: 1,
       description: 'edgetune retrain trigger (debounce per dataset, submit Batch jobs)',
     };
     this.fn = props.code
@@ -155,7 +165,9 @@ export class RetrainTrigger extends Construct {
           },
         });
     this.queue.grantSendMessages(this.role);
-    this.fn.addEventSource(new SqsEventSource(this.queue, { batchSize: 10, reportBatchItemFailures: true }));
+    // Maximum concurrency (not reserved concurrency): pollers are never throttled, so throttled receives
+    // cannot push messages to the DLQ. Its minimum is 2: correctness comes from the conditional state writes.
+    this.fn.addEventSource(new SqsEventSource(this.queue, { batchSize: 10, reportBatchItemFailures: true, maxConcurrency: 2 }));
 
     this.dlqAlarm = new cloudwatch.Alarm(this, 'DeadLetterAlarm', {
       alarmDescription: 'edgetune: retrain trigger messages failed repeatedly (e.g. Batch SubmitJob errors); see the trigger function logs',

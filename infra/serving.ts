@@ -7,6 +7,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { functionRoleAndLogs } from './function-role.js';
 import { acknowledge, arnRef, NODE20_ACKS } from './nag.js';
@@ -25,7 +26,13 @@ export interface ServingProps {
   throttle: { rate: number; burst: number };
   corsOrigins: string[];
   functionUrl: boolean;
-  apiKeysSecretArn?: string;
+  /**
+   * API keys: `{ secretArn }` uses that Secrets Manager secret, `'create'` makes one in the stack
+   * (a random key, read it with `aws secretsmanager get-secret-value`), `'public'` serves without keys.
+   */
+  apiKeys: { secretArn: string } | 'create' | 'public';
+  /** Reserved concurrency of the API function (caps what an outsider can make it cost); none by default. */
+  reservedConcurrency?: number;
 }
 
 /**
@@ -39,6 +46,8 @@ export class Serving extends Construct {
   readonly stage: apigw.HttpStage;
   readonly distribution: cloudfront.Distribution;
   readonly functionUrl?: lambda.FunctionUrl;
+  /** The API key secret, when the stack created it. */
+  readonly apiKeySecret?: secretsmanager.Secret;
 
   constructor(scope: Construct, id: string, props: ServingProps) {
     super(scope, id);
@@ -53,10 +62,28 @@ export class Serving extends Construct {
       CORS_ORIGINS: 'none',
       NODE_OPTIONS: '--enable-source-maps',
     };
-    if (props.apiKeysSecretArn) {
-      environment.API_KEYS_SECRET_ARN = props.apiKeysSecretArn;
+    if (props.apiKeys === 'create') {
+      this.apiKeySecret = new secretsmanager.Secret(this, 'ApiKeys', {
+        description: 'edgetune classify API keys (one key, or a JSON array of keys / comma-separated); sent as Authorization: Bearer <key>',
+        // One plain key; no commas or quotes so it parses as itself.
+        generateSecretString: { passwordLength: 40, excludePunctuation: true, includeSpace: false },
+        // The keys are useless without this stack's API: no reason to keep paying for the secret after `cdk destroy`.
+        removalPolicy: RemovalPolicy.DESTROY,
+      });
+      acknowledge(this.apiKeySecret, [
+        {
+          id: 'AwsSolutions-SMG4',
+          reason:
+            'Rotation needs a rotation Lambda; API keys are rotated by putting a new value (the API re-reads the secret), see README "Deploy to AWS".',
+        },
+      ]);
+    }
+    const secretArn =
+      props.apiKeys === 'create' ? this.apiKeySecret?.secretArn : props.apiKeys === 'public' ? undefined : props.apiKeys.secretArn;
+    if (secretArn) {
+      environment.API_KEYS_SECRET_ARN = secretArn;
       this.role.addToPrincipalPolicy(
-        new iam.PolicyStatement({ sid: 'ApiKeys', actions: ['secretsmanager:GetSecretValue'], resources: [props.apiKeysSecretArn] }),
+        new iam.PolicyStatement({ sid: 'ApiKeys', actions: ['secretsmanager:GetSecretValue'], resources: [secretArn] }),
       );
     }
 
@@ -71,6 +98,8 @@ export class Serving extends Construct {
       logGroup,
       environment,
       description: 'edgetune classify API (Hono)',
+      // Not by default: reserved concurrency fails to deploy on new accounts whose concurrency quota is 10.
+      ...(props.reservedConcurrency !== undefined ? { reservedConcurrentExecutions: props.reservedConcurrency } : {}),
     });
 
     const allowMethods = [apigw.CorsHttpMethod.GET, apigw.CorsHttpMethod.POST, apigw.CorsHttpMethod.OPTIONS];
@@ -158,7 +187,7 @@ export class Serving extends Construct {
       {
         id: 'AwsSolutions-APIG4',
         reason:
-          'The classify API is public by design (a demo page calls it from browsers); it is throttled at the stage, and API keys can be required through the apiKeysSecretArn context (checked by the app).',
+          'Authorization is done by the app: API keys from Secrets Manager are required unless the stack was synthesised with -c publicApi=true; the stage is throttled either way.',
       },
     ]);
     acknowledge(this.fn, NODE20_ACKS);

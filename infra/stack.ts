@@ -61,7 +61,8 @@ export class EdgetuneStack extends Stack {
         .map((s) => s.trim())
         .filter(Boolean),
       functionUrl: c.functionUrl,
-      apiKeysSecretArn: c.apiKeysSecretArn,
+      apiKeys: c.publicApi ? 'public' : c.apiKeysSecretArn ? { secretArn: c.apiKeysSecretArn } : 'create',
+      reservedConcurrency: c.apiConcurrency,
     });
 
     this.trigger = new RetrainTrigger(this, 'Retrain', {
@@ -70,6 +71,7 @@ export class EdgetuneStack extends Stack {
       jobDefinition: this.training.jobDefinition,
       quietSeconds: c.quietSeconds,
       pollSeconds: c.pollSeconds,
+      sweepMinutes: c.sweepMinutes,
       alarmTopicArn: c.alarmTopicArn,
       code: props.triggerCode,
     });
@@ -88,6 +90,12 @@ export class EdgetuneStack extends Stack {
     }
 
     new CfnOutput(this, 'ApiUrl', { value: this.serving.url, description: 'CloudFront URL of the classify API and page' });
+    if (this.serving.apiKeySecret) {
+      new CfnOutput(this, 'ApiKeySecretArn', {
+        value: this.serving.apiKeySecret.secretArn,
+        description: 'The API key: aws secretsmanager get-secret-value --secret-id <this> --query SecretString --output text',
+      });
+    }
     new CfnOutput(this, 'HttpApiUrl', { value: this.serving.stage.url, description: 'API Gateway URL (throttled, no CDN)' });
     if (this.serving.functionUrl) new CfnOutput(this, 'FunctionUrl', { value: this.serving.functionUrl.url });
     new CfnOutput(this, 'DataBucketName', { value: dataBucket.bucketName, description: 'Upload datasets to s3://<this>/datasets/<name>/' });

@@ -9,6 +9,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { VERSION_GLOB } from '../core/versioning.js';
 import { acknowledge, arnRef } from './nag.js';
 import { PREFIX } from './storage.js';
 
@@ -170,6 +171,15 @@ export function grantTrainingAccess(role: iam.IRole, dataBucket: s3.IBucket, mod
       resources: [modelBucket.arnForObjects(`${PREFIX.models}*`)],
     }),
   );
+  // Exactly the delete publishing needs: the files of a version it uploaded and then failed to verify.
+  // Only keys inside a version folder match, so current.json (the live pointer) can never be deleted.
+  role.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      sid: 'DeleteUnverifiedVersions',
+      actions: ['s3:DeleteObject'],
+      resources: [modelBucket.arnForObjects(`${PREFIX.models}*/${VERSION_GLOB}/*`)],
+    }),
+  );
   role.addToPrincipalPolicy(
     new iam.PolicyStatement({
       sid: 'Checkpoints',
@@ -191,5 +201,10 @@ export function grantTrainingAccess(role: iam.IRole, dataBucket: s3.IBucket, mod
     { id: `AwsSolutions-IAM5[Resource::${arnRef(dataBucket)}/${PREFIX.datasets}*]`, reason },
     { id: `AwsSolutions-IAM5[Resource::${arnRef(modelBucket)}/${PREFIX.models}*]`, reason },
     { id: `AwsSolutions-IAM5[Resource::${arnRef(modelBucket)}/${PREFIX.checkpoints}*]`, reason },
+    {
+      id: `AwsSolutions-IAM5[Resource::${arnRef(modelBucket)}/${PREFIX.models}*/${VERSION_GLOB}/*]`,
+      reason:
+        'Delete is limited to the files inside version folders (models/<name>/<version>/...), never current.json; publishing removes a version it uploaded only when that version failed verification.',
+    },
   ]);
 }

@@ -235,6 +235,12 @@ describe('training', () => {
       { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'], Resource: objectsArn(model, 'models/*'), Sid: 'PublishModels' },
       {
         Effect: 'Allow',
+        Action: 's3:DeleteObject',
+        Resource: objectsArn(model, 'models/*/????????T??????Z-????????/*'),
+        Sid: 'DeleteUnverifiedVersions',
+      },
+      {
+        Effect: 'Allow',
         Action: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'],
         Resource: objectsArn(model, 'checkpoints/*'),
         Sid: 'Checkpoints',
@@ -266,6 +272,24 @@ describe('serving', () => {
         }),
       },
     });
+  });
+
+  it('API keys are required by default: the stack creates the secret and the API reads only that one', () => {
+    const secret = logicalId('AWS::SecretsManager::Secret', 'ServingApiKeys');
+    t.hasResource('AWS::SecretsManager::Secret', {
+      Properties: { GenerateSecretString: Match.objectLike({ PasswordLength: 40, ExcludePunctuation: true }) },
+      DeletionPolicy: 'Delete',
+    });
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ API_KEYS_SECRET_ARN: { Ref: secret } }) },
+    });
+    expect(statementsOf('ServingFunctionRole')).toContainEqual({
+      Effect: 'Allow',
+      Action: 'secretsmanager:GetSecretValue',
+      Resource: { Ref: secret },
+      Sid: 'ApiKeys',
+    });
+    expect(t.findOutputs('ApiKeySecretArn').ApiKeySecretArn.Value).toEqual({ Ref: secret });
   });
 
   it('API role reads only models/*', () => {
@@ -361,6 +385,15 @@ describe('retrain trigger', () => {
     });
   });
 
+  it('a scheduled sweep puts the sweep message on the trigger queue', () => {
+    const queue = logicalId('AWS::SQS::Queue', 'RetrainQueue');
+    t.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(15 minutes)',
+      State: 'ENABLED',
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [queue, 'Arn'] }, Input: JSON.stringify({ type: 'edgetune.sweep' }) })],
+    });
+  });
+
   it('queue: encrypted, DLQ after 5 receives, alarm on the DLQ', () => {
     const dlq = logicalId('AWS::SQS::Queue', 'RetrainDeadLetterQueue');
     t.hasResourceProperties('AWS::SQS::Queue', {
@@ -377,12 +410,12 @@ describe('retrain trigger', () => {
     });
   });
 
-  it('trigger Lambda: bundled handler, single concurrency, configured from the stack, fed by the queue', () => {
+  it('trigger Lambda: bundled handler, no reserved concurrency, configured from the stack, fed by the queue at maximum concurrency 2', () => {
     t.hasResourceProperties('AWS::Lambda::Function', {
       Runtime: 'nodejs20.x',
       Architectures: ['arm64'],
       Handler: 'index.handler',
-      ReservedConcurrentExecutions: 1,
+      ReservedConcurrentExecutions: Match.absent(),
       Environment: {
         Variables: {
           STATE_BUCKET: { Ref: logicalId('AWS::S3::Bucket', 'StorageDataBucket') },
@@ -401,9 +434,17 @@ describe('retrain trigger', () => {
       EventSourceArn: { 'Fn::GetAtt': [logicalId('AWS::SQS::Queue', 'RetrainQueue'), 'Arn'] },
       BatchSize: 10,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
+      ScalingConfig: { MaximumConcurrency: 2 },
     });
+    // No function in the stack reserves concurrency by default (new accounts have a quota of 10).
+    for (const f of Object.values(t.findResources('AWS::Lambda::Function')))
+      expect(f.Properties.ReservedConcurrentExecutions).toBeUndefined();
     // The esbuild bundle exists in the assembly: bundling ran locally.
-    const fn = Object.values(t.findResources('AWS::Lambda::Function', { Properties: { ReservedConcurrentExecutions: 1 } }))[0];
+    const fn = Object.values(
+      t.findResources('AWS::Lambda::Function', {
+        Properties: { Environment: { Variables: Match.objectLike({ STATE_PREFIX: 'trigger-state/' }) } },
+      }),
+    )[0];
     const hash = String(fn.Properties.Code.S3Key).replace(/\.zip$/, '');
     const manifest = JSON.parse(readFileSync(path.join(outdir, 'Edgetune.assets.json'), 'utf8'));
     const staged = path.join(outdir, manifest.files[hash].source.path);

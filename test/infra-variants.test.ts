@@ -16,6 +16,15 @@ const SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:edgetune-ke
 const TOPIC = 'arn:aws:sns:eu-west-1:123456789012:ops';
 
 describe('context parsing', () => {
+  it('keys are required by default; publicApi=true and a secret ARN contradict each other', () => {
+    const c = parseInfraConfig(() => undefined);
+    expect(c.publicApi).toBe(false);
+    expect(c.apiConcurrency).toBeUndefined();
+    expect(c.sweepMinutes).toBe(15);
+    expect(() => parseInfraConfig((k) => ({ publicApi: 'true', apiKeysSecretArn: SECRET })[k])).toThrow(/contradict/);
+    expect(() => parseInfraConfig((k) => ({ apiConcurrency: '0' })[k])).toThrow(/apiConcurrency/);
+  });
+
   it('defaults: on-demand, retain, 4 vCPU / 14 GiB, 2 GB Lambda, 2-minute quiet period', () => {
     const c = parseInfraConfig(() => undefined);
     expect(c).toMatchObject({
@@ -63,6 +72,8 @@ beforeAll(() => {
     removalPolicy: 'destroy',
     functionUrl: 'true',
     apiKeysSecretArn: SECRET,
+    apiConcurrency: '25',
+    sweepMinutes: '30',
     alarmTopicArn: TOPIC,
     lambdaMemory: '3008',
     trainVcpus: '8',
@@ -153,9 +164,45 @@ describe('variant: spot, destroy, function URL, API keys, alarm topic, bigger jo
 
   it('quiet period and alarm action follow the context', () => {
     t.hasResourceProperties('AWS::Lambda::Function', {
-      ReservedConcurrentExecutions: 1,
+      ReservedConcurrentExecutions: Match.absent(),
       Environment: { Variables: Match.objectLike({ QUIET_SECONDS: '300' }) },
     });
     t.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmActions: [TOPIC] });
+    t.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(30 minutes)' });
   });
+
+  it('apiKeysSecretArn: the given secret is used and none is created; apiConcurrency reserves the API concurrency', () => {
+    t.resourceCountIs('AWS::SecretsManager::Secret', 0);
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      ReservedConcurrentExecutions: 25,
+      Environment: { Variables: Match.objectLike({ API_KEYS_SECRET_ARN: SECRET }) },
+    });
+  });
+});
+
+describe('variant: publicApi=true', () => {
+  it('creates no secret, passes no key setting to the API, and stays cdk-nag clean', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'edgetune-cdk-public-'));
+    try {
+      const app = new App({ outdir: dir });
+      const stack = new EdgetuneStack(app, 'Public', {
+        config: parseInfraConfig((k) => (k === 'publicApi' ? 'true' : undefined)),
+        apiCode: lambda.Code.fromInline('export const handler = async () => ({ statusCode: 200 });'),
+        triggerCode: lambda.Code.fromInline('export const handler = async () => ({ batchItemFailures: [] });'),
+        trainingImage: ecs.ContainerImage.fromRegistry('public.ecr.aws/example/edgetune-train:test'),
+        env: { account: '123456789012', region: 'eu-west-1' },
+      });
+      const { t: pt, synthError: err } = synthWithNag(app, stack, dir);
+      expect(err).toBeUndefined();
+      expect(validationErrors(dir)).toEqual([]);
+      pt.resourceCountIs('AWS::SecretsManager::Secret', 0);
+      for (const f of Object.values(pt.findResources('AWS::Lambda::Function'))) {
+        expect(f.Properties.Environment?.Variables?.API_KEYS_SECRET_ARN).toBeUndefined();
+        expect(f.Properties.ReservedConcurrentExecutions).toBeUndefined();
+      }
+      expect(pt.findOutputs('ApiKeySecretArn')).toEqual({});
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { s3Client } from '../core/s3/client.js';
 import { type EmbeddedS3, startS3rver } from '../core/s3/embedded.js';
 import { listDataset } from '../training/dataset.js';
-import { syncDatasetWithStats, uploadDataset } from '../training/dataset-s3.js';
+import { skipReason, syncDatasetWithStats, uploadDataset } from '../training/dataset-s3.js';
 
 let s3: EmbeddedS3;
 let tmp: string;
@@ -61,7 +61,9 @@ describe('dataset upload and sync', () => {
     const cacheDir = path.join(tmp, 'cache');
     await s3Client().send(new PutObjectCommand({ Bucket: 'edgetune', Key: 'datasets/demo/_RETRAIN', Body: '' }));
     const a = await syncDatasetWithStats(uri, { cacheDir, concurrency: 3 });
-    expect(a).toMatchObject({ objects: 13, downloaded: 13, cached: 0 });
+    // README.md (top level, not an image) is listed but never downloaded; the _RETRAIN marker is not data.
+    expect(a).toMatchObject({ objects: 12, downloaded: 12, cached: 0 });
+    expect(a.skipped).toEqual([{ key: 'datasets/demo/README.md', reason: 'not inside a class folder (<class>/<image>)' }]);
     expect(a.dir).toBe(path.join(cacheDir, 'edgetune', 'datasets', 'demo'));
     const listing = await listDataset(a.dir);
     expect(listing.classes).toEqual(['alpaca', 'not_alpaca']);
@@ -70,13 +72,13 @@ describe('dataset upload and sync', () => {
     expect(await readFile(path.join(a.dir, 'alpaca/0.png'))).toEqual(await readFile(path.join(src, 'alpaca/0.png')));
 
     const b = await syncDatasetWithStats(uri, { cacheDir });
-    expect(b).toMatchObject({ downloaded: 0, cached: 13, removed: 0, bytesDownloaded: 0 });
+    expect(b).toMatchObject({ downloaded: 0, cached: 12, removed: 0, bytesDownloaded: 0 });
 
     // A changed object is fetched again, a deleted one disappears locally.
     await s3Client().send(new PutObjectCommand({ Bucket: 'edgetune', Key: 'datasets/demo/not_alpaca/1.png', Body: await png([9, 9, 9]) }));
     await s3Client().send(new DeleteObjectCommand({ Bucket: 'edgetune', Key: 'datasets/demo/not_alpaca/2.png' }));
     const c = await syncDatasetWithStats(uri, { cacheDir });
-    expect(c).toMatchObject({ objects: 12, downloaded: 1, cached: 11, removed: 1 });
+    expect(c).toMatchObject({ objects: 11, downloaded: 1, cached: 10, removed: 1 });
     expect((await readdir(path.join(a.dir, 'not_alpaca'))).sort()).toEqual(['0.png', '1.png', '3.png', '4.png', 'sub']);
   });
 
@@ -86,6 +88,45 @@ describe('dataset upload and sync', () => {
     await writeFile(path.join(dir, 'alpaca/1.png'), 'x');
     const d = await syncDatasetWithStats(uri, { cacheDir });
     expect(d.downloaded).toBe(1);
+  });
+
+  it('skips and reports keys that are not images, too large (from the listing), outside a class folder or hidden; the rest syncs', async () => {
+    const put = (Key: string, Body: Buffer | string) => s3Client().send(new PutObjectCommand({ Bucket: 'edgetune', Key, Body }));
+    const big = Buffer.alloc(4096, 1);
+    await put('datasets/mixed/cats/ok.png', await png([1, 200, 3]));
+    await put('datasets/mixed/dogs/ok.PNG', await png([200, 1, 3]));
+    await put('datasets/mixed/dogs/notes.txt', 'hello');
+    await put('datasets/mixed/dogs/payload.exe', 'MZ');
+    await put('datasets/mixed/dogs/huge.jpg', big);
+    await put('datasets/mixed/dogs/empty.jpg', '');
+    await put('datasets/mixed/dogs/.hidden.jpg', await png([1, 1, 1]));
+    await put('datasets/mixed/loose.jpg', await png([1, 1, 1]));
+    const lines: string[] = [];
+    const cacheDir = path.join(tmp, 'c-mixed');
+    const r = await syncDatasetWithStats('s3://edgetune/datasets/mixed/', { cacheDir, maxObjectBytes: 2048, log: (l) => lines.push(l) });
+    expect(r).toMatchObject({ objects: 2, downloaded: 2 });
+    const reasons = Object.fromEntries(r.skipped.map((k) => [k.key.slice('datasets/mixed/'.length), k.reason]));
+    expect(reasons).toEqual({
+      'dogs/notes.txt': 'not an image type training reads (.txt)',
+      'dogs/payload.exe': 'not an image type training reads (.exe)',
+      'dogs/huge.jpg': 'larger than 2048 bytes (4096)',
+      'dogs/empty.jpg': 'empty object',
+      'dogs/.hidden.jpg': 'hidden file',
+      'loose.jpg': 'not inside a class folder (<class>/<image>)',
+    });
+    expect(lines.join('\n')).toContain('6 skipped');
+    expect(lines.join('\n')).toContain('skipped datasets/mixed/dogs/huge.jpg: larger than 2048 bytes');
+    const listing = await listDataset(r.dir);
+    expect(listing.files.map((f) => f.relPath).sort()).toEqual(['cats/ok.png', 'dogs/ok.PNG']);
+    // Keys real S3 accepts but the embedded one refuses: decided from the listing, without a download.
+    const opts = { maxObjectBytes: 1 << 20 };
+    expect(skipReason('../../etc/x.jpg', 10, opts)).toMatch(/escapes/);
+    expect(skipReason('a/../../x.jpg', 10, opts)).toMatch(/escapes/);
+    expect(skipReason('a//x.jpg', 10, opts)).toMatch(/empty segments/);
+    expect(skipReason('a/x\\y.jpg', 10, opts)).toMatch(/unsafe/);
+    expect(skipReason('a/x\u0000.jpg', 10, opts)).toMatch(/unsafe/);
+    expect(skipReason('a/x.jpg', 10, opts)).toBeUndefined();
+    expect(skipReason('labels.csv', 10, { ...opts, acceptExtra: (rel) => rel === 'labels.csv' })).toBeUndefined();
   });
 
   it('says clearly when the prefix is empty or the server is unreachable', async () => {

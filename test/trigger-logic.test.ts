@@ -233,6 +233,47 @@ describe('ChildProcessJobRunner with the local trigger', () => {
   });
 });
 
+describe('ChildProcessJobRunner: one local run at a time', () => {
+  it('queues runs for other datasets and starts each after the previous one exits', async () => {
+    const events: string[] = [];
+    const runner = new ChildProcessJobRunner({
+      command: (dataset) => ({ cmd: process.execPath, args: ['-e', 'setTimeout(() => {}, 200)', dataset] }),
+      stdio: 'ignore',
+    });
+    runner.on('start', (e) => events.push(`start ${e.dataset}`));
+    runner.on('exit', (e) => events.push(`exit ${e.dataset}:${e.code}`));
+    try {
+      const ids = await Promise.all(['a', 'b', 'c'].map((d) => runner.submit(d)));
+      expect(new Set(ids.map((i) => i.id)).size).toBe(3);
+      expect(runner.children).toHaveLength(1);
+      expect(runner.queued).toEqual(['b', 'c']);
+      // A queued run counts as active: the trigger defers instead of submitting it twice.
+      expect(await runner.active('c')).toBe(true);
+      await expect(runner.submit('c')).rejects.toThrow(/already active/);
+      await waitFor(() => events.length === 6, 10_000);
+      expect(events).toEqual(['start a', 'exit a:0', 'start b', 'exit b:0', 'start c', 'exit c:0']);
+      expect(await runner.active('c')).toBe(false);
+    } finally {
+      await runner.stopAll();
+    }
+  });
+
+  it('stopAll drops queued runs and ends the running one', async () => {
+    const runner = new ChildProcessJobRunner({
+      command: () => ({ cmd: process.execPath, args: ['-e', 'setTimeout(() => {}, 30000)'] }),
+      stdio: 'ignore',
+    });
+    const started: string[] = [];
+    runner.on('start', (e) => started.push(e.dataset));
+    await runner.submit('a');
+    await runner.submit('b');
+    await runner.stopAll();
+    expect(started).toEqual(['a']);
+    expect(runner.children).toEqual([]);
+    expect(await runner.active('b')).toBe(false);
+  });
+});
+
 async function waitFor(cond: () => boolean, ms: number) {
   const end = Date.now() + ms;
   while (!cond()) {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { cleanEtag, getObject, listObjects, putObject } from '../core/s3/client.js';
+import { cleanEtag, getObject, isNotFound, listObjects, putObject } from '../core/s3/client.js';
 import { mapLimit } from '../core/s3/retry.js';
 import { asPrefix, parseS3Uri } from '../core/s3/uri.js';
 
@@ -10,9 +10,23 @@ const INDEX = '.edgetune-etags.json';
 /** Objects that are signals, not data (datasets/<name>/_RETRAIN starts a run). */
 const isMarker = (rel: string) => path.posix.basename(rel) === '_RETRAIN';
 
+/** Image types training reads (by extension; the decoder checks the bytes themselves). */
+export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.bmp'] as const;
+/** Largest object the sync downloads, by the size in the listing. Default 32 MiB (a 16-megapixel photo is a few MB). */
+export const DEFAULT_MAX_OBJECT_BYTES = 32 * 1024 * 1024;
+
+export interface SkippedKey {
+  key: string;
+  reason: string;
+}
+
 export interface SyncOptions {
   /** Root of the local caches; the dataset lands in <cacheDir>/<bucket>/<prefix>. Default .edgetune/cache/datasets. */
   cacheDir?: string;
+  /** Objects larger than this (from the listing) are skipped, never downloaded. Default DEFAULT_MAX_OBJECT_BYTES. */
+  maxObjectBytes?: number;
+  /** Extra non-image files to sync (e.g. label manifests), by their path below the prefix. Default none. */
+  acceptExtra?: (rel: string) => boolean;
   concurrency?: number;
   log?: (line: string) => void;
   onProgress?: (p: { done: number; total: number; key: string; cached: boolean }) => void;
@@ -25,15 +39,31 @@ export interface SyncStats {
   cached: number;
   removed: number;
   bytesDownloaded: number;
+  /** Keys left out, each with the reason: not an image, too large, outside a class folder, an unsafe name, gone. */
+  skipped: SkippedKey[];
 }
 
 type Index = Record<string, { etag: string; size: number }>;
 
-function safeRel(rel: string, uri: string): string {
-  const norm = path.posix.normalize(rel);
-  if (norm.startsWith('../') || norm === '..' || path.posix.isAbsolute(norm))
-    throw new Error(`${uri}: object key "${rel}" escapes the dataset folder`);
-  return norm;
+/** Why a listed object is not synced, or undefined when it is wanted. Decided from the listing alone. */
+export function skipReason(
+  rel: string,
+  size: number,
+  opts: { maxObjectBytes: number; acceptExtra?: (rel: string) => boolean },
+): string | undefined {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused here
+  if (/[\u0000-\u001f\u007f\\]/.test(rel)) return 'unsafe characters in the key';
+  const segments = rel.split('/');
+  if (segments.some((s) => s === '' || s === '.' || s === '..')) return 'the key escapes the dataset folder or has empty segments';
+  if (path.posix.isAbsolute(rel)) return 'absolute key';
+  if (segments.some((s) => s.startsWith('.'))) return 'hidden file';
+  if (opts.acceptExtra?.(rel)) return size > opts.maxObjectBytes ? `larger than ${opts.maxObjectBytes} bytes (${size})` : undefined;
+  if (segments.length < 2) return 'not inside a class folder (<class>/<image>)';
+  const ext = path.posix.extname(rel).toLowerCase();
+  if (!(IMAGE_EXTENSIONS as readonly string[]).includes(ext)) return `not an image type training reads (${ext || 'no extension'})`;
+  if (size > opts.maxObjectBytes) return `larger than ${opts.maxObjectBytes} bytes (${size})`;
+  if (size === 0) return 'empty object';
+  return undefined;
 }
 
 /**
@@ -50,13 +80,26 @@ export async function syncDatasetWithStats(s3Uri: string, opts: SyncOptions = {}
   const indexPath = path.join(dir, INDEX);
   const index: Index = JSON.parse(await readFile(indexPath, 'utf8').catch(() => '{}'));
   const { objects } = await listObjects(bucket, prefix);
-  const wanted = objects
-    .filter((o) => !o.key.endsWith('/'))
-    .map((o) => ({ ...o, rel: safeRel(o.key.slice(prefix.length), s3Uri), etag: cleanEtag(o.etag) }))
-    .filter((o) => o.rel !== INDEX && !isMarker(o.rel));
-  if (!wanted.length) throw new Error(`no objects under s3://${bucket}/${prefix} (expected <class>/<image> keys below it)`);
+  const maxObjectBytes = opts.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES;
+  const skipped: SkippedKey[] = [];
+  const wanted: Array<(typeof objects)[number] & { rel: string }> = [];
+  for (const o of objects) {
+    const rel = o.key.slice(prefix.length);
+    if (o.key.endsWith('/') || isMarker(rel)) continue;
+    const reason = skipReason(rel, o.size, { maxObjectBytes, acceptExtra: opts.acceptExtra });
+    if (reason) skipped.push({ key: o.key, reason });
+    else wanted.push({ ...o, rel, etag: cleanEtag(o.etag) });
+  }
+  if (!wanted.length && !skipped.length)
+    throw new Error(`no objects under s3://${bucket}/${prefix} (expected <class>/<image> keys below it)`);
+  if (!wanted.length) {
+    throw new Error(
+      `no usable objects under s3://${bucket}/${prefix} (expected <class>/<image> keys below it)` +
+        (skipped.length ? `; skipped ${skipped.length}, e.g. ${skipped[0].key}: ${skipped[0].reason}` : ''),
+    );
+  }
 
-  const stats: SyncStats = { dir, objects: wanted.length, downloaded: 0, cached: 0, removed: 0, bytesDownloaded: 0 };
+  const stats: SyncStats = { dir, objects: wanted.length, downloaded: 0, cached: 0, removed: 0, bytesDownloaded: 0, skipped };
   let done = 0;
   const saveIndex = () => writeFile(`${indexPath}.tmp`, JSON.stringify(index)).then(() => rename(`${indexPath}.tmp`, indexPath));
   try {
@@ -66,7 +109,21 @@ export async function syncDatasetWithStats(s3Uri: string, opts: SyncOptions = {}
       const st = have ? await stat(local).catch(() => undefined) : undefined;
       const cached = Boolean(have && st && have.etag === o.etag && st.size === o.size);
       if (!cached) {
-        const { body } = await getObject(`s3://${bucket}/${o.key}`);
+        let body: Buffer;
+        try {
+          ({ body } = await getObject(`s3://${bucket}/${o.key}`));
+        } catch (e) {
+          // Deleted between the listing and the download: skip it, like any other bad key.
+          if (!isNotFound(e)) throw e;
+          skipped.push({ key: o.key, reason: 'deleted while syncing' });
+          opts.onProgress?.({ done: ++done, total: wanted.length, key: o.key, cached: false });
+          return;
+        }
+        if (body.byteLength > maxObjectBytes) {
+          skipped.push({ key: o.key, reason: `larger than ${maxObjectBytes} bytes (${body.byteLength}) when downloaded` });
+          opts.onProgress?.({ done: ++done, total: wanted.length, key: o.key, cached: false });
+          return;
+        }
         await mkdir(path.dirname(local), { recursive: true });
         const part = `${local}.part-${process.pid}`;
         await writeFile(part, body);
@@ -79,7 +136,8 @@ export async function syncDatasetWithStats(s3Uri: string, opts: SyncOptions = {}
       }
       opts.onProgress?.({ done: ++done, total: wanted.length, key: o.key, cached });
     });
-    const listed = new Set(wanted.map((o) => o.rel));
+    const skippedKeys = new Set(skipped.map((k) => k.key));
+    const listed = new Set(wanted.filter((o) => !skippedKeys.has(o.key)).map((o) => o.rel));
     for (const rel of Object.keys(index)) {
       if (listed.has(rel)) continue;
       await rm(path.join(dir, rel), { force: true });
@@ -92,8 +150,10 @@ export async function syncDatasetWithStats(s3Uri: string, opts: SyncOptions = {}
   }
   opts.log?.(
     `dataset s3://${bucket}/${prefix}: ${stats.objects} objects, ${stats.downloaded} downloaded (${stats.bytesDownloaded} bytes), ` +
-      `${stats.cached} cached, ${stats.removed} removed -> ${dir}`,
+      `${stats.cached} cached, ${stats.removed} removed, ${skipped.length} skipped -> ${dir}`,
   );
+  for (const k of skipped.slice(0, 20)) opts.log?.(`  skipped ${k.key}: ${k.reason}`);
+  if (skipped.length > 20) opts.log?.(`  ... and ${skipped.length - 20} more skipped keys`);
   return stats;
 }
 

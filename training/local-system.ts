@@ -91,7 +91,8 @@ export interface Watcher {
 
 /**
  * `edgetune watch`: the retrain trigger on the embedded S3's event stream (or on polling, for an
- * external endpoint), running the training job in a local child process instead of AWS Batch.
+ * external endpoint), running the training job in a local child process instead of AWS Batch, one
+ * run at a time on this machine (runs for other datasets queue).
  */
 export function watchUploads(
   s3: S3Handle,
@@ -115,7 +116,11 @@ export function watchUploads(
     bucket,
     log: opts.log,
     onDecision: (d) => {
-      if (d.action === 'submitted') opts.log(`retraining ${d.dataset} (${d.reason}): run ${d.jobId}`);
+      if (d.action !== 'submitted') return;
+      const waiting = runner.queued.includes(d.dataset);
+      opts.log(
+        `retraining ${d.dataset} (${d.reason}): run ${d.jobId}${waiting ? ' queued behind the active run (one local run at a time)' : ''}`,
+      );
     },
   });
   let stopPolling: (() => void) | undefined;

@@ -1,6 +1,6 @@
 import type { PutObjectCommandInput } from '@aws-sdk/client-s3';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { DEFAULT_BUCKET, DEFAULT_S3_DIR, type EmbeddedS3, startS3rver } from './embedded.js';
+import { ACCESS_KEY_ENV, DEFAULT_BUCKET, DEFAULT_S3_DIR, type EmbeddedS3, SECRET_KEY_ENV, startS3rver } from './embedded.js';
 import { withRetry } from './retry.js';
 import { parseS3Uri } from './uri.js';
 
@@ -14,13 +14,29 @@ export function s3Endpoint(): string | undefined {
 }
 
 /**
+ * Credentials for the S3 at EDGETUNE_S3_ENDPOINT: the embedded S3's per-run pair
+ * (EDGETUNE_S3_ACCESS_KEY_ID / EDGETUNE_S3_SECRET_ACCESS_KEY), else AWS_* (e.g. for MinIO).
+ */
+export function endpointCredentials(env: NodeJS.ProcessEnv = process.env): { accessKeyId: string; secretAccessKey: string } {
+  const accessKeyId = env[ACCESS_KEY_ENV] || env.AWS_ACCESS_KEY_ID;
+  const secretAccessKey = env[SECRET_KEY_ENV] || env.AWS_SECRET_ACCESS_KEY;
+  if (!accessKeyId || !secretAccessKey) {
+    throw new Error(
+      `EDGETUNE_S3_ENDPOINT is set but no credentials for it: set ${ACCESS_KEY_ENV} and ${SECRET_KEY_ENV} (printed by \`edgetune s3\`)`,
+    );
+  }
+  return { accessKeyId, secretAccessKey };
+}
+
+/**
  * The S3 client every edgetune module uses. With EDGETUNE_S3_ENDPOINT set: path-style addressing
- * against that endpoint (s3rver's fixed credentials unless AWS_* ones are set); otherwise the
- * standard AWS region/credential chain, i.e. real S3. One client per endpoint, reused.
+ * against that endpoint, signed with endpointCredentials(); otherwise the standard AWS
+ * region/credential chain, i.e. real S3. One client per endpoint and key, reused.
  */
 export function s3Client(): S3Client {
   const endpoint = s3Endpoint();
-  const cacheKey = endpoint ?? 'aws';
+  const credentials = endpoint ? endpointCredentials() : undefined;
+  const cacheKey = endpoint ? `${endpoint} ${credentials?.accessKeyId}` : 'aws';
   let client = clients.get(cacheKey);
   if (client) return client;
   if (endpoint) {
@@ -28,10 +44,7 @@ export function s3Client(): S3Client {
       endpoint,
       forcePathStyle: true,
       region: process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1',
-      credentials: {
-        accessKeyId: process.env.AWS_ACCESS_KEY_ID || 'S3RVER',
-        secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY || 'S3RVER',
-      },
+      credentials,
       // s3rver predates S3's flexible checksums; only send them where an operation requires one.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
@@ -70,8 +83,8 @@ let embedded: { s3: EmbeddedS3; users: number } | undefined;
 /**
  * Makes sure an S3 is reachable: EDGETUNE_S3_ENDPOINT if set, else real AWS when credentials are in
  * the environment, else starts s3rver in this process on a free port (data in EDGETUNE_S3_DIR or
- * .edgetune/s3, bucket `edgetune` created if missing) and points EDGETUNE_S3_ENDPOINT at it, so
- * s3Client() and child processes use it. close() stops it once every caller has closed.
+ * .edgetune/s3, bucket `edgetune` created if missing) and points EDGETUNE_S3_ENDPOINT (and the
+ * per-run EDGETUNE_S3_ACCESS_KEY_ID / _SECRET_ACCESS_KEY) at it, so s3Client() and child processes use it. close() stops it once every caller has closed.
  */
 export async function ensureS3(opts: { log?: (line: string) => void; port?: number; dir?: string } = {}): Promise<S3Handle> {
   const log = opts.log ?? ((l: string) => console.error(l));
@@ -89,7 +102,7 @@ export async function ensureS3(opts: { log?: (line: string) => void; port?: numb
   });
   process.env.EDGETUNE_S3_ENDPOINT = s3.endpoint;
   embedded = { s3, users: 1 };
-  log(`edgetune: embedded S3 (s3rver) at ${s3.endpoint}, data in ${s3.dir}, bucket s3://${DEFAULT_BUCKET}`);
+  log(`edgetune: embedded S3 (s3rver behind a SigV4 guard) at ${s3.endpoint}, data in ${s3.dir}, bucket s3://${DEFAULT_BUCKET}`);
   return embeddedHandle(embedded);
 }
 
@@ -105,8 +118,12 @@ function embeddedHandle(e: { s3: EmbeddedS3; users: number }): S3Handle {
       if (--e.users > 0) return;
       if (embedded === e) embedded = undefined;
       if (process.env.EDGETUNE_S3_ENDPOINT === e.s3.endpoint) delete process.env.EDGETUNE_S3_ENDPOINT;
-      clients.get(e.s3.endpoint)?.destroy();
-      clients.delete(e.s3.endpoint);
+      for (const [k, c] of clients) {
+        if (k.startsWith(`${e.s3.endpoint} `)) {
+          c.destroy();
+          clients.delete(k);
+        }
+      }
       await e.s3.close();
     },
   };

@@ -20,6 +20,7 @@ export interface DatasetChange {
 export type TriggerMessage =
   | { type: 'change'; change: DatasetChange }
   | { type: 'check'; dataset: string }
+  | { type: 'sweep' }
   | { type: 'runFinished'; dataset: string; jobId: string; status: string }
   | { type: 'ignored'; reason: string };
 
@@ -96,9 +97,13 @@ export function checkMessageBody(dataset: string): string {
   return JSON.stringify({ type: 'edgetune.check', dataset });
 }
 
+/** What the scheduled EventBridge rule puts on the queue: re-check every dataset with pending changes. */
+export const SWEEP_MESSAGE = { type: 'edgetune.sweep' } as const;
+const SweepMessageSchema = z.object({ type: z.literal(SWEEP_MESSAGE.type) });
+
 /**
  * Parses one trigger-queue message body: an EventBridge S3 event, an EventBridge Batch job state
- * change, or a delayed check the trigger sent itself. Anything else is reported as ignored.
+ * change, a delayed check the trigger sent itself, or the scheduled sweep. Anything else is reported as ignored.
  */
 export function parseTriggerMessage(body: string, jobNamePrefix = 'edgetune-'): TriggerMessage {
   let json: unknown;
@@ -109,6 +114,7 @@ export function parseTriggerMessage(body: string, jobNamePrefix = 'edgetune-'): 
   }
   const check = CheckMessageSchema.safeParse(json);
   if (check.success) return { type: 'check', dataset: check.data.dataset };
+  if (SweepMessageSchema.safeParse(json).success) return { type: 'sweep' };
 
   const s3 = EventBridgeS3Schema.safeParse(json);
   if (s3.success) {

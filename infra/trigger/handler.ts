@@ -63,8 +63,9 @@ export function createHandler(trigger: RetrainTrigger, opts: { jobNamePrefix?: s
     for (const record of event.Records) {
       try {
         const msg = parseTriggerMessage(record.body, opts.jobNamePrefix);
-        let decision: Decision | { action: 'ignored'; reason: string };
-        if (msg.type === 'change') decision = await trigger.onChange(msg.change);
+        let decision: Decision | { action: 'ignored'; reason: string } | { action: 'swept'; decisions: Decision[] };
+        if (msg.type === 'sweep') decision = { action: 'swept', decisions: await trigger.sweep() };
+        else if (msg.type === 'change') decision = await trigger.onChange(msg.change);
         else if (msg.type === 'check' || msg.type === 'runFinished') decision = await trigger.check(msg.dataset);
         else decision = msg.type === 'ignored' ? { action: 'ignored', reason: msg.reason } : msg;
         log({ messageId: record.messageId, message: msg.type, ...decision });

@@ -34,6 +34,8 @@ export interface ChildProcessJobRunnerOptions {
   /** The command that trains one dataset, e.g. `npx edgetune train s3://.../datasets/<name>/ --publish ...`. */
   command: (dataset: string) => { cmd: string; args: string[]; env?: NodeJS.ProcessEnv; cwd?: string };
   stdio?: 'inherit' | 'ignore' | 'pipe';
+  /** Training runs at once on this machine; the others wait in submission order. Default 1 (a run uses every core). */
+  maxConcurrent?: number;
 }
 
 export interface RunExit {
@@ -44,44 +46,74 @@ export interface RunExit {
 }
 
 /**
- * Local stand-in for AWS Batch: one child process per dataset. Emits 'exit' (RunExit) when a run
- * ends, so the local trigger can start a follow-up without polling.
+ * Local stand-in for AWS Batch: one child process per run, at most `maxConcurrent` (default 1) at a
+ * time across datasets, the rest queued in order (what a Batch queue with one GPU does). Emits
+ * 'start' when a queued run's process starts and 'exit' (RunExit) when a run ends, so the local
+ * trigger can start a follow-up without polling.
  */
-export class ChildProcessJobRunner extends EventEmitter<{ exit: [RunExit] }> implements JobRunner {
-  private readonly running = new Map<string, ChildProcess>();
+export class ChildProcessJobRunner
+  extends EventEmitter<{ exit: [RunExit]; start: [{ dataset: string; id: string }] }>
+  implements JobRunner
+{
+  private readonly running = new Map<string, { id: string; child: ChildProcess }>();
+  private readonly queue: Array<{ dataset: string; id: string }> = [];
+  private readonly maxConcurrent: number;
   private seq = 0;
+  private stopped = false;
 
   constructor(private readonly opts: ChildProcessJobRunnerOptions) {
     super();
+    this.maxConcurrent = opts.maxConcurrent ?? 1;
+    if (!Number.isInteger(this.maxConcurrent) || this.maxConcurrent < 1) {
+      throw new Error(`maxConcurrent must be a positive integer, got ${opts.maxConcurrent}`);
+    }
   }
 
   async submit(dataset: string): Promise<{ id: string }> {
-    if (this.running.has(dataset)) throw new Error(`a run for ${dataset} is already active`);
-    const { cmd, args, env, cwd } = this.opts.command(dataset);
-    const child = spawn(cmd, args, { env: env ?? process.env, cwd, stdio: this.opts.stdio ?? 'inherit' });
-    const id = `local-${++this.seq}-${child.pid ?? 'nopid'}`;
-    this.running.set(dataset, child);
-    const finish = (code: number | null, signal: NodeJS.Signals | null) => {
-      if (this.running.get(dataset) !== child) return;
-      this.running.delete(dataset);
-      this.emit('exit', { dataset, id, code, signal });
-    };
-    child.once('exit', finish);
-    child.once('error', () => finish(null, null));
+    if (await this.active(dataset)) throw new Error(`a run for ${dataset} is already active`);
+    if (this.stopped) throw new Error('the local job runner is stopped');
+    const id = `local-${++this.seq}`;
+    this.queue.push({ dataset, id });
+    this.startQueued();
     return { id };
   }
 
   async active(dataset: string): Promise<boolean> {
-    return this.running.has(dataset);
+    return this.running.has(dataset) || this.queue.some((q) => q.dataset === dataset);
+  }
+
+  /** Datasets whose runs wait for a free slot, in the order they will start. */
+  get queued(): string[] {
+    return this.queue.map((q) => q.dataset);
   }
 
   /** Child processes of runs still going. */
   get children(): ChildProcess[] {
-    return [...this.running.values()];
+    return [...this.running.values()].map((r) => r.child);
   }
 
-  /** Ends every active run (SIGTERM) and waits for them to exit. */
+  private startQueued(): void {
+    while (!this.stopped && this.running.size < this.maxConcurrent && this.queue.length > 0) {
+      const { dataset, id } = this.queue.shift() as { dataset: string; id: string };
+      const { cmd, args, env, cwd } = this.opts.command(dataset);
+      const child = spawn(cmd, args, { env: env ?? process.env, cwd, stdio: this.opts.stdio ?? 'inherit' });
+      this.running.set(dataset, { id, child });
+      const finish = (code: number | null, signal: NodeJS.Signals | null) => {
+        if (this.running.get(dataset)?.child !== child) return;
+        this.running.delete(dataset);
+        this.emit('exit', { dataset, id, code, signal });
+        this.startQueued();
+      };
+      child.once('exit', finish);
+      child.once('error', () => finish(null, null));
+      this.emit('start', { dataset, id });
+    }
+  }
+
+  /** Drops the queued runs and ends every active one (SIGTERM), waiting for them to exit. */
   async stopAll(): Promise<void> {
+    this.stopped = true;
+    this.queue.length = 0;
     await Promise.all(
       this.children.map(
         (child) =>

@@ -17,7 +17,7 @@ export function register(program: Command): void {
 
   models
     .command('list')
-    .description('List versions, oldest first; * marks the current one.')
+    .description('List versions, oldest first; * marks the current one. Only versions with a verified marker count.')
     .argument('<s3uri>', 'e.g. s3://edgetune/models/alpaca')
     .option('--json', 'print JSON')
     .action((uri: string, opts: { json?: boolean }) =>
@@ -53,7 +53,7 @@ export function register(program: Command): void {
                 (v.quantization ?? '-').padStart(8),
                 (v.quantizedAccuracy?.toFixed(4) ?? '').padStart(7),
                 String(v.weightBytes ?? '').padStart(11),
-                ` ${v.complete ? (v.createdAt ?? '') : 'INCOMPLETE (no manifest.json)'}`,
+                ` ${!v.complete ? 'INCOMPLETE (no manifest.json)' : !v.verified ? 'UNVERIFIED (no verified.json: not counted)' : (v.createdAt ?? '')}`,
               ].join(' '),
             );
           }
@@ -68,7 +68,7 @@ export function register(program: Command): void {
 
   models
     .command('promote')
-    .description('Make a stored version current (its weights are verified first).')
+    .description('Make a stored, verified version current (its weights are checked again first).')
     .argument('<s3uri>', 'e.g. s3://edgetune/models/alpaca')
     .argument('<version>', 'a version from `models list`')
     .action((uri: string, version: string) =>
@@ -77,7 +77,7 @@ export function register(program: Command): void {
 
   models
     .command('rollback')
-    .description('Make the previously current version current again.')
+    .description('Make the newest verified, previously current version current again.')
     .argument('<s3uri>', 'e.g. s3://edgetune/models/alpaca')
     .action((uri: string) => run(() => withS3(async () => void (await rollback(uri, { log: (l) => console.log(l) })))));
 }
