@@ -74,7 +74,7 @@ export const COMMANDS: Record<string, CommandDescriptor> = {
   },
   s3: {
     usage: '[options]',
-    description: 'Run the embedded S3 server (s3rver) in the foreground; objects are plain files under --dir.',
+    description: 'Run the embedded S3 server (s3rver behind a SigV4-verifying guard) in the foreground; objects are plain files under --dir.',
     load: () => import('./s3.js'),
   },
   upload: {
