@@ -47,7 +47,15 @@ export function hasWriter(id: FormatId): boolean {
 
 export function writerFor(id: FormatId): FormatWriter {
   const w = writers.get(id);
-  if (!w) throw new Error(`format '${id}' is not built yet (no writer registered); built: ${[...writers.keys()].join(', ')}`);
+  if (!w) {
+    const note =
+      id === 'tfjs'
+        ? ' (the tfjs model is the model folder itself: model.json + weights.bin)'
+        : id === 'tfjs-float16'
+          ? ' (publish --quantize float16 uploads float16 tfjs weights)'
+          : '';
+    throw new Error(`format '${id}' is not built yet as an export${note}; built: ${[...writers.keys()].join(', ')}`);
+  }
   return w;
 }
 
