@@ -32,7 +32,7 @@ export const ExportRecordSchema = z.object({
     tolerance: z.number().optional(),
     /** Share of images whose top-1 class equals the tfjs model's. */
     top1Agreement: z.number(),
-    /** On the labelled images among them (verification.json's and --data's). */
+    /** On the labelled images among them: --data's (or the validation split's) when given, else verification.json's. */
     labelledImages: z.number().int(),
     accuracy: z.number().optional(),
     referenceAccuracy: z.number().optional(),
@@ -172,7 +172,8 @@ export async function exportFormats(
     ? {
         pixels: new Uint8Array(Buffer.from(v.pixels, 'base64')),
         shape: v.shape as PixelBatch['shape'],
-        labels: v.labels,
+        // Accuracy is on the labelled data when given (verification.json's images are usually among them).
+        labels: opts.data?.labels.length ? [] : v.labels,
         source: 'verification.json',
       }
     : undefined;
