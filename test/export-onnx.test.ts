@@ -13,6 +13,7 @@ import { onnxProbabilities, onnxSession } from '../core/export/onnx-runtime.js';
 import { createFastForward } from '../core/fast-forward.js';
 import { fusedGraph } from '../core/graph/fused-graph.js';
 import type { Manifest, Verification } from '../core/manifest.js';
+import { buildMobileNetV2 } from '../core/mobilenet-v2.js';
 import { tf } from '../core/tf.js';
 import { randomizeBatchNorm } from './helpers/fast-forward-fixtures.js';
 
@@ -162,6 +163,27 @@ describe('ONNX model structure and the frozen part', () => {
     }
     x.dispose();
     ff.dispose();
+  });
+
+  it('frozen part of a bare base (no pooling layer): pooled = the mean of its output, within 1e-4', async () => {
+    const base = buildMobileNetV2({ alpha: 0.35, inputSize: SIZE });
+    randomizeBatchNorm(base, 4);
+    const s = await onnxSession(exportFrozenOnnx(base, BOUNDARY));
+    const px = pixels(1, 5);
+    const out = await s.run(Float32Array.from(px), [1, SIZE, SIZE, 3]);
+    await s.release();
+    expect(Object.keys(out)).toEqual([BOUNDARY, 'pooled']);
+    const ff = createFastForward(base);
+    const x = tf.tensor4d(Float32Array.from(px), [1, SIZE, SIZE, 3]);
+    const top = ff.forward(x);
+    const ref = tf.tidy(() => tf.mean(top, [1, 2]).dataSync());
+    let d = 0;
+    for (let i = 0; i < ref.length; i++) d = Math.max(d, Math.abs(ref[i] - out.pooled.data[i]));
+    expect(out.pooled.dims).toEqual([1, 1280]);
+    expect(d).toBeLessThan(1e-4);
+    tf.dispose([x, top]);
+    ff.dispose();
+    base.dispose();
   });
 
   it.skipIf(!python)('the python3-onnx checker accepts the float32, float16 and frozen files', async () => {

@@ -230,18 +230,25 @@ export async function exportFormats(
   return result;
 }
 
-/** Name of the pooled-features layer of a classifier (its GlobalAveragePooling2D). */
-function pooledLayer(model: tf.LayersModel): string {
-  const pools = model.layers.filter((l) => l.getClassName() === 'GlobalAveragePooling2D');
-  if (pools.length !== 1) throw new Error(`frozen export: expected one GlobalAveragePooling2D layer, found ${pools.length}`);
-  return pools[0].name;
-}
-
-/** The frozen part of a classifier as a fused graph: image -> [boundary activation, pooled features]. */
+/**
+ * The frozen part as a fused graph: image -> [boundary activation, pooled features]. For a classifier
+ * the pooled features are its GlobalAveragePooling2D layer; for a bare base (no such layer) they are
+ * the global average of the base's output, as an op named `pooled`.
+ */
 export function frozenGraph(model: tf.LayersModel, boundaryLayer: string): FusedGraph {
-  const pooled = pooledLayer(model);
-  const g = fusedGraph(model, { keep: [boundaryLayer, pooled] });
-  return subgraph(g, { outputs: [boundaryLayer, pooled] });
+  const pools = model.layers.filter((l) => l.getClassName() === 'GlobalAveragePooling2D');
+  if (pools.length > 1) throw new Error(`frozen export: expected one GlobalAveragePooling2D layer, found ${pools.length}`);
+  if (pools.length === 1) {
+    const pooled = pools[0].name;
+    return subgraph(fusedGraph(model, { keep: [boundaryLayer, pooled] }), { outputs: [boundaryLayer, pooled] });
+  }
+  const top = model.outputLayers[0].name;
+  const g = subgraph(fusedGraph(model, { keep: [boundaryLayer, top] }), { outputs: [boundaryLayer, top] });
+  const topShape = g.ops.find((o) => o.out === top)?.shape ?? [];
+  if (topShape.length !== 3) throw new Error(`frozen export: the model output '${top}' is not a feature map`);
+  g.ops.push({ op: 'globalAveragePool', out: 'pooled', inputs: [top], layers: [], shape: [topShape[2]], keepDims: false });
+  g.outputs = [boundaryLayer, 'pooled'];
+  return g;
 }
 
 /**
