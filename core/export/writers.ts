@@ -60,10 +60,15 @@ export function writerFor(id: FormatId): FormatWriter {
 }
 
 /**
- * onnx-float16 keeps the depthwise kernels (and all biases) float32: they are ~5% of the weights but
- * half of the error (alpaca, alpha 0.35, 327 images: max |dp| 1.37e-2 all float16, 6.7e-3 so).
+ * onnx-float16 keeps some kernels float32, chosen by measurement (alpaca, 327 images, max |dp| vs the
+ * float32 tfjs model): the depthwise kernels (~5% of the weights) and the small linear convs, i.e.
+ * MobileNetV2's early projections (<= 64k weights each), which feed the residual path through the
+ * rest of the network. Alpha 1.0: all float16 (but depthwise) 9.5e-3 at 4.61 MB, so 2.1e-3 at 5.12 MB
+ * (float32 8.86 MB). Biases stay float32 everywhere.
  */
-const keepDepthwiseFloat32 = (_id: string, op: FusedOp) => op.op === 'depthwiseConv2d';
+export const SMALL_LINEAR_CONV = 65_536;
+const keepSensitiveFloat32 = (_id: string, op: FusedOp) =>
+  op.op === 'depthwiseConv2d' || (op.op === 'conv2d' && op.activation === 'linear' && op.kernel.length <= SMALL_LINEAR_CONV);
 
 const onnxRuntimeName = async () => `onnxruntime-node ${(await loadOnnxRuntime()).env.versions.node ?? ''}`.trim();
 
@@ -80,7 +85,7 @@ for (const [id, file, weights] of [
           metadata: ctx.metadata,
           weights,
           producerVersion: ctx.producerVersion,
-          float32Weights: keepDepthwiseFloat32,
+          float32Weights: keepSensitiveFloat32,
         }),
       },
     ],
