@@ -8,7 +8,7 @@ import type { BaseInfo } from './train-model.js';
 
 /** The options that shape the weights (what the manifest records and the checkpoint's run key hashes). */
 export function hyperparameters(o: TrainOptions): Record<string, unknown> {
-  const { data, out, json, publish, checkpoint, baseWeights, name, ...rest } = o;
+  const { data, out, json, publish, checkpoint, baseWeights, name, export: _formats, ...rest } = o;
   return rest;
 }
 

@@ -74,7 +74,8 @@ export const COMMANDS: Record<string, CommandDescriptor> = {
   },
   s3: {
     usage: '[options]',
-    description: 'Run the embedded S3 server (s3rver behind a SigV4-verifying guard) in the foreground; objects are plain files under --dir.',
+    description:
+      'Run the embedded S3 server (s3rver behind a SigV4-verifying guard) in the foreground; objects are plain files under --dir.',
     load: () => import('./s3.js'),
   },
   upload: {
@@ -91,6 +92,12 @@ export const COMMANDS: Record<string, CommandDescriptor> = {
     usage: '[options] [command]',
     description: 'Manage the versions of a model in the S3 store (s3://bucket/models/<name>).',
     load: () => import('./models.js'),
+  },
+  export: {
+    usage: '[options] <model>',
+    description:
+      'Export a trained model to other formats (ONNX, ...), each verified in its own runtime against the float32 tfjs model; records them in exports.json.',
+    load: () => import('./export.js'),
   },
   weights: {
     usage: '[options] [command]',
