@@ -1,0 +1,155 @@
+// Runs .tflite files in TensorFlow Lite itself: the TFLite interpreter (with its XNNPACK kernels)
+// compiled to WebAssembly, as shipped in @tensorflow/tfjs-tflite's `wasm/` folder. That build only
+// runs in a browser, so it runs in headless Chromium driven by playwright-core, with the interpreter's
+// own standalone client (no tfjs in the page). Everything is served from this process through
+// request interception on a made-up origin: no network, no server socket.
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+
+export interface TfliteRunResult {
+  /** One output row per input (the model's first output, as float32). */
+  outputs: Float32Array[];
+  /** Mean wall time of one `infer()` in the page, ms. */
+  inferMs: number;
+  /** Input tensor as the interpreter reports it. */
+  input: { dataType: string; shape: string };
+}
+
+export interface TfliteRuntime {
+  readonly name: string;
+  /** Runs `bytes` on each input (raw values in the input tensor's dtype: uint8 pixels or float32 0..255). */
+  run(bytes: Uint8Array, inputs: readonly (Uint8Array | Float32Array)[]): Promise<TfliteRunResult>;
+  close(): Promise<void>;
+}
+
+export type TfliteRuntimeStatus = { ok: true; runtime: TfliteRuntime } | { ok: false; reason: string };
+
+const ORIGIN = 'http://tflite.invalid';
+export const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+function chromiumPath(): string | undefined {
+  const candidates = [process.env.EDGETUNE_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser'].filter((p): p is string => !!p);
+  return candidates.find((p) => existsSync(p));
+}
+
+function tfliteWasmDir(): string | undefined {
+  try {
+    const req = createRequire(import.meta.url);
+    const dir = path.join(path.dirname(req.resolve('@tensorflow/tfjs-tflite/package.json')), 'wasm');
+    return existsSync(path.join(dir, 'tflite_web_api_client.js')) ? dir : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const PAGE = `<!doctype html><meta charset="utf-8"><title>tflite</title><script src="${ORIGIN}/wasm/tflite_web_api_client.js"></script>`;
+
+/**
+ * Opens the TFLite runtime, or says plainly why it is not available here (no Chromium, no
+ * playwright-core or @tensorflow/tfjs-tflite, e.g. in the GPU training image).
+ */
+export async function openTfliteRuntime(): Promise<TfliteRuntimeStatus> {
+  const exe = chromiumPath();
+  if (!exe) return { ok: false, reason: 'no Chromium found (/usr/bin/chromium; apt-get install chromium, or set EDGETUNE_CHROMIUM)' };
+  const wasmDir = tfliteWasmDir();
+  if (!wasmDir) return { ok: false, reason: '@tensorflow/tfjs-tflite is not installed (a devDependency: npm ci without --omit=dev)' };
+  let chromium: typeof import('playwright-core').chromium;
+  try {
+    ({ chromium } = await import('playwright-core'));
+  } catch {
+    return { ok: false, reason: 'playwright-core is not installed (a devDependency: npm ci without --omit=dev)' };
+  }
+  const browser = await chromium.launch({ executablePath: exe, headless: true, args: CHROMIUM_FLAGS });
+  const files = new Map<string, Buffer | Uint8Array>();
+
+  const run = async (bytes: Uint8Array, inputs: readonly (Uint8Array | Float32Array)[]): Promise<TfliteRunResult> => {
+    if (inputs.length === 0) throw new Error('tflite runtime: no inputs');
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      const n = inputs[0].byteLength;
+      const all = new Uint8Array(n * inputs.length);
+      inputs.forEach((x, i) => {
+        if (x.byteLength !== n) throw new Error('tflite runtime: inputs of different sizes');
+        all.set(new Uint8Array(x.buffer, x.byteOffset, x.byteLength), i * n);
+      });
+      files.set('/model.tflite', bytes);
+      files.set('/inputs.bin', all);
+      await page.route(`${ORIGIN}/**`, async (route) => {
+        const url = new URL(route.request().url());
+        if (url.pathname === '/') return route.fulfill({ status: 200, contentType: 'text/html', body: PAGE });
+        const mem = files.get(url.pathname);
+        if (mem) return route.fulfill({ status: 200, contentType: 'application/octet-stream', body: Buffer.from(mem) });
+        const name = url.pathname.startsWith('/wasm/') ? path.basename(url.pathname) : '';
+        const file = name ? path.join(wasmDir, name) : '';
+        if (!file || !existsSync(file)) return route.fulfill({ status: 404, body: 'not found' });
+        const type = name.endsWith('.wasm') ? 'application/wasm' : 'text/javascript';
+        return route.fulfill({ status: 200, contentType: type, body: await readFile(file) });
+      });
+      // Anything else (there should be nothing) is refused.
+      await context.route(/^(?!http:\/\/tflite\.invalid\/)/, (route) => route.abort());
+      await page.goto(`${ORIGIN}/`);
+      const result = await page.evaluate(
+        async ({ origin, count }) => {
+          // biome-ignore lint/suspicious/noExplicitAny: the interpreter's client is a global without types in the page.
+          const tfweb = (globalThis as any).tfweb;
+          tfweb.tflite_web_api.setWasmPath(`${origin}/wasm/`);
+          const model = await (await fetch(`${origin}/model.tflite`)).arrayBuffer();
+          const data = new Uint8Array(await (await fetch(`${origin}/inputs.bin`)).arrayBuffer());
+          const runner = await tfweb.TFLiteWebModelRunner.create(model, { numThreads: 1 });
+          try {
+            const input = runner.getInputs()[0];
+            const inView = input.data();
+            const per = data.length / count;
+            if (inView.byteLength !== per) throw new Error(`the model's input takes ${inView.byteLength} bytes, given ${per}`);
+            const outputs: number[][] = [];
+            let ms = 0;
+            for (let i = 0; i < count; i++) {
+              new Uint8Array(inView.buffer, inView.byteOffset, inView.byteLength).set(data.subarray(i * per, (i + 1) * per));
+              const t0 = performance.now();
+              if (!runner.infer()) throw new Error('infer() failed');
+              ms += performance.now() - t0;
+              outputs.push(Array.from(runner.getOutputs()[0].data() as Float32Array));
+            }
+            return { outputs, inferMs: ms / count, input: { dataType: input.dataType, shape: String(input.shape) } };
+          } finally {
+            runner.cleanUp();
+          }
+        },
+        { origin: ORIGIN, count: inputs.length },
+      );
+      return { outputs: result.outputs.map((o) => Float32Array.from(o)), inferMs: result.inferMs, input: result.input };
+    } finally {
+      files.delete('/model.tflite');
+      files.delete('/inputs.bin');
+      await context.close();
+    }
+  };
+
+  return {
+    ok: true,
+    runtime: {
+      name: `TensorFlow Lite (WASM, @tensorflow/tfjs-tflite ${tfliteVersion()}) in Chromium ${browser.version()}`,
+      run,
+      close: () => browser.close(),
+    },
+  };
+}
+
+function tfliteVersion(): string {
+  try {
+    const req = createRequire(import.meta.url);
+    return (req('@tensorflow/tfjs-tflite/package.json') as { version: string }).version;
+  } catch {
+    return '?';
+  }
+}
