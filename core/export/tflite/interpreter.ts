@@ -71,33 +71,43 @@ export async function openTfliteRuntime(): Promise<TfliteRuntimeStatus> {
   const browser = await chromium.launch({ executablePath: exe, headless: true, args: CHROMIUM_FLAGS });
   const files = new Map<string, Buffer | Uint8Array>();
 
-  const run = async (bytes: Uint8Array, inputs: readonly (Uint8Array | Float32Array)[]): Promise<TfliteRunResult> => {
-    if (inputs.length === 0) throw new Error('tflite runtime: no inputs');
+  // One page with the interpreter's client loaded, reused by every run (each run creates and frees its own runner).
+  let pagePromise: Promise<import('playwright-core').Page> | undefined;
+  const openPage = async () => {
     const context = await browser.newContext();
+    // Only the made-up origin is served; anything else (there should be nothing) is refused.
+    await context.route(/^(?!http:\/\/tflite\.invalid\/)/, (route) => route.abort());
+    await context.route(`${ORIGIN}/**`, async (route) => {
+      const url = new URL(route.request().url());
+      if (url.pathname === '/') return route.fulfill({ status: 200, contentType: 'text/html', body: PAGE });
+      const mem = files.get(url.pathname);
+      if (mem) return route.fulfill({ status: 200, contentType: 'application/octet-stream', body: Buffer.from(mem) });
+      const name = url.pathname.startsWith('/wasm/') ? path.basename(url.pathname) : '';
+      const file = name ? path.join(wasmDir, name) : '';
+      if (!file || !existsSync(file)) return route.fulfill({ status: 404, body: 'not found' });
+      const type = name.endsWith('.wasm') ? 'application/wasm' : 'text/javascript';
+      return route.fulfill({ status: 200, contentType: type, body: await readFile(file) });
+    });
+    const page = await context.newPage();
+    await page.goto(`${ORIGIN}/`);
+    return page;
+  };
+  // Runs one at a time: they share the page's file slots.
+  let queue: Promise<unknown> = Promise.resolve();
+
+  const runNow = async (bytes: Uint8Array, inputs: readonly (Uint8Array | Float32Array)[]): Promise<TfliteRunResult> => {
+    if (inputs.length === 0) throw new Error('tflite runtime: no inputs');
+    pagePromise ??= openPage();
+    const page = await pagePromise;
+    const n = inputs[0].byteLength;
+    const all = new Uint8Array(n * inputs.length);
+    inputs.forEach((x, i) => {
+      if (x.byteLength !== n) throw new Error('tflite runtime: inputs of different sizes');
+      all.set(new Uint8Array(x.buffer, x.byteOffset, x.byteLength), i * n);
+    });
+    files.set('/model.tflite', bytes);
+    files.set('/inputs.bin', all);
     try {
-      const page = await context.newPage();
-      const n = inputs[0].byteLength;
-      const all = new Uint8Array(n * inputs.length);
-      inputs.forEach((x, i) => {
-        if (x.byteLength !== n) throw new Error('tflite runtime: inputs of different sizes');
-        all.set(new Uint8Array(x.buffer, x.byteOffset, x.byteLength), i * n);
-      });
-      files.set('/model.tflite', bytes);
-      files.set('/inputs.bin', all);
-      await page.route(`${ORIGIN}/**`, async (route) => {
-        const url = new URL(route.request().url());
-        if (url.pathname === '/') return route.fulfill({ status: 200, contentType: 'text/html', body: PAGE });
-        const mem = files.get(url.pathname);
-        if (mem) return route.fulfill({ status: 200, contentType: 'application/octet-stream', body: Buffer.from(mem) });
-        const name = url.pathname.startsWith('/wasm/') ? path.basename(url.pathname) : '';
-        const file = name ? path.join(wasmDir, name) : '';
-        if (!file || !existsSync(file)) return route.fulfill({ status: 404, body: 'not found' });
-        const type = name.endsWith('.wasm') ? 'application/wasm' : 'text/javascript';
-        return route.fulfill({ status: 200, contentType: type, body: await readFile(file) });
-      });
-      // Anything else (there should be nothing) is refused.
-      await context.route(/^(?!http:\/\/tflite\.invalid\/)/, (route) => route.abort());
-      await page.goto(`${ORIGIN}/`);
       const result = await page.evaluate(
         async ({ origin, count }) => {
           // biome-ignore lint/suspicious/noExplicitAny: the interpreter's client is a global without types in the page.
@@ -131,8 +141,12 @@ export async function openTfliteRuntime(): Promise<TfliteRuntimeStatus> {
     } finally {
       files.delete('/model.tflite');
       files.delete('/inputs.bin');
-      await context.close();
     }
+  };
+  const run = (bytes: Uint8Array, inputs: readonly (Uint8Array | Float32Array)[]): Promise<TfliteRunResult> => {
+    const next = queue.then(() => runNow(bytes, inputs));
+    queue = next.catch(() => undefined);
+    return next;
   };
 
   return {
