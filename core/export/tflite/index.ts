@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import type { FusedGraph } from '../../graph/fused-graph.js';
 import { type CalibrationOptions, calibrateRanges } from './calibrate.js';
-import { openTfliteRuntime, type TfliteRuntime, type TfliteRuntimeStatus } from './interpreter.js';
+import { openTfliteRuntime, type TfliteRuntimeStatus } from './interpreter.js';
 import { type TfliteVerification, type TfliteVerifyInputs, verifyTflite } from './verify.js';
 import { labelsFile, type TfliteVariant, writeTflite } from './writer.js';
 

@@ -100,47 +100,63 @@ export async function openTfliteRuntime(): Promise<TfliteRuntimeStatus> {
     pagePromise ??= openPage();
     const page = await pagePromise;
     const n = inputs[0].byteLength;
-    const all = new Uint8Array(n * inputs.length);
-    inputs.forEach((x, i) => {
-      if (x.byteLength !== n) throw new Error('tflite runtime: inputs of different sizes');
-      all.set(new Uint8Array(x.buffer, x.byteOffset, x.byteLength), i * n);
-    });
+    if (inputs.some((x) => x.byteLength !== n)) throw new Error('tflite runtime: inputs of different sizes');
     files.set('/model.tflite', bytes);
-    files.set('/inputs.bin', all);
     try {
-      const result = await page.evaluate(
-        async ({ origin, count }) => {
-          // biome-ignore lint/suspicious/noExplicitAny: the interpreter's client is a global without types in the page.
-          const tfweb = (globalThis as any).tfweb;
-          tfweb.tflite_web_api.setWasmPath(`${origin}/wasm/`);
-          const model = await (await fetch(`${origin}/model.tflite`)).arrayBuffer();
-          const data = new Uint8Array(await (await fetch(`${origin}/inputs.bin`)).arrayBuffer());
-          const runner = await tfweb.TFLiteWebModelRunner.create(model, { numThreads: 1 });
-          try {
-            const input = runner.getInputs()[0];
-            const inView = input.data();
+      const input = await page.evaluate(async (origin) => {
+        // biome-ignore lint/suspicious/noExplicitAny: the interpreter's client is a global without types in the page.
+        const g = globalThis as any;
+        g.tfweb.tflite_web_api.setWasmPath(`${origin}/wasm/`);
+        const model = await (await fetch(`${origin}/model.tflite`)).arrayBuffer();
+        g.runner = await g.tfweb.TFLiteWebModelRunner.create(model, { numThreads: 1 });
+        const info = g.runner.getInputs()[0];
+        return { dataType: info.dataType as string, shape: String(info.shape), bytes: info.data().byteLength as number };
+      }, ORIGIN);
+      if (input.bytes !== n) throw new Error(`tflite runtime: the model's input takes ${input.bytes} bytes, given ${n}`);
+      // Inputs go over in chunks of ~8 MB (one request each): a whole validation set at once can exhaust the page.
+      const perChunk = Math.max(1, Math.floor((8 << 20) / n));
+      const outputs: Float32Array[] = [];
+      let ms = 0;
+      for (let s = 0; s < inputs.length; s += perChunk) {
+        const part = inputs.slice(s, s + perChunk);
+        const all = new Uint8Array(n * part.length);
+        for (const [i, x] of part.entries()) all.set(new Uint8Array(x.buffer, x.byteOffset, x.byteLength), i * n);
+        files.set('/inputs.bin', all);
+        const r = await page.evaluate(
+          async ({ origin, count }) => {
+            // biome-ignore lint/suspicious/noExplicitAny: as above.
+            const runner = (globalThis as any).runner;
+            const data = new Uint8Array(await (await fetch(`${origin}/inputs.bin`)).arrayBuffer());
+            const inView = runner.getInputs()[0].data();
             const per = data.length / count;
-            if (inView.byteLength !== per) throw new Error(`the model's input takes ${inView.byteLength} bytes, given ${per}`);
-            const outputs: number[][] = [];
-            let ms = 0;
+            const rows: number[][] = [];
+            let t = 0;
             for (let i = 0; i < count; i++) {
               new Uint8Array(inView.buffer, inView.byteOffset, inView.byteLength).set(data.subarray(i * per, (i + 1) * per));
               const t0 = performance.now();
               if (!runner.infer()) throw new Error('infer() failed');
-              ms += performance.now() - t0;
-              outputs.push(Array.from(runner.getOutputs()[0].data() as Float32Array));
+              t += performance.now() - t0;
+              rows.push(Array.from(runner.getOutputs()[0].data() as Float32Array));
             }
-            return { outputs, inferMs: ms / count, input: { dataType: input.dataType, shape: String(input.shape) } };
-          } finally {
-            runner.cleanUp();
-          }
-        },
-        { origin: ORIGIN, count: inputs.length },
-      );
-      return { outputs: result.outputs.map((o) => Float32Array.from(o)), inferMs: result.inferMs, input: result.input };
+            return { rows, t };
+          },
+          { origin: ORIGIN, count: part.length },
+        );
+        outputs.push(...r.rows.map((o) => Float32Array.from(o)));
+        ms += r.t;
+      }
+      return { outputs, inferMs: ms / inputs.length, input: { dataType: input.dataType, shape: input.shape } };
     } finally {
       files.delete('/model.tflite');
       files.delete('/inputs.bin');
+      await page
+        .evaluate(() => {
+          // biome-ignore lint/suspicious/noExplicitAny: as above.
+          const g = globalThis as any;
+          g.runner?.cleanUp();
+          g.runner = undefined;
+        })
+        .catch(() => undefined);
     }
   };
   const run = (bytes: Uint8Array, inputs: readonly (Uint8Array | Float32Array)[]): Promise<TfliteRunResult> => {
