@@ -16,6 +16,7 @@ const commands: Array<() => Promise<{ register: (program: Command) => void }>> =
   () => import('./commands/upload.js'),
   () => import('./commands/publish.js'),
   () => import('./commands/models.js'),
+  () => import('./commands/export.js'),
 ];
 
 const program = new Command('edgetune')

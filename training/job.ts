@@ -47,6 +47,12 @@ async function trainReportPublish(opts: TrainOptions, report: Reporter, publish:
   for (const w of written.warnings) report({ type: 'warning', message: w });
   report({ type: 'info', message: `report: ${path.join(reportDir, 'index.html')}` });
 
+  if (opts.export?.length) {
+    const { exportAfterTraining } = await import('./export-formats.js');
+    const images = { validation: result.validation, labels: result.validation.map((v) => v.file.label) };
+    await exportAfterTraining(result.model, manifest, outDir, opts.export, images, (message) => report({ type: 'info', message }));
+  }
+
   const final = manifest.metrics.fineTuned ?? manifest.metrics.frozen;
   if (opts.publish) {
     const { publishModel } = await import('../core/model-store.js');

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { FormatIdSchema } from '../core/export/formats.js';
 import type { AugmentConfig } from './augment.js';
 
 const FlipSchema = z.enum(['horizontal', 'vertical', 'horizontal_and_vertical', 'none']);
@@ -37,6 +38,8 @@ export const TrainOptionsSchema = z.object({
   json: z.boolean(),
   publish: z.string().optional(),
   checkpoint: z.string().optional(),
+  /** Formats exported (and verified) into `out` after training, besides the tfjs model itself. */
+  export: z.array(FormatIdSchema).optional(),
 });
 export type TrainOptions = z.infer<typeof TrainOptionsSchema>;
 

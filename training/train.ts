@@ -397,7 +397,7 @@ class TimedExtractor extends LayerExtractor {
 }
 
 function hyperparameters(o: TrainOptions): Record<string, unknown> {
-  const { data, out, json, publish, checkpoint, baseWeights, name, ...rest } = o;
+  const { data, out, json, publish, checkpoint, baseWeights, name, export: _formats, ...rest } = o;
   return rest;
 }
 

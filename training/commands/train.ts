@@ -1,8 +1,21 @@
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
+import { FORMAT_IDS, parseFormats } from '../../core/export/formats.js';
+import { hasWriter } from '../../core/export/writers.js';
 import type { PublishFlags } from '../job.js';
 import { DEFAULTS, KERAS_RECIPE, resolveTrainOptions, type TrainOptions } from '../options.js';
 import { humanReporter, jsonReporter } from '../progress.js';
 import { int, num, run } from './options.js';
+
+function exportOption(v: string) {
+  try {
+    const ids = parseFormats(v);
+    const unbuilt = ids.filter((id) => id !== 'tfjs' && !hasWriter(id));
+    if (unbuilt.length) throw new Error(`format ${unbuilt.join(', ')} is not built yet`);
+    return ids.filter((id) => id !== 'tfjs');
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
 
 export function register(program: Command): void {
   program
@@ -55,6 +68,7 @@ export function register(program: Command): void {
       `threads for the frozen forward pass and the fine-tuning step (default ${DEFAULTS.workers}; 0: all in this thread)`,
       int('workers'),
     )
+    .option('--export <ids>', `after training: export and verify these formats into --out (${FORMAT_IDS.join(', ')})`, exportOption)
     .option('--publish <s3uri>', 'after training: verify, publish to s3://bucket/models/<name> and promote through the gate')
     .option('--checkpoint <uri>', 'write a checkpoint after every epoch and resume from it (s3:// or a folder)')
     .option('--quantize <dtype>', 'weights when publishing: none, float16, uint8 (default float16)')
