@@ -1,15 +1,19 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import type { LayersModel, Tensor } from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { buildClassifier, toClassProbabilities } from '../core/classifier.js';
+import { exportFormats } from '../core/export/export-formats.js';
 import { calibrateRanges } from '../core/export/tflite/calibrate.js';
 import { BuiltinOperator, readModel, TensorType } from '../core/export/tflite/flatbuffer.js';
 import { exportTflite, openTfliteRuntime, type TfliteRuntimeStatus, verifyTflite, writeTflite } from '../core/export/tflite/index.js';
 import { fusedGraph } from '../core/graph/fused-graph.js';
 import { decodeImage } from '../core/image.js';
+import type { Manifest, Verification } from '../core/manifest.js';
 import { tf } from '../core/tf.js';
 import { loadBaseWeights } from '../core/weights/index.js';
 import { randomizeBatchNorm } from './helpers/fast-forward-fixtures.js';
@@ -254,5 +258,49 @@ describe.skipIf(!hasWeights035 || !hasAlpaca)('TFLite int8 of the shared ImageNe
       expect(i8.bytes.length).toBeLessThan(f32.bytes.length / 2.5);
     }
     model.dispose();
+  });
+});
+
+describe('exportFormats with the TFLite formats (writer registry)', () => {
+  it('writes model.tflite, model-int8.tflite and labels.txt with their records in exports.json; int8 needs calibration images', async (ctx) => {
+    if (!runtime.ok) ctx.skip();
+    const model = tinyModel(2);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tflite-exports-'));
+    try {
+      const px = pixels(4, 31);
+      const verification: Verification = {
+        shape: [4, SIZE, SIZE, 3],
+        pixels: Buffer.concat(px).toString('base64'),
+        labels: [0, 1, 1, 0],
+        probabilities: [],
+      };
+      const manifest = {
+        name: 'unit',
+        version: '20261201T000000Z-00000000',
+        classes: ['no', 'yes'],
+        input: { size: SIZE, channels: 3, resize: 'stretch' },
+        preprocessing: { scale: 1 / 127.5, offset: -1, inModel: true },
+      } as Manifest;
+      await expect(exportFormats(model, manifest, ['tflite-int8'], { outDir: dir, verification })).rejects.toThrow(
+        /needs calibration images/,
+      );
+      const calibration = { pixels: Buffer.concat(pixels(8, 32)), shape: [8, SIZE, SIZE, 3] as [number, number, number, 3] };
+      const r = await exportFormats(model, manifest, ['tflite', 'tflite-int8'], { outDir: dir, verification, calibration });
+      expect(r.exports.map((e) => e.format)).toEqual(['tflite', 'tflite-int8']);
+      const [f32, i8] = r.exports;
+      expect(f32.verification).toMatchObject({ images: 4, top1Agreement: 1, tolerance: 1e-4 });
+      expect(f32.verification.maxAbsDiff).toBeLessThanOrEqual(1e-4);
+      expect(f32.runtime).toMatch(/^TensorFlow Lite \(WASM/);
+      expect(i8.weights).toBe('int8');
+      expect(f32.files.map((f) => f.path)).toEqual(['model.tflite', 'labels.txt']);
+      expect(await readFile(path.join(dir, 'labels.txt'), 'utf8')).toBe('no\nyes\n');
+      const bytes = new Uint8Array(await readFile(path.join(dir, 'model-int8.tflite')));
+      expect(sha(bytes)).toBe(i8.sha256);
+      const meta = readModel(bytes);
+      const names = Array.from({ length: meta.metadataLength() }, (_, i) => meta.metadata(i)?.name());
+      expect(names).toEqual(['edgetune', 'labels']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
