@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { buildClassifier, toClassProbabilities } from '../core/classifier.js';
 import { exportFormats } from '../core/export/export-formats.js';
+import { armnnUnavailable, runArmnn } from '../core/export/tflite/armnn.js';
 import { calibrateRanges } from '../core/export/tflite/calibrate.js';
 import { BuiltinOperator, readModel, TensorType } from '../core/export/tflite/flatbuffer.js';
 import { exportTflite, openTfliteRuntime, type TfliteRuntimeStatus, verifyTflite, writeTflite } from '../core/export/tflite/index.js';
@@ -304,3 +305,42 @@ describe('exportFormats with the TFLite formats (writer registry)', () => {
     }
   });
 });
+
+describe('TFLite files in a second reader: Arm NN 20.08 (TfLiteParser, CpuRef backend)', () => {
+  it('reads the float32 and int8 files and computes what TensorFlow Lite computes', async (ctx) => {
+    const why = await armnnUnavailable();
+    if (why) {
+      console.warn(`export-tflite: Arm NN check skipped: ${why}`);
+      ctx.skip();
+    }
+    const model = tinyModel(3);
+    const graph = fusedGraph(model);
+    const imgs = pixels(3, 41);
+    const expected = predict(model, imgs, 3);
+    const f32 = writeTflite(graph, { variant: 'float32', classes: classes3 });
+    const a32 = await runArmnn(
+      f32,
+      imgs.map((p) => Float32Array.from(p)),
+    );
+    expect(maxDiffRows(a32, expected)).toBeLessThanOrEqual(1e-4);
+    const i8 = writeTflite(graph, { variant: 'int8', classes: classes3, ranges: calibrateRanges(graph, pixels(8, 42)) });
+    const a8 = await runArmnn(i8, imgs);
+    expect(maxDiffRows(a8, expected)).toBeLessThan(0.05);
+    if (runtime.ok) {
+      // The two engines' integer kernels on the same int8 file: equal up to a couple of output steps (1/256).
+      const t8 = (await runtime.runtime.run(i8, imgs)).outputs;
+      const d = maxDiffRows(
+        a8,
+        t8.map((r) => Array.from(r)),
+      );
+      console.log(`int8 file: Arm NN vs TensorFlow Lite max |dp| ${d.toFixed(5)}`);
+      expect(d).toBeLessThanOrEqual(2 / 256 + 1e-6);
+    }
+  });
+});
+
+function maxDiffRows(a: readonly ArrayLike<number>[], b: readonly (readonly number[])[]): number {
+  let d = 0;
+  for (const [i, row] of a.entries()) for (let j = 0; j < row.length; j++) d = Math.max(d, Math.abs(row[j] - b[i][j]));
+  return d;
+}
