@@ -12,7 +12,7 @@ import { armnnUnavailable, runArmnn } from '../core/export/tflite/armnn.js';
 import { calibrateRanges } from '../core/export/tflite/calibrate.js';
 import { BuiltinOperator, readModel, TensorType } from '../core/export/tflite/flatbuffer.js';
 import { exportTflite, openTfliteRuntime, type TfliteRuntimeStatus, verifyTflite, writeTflite } from '../core/export/tflite/index.js';
-import { fusedGraph } from '../core/graph/fused-graph.js';
+import { type ConvOp, type DenseOp, type FusedGraph, fusedGraph } from '../core/graph/fused-graph.js';
 import { decodeImage } from '../core/image.js';
 import type { Manifest, Verification } from '../core/manifest.js';
 import { tf } from '../core/tf.js';
@@ -344,3 +344,131 @@ function maxDiffRows(a: readonly ArrayLike<number>[], b: readonly (readonly numb
   for (const [i, row] of a.entries()) for (let j = 0; j < row.length; j++) d = Math.max(d, Math.abs(row[j] - b[i][j]));
   return d;
 }
+
+describe('a hand-built graph: padding that SAME does not produce becomes PAD + VALID', () => {
+  it('conv2d with pads [1, 1, 1, 1] at stride 2 on 8x8, relu6, add, depthwise with [0, 1, 0, 1], pool, dense, softmax', async (ctx) => {
+    const rnd = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + seed * 78.233) * 0.5);
+    const graph: FusedGraph = {
+      input: 'image',
+      inputShape: [8, 8, 3],
+      outputs: ['probs'],
+      inputRescale: { scale: 1 / 127.5, offset: -1 },
+      ops: [
+        {
+          op: 'conv2d',
+          out: 'c1',
+          inputs: ['image'],
+          layers: [],
+          shape: [4, 4, 4],
+          weightsId: 'c1',
+          kernel: rnd(3 * 3 * 3 * 4, 1),
+          kernelShape: [3, 3, 3, 4],
+          bias: rnd(4, 2),
+          strides: [2, 2],
+          dilations: [1, 1],
+          pad: [1, 1, 1, 1],
+          activation: 'relu6',
+        },
+        {
+          op: 'conv2d',
+          out: 'c2',
+          inputs: ['c1'],
+          layers: [],
+          shape: [4, 4, 4],
+          weightsId: 'c2',
+          kernel: rnd(4 * 4, 3),
+          kernelShape: [1, 1, 4, 4],
+          bias: rnd(4, 4),
+          strides: [1, 1],
+          dilations: [1, 1],
+          pad: 'valid',
+          activation: 'linear',
+        },
+        { op: 'add', out: 'sum', inputs: ['c1', 'c2'], layers: [], shape: [4, 4, 4] },
+        {
+          op: 'depthwiseConv2d',
+          out: 'd1',
+          inputs: ['sum'],
+          layers: [],
+          shape: [2, 2, 4],
+          weightsId: 'd1',
+          kernel: rnd(3 * 3 * 4, 5),
+          kernelShape: [3, 3, 4, 1],
+          bias: rnd(4, 6),
+          strides: [2, 2],
+          dilations: [1, 1],
+          pad: [0, 1, 0, 1],
+          activation: 'relu',
+        },
+        { op: 'globalAveragePool', out: 'pool', inputs: ['d1'], layers: [], shape: [4], keepDims: false },
+        {
+          op: 'dense',
+          out: 'logits',
+          inputs: ['pool'],
+          layers: [],
+          shape: [3],
+          kernel: rnd(4 * 3, 7).map((x) => x * 8),
+          kernelShape: [4, 3],
+          bias: rnd(3, 8),
+          activation: 'linear',
+        },
+        { op: 'activation', out: 'probs', inputs: ['logits'], layers: [], shape: [3], activation: 'softmax' },
+      ],
+    };
+    const bytes = writeTflite(graph, { variant: 'float32', classes: classes3 });
+    const ops = opNames(bytes);
+    expect(ops.filter((o) => o === 'PAD')).toHaveLength(1);
+    // The depthwise [0, 1, 0, 1] at stride 2 on 4x4 is TF's SAME: no PAD for it.
+    expect(ops).toEqual(['MUL', 'ADD', 'PAD', 'CONV_2D', 'CONV_2D', 'ADD', 'DEPTHWISE_CONV_2D', 'MEAN', 'FULLY_CONNECTED', 'SOFTMAX']);
+    if (!runtime.ok) ctx.skip();
+    const imgs = pixels(1, 51).map((p) => p.subarray(0, 8 * 8 * 3));
+    // Reference in plain tfjs ops.
+    const ref = tf.tidy(() => {
+      const x = tf
+        .tensor4d(Float32Array.from(imgs[0]), [1, 8, 8, 3])
+        .mul(1 / 127.5)
+        .sub(1);
+      const op = (i: number) => graph.ops[i] as ConvOp;
+      const c1 = tf
+        .conv2d(
+          tf.pad(x, [
+            [0, 0],
+            [1, 1],
+            [1, 1],
+            [0, 0],
+          ]) as tf.Tensor4D,
+          tf.tensor4d(op(0).kernel, op(0).kernelShape),
+          2,
+          'valid',
+        )
+        .add(tf.tensor1d(op(0).bias))
+        .clipByValue(0, 6);
+      const c2 = tf.conv2d(c1 as tf.Tensor4D, tf.tensor4d(op(1).kernel, op(1).kernelShape), 1, 'valid').add(tf.tensor1d(op(1).bias));
+      const sum = c1.add(c2) as tf.Tensor4D;
+      const d1 = tf.relu(
+        tf
+          .depthwiseConv2d(
+            tf.pad(sum, [
+              [0, 0],
+              [0, 1],
+              [0, 1],
+              [0, 0],
+            ]) as tf.Tensor4D,
+            tf.tensor4d(op(3).kernel, op(3).kernelShape),
+            2,
+            'valid',
+          )
+          .add(tf.tensor1d(op(3).bias)),
+      );
+      const dense = graph.ops[5] as DenseOp;
+      const logits = tf
+        .matMul(d1.mean([1, 2]) as tf.Tensor2D, tf.tensor2d(dense.kernel, dense.kernelShape))
+        .add(tf.tensor1d(dense.bias ?? new Float32Array(3)));
+      return Array.from(tf.softmax(logits).dataSync());
+    });
+    if (!runtime.ok) return;
+    const got = (await runtime.runtime.run(bytes, [Float32Array.from(imgs[0])])).outputs[0];
+    expect(maxDiffRows([got], [ref])).toBeLessThanOrEqual(1e-5);
+    expect(Math.max(...ref) - Math.min(...ref)).toBeGreaterThan(0.05);
+  });
+});
