@@ -68,7 +68,12 @@ export async function openTfliteRuntime(): Promise<TfliteRuntimeStatus> {
   } catch {
     return { ok: false, reason: 'playwright-core is not installed (a devDependency: npm ci without --omit=dev)' };
   }
-  const browser = await chromium.launch({ executablePath: exe, headless: true, args: CHROMIUM_FLAGS });
+  let browser: import('playwright-core').Browser;
+  try {
+    browser = await chromium.launch({ executablePath: exe, headless: true, args: CHROMIUM_FLAGS });
+  } catch (e) {
+    return { ok: false, reason: `Chromium (${exe}) did not start: ${(e as Error).message.split('\n')[0]}` };
+  }
   const files = new Map<string, Buffer | Uint8Array>();
 
   // One page with the interpreter's client loaded, reused by every run (each run creates and frees its own runner).
