@@ -11,6 +11,8 @@ import { tf } from '../tf.js';
 import { sha256 } from '../versioning.js';
 import { FORMATS, type FormatId, FormatIdSchema } from './formats.js';
 import { writeOnnx } from './onnx.js';
+// Registers tflite, tflite-float16 and tflite-int8 (after writers.js has loaded: no import cycle).
+import './tflite/register.js';
 import { type ExportFile, type PixelBatch, writerFor } from './writers.js';
 
 export const EDGETUNE_VERSION: string = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')).version;
