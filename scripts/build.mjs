@@ -12,6 +12,8 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const DIST_ROOT = path.join(ROOT, 'dist');
 const SOURCE_DIRS = ['core', 'training', 'functions', 'infra/trigger'];
 const KEEP_BUILDS = 3;
+/** Files other than TypeScript that modules read beside themselves at run time, copied as they are. */
+const ASSETS = ['.mjs', '.proto', '.py'];
 
 function sources() {
   const out = [];
@@ -19,7 +21,7 @@ function sources() {
     for (const e of readdirSync(dir, { withFileTypes: true })) {
       const p = path.join(dir, e.name);
       if (e.isDirectory()) walk(p);
-      else if ((e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) || e.name.endsWith('.mjs')) out.push(p);
+      else if ((e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) || ASSETS.some((x) => e.name.endsWith(x))) out.push(p);
     }
   };
   for (const d of SOURCE_DIRS) if (existsSync(path.join(ROOT, d))) walk(path.join(ROOT, d));
@@ -72,11 +74,13 @@ export async function buildDist() {
     sourcemap: 'linked',
     logLevel: 'warning',
   });
-  for (const f of files.filter((x) => x.endsWith('.mjs'))) {
+  for (const f of files.filter((x) => !x.endsWith('.ts'))) {
     const to = path.join(tmp, path.relative(ROOT, f));
     mkdirSync(path.dirname(to), { recursive: true });
     writeFileSync(to, readFileSync(f));
   }
+  // core/export reads the package version from ../../package.json.
+  writeFileSync(path.join(tmp, 'package.json'), readFileSync(path.join(ROOT, 'package.json')));
   // Modules that find bin/edgetune.mjs relative to themselves (training/local-system.ts) look one
   // level up from <build>/training: a forwarder keeps that path working.
   mkdirSync(path.join(tmp, 'bin'), { recursive: true });

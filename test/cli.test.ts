@@ -40,4 +40,30 @@ describe('the CLI loads commands lazily from descriptors', () => {
       expect(out).toContain(c.description.split(' ').slice(0, 6).join(' '));
     }
   }, 60_000);
+
+  it('`train --export` accepts every built format id (the TFLite writers included) before it looks at the data', () => {
+    let err = '';
+    try {
+      execFileSync(
+        process.execPath,
+        [
+          path.join(REPO_DIR, 'bin/edgetune.mjs'),
+          'train',
+          '/nonexistent-edgetune-data',
+          '--out',
+          '/tmp/edgetune-cli-test-out',
+          '--export',
+          'onnx,tflite,tflite-int8',
+        ],
+        {
+          encoding: 'utf8',
+          stdio: 'pipe',
+        },
+      );
+    } catch (e) {
+      err = String((e as { stderr?: string }).stderr ?? e);
+    }
+    expect(err).not.toContain('not built yet');
+    expect(err).toContain('nonexistent-edgetune-data');
+  });
 });

@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { buildClassifier, toClassProbabilities } from '../core/classifier.js';
 import { exportFormats } from '../core/export/export-formats.js';
+import { keepKernelFloat32 } from '../core/export/float16-weights.js';
+import { readOnnx, writeOnnx } from '../core/export/onnx.js';
 import { armnnUnavailable, runArmnn } from '../core/export/tflite/armnn.js';
 import { calibrateRanges } from '../core/export/tflite/calibrate.js';
 import { BuiltinOperator, readModel, TensorType } from '../core/export/tflite/flatbuffer.js';
@@ -121,9 +123,39 @@ describe('TFLite writer (tiny random-weight MobileNetV2 alpha 0.35 at 96)', () =
 
     const f16 = writeTflite(graph, { variant: 'float16', classes: classes3 });
     expect(opNames(f16)).toContain('DEQUANTIZE');
-    // float16 weights: about half the float32 file.
-    expect(f16.length / f32.length).toBeGreaterThan(0.45);
-    expect(f16.length / f32.length).toBeLessThan(0.55);
+    // The shared float16 rule (as in onnx-float16): depthwise kernels, linear convs of <= 64k weights
+    // and every bias stay float32; the other conv and dense kernels are float16 + DEQUANTIZE.
+    const sg16 = readModel(f16).subgraphs(0);
+    if (!sg16) throw new Error('no subgraph');
+    const typeOf = new Map<string, number>();
+    for (let i = 0; i < sg16.tensorsLength(); i++) {
+      const t = sg16.tensors(i);
+      if (t?.name()) typeOf.set(t.name() as string, t.type());
+    }
+    let halfWeights = 0;
+    let keptWeights = 0;
+    for (const op of graph.ops) {
+      if (op.op !== 'conv2d' && op.op !== 'depthwiseConv2d' && op.op !== 'dense') continue;
+      const kept = op.op === 'depthwiseConv2d' || (op.op === 'conv2d' && op.activation === 'linear' && op.kernel.length <= 65_536);
+      expect(typeOf.get(`${op.out}/kernel/float16`), `${op.out} kernel`).toBe(kept ? undefined : TensorType.FLOAT16);
+      if (kept) expect(typeOf.get(`${op.out}/kernel`), `${op.out} kernel`).toBe(TensorType.FLOAT32);
+      if (kept) keptWeights += op.kernel.length;
+      else halfWeights += op.kernel.length;
+      expect(typeOf.get(`${op.out}/bias`), `${op.out} bias`).toBe(TensorType.FLOAT32);
+      expect(typeOf.has(`${op.out}/bias/float16`)).toBe(false);
+    }
+    expect(halfWeights).toBeGreaterThan(0);
+    expect(keptWeights).toBeGreaterThan(0);
+    // float16 halves the kernels it stores (within 2% of the float32 file for metadata and alignment).
+    expect(Math.abs(f32.length - f16.length - 2 * halfWeights) / f32.length).toBeLessThan(0.02);
+    // Same rule as the ONNX float16 writer: the same number of weights stored as float16.
+    const onnx16 = readOnnx(
+      writeOnnx(graph, { classes: classes3, weights: 'float16', float32Weights: (_id, op) => keepKernelFloat32(op) }),
+    );
+    const inits = ((onnx16.graph as { initializer: { data_type: number; dims: number[] }[] }).initializer ?? []).filter(
+      (t) => t.data_type === 10,
+    );
+    expect(inits.reduce((n, t) => n + t.dims.reduce((a, d) => a * d, 1), 0)).toBe(halfWeights);
   });
 
   it('int8: per-channel int8 conv weights, int32 biases, uint8 input with the preprocessing as its quantization; reproducible', () => {

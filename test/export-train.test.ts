@@ -15,6 +15,8 @@ describe('train --export and edgetune export', () => {
   let dir: string;
   let root: string;
   let out: string;
+  let calibration: string[] = [];
+  let validation: string[] = [];
 
   beforeAll(async () => {
     process.env.EDGETUNE_OFFLINE = '1';
@@ -33,8 +35,10 @@ describe('train --export and edgetune export', () => {
       workers: 0,
       export: ['onnx'],
     });
-    const { model } = await runTraining(opts, () => {});
-    model.dispose();
+    const result = await runTraining(opts, () => {});
+    calibration = result.calibration.map((i) => i.file.relPath);
+    validation = result.validation.map((i) => i.file.relPath);
+    result.model.dispose();
   }, 300_000);
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
@@ -53,6 +57,11 @@ describe('train --export and edgetune export', () => {
     expect(existsSync(path.join(out, 'model.onnx'))).toBe(true);
     // train --export does not change the manifest's hyperparameters.
     expect(manifest.hyperparameters.export).toBeUndefined();
+  });
+
+  it('train --export calibrates int8 on training images, never on the validation split', () => {
+    expect(calibration.length).toBe(20 - validation.length);
+    expect(calibration.filter((f) => validation.includes(f))).toEqual([]);
   });
 
   it('edgetune export adds onnx-float16 (verification.json + --data), keeps the onnx record, reproduces its bytes', async () => {

@@ -48,8 +48,19 @@ async function trainReportPublish(opts: TrainOptions, report: Reporter, publish:
   report({ type: 'info', message: `report: ${path.join(reportDir, 'index.html')}` });
 
   if (opts.export?.length) {
-    const { exportAfterTraining } = await import('./export-formats.js');
-    const images = { validation: result.validation, labels: result.validation.map((v) => v.file.label) };
+    const { exportAfterTraining, labelledPixels } = await import('./export-formats.js');
+    const cal = result.calibration;
+    const images = {
+      validation: result.validation,
+      labels: result.validation.map((v) => v.file.label),
+      calibration: cal.length
+        ? labelledPixels(
+            cal,
+            cal.map((c) => c.file.label),
+            `training split (${cal.length} images)`,
+          )
+        : undefined,
+    };
     await exportAfterTraining(result.model, manifest, outDir, opts.export, images, (message) => report({ type: 'info', message }));
   }
 

@@ -20,7 +20,11 @@ export interface TrainResult {
   outDir: string;
   model: LayersModel;
   validation: DecodedImage[];
+  /** Up to CALIBRATION_IMAGES training images, un-augmented (int8 export ranges; never the validation split). */
+  calibration: DecodedImage[];
 }
+
+export const CALIBRATION_IMAGES = 300;
 
 const seconds = (t0: number) => (performance.now() - t0) / 1000;
 
@@ -84,7 +88,7 @@ export async function train(
       backend: describeBackend(backend),
     });
     const manifest = await exportModel(opts.out, model, draft, { images: data.validation, labels: Array.from(data.validationLabels) });
-    return { manifest, outDir: opts.out, model, validation: data.validation };
+    return { manifest, outDir: opts.out, model, validation: data.validation, calibration: data.train.slice(0, CALIBRATION_IMAGES) };
   } finally {
     await extractor.close();
   }

@@ -1,6 +1,7 @@
 // The writer registry: format id -> how to write the file(s) from the fused graph and how to run them
 // in that format's own runtime. A format without a writer fails with "not built yet".
-import type { FusedGraph, FusedOp } from '../graph/fused-graph.js';
+import type { FusedGraph } from '../graph/fused-graph.js';
+import { keepKernelFloat32 } from './float16-weights.js';
 import type { FormatId } from './formats.js';
 import { writeOnnx } from './onnx.js';
 import { loadOnnxRuntime, onnxProbabilities } from './onnx-runtime.js';
@@ -59,17 +60,6 @@ export function writerFor(id: FormatId): FormatWriter {
   return w;
 }
 
-/**
- * onnx-float16 keeps some kernels float32, chosen by measurement (alpaca, 327 images, max |dp| vs the
- * float32 tfjs model): the depthwise kernels (~5% of the weights) and the small linear convs, i.e.
- * MobileNetV2's early projections (<= 64k weights each), which feed the residual path through the
- * rest of the network. Alpha 1.0: all float16 (but depthwise) 9.5e-3 at 4.61 MB, so 2.1e-3 at 5.12 MB
- * (float32 8.86 MB). Biases stay float32 everywhere.
- */
-export const SMALL_LINEAR_CONV = 65_536;
-const keepSensitiveFloat32 = (_id: string, op: FusedOp) =>
-  op.op === 'depthwiseConv2d' || (op.op === 'conv2d' && op.activation === 'linear' && op.kernel.length <= SMALL_LINEAR_CONV);
-
 const onnxRuntimeName = async () => `onnxruntime-node ${(await loadOnnxRuntime()).env.versions.node ?? ''}`.trim();
 
 for (const [id, file, weights] of [
@@ -85,7 +75,7 @@ for (const [id, file, weights] of [
           metadata: ctx.metadata,
           weights,
           producerVersion: ctx.producerVersion,
-          float32Weights: keepSensitiveFloat32,
+          float32Weights: (_id, op) => keepKernelFloat32(op),
         }),
       },
     ],

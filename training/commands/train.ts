@@ -1,6 +1,8 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import { FORMAT_IDS, parseFormats } from '../../core/export/formats.js';
 import { hasWriter } from '../../core/export/writers.js';
+// The TFLite writers register themselves on import: --export must see them when it parses.
+import '../../core/export/tflite/register.js';
 import type { PublishFlags } from '../job.js';
 import { DEFAULTS, KERAS_RECIPE, resolveTrainOptions, type TrainOptions } from '../options.js';
 import { humanReporter, jsonReporter } from '../progress.js';

@@ -1,7 +1,9 @@
 // The fused inference graph as a TFLite model: builtin ops only, batch 1, NHWC.
 //   float32: input float32 [1,h,w,3] RGB 0..255, the preprocessing (x*scale+offset) as MUL + ADD.
-//   float16: the same graph, conv/dense weights and biases stored as float16 and DEQUANTIZEd to float32
-//            at load (what TensorFlow's converter writes for float16 post-training quantization).
+//   float16: the same graph, conv/dense kernels stored as float16 and DEQUANTIZEd to float32 at load
+//            (what TensorFlow's converter writes for float16 post-training quantization), but for
+//            the kernels the shared float16 rule keeps float32 (../float16-weights.ts: depthwise and
+//            small linear convs) and all biases.
 //   int8:    full-integer: per-channel symmetric int8 conv weights, per-tensor symmetric int8 dense
 //            weights, int32 biases, per-tensor asymmetric int8 activations from calibrated ranges. Input
 //            uint8 [1,h,w,3] (raw pixels; its quantization parameters are the preprocessing), output
@@ -12,6 +14,7 @@
 // differently scaled tensors).
 import type { ConvOp, DenseOp, FusedGraph, FusedOp, Pads } from '../../graph/fused-graph.js';
 import { float32ToFloat16Bits } from '../../quantize.js';
+import { keepKernelFloat32 } from '../float16-weights.js';
 import {
   ActivationFunctionType,
   BuiltinOperator,
@@ -39,6 +42,8 @@ export interface TfliteWriteOptions extends TfliteMetadata {
   variant: TfliteVariant;
   /** Required for int8: calibrated ranges of every value (see calibrate.ts). */
   ranges?: ActivationRanges;
+  /** float16: kernels of the ops this returns true for stay float32 (default: the shared rule, keepKernelFloat32). */
+  float32Weights?: (op: FusedOp) => boolean;
 }
 
 const fail = (msg: string): never => {
@@ -200,8 +205,10 @@ export function writeTflite(graphIn: FusedGraph, opts: TfliteWriteOptions): Uint
     qOf.set(i, p);
     return i;
   };
-  const floatConst = (name: string, shape: number[], data: Float32Array): number => {
-    if (variant !== 'float16') return sb.add({ name, shape, type: TensorType.FLOAT32, data: bytesOf(data) });
+  const keepFloat32 = opts.float32Weights ?? keepKernelFloat32;
+  /** A float32 constant; a float16 kernel (`asFloat16`) is stored as float16 and DEQUANTIZEd to float32. */
+  const floatConst = (name: string, shape: number[], data: Float32Array, asFloat16 = false): number => {
+    if (!asFloat16) return sb.add({ name, shape, type: TensorType.FLOAT32, data: bytesOf(data) });
     const half = new Uint16Array(data.length);
     for (let i = 0; i < data.length; i++) half[i] = float32ToFloat16Bits(data[i]);
     const h16 = sb.add({ name: `${name}/float16`, shape, type: TensorType.FLOAT16, data: bytesOf(half) });
@@ -351,7 +358,7 @@ export function writeTflite(graphIn: FusedGraph, opts: TfliteWriteOptions): Uint
             quantization: { scale: bScales, zeroPoint: bScales.map(() => 0), quantizedDimension: 0 },
           });
         } else {
-          kIdx = floatConst(`${op.out}/kernel`, kshape, kernel);
+          kIdx = floatConst(`${op.out}/kernel`, kshape, kernel, variant === 'float16' && !keepFloat32(op));
           bIdx = floatConst(`${op.out}/bias`, [co], op.bias);
         }
         const act = ACT[op.activation] ?? fail(`conv activation ${op.activation}`);
@@ -426,7 +433,7 @@ export function writeTflite(graphIn: FusedGraph, opts: TfliteWriteOptions): Uint
             quantization: { scale: [bs], zeroPoint: [0] },
           });
         } else {
-          kIdx = floatConst(`${op.out}/kernel`, [outF, inF], weights);
+          kIdx = floatConst(`${op.out}/kernel`, [outF, inF], weights, variant === 'float16' && !keepFloat32(op));
           bIdx = floatConst(`${op.out}/bias`, [outF], bias);
         }
         sb.op(BuiltinOperator.FULLY_CONNECTED, int8 ? 4 : 1, [x, kIdx, bIdx], [out], {
