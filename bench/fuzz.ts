@@ -16,7 +16,7 @@ import { tf } from '../core/tf.js';
 import { configFromEnv } from '../functions/config.js';
 import { silentLogger } from '../functions/logger.js';
 import { createRuntime } from '../functions/runtime.js';
-import { bmpFile, foreignFormats, jpegHeaderOnly, multipartOf, pngHeaderOnly } from '../test/helpers/hostile-images.js';
+import { bmpFile, concat, foreignFormats, jpegHeaderOnly, multipartOf, pngHeaderOnly } from '../test/helpers/hostile-images.js';
 import { makeModelDir } from '../test/helpers/model-dir.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -45,15 +45,6 @@ const rand = rng(SEED);
 const int = (n: number) => Math.floor(rand() * n);
 const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)];
 const enc = (s: string) => new TextEncoder().encode(s);
-const cat = (...parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-};
 const randomBytes = (n: number) => Uint8Array.from({ length: n }, () => int(256));
 
 async function seedImages(): Promise<{ photos: Uint8Array[]; source: string }> {
@@ -101,7 +92,7 @@ function mutate(b: Uint8Array): Uint8Array {
     out.fill(int(256), at, at + int(512));
   } else if (op === 3) {
     const at = int(out.length);
-    return cat(out.subarray(0, at), randomBytes(int(256)), out.subarray(at));
+    return concat(out.subarray(0, at), randomBytes(int(256)), out.subarray(at));
   } else {
     const a = int(out.length);
     const c = int(out.length);
@@ -114,19 +105,19 @@ function polyglot(photos: Uint8Array[], foreign: Record<string, Uint8Array>): Ui
   const p = pick(photos);
   switch (int(7)) {
     case 0:
-      return cat(p, enc('<html><script>alert(1)</script></html>'));
+      return concat(p, enc('<html><script>alert(1)</script></html>'));
     case 1:
-      return cat(enc('GIF89a/*'), randomBytes(8), enc('*/=alert(1)//'), randomBytes(int(64)));
+      return concat(enc('GIF89a/*'), randomBytes(8), enc('*/=alert(1)//'), randomBytes(int(64)));
     case 2:
-      return cat(p, pick(Object.values(foreign)));
+      return concat(p, pick(Object.values(foreign)));
     case 3: // a foreign file behind an allowed magic number
-      return cat(p.subarray(0, 4 + int(16)), pick(Object.values(foreign)));
+      return concat(p.subarray(0, 4 + int(16)), pick(Object.values(foreign)));
     case 4: // JPEG with an ftyp box in an APP segment
-      return cat(new Uint8Array([0xff, 0xd8, 0xff, 0xe1, 0, 24]), foreign.avif.subarray(0, 22), p.subarray(2));
+      return concat(new Uint8Array([0xff, 0xd8, 0xff, 0xe1, 0, 24]), foreign.avif.subarray(0, 22), p.subarray(2));
     case 5:
-      return cat(enc('BM'), p);
+      return concat(enc('BM'), p);
     default:
-      return cat(
+      return concat(
         enc('<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><image href="data:image/png;base64,'),
         enc(Buffer.from(p).toString('base64')),
         enc('"/></svg>'),
@@ -189,7 +180,7 @@ async function main(): Promise<void> {
           [...enc('BM')],
           [],
         ]);
-        return { kind: 'random', bytes: cat(new Uint8Array(magic), randomBytes(int(4096))) };
+        return { kind: 'random', bytes: concat(new Uint8Array(magic), randomBytes(int(4096))) };
       }
       if (r < 0.92) return { kind: 'polyglot', bytes: polyglot(photos, foreign) };
       return { kind: 'giant-header', bytes: giantHeader() };

@@ -43,7 +43,8 @@ export interface FastForward {
   dispose(): void;
 }
 
-function applyActivation(x: Tensor, a: AnyAct, layerName: string): Tensor {
+/** One activation, as the fused executor applies it (also used by int8 calibration). */
+export function applyActivation(x: Tensor, a: AnyAct, layerName: string): Tensor {
   switch (a) {
     case 'linear':
       return x;

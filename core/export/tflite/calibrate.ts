@@ -2,6 +2,7 @@
 // images (RGB 0..255 pixels), recording every value's [min, max] ('minmax') or the mean over batches
 // of each batch's low/high percentile ('percentile', clips the rare outliers that widen a range).
 import type { Tensor, Tensor4D } from '@tensorflow/tfjs';
+import { applyActivation } from '../../fast-forward.js';
 import type { FusedGraph, FusedOp } from '../../graph/fused-graph.js';
 import { tf } from '../../tf.js';
 import { type ActivationRanges, withTwoClassSoftmax } from './writer.js';
@@ -14,24 +15,6 @@ export interface CalibrationOptions {
   percentile?: number;
   batchSize?: number;
 }
-
-const act = (x: Tensor, a: string): Tensor => {
-  switch (a) {
-    case 'linear':
-      return x;
-    case 'relu':
-      return tf.relu(x);
-    case 'relu6':
-      return tf.clipByValue(x, 0, 6);
-    case 'sigmoid':
-      return tf.sigmoid(x);
-    case 'softmax':
-      return tf.softmax(x);
-    case 'tanh':
-      return tf.tanh(x);
-  }
-  throw new Error(`calibrate: activation ${a}`);
-};
 
 type TfPad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
 const tfPad = (p: 'same' | 'valid' | number[]): TfPad =>
@@ -77,7 +60,7 @@ function executor(graph: FusedGraph) {
           y = tf.mean(ins[0], [1, 2], op.keepDims);
           break;
         case 'activation':
-          y = act(ins[0], op.activation);
+          y = applyActivation(ins[0], op.activation, op.out);
           break;
         case 'conv2d':
         case 'depthwiseConv2d': {
@@ -99,7 +82,7 @@ function executor(graph: FusedGraph) {
         case 'dense': {
           const [k, b] = consts.get(op) as Tensor[];
           const flat = ins[0].reshape([ins[0].shape[0], -1]);
-          y = act(tf.add(tf.matMul(flat, k), b), op.activation);
+          y = applyActivation(tf.add(tf.matMul(flat, k), b), op.activation, op.out);
           break;
         }
         default:
