@@ -6,8 +6,8 @@ import { getObjectIfExists, listObjects, putObject, type S3Handle } from '../cor
 import { DEFAULT_BUCKET } from '../core/s3/embedded.js';
 import { DATASET_NAME } from '../infra/trigger/events.js';
 import { ChildProcessJobRunner, createLocalTrigger, type LocalTrigger } from '../infra/trigger/local.js';
-import { uploadDataset } from './dataset-s3.js';
-import { demoImages } from './demo-data.js';
+import { uploadDataset } from '../training/dataset-s3.js';
+import { demoImages } from '../training/demo-data.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/edgetune.mjs');
 
