@@ -10,7 +10,7 @@ interface Edge {
   to: string;
 }
 
-const ROOTS = ['cli', 'core', 'training', 'functions', 'infra'];
+const ROOTS = ['cli', 'core', 'training', 'trigger', 'functions', 'infra'];
 
 function files(dir: string): string[] {
   return readdirSync(path.join(REPO_DIR, dir), { withFileTypes: true }).flatMap((e) => {
@@ -40,10 +40,15 @@ const RULES: [string, string, string][] = [
   ['core', 'functions', 'core holds what several stages share and imports no stage'],
   ['core', 'infra', 'core holds what several stages share and imports no stage'],
   ['core', 'cli', 'core holds what several stages share and imports no stage'],
+  ['core', 'trigger', 'core holds what several stages share and imports no stage'],
   ['functions', 'training', 'serving must not load training code'],
   ['functions', 'cli', 'serving must not load the CLI'],
   ['training', 'functions', 'training must not depend on the API'],
   ['training', 'cli', 'training is driven by the CLI, not the other way round'],
+  ['trigger', 'training', 'the trigger starts training jobs as processes, it does not load training code'],
+  ['trigger', 'functions', 'the trigger does not load the API'],
+  ['trigger', 'cli', 'the trigger is used by the CLI, not the other way round'],
+  ['trigger', 'infra', 'the trigger is runtime code; infra/ (CDK) points at it, not the other way round'],
 ];
 
 /**
