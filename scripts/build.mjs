@@ -1,4 +1,4 @@
-// Compiles the runtime TypeScript (cli, core, training, functions, trigger) to dist/ with esbuild,
+// Compiles the runtime TypeScript (cli, core, store, training, functions, trigger) to dist/ with esbuild,
 // file by file (no bundling: the sources' `.js` import specifiers resolve as they are), so the CLI
 // and its worker threads run plain JavaScript instead of starting through tsx's loader.
 // `node scripts/build.mjs` builds; bin/edgetune.mjs also builds on demand when the sources changed.
@@ -10,7 +10,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** Builds live in dist/<stamp>/, one per state of the sources: a rebuild never replaces files under a running process. */
 export const DIST_ROOT = path.join(ROOT, 'dist');
-const SOURCE_DIRS = ['cli', 'core', 'training', 'functions', 'trigger'];
+const SOURCE_DIRS = ['cli', 'core', 'store', 'training', 'functions', 'trigger'];
 const KEEP_BUILDS = 3;
 
 function sources() {

@@ -10,7 +10,7 @@ interface Edge {
   to: string;
 }
 
-const ROOTS = ['cli', 'core', 'training', 'trigger', 'functions', 'infra'];
+const ROOTS = ['cli', 'core', 'store', 'training', 'trigger', 'functions', 'infra'];
 
 function files(dir: string): string[] {
   return readdirSync(path.join(REPO_DIR, dir), { withFileTypes: true }).flatMap((e) => {
@@ -41,6 +41,12 @@ const RULES: [string, string, string][] = [
   ['core', 'infra', 'core holds what several stages share and imports no stage'],
   ['core', 'cli', 'core holds what several stages share and imports no stage'],
   ['core', 'trigger', 'core holds what several stages share and imports no stage'],
+  ['core', 'store', 'core holds what several stages share and imports no stage'],
+  ['store', 'training', 'publishing works on a model folder, not on training internals'],
+  ['store', 'functions', 'publishing does not load the API'],
+  ['store', 'cli', 'the store is used by the CLI, not the other way round'],
+  ['store', 'trigger', 'publishing does not depend on the retrain trigger'],
+  ['functions', 'store', 'serving reads current.json through core/model-loader.ts, it does not load the publisher'],
   ['functions', 'training', 'serving must not load training code'],
   ['functions', 'cli', 'serving must not load the CLI'],
   ['training', 'functions', 'training must not depend on the API'],
