@@ -1,4 +1,5 @@
 import type { LayersModel, Tensor } from '@tensorflow/tfjs';
+import { edgetuneConfig } from '../core/config.js';
 import { createFastForward } from '../core/fast-forward.js';
 import type { Manifest } from '../core/manifest.js';
 import { tf } from '../core/tf.js';
@@ -229,7 +230,7 @@ export function chooseEngine(
   warn: (msg: string, fields: Record<string, unknown>) => void,
 ): Pick<ServingModel, 'forward' | 'engine' | 'dispose'> {
   const layers = { forward: (x: Tensor) => model.predict(x) as Tensor, engine: 'layers' as const, dispose: () => model.dispose() };
-  if (process.env.EDGETUNE_FAST_FORWARD === '0') return layers;
+  if (edgetuneConfig().EDGETUNE_FAST_FORWARD === '0') return layers;
   let ff: ReturnType<typeof createFastForward> | undefined;
   try {
     ff = createFastForward(model);
