@@ -13,8 +13,8 @@ import { createFastForward } from '../core/fast-forward.js';
 import { loadModelArtifacts } from '../core/file-io.js';
 import { tf } from '../core/tf.js';
 import type { AugmentDraw } from '../training/augment.js';
-import { createBoundaryPool } from '../training/fast/boundary-pool.js';
-import { type BoundaryWeights, setWeightsByName } from '../training/fast/boundary-runner.js';
+import { createBoundaryPool } from '../training/workers/boundary-pool.js';
+import { type BoundaryWeights, setWeightsByName } from '../training/workers/boundary-runner.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SHARED = process.env.EDGETUNE_SHARED_DIR ?? path.resolve(REPO, '../shared');

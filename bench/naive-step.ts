@@ -7,9 +7,9 @@ import { tf } from '../core/tf.js';
 import { applyBaseWeights, readBaseWeights } from '../core/weights/index.js';
 import { applyAugmentation, drawAugmentation } from '../training/augment.js';
 import { decodeFiles, listDataset, splitDataset } from '../training/dataset.js';
-import { registerWasmGradKernels } from '../training/fast/wasm-grad-kernels.js';
 import { KERAS_RECIPE } from '../training/options.js';
 import { createRng } from '../training/rng.js';
+import { registerWasmGradKernels } from '../training/wasm-kernels/wasm-grad-kernels.js';
 
 const [data, weights, sizeArg, batchArg] = process.argv.slice(2);
 const size = Number(sizeArg ?? KERAS_RECIPE.imageSize);

@@ -12,8 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { initBackend } from '../core/backend.js';
 import { parseManifest } from '../core/manifest.js';
-import { publishModel } from '../core/model-store.js';
 import { freePort, startS3rver } from '../core/s3/embedded.js';
+import { publishModel } from '../store/model-store.js';
 
 // autocannon ships no types: the small part used here.
 interface AutocannonInstance extends PromiseLike<unknown> {

@@ -11,9 +11,9 @@ import type { Tensor4D } from '../core/tf.js';
 import { tf } from '../core/tf.js';
 import { applyBaseWeights } from '../core/weights/index.js';
 import { readTfjsWeights } from '../core/weights/tfjs-source.js';
-import { createTrainingTail } from '../training/fast/parallel-tail.js';
-import { boundaryLayerName, createTail, type TailRoute } from '../training/fast/tail.js';
-import { registerWasmGradKernels } from '../training/fast/wasm-grad-kernels.js';
+import { createTrainingTail } from '../training/tail/parallel-tail.js';
+import { boundaryLayerName, createTail, type TailRoute } from '../training/tail/tail.js';
+import { registerWasmGradKernels } from '../training/wasm-kernels/wasm-grad-kernels.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => {

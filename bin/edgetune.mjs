@@ -10,7 +10,7 @@ import { buildDist, freshBuild, newestBuild } from '../scripts/build.mjs';
 // locked SDK runs on Node 20, so keep the CLI's output for what matters (README: Requirements).
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
-const run = (dir) => import(pathToFileURL(path.join(dir, 'training/cli.js')).href);
+const run = (dir) => import(pathToFileURL(path.join(dir, 'cli/main.js')).href);
 const build = freshBuild() ?? (await buildDist());
 if (build) {
   await run(build);
@@ -21,7 +21,7 @@ if (build) {
   } catch {}
   if (tsx) {
     tsx.register();
-    await import('../training/cli.ts');
+    await import('../cli/main.ts');
   } else {
     const newest = newestBuild();
     if (!newest) throw new Error('edgetune: no build in dist/, and neither esbuild nor tsx is installed to run the sources (run npm ci)');

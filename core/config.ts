@@ -34,6 +34,9 @@ export const EnvSchema = z.object({
   EDGETUNE_FAST_FORWARD: z.preprocess(unset, z.enum(['0', '1']).optional()),
   /** S3 endpoint (s3rver, MinIO); unset: AWS, or the embedded S3 (core/s3). */
   EDGETUNE_S3_ENDPOINT: url,
+  /** Credentials of the embedded S3 (per run, printed by `edgetune s3`; core/s3/embedded.ts). */
+  EDGETUNE_S3_ACCESS_KEY_ID: text,
+  EDGETUNE_S3_SECRET_ACCESS_KEY: text,
   EDGETUNE_S3_DIR: text,
   EDGETUNE_S3_PORT: int(0),
   EDGETUNE_S3_ATTEMPTS: int(1),

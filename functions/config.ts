@@ -38,41 +38,14 @@ const EnvSchema = z.object({
   LOG_LEVEL: z.enum(['info', 'silent']).default('info'),
 });
 
-export interface ServeConfig {
-  modelUri?: string;
-  refreshSeconds: number;
-  maxBodyBytes: number;
-  maxInputPixels: number;
-  maxRequestPixels: number;
-  maxBatch: number;
-  apiKeys: string[];
-  apiKeysSecretArn?: string;
-  apiKeysFile?: string;
-  apiKeysTtlSeconds: number;
-  corsOrigins: string[];
-  logLevel: 'info' | 'silent';
-}
+const list = (s?: string) =>
+  (s ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
 
-export class ConfigError extends Error {}
-
-/** Reads the serving configuration from environment variables (validated; a bad value fails fast). */
-export function configFromEnv(
-  env: Record<string, string | undefined> = process.env,
-  overrides: Partial<ServeConfig> = {},
-  defaults: { maxBodyBytes?: number } = {},
-): ServeConfig {
-  const given = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
-  if (defaults.maxBodyBytes !== undefined && given.MAX_BODY_BYTES === undefined) given.MAX_BODY_BYTES = String(defaults.maxBodyBytes);
-  const r = EnvSchema.safeParse(given);
-  if (!r.success) {
-    throw new ConfigError(`invalid serving configuration: ${formatIssues(r.error)}`);
-  }
-  const e = r.data;
-  const list = (s?: string) =>
-    (s ?? '')
-      .split(',')
-      .map((x) => x.trim())
-      .filter(Boolean);
+/** The serving configuration read from the environment; ServeConfig is its output type. */
+const ServeConfigSchema = EnvSchema.transform((e) => {
   const cors = list(e.CORS_ORIGINS);
   return {
     modelUri: e.MODEL_URI,
@@ -87,6 +60,27 @@ export function configFromEnv(
     apiKeysTtlSeconds: e.API_KEYS_TTL_SECONDS,
     corsOrigins: cors.length === 1 && cors[0] === 'none' ? [] : cors,
     logLevel: e.LOG_LEVEL,
+  };
+});
+
+export type ServeConfig = z.output<typeof ServeConfigSchema>;
+
+export class ConfigError extends Error {}
+
+/** Reads the serving configuration from environment variables (validated; a bad value fails fast). */
+export function configFromEnv(
+  env: Record<string, string | undefined> = process.env,
+  overrides: Partial<ServeConfig> = {},
+  defaults: { maxBodyBytes?: number } = {},
+): ServeConfig {
+  const given = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  if (defaults.maxBodyBytes !== undefined && given.MAX_BODY_BYTES === undefined) given.MAX_BODY_BYTES = String(defaults.maxBodyBytes);
+  const r = ServeConfigSchema.safeParse(given);
+  if (!r.success) {
+    throw new ConfigError(`invalid serving configuration: ${formatIssues(r.error)}`);
+  }
+  return {
+    ...r.data,
     ...overrides,
   };
 }

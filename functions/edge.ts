@@ -2,13 +2,15 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { handle } from 'hono/lambda-edge';
+import { edgetuneConfig } from '../core/config.js';
 import { decodeImageJs, initVips } from '../core/image-js.js';
 import { configFromEnv, EDGE_MAX_BODY_BYTES } from './config.js';
 import { truncatedBodyResult } from './edge-body.js';
 import { createRuntime } from './runtime.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-process.env.EDGETUNE_WASM_DIR ??= here;
+// The tfjs WASM files sit next to the bundle (EDGETUNE_WASM_DIR still overrides).
+const wasmDir = edgetuneConfig().EDGETUNE_WASM_DIR ?? here;
 
 /**
  * Lambda@Edge has no environment variables: the deployment writes `edge-config.json`
@@ -24,7 +26,7 @@ function edgeEnv(): Record<string, string | undefined> {
 }
 
 // No sharp at the edge: images are decoded by libvips compiled to WASM.
-const rt = createRuntime(configFromEnv(edgeEnv(), {}, { maxBodyBytes: EDGE_MAX_BODY_BYTES }), decodeImageJs);
+const rt = createRuntime(configFromEnv(edgeEnv(), {}, { maxBodyBytes: EDGE_MAX_BODY_BYTES }), decodeImageJs, { wasmDir });
 // Start libvips during init too, so the first request does not pay for compiling its WASM.
 await Promise.all([rt.ready, initVips()]);
 

@@ -1,16 +1,17 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { handle } from 'hono/aws-lambda';
+import { edgetuneConfig } from '../core/config.js';
 import { decodeImage, restrictSharpLoaders } from '../core/image.js';
 import { configFromEnv, LAMBDA_MAX_BODY_BYTES } from './config.js';
 import { createRuntime } from './runtime.js';
 
-// In the bundle the tfjs WASM files sit next to index.mjs.
-process.env.EDGETUNE_WASM_DIR ??= path.dirname(fileURLToPath(import.meta.url));
+// In the bundle the tfjs WASM files sit next to index.mjs (EDGETUNE_WASM_DIR still overrides).
+const wasmDir = edgetuneConfig().EDGETUNE_WASM_DIR ?? path.dirname(fileURLToPath(import.meta.url));
 
 // Nothing here renders SVG: only the JPEG, PNG, WebP and GIF loaders stay in libvips.
 restrictSharpLoaders();
-const rt = createRuntime(configFromEnv(process.env, {}, { maxBodyBytes: LAMBDA_MAX_BODY_BYTES }), decodeImage);
+const rt = createRuntime(configFromEnv(process.env, {}, { maxBodyBytes: LAMBDA_MAX_BODY_BYTES }), decodeImage, { wasmDir });
 // Top-level await: Lambda runs it during init (not billed, not counted against the first request's timeout).
 await rt.ready;
 

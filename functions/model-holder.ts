@@ -1,8 +1,10 @@
 import type { LayersModel, Tensor } from '@tensorflow/tfjs';
+import { edgetuneConfig } from '../core/config.js';
 import { createFastForward } from '../core/fast-forward.js';
 import type { Manifest } from '../core/manifest.js';
 import { tf } from '../core/tf.js';
 import type { Logger } from './logger.js';
+import type { HolderStatus } from './schemas.js';
 
 /** The store's loader contract (core/model-loader.ts); injectable so tests can make loads fail. */
 export interface ModelSource {
@@ -30,13 +32,6 @@ export interface ServingModel {
   /** Requests using this model right now; a retired model is disposed when this reaches 0. */
   inUse: number;
   retired: boolean;
-}
-
-export interface HolderStatus {
-  state: 'unconfigured' | 'loading' | 'ready' | 'failed';
-  model?: { name: string; version: string; engine: 'fused' | 'layers'; loadedAt: string; loadMs: number; warmupMs: number };
-  lastCheckAt?: string;
-  lastError?: { message: string; at: string; during: 'initial-load' | 'refresh' };
 }
 
 export interface HolderOptions {
@@ -229,7 +224,7 @@ export function chooseEngine(
   warn: (msg: string, fields: Record<string, unknown>) => void,
 ): Pick<ServingModel, 'forward' | 'engine' | 'dispose'> {
   const layers = { forward: (x: Tensor) => model.predict(x) as Tensor, engine: 'layers' as const, dispose: () => model.dispose() };
-  if (process.env.EDGETUNE_FAST_FORWARD === '0') return layers;
+  if (edgetuneConfig().EDGETUNE_FAST_FORWARD === '0') return layers;
   let ff: ReturnType<typeof createFastForward> | undefined;
   try {
     ff = createFastForward(model);

@@ -22,13 +22,20 @@ export interface Runtime {
 export function createRuntime(
   config: ServeConfig,
   decode: Decoder,
-  opts: { log?: Logger; source?: ModelSource; backendLog?: (line: string) => void; loadSecret?: (arn: string) => Promise<string[]> } = {},
+  opts: {
+    log?: Logger;
+    source?: ModelSource;
+    backendLog?: (line: string) => void;
+    loadSecret?: (arn: string) => Promise<string[]>;
+    /** Folder of the tfjs .wasm binaries (bundles: their own folder); default: EDGETUNE_WASM_DIR, else node_modules. */
+    wasmDir?: string;
+  } = {},
 ): Runtime {
   const log = opts.log ?? (config.logLevel === 'silent' ? silentLogger : jsonLogger());
   const holder = new ModelHolder(config.modelUri, { refreshSeconds: config.refreshSeconds, log, source: opts.source });
   const apiKeys = apiKeySource(config, opts.loadSecret);
   const backendLog = opts.backendLog ?? ((line: string) => log.info(line));
-  const ready = initBackend('auto', backendLog).then(() => holder.start());
+  const ready = initBackend('auto', backendLog, { wasmDir: opts.wasmDir }).then(() => holder.start());
   const app = createApp({
     config,
     holder,

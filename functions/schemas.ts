@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import { MetricsSchema } from '../core/manifest.js';
 
 export const PredictionSchema = z.object({ label: z.string(), score: z.number().min(0).max(1) }).openapi('Prediction');
 
@@ -36,14 +37,6 @@ export const TopQuerySchema = z.object({
     .openapi({ param: { name: 'top', in: 'query' }, description: 'Return only the k best labels.', example: 1 }),
 });
 
-const MetricsSchema = z.object({
-  valAccuracy: z.number(),
-  valLoss: z.number(),
-  perClass: z.array(z.object({ label: z.string(), precision: z.number(), recall: z.number(), support: z.number() })),
-  confusion: z.array(z.array(z.number())),
-  auc: z.number().optional(),
-});
-
 export const ModelInfoSchema = z
   .object({
     name: z.string(),
@@ -59,22 +52,34 @@ export const ModelInfoSchema = z
 
 export const HealthSchema = z.object({ status: z.literal('ok'), uptimeSeconds: z.number() }).openapi('Health');
 
+/** The served model as /v1/ready reports it (functions/model-holder.ts). */
+const ServedModelSchema = z.object({
+  name: z.string(),
+  version: z.string(),
+  engine: z.enum(['fused', 'layers']).openapi({ description: 'fused: BatchNorm-folded executor; layers: model.predict' }),
+  loadedAt: z.string(),
+  loadMs: z.number(),
+  warmupMs: z.number(),
+});
+
+const LoadErrorSchema = z.object({ message: z.string(), at: z.string(), during: z.enum(['initial-load', 'refresh']) });
+
+/** What ModelHolder.status() returns. */
+export const HolderStatusSchema = z.object({
+  state: z.enum(['unconfigured', 'loading', 'ready', 'failed']),
+  model: ServedModelSchema.optional(),
+  lastCheckAt: z.string().optional(),
+  lastError: LoadErrorSchema.optional(),
+});
+export type HolderStatus = z.infer<typeof HolderStatusSchema>;
+
 export const ReadySchema = z
   .object({
     ready: z.boolean(),
     backend: z.string().optional(),
-    model: z
-      .object({
-        name: z.string(),
-        version: z.string(),
-        engine: z.enum(['fused', 'layers']).openapi({ description: 'fused: BatchNorm-folded executor; layers: model.predict' }),
-        loadedAt: z.string(),
-        loadMs: z.number(),
-        warmupMs: z.number(),
-      })
-      .optional(),
+    model: ServedModelSchema.optional(),
     lastCheckAt: z.string().optional(),
-    lastError: z.object({ message: z.string(), at: z.string(), during: z.enum(['initial-load', 'refresh']) }).optional(),
+    lastError: LoadErrorSchema.optional(),
     detail: z.string().optional(),
   })
   .openapi('Readiness');

@@ -13,11 +13,11 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { SWEEP_MESSAGE } from '../trigger/events.js';
 import { functionRoleAndLogs } from './function-role.js';
 import { acknowledge, arnRef, NODE20_ACKS } from './nag.js';
 import { PREFIX } from './storage.js';
 import { REPO_ROOT } from './training.js';
-import { SWEEP_MESSAGE } from './trigger/events.js';
 
 export const JOB_NAME_PREFIX = 'edgetune-';
 
@@ -30,7 +30,7 @@ export interface RetrainTriggerProps {
   /** How often the scheduled sweep re-checks datasets with pending changes. Default 15. */
   sweepMinutes?: number;
   alarmTopicArn?: string;
-  /** The trigger Lambda's code; default: infra/trigger/handler.ts bundled with the local esbuild (no Docker). */
+  /** The trigger Lambda's code; default: trigger/handler.ts bundled with the local esbuild (no Docker). */
   code?: lambda.Code;
 }
 
@@ -149,7 +149,7 @@ export class RetrainTrigger extends Construct {
       ? new lambda.Function(this, 'Function', { ...common, code: props.code, handler: 'index.handler' })
       : new nodejs.NodejsFunction(this, 'Function', {
           ...common,
-          entry: path.join(REPO_ROOT, 'infra/trigger/handler.ts'),
+          entry: path.join(REPO_ROOT, 'trigger/handler.ts'),
           handler: 'handler',
           projectRoot: REPO_ROOT,
           depsLockFilePath: path.join(REPO_ROOT, 'package-lock.json'),

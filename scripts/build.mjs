@@ -1,4 +1,4 @@
-// Compiles the runtime TypeScript (core, training, functions, infra/trigger) to dist/ with esbuild,
+// Compiles the runtime TypeScript (cli, core, store, training, functions, trigger) to dist/ with esbuild,
 // file by file (no bundling: the sources' `.js` import specifiers resolve as they are), so the CLI
 // and its worker threads run plain JavaScript instead of starting through tsx's loader.
 // `node scripts/build.mjs` builds; bin/edgetune.mjs also builds on demand when the sources changed.
@@ -10,7 +10,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** Builds live in dist/<stamp>/, one per state of the sources: a rebuild never replaces files under a running process. */
 export const DIST_ROOT = path.join(ROOT, 'dist');
-const SOURCE_DIRS = ['core', 'training', 'functions', 'infra/trigger'];
+const SOURCE_DIRS = ['cli', 'core', 'store', 'training', 'functions', 'trigger'];
 const KEEP_BUILDS = 3;
 /** Files other than TypeScript that modules read beside themselves at run time, copied as they are. */
 const ASSETS = ['.mjs', '.proto', '.py'];
@@ -35,7 +35,7 @@ function sourceStamp(files = sources()) {
   return h.digest('hex').slice(0, 16);
 }
 
-const isBuild = (dir) => existsSync(path.join(dir, 'training/cli.js'));
+const isBuild = (dir) => existsSync(path.join(dir, 'cli/main.js'));
 
 /** The build of the current sources, if there is one. */
 export function freshBuild() {
@@ -81,8 +81,8 @@ export async function buildDist() {
   }
   // core/export reads the package version from ../../package.json.
   writeFileSync(path.join(tmp, 'package.json'), readFileSync(path.join(ROOT, 'package.json')));
-  // Modules that find bin/edgetune.mjs relative to themselves (training/local-system.ts) look one
-  // level up from <build>/training: a forwarder keeps that path working.
+  // Modules that find bin/edgetune.mjs relative to themselves (cli/local-system.ts) look one
+  // level up from <build>/cli: a forwarder keeps that path working.
   mkdirSync(path.join(tmp, 'bin'), { recursive: true });
   writeFileSync(path.join(tmp, 'bin/edgetune.mjs'), "#!/usr/bin/env node\nimport '../../../bin/edgetune.mjs';\n");
   try {

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { fromFloat16, toFloat16 } from '../training/fast/boundary-float16.js';
+import { fromFloat16, toFloat16 } from '../training/workers/boundary-float16.js';
 
 const half = (x: number) => toFloat16(new Float32Array([x]))[0];
 

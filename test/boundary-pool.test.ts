@@ -4,9 +4,9 @@ import { initBackend } from '../core/backend.js';
 import { buildMobileNetV2 } from '../core/mobilenet-v2.js';
 import { tf } from '../core/tf.js';
 import { type AugmentDraw, applyAugmentation } from '../training/augment.js';
-import { fromFloat16, toFloat16 } from '../training/fast/boundary-float16.js';
-import { type BoundaryPool, createBoundaryPool } from '../training/fast/boundary-pool.js';
-import { type BoundaryWeights, createBoundaryRunner } from '../training/fast/boundary-runner.js';
+import { fromFloat16, toFloat16 } from '../training/workers/boundary-float16.js';
+import { type BoundaryPool, createBoundaryPool } from '../training/workers/boundary-pool.js';
+import { type BoundaryWeights, createBoundaryRunner } from '../training/workers/boundary-runner.js';
 import { randomizeBatchNorm } from './helpers/fast-forward-fixtures.js';
 
 const SIZE = 64;

@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { COMMANDS, commandOf } from '../training/commands/index.js';
+import { COMMANDS, commandOf } from '../cli/commands/index.js';
 import { REPO_DIR } from './helpers/shared.js';
 
 describe('the CLI loads commands lazily from descriptors', () => {
@@ -17,8 +17,8 @@ describe('the CLI loads commands lazily from descriptors', () => {
     }
   }, 60_000);
 
-  it('every command module in training/commands has a descriptor', () => {
-    const files = readdirSync(path.join(REPO_DIR, 'training/commands'))
+  it('every command module in cli/commands has a descriptor', () => {
+    const files = readdirSync(path.join(REPO_DIR, 'cli/commands'))
       .filter((f) => f.endsWith('.ts') && !['index.ts', 'options.ts'].includes(f))
       .map((f) => f.replace(/\.ts$/, ''));
     for (const f of files) expect(Object.keys(COMMANDS)).toContain(f);

@@ -6,7 +6,7 @@ import type { LayersModel, Tensor, Tensor4D } from '../core/tf.js';
 import { tf } from '../core/tf.js';
 import { applyBaseWeights } from '../core/weights/index.js';
 import { readTfjsWeights } from '../core/weights/tfjs-source.js';
-import { baseLayerNames, boundaryLayerName, createTail } from '../training/fast/tail.js';
+import { baseLayerNames, boundaryLayerName, createTail } from '../training/tail/tail.js';
 import { hasWeights035, skipReason, WEIGHTS_0_35 } from './helpers/shared.js';
 
 const SIZE = 96;

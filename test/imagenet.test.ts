@@ -4,10 +4,10 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { imagenetClasses, loadImagenetModel, topK } from '../cli/commands/imagenet.js';
 import { initBackend } from '../core/backend.js';
 import { decodeImage } from '../core/image.js';
 import { tf } from '../core/tf.js';
-import { imagenetClasses, loadImagenetModel, topK } from '../training/commands/imagenet.js';
 import { ALPACA_DIR, hasAlpaca, hasWeights10, hasWeights035, REPO_DIR, skipReason, WEIGHTS_0_35, WEIGHTS_1_0 } from './helpers/shared.js';
 
 const quiet = () => {};

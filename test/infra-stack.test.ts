@@ -215,6 +215,9 @@ describe('training', () => {
     const sources = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1].trim().split(/\s+/));
     expect(sources.length).toBeGreaterThanOrEqual(6);
     for (const src of sources) expect(existsSync(path.join(staged, src)), src).toBe(true);
+    // The job runs `edgetune train`: serving and the retrain trigger are not part of the image.
+    expect(sources).not.toContain('functions');
+    expect(sources).not.toContain('trigger');
     expect(dockerfile).toMatch(/^FROM nvidia\/cuda:11\.2\.\d+-cudnn8-runtime/m);
     expect(dockerfile).toContain('npm install --no-save --omit=dev @tensorflow/tfjs-node-gpu@4.22.0');
   });

@@ -4,8 +4,8 @@ import { initBackend } from '../core/backend.js';
 import { buildClassifier } from '../core/classifier.js';
 import type { LayersModel, Tensor, Tensor4D } from '../core/tf.js';
 import { tf } from '../core/tf.js';
-import { assignBatches, batchLogits, createTrainingTail, shardSizes } from '../training/fast/parallel-tail.js';
-import { createTail, type TailOptions } from '../training/fast/tail.js';
+import { assignBatches, batchLogits, createTrainingTail, shardSizes } from '../training/tail/parallel-tail.js';
+import { createTail, type TailOptions } from '../training/tail/tail.js';
 
 const SIZE = 96;
 const BASE: TailOptions = { fineTuneAt: 120, numClasses: 2, route: 'fast' };

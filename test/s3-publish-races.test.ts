@@ -15,8 +15,8 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { loadModel } from '../core/model-loader.js';
-import { listVersions, promoteVersion, publishModel, readCurrent, rollback } from '../core/model-store.js';
 import { tf } from '../core/tf.js';
+import { listVersions, promoteVersion, publishModel, readCurrent, rollback } from '../store/model-store.js';
 import { makeModelDir } from './helpers/model-dir.js';
 
 /**

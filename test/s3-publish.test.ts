@@ -5,11 +5,11 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { checkForUpdate, loadModel, ModelIntegrityError } from '../core/model-loader.js';
-import { listVersions, promoteVersion, publishModel, readCurrent, rollback } from '../core/model-store.js';
 import { getObject, s3Client } from '../core/s3/client.js';
 import { type EmbeddedS3, startS3rver } from '../core/s3/embedded.js';
 import { tf } from '../core/tf.js';
 import { sha256, VERSION_RE } from '../core/versioning.js';
+import { listVersions, promoteVersion, publishModel, readCurrent, rollback } from '../store/model-store.js';
 import { makeModelDir } from './helpers/model-dir.js';
 
 let s3: EmbeddedS3;

@@ -2,9 +2,9 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { formatSummary } from '../cli/commands/summary.js';
 import { initBackend } from '../core/backend.js';
 import { buildMobileNetV2 } from '../core/mobilenet-v2.js';
-import { formatSummary } from '../training/commands/summary.js';
 import { REPO_DIR } from './helpers/shared.js';
 
 beforeAll(async () => {

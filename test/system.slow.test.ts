@@ -2,12 +2,12 @@ import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { locations, type Watcher, watchUploads } from '../cli/local-system.js';
 import { ensureS3, type S3Handle } from '../core/s3/client.js';
 import { configFromEnv } from '../functions/config.js';
 import { silentLogger } from '../functions/logger.js';
 import { type NodeServer, startNodeServer } from '../functions/node.js';
 import { uploadDataset } from '../training/dataset-s3.js';
-import { locations, type Watcher, watchUploads } from '../training/local-system.js';
 import { makeDataset } from './helpers/images.js';
 
 // The whole local system, end to end: embedded S3 -> upload -> the watcher trains and publishes

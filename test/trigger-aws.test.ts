@@ -7,9 +7,9 @@ import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type EmbeddedS3, startS3rver } from '../core/s3/embedded.js';
-import { ManualClock } from '../infra/trigger/clock.js';
-import { createHandler, type SqsEvent, TriggerEnvSchema, triggerFromEnv } from '../infra/trigger/handler.js';
-import { S3StateStore } from '../infra/trigger/state-store.js';
+import { ManualClock } from '../trigger/clock.js';
+import { createHandler, type SqsEvent, TriggerEnvSchema, triggerFromEnv } from '../trigger/handler.js';
+import { S3StateStore } from '../trigger/state-store.js';
 
 const BUCKET = 'edgetune-data';
 const QUEUE_URL = 'https://sqs.eu-west-1.amazonaws.com/123456789012/edgetune-trigger';

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { ManualClock } from '../infra/trigger/clock.js';
-import { changeFromKey, changesFromS3Notification, parseTriggerMessage } from '../infra/trigger/events.js';
-import { ChildProcessJobRunner, createLocalTrigger } from '../infra/trigger/local.js';
-import type { Decision, JobRunner } from '../infra/trigger/retrain-trigger.js';
+import { ManualClock } from '../trigger/clock.js';
+import { changeFromKey, changesFromS3Notification, parseTriggerMessage } from '../trigger/events.js';
+import { ChildProcessJobRunner, createLocalTrigger } from '../trigger/local.js';
+import type { Decision, JobRunner } from '../trigger/retrain-trigger.js';
 
 /** A runner whose runs last until the test finishes them. */
 class FakeRunner implements JobRunner {

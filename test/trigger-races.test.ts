@@ -3,10 +3,10 @@ import { GetObjectCommand, ListObjectsV2Command, NoSuchKey, PutObjectCommand, S3
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { ManualClock } from '../infra/trigger/clock.js';
-import { SWEEP_MESSAGE } from '../infra/trigger/events.js';
-import { createHandler, type SqsEvent, type TriggerEnv, triggerFromEnv } from '../infra/trigger/handler.js';
-import { S3StateStore, StateConflictError } from '../infra/trigger/state-store.js';
+import { ManualClock } from '../trigger/clock.js';
+import { SWEEP_MESSAGE } from '../trigger/events.js';
+import { createHandler, type SqsEvent, type TriggerEnv, triggerFromEnv } from '../trigger/handler.js';
+import { S3StateStore, StateConflictError } from '../trigger/state-store.js';
 
 /**
  * The retrain races with a mocked S3 that honours If-Match / If-None-Match (s3rver ignores them and

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { tf } from '../core/tf.js';
 import { wasmMemory } from '../core/tfjs-internals.js';
-import { registerWasmGradKernels, relu6GradFromOutput } from '../training/fast/wasm-grad-kernels.js';
+import { registerWasmGradKernels, relu6GradFromOutput } from '../training/wasm-kernels/wasm-grad-kernels.js';
 
 // Seeded pseudo-random values so a failure reproduces.
 function rand(shape: number[], seed: number): tf.Tensor {

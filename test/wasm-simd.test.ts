@@ -2,8 +2,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { tf } from '../core/tf.js';
 import { heapOffset, wasmMemory } from '../core/tfjs-internals.js';
-import { relu6GradFromOutput } from '../training/fast/wasm-grad-kernels.js';
-import { simdLoops } from '../training/fast/wasm-simd.js';
+import { relu6GradFromOutput } from '../training/wasm-kernels/wasm-grad-kernels.js';
+import { simdLoops } from '../training/wasm-kernels/wasm-simd.js';
 
 // Single-thread build: asm.memory; threaded build (EDGETUNE_WASM_THREADS > 1): wasmMemory.
 const memory = () => wasmMemory(tf.backend()) as WebAssembly.Memory;

@@ -219,7 +219,7 @@ describe.skipIf(!!missing)('Keras layouts written by h5py from the shared alpha 
     });
     try {
       const program = new Command().exitOverride();
-      (await import('../training/commands/weights.js')).register(program);
+      (await import('../cli/commands/weights.js')).register(program);
       await program.parseAsync(['node', 'edgetune', 'weights', 'inspect', file, '--json']);
       await program.parseAsync(['node', 'edgetune', 'weights', 'inspect', file]);
     } finally {

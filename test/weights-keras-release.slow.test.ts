@@ -4,12 +4,12 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadImagenetModel, topK } from '../cli/commands/imagenet.js';
 import { initBackend } from '../core/backend.js';
 import { decodeImage } from '../core/image.js';
 import { buildMobileNetV2 } from '../core/mobilenet-v2.js';
 import { loadBaseWeights } from '../core/weights/index.js';
 import { readTfjsWeights } from '../core/weights/tfjs-source.js';
-import { loadImagenetModel, topK } from '../training/commands/imagenet.js';
 import { ALPACA_DIR, hasAlpaca, hasWeights10, skipReason, WEIGHTS_1_0 } from './helpers/shared.js';
 import { PYTHON_H5PY, writeFixtureSpec, writeKerasLayout } from './helpers/weights-fixtures.js';
 

@@ -3,9 +3,9 @@ import type { RgbImage } from '../core/image.js';
 import type { LayersModel } from '../core/tf.js';
 import { tf } from '../core/tf.js';
 import { type AugmentDraw, applyAugmentation } from './augment.js';
-import { fromFloat16 } from './fast/boundary-float16.js';
-import { type BoundaryPool, createBoundaryPool } from './fast/boundary-pool.js';
-import type { BoundaryJob, OutputRequest } from './fast/boundary-runner.js';
+import { fromFloat16 } from './workers/boundary-float16.js';
+import { type BoundaryPool, createBoundaryPool } from './workers/boundary-pool.js';
+import type { BoundaryJob, OutputRequest } from './workers/boundary-runner.js';
 
 /** Activations of many images at one layer, rows of `dim` values each (float32, or float16 bits). */
 export interface FeatureBlock {

@@ -66,7 +66,7 @@ async function trainReportPublish(opts: TrainOptions, report: Reporter, publish:
 
   const final = manifest.metrics.fineTuned ?? manifest.metrics.frozen;
   if (opts.publish) {
-    const { publishModel } = await import('../core/model-store.js');
+    const { publishModel } = await import('../store/model-store.js');
     const { predictProbabilities } = await import('./export.js');
     const { accuracy } = await import('./metrics.js');
     const labels = result.validation.map((v) => v.file.label);

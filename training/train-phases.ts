@@ -135,7 +135,7 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
   // Started before the tail's worker threads, which take a second or so to come up.
   let next =
     first < opts.fineTuneEpochs ? viewsFor(first, (done) => report({ type: 'progress', stage: 'boundary', done, total: n })) : undefined;
-  const { createTrainingTail } = await import('./fast/parallel-tail.js');
+  const { createTrainingTail } = await import('./tail/parallel-tail.js');
   // The step is split over as many threads as there are frozen-layer workers (one core each).
   const tail = await createTrainingTail(
     model,

@@ -1,5 +1,6 @@
 import type { PutObjectCommandInput } from '@aws-sdk/client-s3';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { edgetuneConfig } from '../config.js';
 import { ACCESS_KEY_ENV, DEFAULT_BUCKET, DEFAULT_S3_DIR, type EmbeddedS3, SECRET_KEY_ENV, startS3rver } from './embedded.js';
 import { withRetry } from './retry.js';
 import { parseS3Uri } from './uri.js';
@@ -10,7 +11,7 @@ const clients = new Map<string, S3Client>();
 
 /** Endpoint of a local/self-hosted S3 (s3rver, MinIO), or undefined for real AWS S3. */
 export function s3Endpoint(): string | undefined {
-  return process.env.EDGETUNE_S3_ENDPOINT || undefined;
+  return edgetuneConfig().EDGETUNE_S3_ENDPOINT;
 }
 
 /**
@@ -18,8 +19,9 @@ export function s3Endpoint(): string | undefined {
  * (EDGETUNE_S3_ACCESS_KEY_ID / EDGETUNE_S3_SECRET_ACCESS_KEY), else AWS_* (e.g. for MinIO).
  */
 export function endpointCredentials(env: NodeJS.ProcessEnv = process.env): { accessKeyId: string; secretAccessKey: string } {
-  const accessKeyId = env[ACCESS_KEY_ENV] || env.AWS_ACCESS_KEY_ID;
-  const secretAccessKey = env[SECRET_KEY_ENV] || env.AWS_SECRET_ACCESS_KEY;
+  const config = edgetuneConfig(env);
+  const accessKeyId = config.EDGETUNE_S3_ACCESS_KEY_ID || env.AWS_ACCESS_KEY_ID;
+  const secretAccessKey = config.EDGETUNE_S3_SECRET_ACCESS_KEY || env.AWS_SECRET_ACCESS_KEY;
   if (!accessKeyId || !secretAccessKey) {
     throw new Error(
       `EDGETUNE_S3_ENDPOINT is set but no credentials for it: set ${ACCESS_KEY_ENV} and ${SECRET_KEY_ENV} (printed by \`edgetune s3\`)`,
@@ -95,9 +97,10 @@ export async function ensureS3(opts: { log?: (line: string) => void; port?: numb
   const endpoint = s3Endpoint();
   if (endpoint) return { endpoint, embedded: false, close: async () => {} };
   if (hasAwsCredentialsInEnv()) return { embedded: false, close: async () => {} };
+  const config = edgetuneConfig();
   const s3 = await startS3rver({
-    port: opts.port ?? Number(process.env.EDGETUNE_S3_PORT ?? 0),
-    dir: opts.dir ?? process.env.EDGETUNE_S3_DIR ?? DEFAULT_S3_DIR,
+    port: opts.port ?? config.EDGETUNE_S3_PORT ?? 0,
+    dir: opts.dir ?? config.EDGETUNE_S3_DIR ?? DEFAULT_S3_DIR,
     buckets: [DEFAULT_BUCKET],
   });
   process.env.EDGETUNE_S3_ENDPOINT = s3.endpoint;

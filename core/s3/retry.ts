@@ -1,3 +1,5 @@
+import { edgetuneConfig } from '../config.js';
+
 export interface RetryOptions {
   /** Total attempts, first one included. Default EDGETUNE_S3_ATTEMPTS or 4. */
   attempts?: number;
@@ -67,8 +69,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * Gives up with a RetryError naming the operation, the attempts and the last cause.
  */
 export async function withRetry<T>(fn: (attempt: number) => Promise<T>, opts: RetryOptions): Promise<T> {
-  const attempts = opts.attempts ?? Number(process.env.EDGETUNE_S3_ATTEMPTS ?? 4);
-  const base = opts.baseMs ?? Number(process.env.EDGETUNE_S3_BACKOFF_MS ?? 200);
+  const config = opts.attempts === undefined || opts.baseMs === undefined ? edgetuneConfig() : undefined;
+  const attempts = opts.attempts ?? config?.EDGETUNE_S3_ATTEMPTS ?? 4;
+  const base = opts.baseMs ?? config?.EDGETUNE_S3_BACKOFF_MS ?? 200;
   const max = opts.maxMs ?? 5_000;
   let last: unknown;
   for (let attempt = 1; attempt <= attempts; attempt++) {

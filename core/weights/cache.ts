@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { edgetuneConfig } from '../config.js';
 
 export function sha256Hex(...chunks: Uint8Array[]): string {
   const h = createHash('sha256');
@@ -11,7 +12,8 @@ export function sha256Hex(...chunks: Uint8Array[]): string {
 
 /** edgetune's download cache: EDGETUNE_CACHE_DIR, else $XDG_CACHE_HOME/edgetune, else ~/.cache/edgetune. */
 export function cacheDir(): string {
-  if (process.env.EDGETUNE_CACHE_DIR) return path.resolve(process.env.EDGETUNE_CACHE_DIR);
+  const configured = edgetuneConfig().EDGETUNE_CACHE_DIR;
+  if (configured) return path.resolve(configured);
   const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
   return path.join(base, 'edgetune');
 }

@@ -1,5 +1,6 @@
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
+import { edgetuneConfig } from '../config.js';
 import { ALPHAS } from '../mobilenet-v2.js';
 import { formatAlpha } from './alpha.js';
 import { kerasModelsDir } from './cache.js';
@@ -21,7 +22,7 @@ export function kerasWeightsFileName(alpha: number, inputSize: number, includeTo
 
 /** The official download URL; EDGETUNE_KERAS_WEIGHTS_URL replaces the base (a mirror). */
 export function kerasWeightsUrl(alpha: number, inputSize: number, includeTop = false): string {
-  const base = process.env.EDGETUNE_KERAS_WEIGHTS_URL || KERAS_WEIGHTS_BASE_URL;
+  const base = edgetuneConfig().EDGETUNE_KERAS_WEIGHTS_URL || KERAS_WEIGHTS_BASE_URL;
   return base.replace(/\/?$/, '/') + kerasWeightsFileName(alpha, inputSize, includeTop);
 }
 

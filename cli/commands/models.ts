@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { listVersions, promoteVersion, rollback } from '../../core/model-store.js';
 import { ensureS3 } from '../../core/s3/client.js';
+import { listVersions, promoteVersion, rollback } from '../../store/model-store.js';
 import { run } from './options.js';
 
 async function withS3(body: () => Promise<void>): Promise<void> {

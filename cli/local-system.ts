@@ -4,10 +4,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getObjectIfExists, listObjects, putObject, type S3Handle } from '../core/s3/client.js';
 import { DEFAULT_BUCKET } from '../core/s3/embedded.js';
-import { DATASET_NAME } from '../infra/trigger/events.js';
-import { ChildProcessJobRunner, createLocalTrigger, type LocalTrigger } from '../infra/trigger/local.js';
-import { uploadDataset } from './dataset-s3.js';
-import { demoImages } from './demo-data.js';
+import { uploadDataset } from '../training/dataset-s3.js';
+import { demoImages } from '../training/demo-data.js';
+import { DATASET_NAME } from '../trigger/events.js';
+import { ChildProcessJobRunner, createLocalTrigger, type LocalTrigger } from '../trigger/local.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/edgetune.mjs');
 

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { initBackend } from '../../core/backend.js';
 import { decodeImage } from '../../core/image.js';
 import { loadModel } from '../../core/model-loader.js';
-import { predictProbabilities } from '../export.js';
+import { predictProbabilities } from '../../training/export.js';
 import { run } from './options.js';
 
 export function register(program: Command): void {

@@ -1,7 +1,7 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { ensureS3 } from '../../core/s3/client.js';
-import { uploadDataset } from '../dataset-s3.js';
+import { uploadDataset } from '../../training/dataset-s3.js';
 import { int, run } from './options.js';
 
 export function register(program: Command): void {

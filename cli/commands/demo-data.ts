@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { DEMO_CLASSES, generateDemoDataset } from '../demo-data.js';
+import { DEMO_CLASSES, generateDemoDataset } from '../../training/demo-data.js';
 import { int, run } from './options.js';
 
 export function register(program: Command): void {

@@ -1,18 +1,18 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DeleteObjectsCommand } from '@aws-sdk/client-s3';
-import { initBackend } from './backend.js';
-import { toClassProbabilities } from './classifier.js';
-import { type Manifest, type Verification, VerificationSchema } from './manifest.js';
-import { modelJsonText } from './model-json.js';
-import { loadModel, localSource, ModelIntegrityError, readCurrentPointer, readVerifiedArtifacts, s3Source } from './model-loader.js';
-import { type QuantizeDtype, quantizeWeights } from './quantize.js';
-import { getObjectIfExists, headObject, listObjects, putObject, s3Client } from './s3/client.js';
-import { mapLimit } from './s3/retry.js';
-import { joinKey, parseS3Uri } from './s3/uri.js';
-import { tf } from './tf.js';
-import { type Current, isVersion, newVersionName, sha256 } from './versioning.js';
-import { formatIssues } from './zod-issues.js';
+import { initBackend } from '../core/backend.js';
+import { toClassProbabilities } from '../core/classifier.js';
+import { type Manifest, type Verification, VerificationSchema } from '../core/manifest.js';
+import { modelJsonText } from '../core/model-json.js';
+import { loadModel, localSource, ModelIntegrityError, readCurrentPointer, readVerifiedArtifacts, s3Source } from '../core/model-loader.js';
+import { type QuantizeDtype, quantizeWeights } from '../core/quantize.js';
+import { getObjectIfExists, headObject, listObjects, putObject, s3Client } from '../core/s3/client.js';
+import { mapLimit } from '../core/s3/retry.js';
+import { joinKey, parseS3Uri } from '../core/s3/uri.js';
+import { tf } from '../core/tf.js';
+import { type Current, isVersion, newVersionName, sha256 } from '../core/versioning.js';
+import { formatIssues } from '../core/zod-issues.js';
 
 export interface PublishOptions {
   quantize?: QuantizeDtype;

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { evaluateModel, formatEvaluation } from '../evaluate.js';
+import { evaluateModel, formatEvaluation } from '../../training/evaluate.js';
 import { run } from './options.js';
 
 export function register(program: Command): void {

@@ -59,7 +59,7 @@ export const COMMANDS: Record<string, CommandDescriptor> = {
     usage: '[options]',
     description:
       'Serve the classify API on Node (the same Hono app as Lambda and Lambda@Edge): POST /v1/classify, the upload page at /, the API reference at /docs. Options default to the env vars named in brackets.',
-    load: () => import('../../functions/commands/serve.js'),
+    load: () => import('./serve.js'),
   },
   summary: {
     usage: '[options]',

@@ -1,8 +1,8 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { decodeImage } from '../../core/image.js';
-import { augmentationGrid } from '../augment-grid.js';
-import { DEFAULTS, KERAS_RECIPE } from '../options.js';
+import { augmentationGrid } from '../../training/augment-grid.js';
+import { DEFAULTS, KERAS_RECIPE } from '../../training/options.js';
 import { int, num, run } from './options.js';
 
 export function register(program: Command): void {

@@ -2,8 +2,8 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { ensureS3 } from '../../core/s3/client.js';
 import { isS3Uri } from '../../core/s3/uri.js';
-import { configFromEnv, MIB } from '../config.js';
-import { isLoopback, startNodeServer } from '../node.js';
+import { configFromEnv, MIB } from '../../functions/config.js';
+import { isLoopback, startNodeServer } from '../../functions/node.js';
 
 function positiveInt(name: string) {
   return (v: string): number => {

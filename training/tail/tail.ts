@@ -16,8 +16,8 @@ import { classificationLoss, classTargets, correctPredictions, logitUnits } from
 import type { LayersModel } from '../../core/tf.js';
 import { tf } from '../../core/tf.js';
 import { runKernel } from '../../core/tfjs-internals.js';
+import { registerWasmGradKernels, relu6GradFromOutput } from '../wasm-kernels/wasm-grad-kernels.js';
 import { boundaryLayerName } from './base-layers.js';
-import { registerWasmGradKernels, relu6GradFromOutput } from './wasm-grad-kernels.js';
 
 export { baseLayerNames, boundaryLayerName } from './base-layers.js';
 

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { publishModel } from '../../core/model-store.js';
 import type { QuantizeDtype } from '../../core/quantize.js';
 import { ensureS3 } from '../../core/s3/client.js';
+import { publishModel } from '../../store/model-store.js';
 import { num, run } from './options.js';
 
 export function quantizeOption(v: string): QuantizeDtype {

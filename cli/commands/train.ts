@@ -3,9 +3,9 @@ import { FORMAT_IDS, parseFormats } from '../../core/export/formats.js';
 import { hasWriter } from '../../core/export/writers.js';
 // The TFLite writers register themselves on import: --export must see them when it parses.
 import '../../core/export/tflite/register.js';
-import type { PublishFlags } from '../job.js';
-import { DEFAULTS, KERAS_RECIPE, resolveTrainOptions, type TrainOptions } from '../options.js';
-import { humanReporter, jsonReporter } from '../progress.js';
+import type { PublishFlags } from '../../training/job.js';
+import { DEFAULTS, KERAS_RECIPE, resolveTrainOptions, type TrainOptions } from '../../training/options.js';
+import { humanReporter, jsonReporter } from '../../training/progress.js';
 import { int, num, run } from './options.js';
 
 function exportOption(v: string) {
@@ -87,7 +87,7 @@ export function register(program: Command): void {
           ...(augment === false ? { flip: 'none', rotation: 0, zoom: 0, contrast: 0 } : {}),
         });
         const report = opts.json ? jsonReporter() : humanReporter();
-        const { runTraining } = await import('../job.js');
+        const { runTraining } = await import('../../training/job.js');
         await runTraining(opts, report, {
           quantize: quantize as PublishFlags['quantize'],
           tolerance: tolerance as number | undefined,

@@ -6,9 +6,9 @@ import { workerData } from 'node:worker_threads';
 import type { io, Tensor, Tensor2D, Tensor4D } from '@tensorflow/tfjs';
 import { describeBackend, initBackend } from '../../core/backend.js';
 import { tf } from '../../core/tf.js';
-import { packTensors, unpackTensors } from './flat-tensors.js';
-import { batchLogits } from './parallel-tail.js';
-import { createTail, type Tail, type TailOptions } from './tail.js';
+import { packTensors, unpackTensors } from '../tail/flat-tensors.js';
+import { batchLogits } from '../tail/parallel-tail.js';
+import { createTail, type Tail, type TailOptions } from '../tail/tail.js';
 import { serveWorker } from './worker-channel.js';
 
 export interface TailWorkerInit {

@@ -13,10 +13,10 @@ import type { LayersModel } from '../../core/tf.js';
 import { tf } from '../../core/tf.js';
 import { readRangeSync } from '../../core/tfjs-internals.js';
 import { modelArtifacts } from '../export.js';
+import { startWorkerChannel, type WithoutId } from '../workers/worker-channel.js';
+import type { ShardData, TailWorkerInit, TailWorkerReply, TailWorkerRequest } from '../workers/worker-tail.js';
 import { packTensors, unpackTensors } from './flat-tensors.js';
 import { createTail, type GradientsResult, type Tail, type TailOptions, type TrainStepResult } from './tail.js';
-import { startWorkerChannel, type WithoutId } from './worker-channel.js';
-import type { ShardData, TailWorkerInit, TailWorkerReply, TailWorkerRequest } from './worker-tail.js';
 
 export interface ParallelOptions {
   /** Threads computing a step, this one included; default: available cores. <= 1: no workers. */

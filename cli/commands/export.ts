@@ -23,7 +23,7 @@ export function register(program: Command): void {
         const ids = parseFormats(o.format);
         const { initBackend } = await import('../../core/backend.js');
         await initBackend();
-        const { exportModelFormats } = await import('../export-formats.js');
+        const { exportModelFormats } = await import('../../training/export-formats.js');
         const log = (line: string) => process.stderr.write(`${line}\n`);
         const { exports, outDir } = await exportModelFormats(modelUri, ids, { out: o.out, data: o.data, log });
         if (o.json) process.stdout.write(`${JSON.stringify(exports, null, 2)}\n`);
