@@ -8,13 +8,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Tensor } from '@tensorflow/tfjs';
 import { describeBackend, initBackend } from '../core/backend.js';
-import { buildClassifier, HEAD } from '../core/classifier.js';
+import { buildClassifier } from '../core/classifier.js';
 import { createFastForward } from '../core/fast-forward.js';
 import { loadModelArtifacts } from '../core/file-io.js';
 import { tf } from '../core/tf.js';
+import { applyBaseWeights } from '../core/weights/apply.js';
 import type { AugmentDraw } from '../training/augment.js';
 import { createBoundaryPool } from '../training/workers/boundary-pool.js';
-import { type BoundaryWeights, setWeightsByName } from '../training/workers/boundary-runner.js';
+import { type BoundaryWeights, namedWeights } from '../training/workers/boundary-runner.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SHARED = process.env.EDGETUNE_SHARED_DIR ?? path.resolve(REPO, '../shared');
@@ -80,7 +81,7 @@ async function latency(): Promise<void> {
     for (const size of sizes) {
       // The exported classifier graph (2 classes), base weights from ImageNet, head as initialised.
       const model = buildClassifier({ alpha, inputSize: size, numClasses: 2 });
-      setWeightsByName(model, weights, new Set([HEAD.logits]));
+      applyBaseWeights(model, namedWeights(weights));
       const ff = createFastForward(model);
       const x = tf.randomUniform([1, size, size, 3], 0, 255, 'float32', 1);
       const layers = timeIt(() => model.predict(x) as Tensor);

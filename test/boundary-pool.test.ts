@@ -83,7 +83,9 @@ describe('boundary runner (in-process)', () => {
   });
 
   it('refuses weights of another alpha', () => {
-    expect(() => createBoundaryRunner(weights, { alpha: 1.0, inputSize: SIZE })).toThrow(/shape/);
+    expect(() => createBoundaryRunner(weights, { alpha: 1.0, inputSize: SIZE })).toThrow(
+      /alpha 0.35 but the model is alpha 1.0[\s\S]*Shape mismatch/,
+    );
   });
 });
 

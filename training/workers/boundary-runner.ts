@@ -5,6 +5,9 @@ import type { io, LayersModel } from '@tensorflow/tfjs';
 import { createFastForward, type FastForward } from '../../core/fast-forward.js';
 import { buildMobileNetV2 } from '../../core/mobilenet-v2.js';
 import { tf } from '../../core/tf.js';
+import { applyBaseWeights } from '../../core/weights/apply.js';
+import { decodeTfjsWeights } from '../../core/weights/tfjs-source.js';
+import type { WeightArray } from '../../core/weights/types.js';
 import { type AugmentDraw, applyAugmentation } from '../augment.js';
 import { toFloat16 } from './boundary-float16.js';
 
@@ -85,35 +88,16 @@ export function jobViews(job: BoundaryJob, inputSize: number): { images: number;
   return { images, views: job.views.map((d, i) => [i, d]) };
 }
 
-/**
- * Sets every weight of `model` whose Keras name (`Conv1/kernel`...) is in `weights`; layers listed in
- * `skip` (e.g. a fresh classifier head) are left as they are. Missing or mis-shaped weights throw.
- */
-export function setWeightsByName(model: LayersModel, weights: BoundaryWeights, skip: ReadonlySet<string> = new Set()): void {
-  const named = tf.io.decodeWeights(weights.weightData, weights.weightSpecs);
-  try {
-    for (const layer of model.layers) {
-      if (layer.weights.length === 0 || skip.has(layer.name)) continue;
-      const values = layer.weights.map((w) => {
-        const t = named[w.originalName];
-        if (!t) throw new Error(`weights: no '${w.originalName}' among ${weights.weightSpecs.length} weights`);
-        if (t.shape.join() !== w.shape.join()) {
-          throw new Error(`weights: '${w.originalName}' has shape [${t.shape}], the model needs [${w.shape}] (another alpha?)`);
-        }
-        return t;
-      });
-      layer.setWeights(values);
-    }
-  } finally {
-    tf.dispose(Object.values(named));
-  }
+/** The base weights of a serialized model (tfjs weight specs + data), keyed `<layer>/<weight>`. */
+export function namedWeights(weights: BoundaryWeights): Map<string, WeightArray> {
+  return decodeTfjsWeights(new Uint8Array(weights.weightData), weights.weightSpecs);
 }
 
 /** Builds the Keras base for alpha/inputSize and sets its weights by name from `weights`. */
 export function baseFromWeights(weights: BoundaryWeights, opts: BoundaryModelOptions): LayersModel {
   const base = buildMobileNetV2({ alpha: opts.alpha, inputSize: opts.inputSize });
   try {
-    setWeightsByName(base, weights);
+    applyBaseWeights(base, namedWeights(weights), 'the boundary weights');
   } catch (e) {
     base.dispose();
     throw e;
