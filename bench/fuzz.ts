@@ -17,7 +17,7 @@ import { configFromEnv } from '../functions/config.js';
 import { silentLogger } from '../functions/logger.js';
 import { createRuntime } from '../functions/runtime.js';
 import { bmpFile, concat, foreignFormats, jpegHeaderOnly, multipartOf, pngHeaderOnly } from '../test/helpers/hostile-images.js';
-import { makeModelDir } from '../test/helpers/model-dir.js';
+import { makeModelDir, rng } from '../test/helpers/model-dir.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SHARED = process.env.EDGETUNE_SHARED_DIR ?? path.join(ROOT, '../shared');
@@ -32,15 +32,6 @@ let crashes = 0;
 process.on('uncaughtException', () => crashes++);
 process.on('unhandledRejection', () => crashes++);
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-}
 const rand = rng(SEED);
 const int = (n: number) => Math.floor(rand() * n);
 const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)];

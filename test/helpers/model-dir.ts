@@ -17,7 +17,7 @@ export interface ModelDirOptions {
   name?: string;
 }
 
-function rng(seed: number): () => number {
+export function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
   return () => {
     s ^= s << 13;
