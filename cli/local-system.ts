@@ -2,7 +2,7 @@ import type { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { getObjectIfExists, listObjects, putObject, type S3Handle } from '../core/s3/client.js';
+import { getObjectIfExists, listObjects, putObject, type S3Handle, s3ChildEnv } from '../core/s3/client.js';
 import { DEFAULT_BUCKET } from '../core/s3/embedded.js';
 import { checkpointUri, DATASET_NAME, datasetUri, modelUri, S3_LAYOUT } from '../core/s3/layout.js';
 import { uploadDataset } from '../training/dataset-s3.js';
@@ -37,9 +37,10 @@ export function locations(dataset: string, bucket = DEFAULT_BUCKET, workDir = '.
  * The training job as the AWS Batch container runs it (the same jobArgs), in a child process: one
  * bucket for data and models, a checkpoint per dataset, progress bars on the terminal.
  */
-export function trainCommand(loc: Locations, extraArgs: readonly string[] = []): { cmd: string; args: string[] } {
+export function trainCommand(loc: Locations, extraArgs: readonly string[] = []): { cmd: string; args: string[]; env: NodeJS.ProcessEnv } {
   return {
     cmd: process.execPath,
+    env: { ...process.env, ...s3ChildEnv() },
     args: [BIN, ...jobArgs({ dataset: loc.dataset, dataBucket: loc.bucket, modelBucket: loc.bucket, outDir: loc.outDir, extraArgs })],
   };
 }
