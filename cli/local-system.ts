@@ -2,12 +2,13 @@ import type { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { getObjectIfExists, listObjects, putObject, type S3Handle } from '../core/s3/client.js';
+import { getObjectIfExists, listObjects, putObject, type S3Handle, s3ChildEnv } from '../core/s3/client.js';
 import { DEFAULT_BUCKET } from '../core/s3/embedded.js';
+import { checkpointUri, DATASET_NAME, datasetUri, modelUri, S3_LAYOUT } from '../core/s3/layout.js';
 import { uploadDataset } from '../training/dataset-s3.js';
 import { demoImages } from '../training/demo-data.js';
-import { DATASET_NAME } from '../trigger/events.js';
 import { ChildProcessJobRunner, createLocalTrigger, type LocalTrigger } from '../trigger/local.js';
+import { jobArgs } from './job-args.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/edgetune.mjs');
 
@@ -25,21 +26,22 @@ export function locations(dataset: string, bucket = DEFAULT_BUCKET, workDir = '.
   return {
     bucket,
     dataset,
-    datasetUri: `s3://${bucket}/datasets/${dataset}/`,
-    modelUri: `s3://${bucket}/models/${dataset}`,
-    checkpointUri: `s3://${bucket}/checkpoints/${dataset}/`,
+    datasetUri: datasetUri(bucket, dataset),
+    modelUri: modelUri(bucket, dataset),
+    checkpointUri: checkpointUri(bucket, dataset),
     outDir: path.resolve(workDir, 'models', dataset),
   };
 }
 
 /**
- * The training job as the AWS Batch container runs it: `edgetune train s3://... --publish s3://...`,
- * with a checkpoint so an interrupted run resumes.
+ * The training job as the AWS Batch container runs it (the same jobArgs), in a child process: one
+ * bucket for data and models, a checkpoint per dataset, progress bars on the terminal.
  */
-export function trainCommand(loc: Locations, extraArgs: readonly string[] = []): { cmd: string; args: string[] } {
+export function trainCommand(loc: Locations, extraArgs: readonly string[] = []): { cmd: string; args: string[]; env: NodeJS.ProcessEnv } {
   return {
     cmd: process.execPath,
-    args: [BIN, 'train', loc.datasetUri, '--out', loc.outDir, '--publish', loc.modelUri, '--checkpoint', loc.checkpointUri, ...extraArgs],
+    env: { ...process.env, ...s3ChildEnv() },
+    args: [BIN, ...jobArgs({ dataset: loc.dataset, dataBucket: loc.bucket, modelBucket: loc.bucket, outDir: loc.outDir, extraArgs })],
   };
 }
 
@@ -60,7 +62,7 @@ export async function hasObjects(bucket: string, prefix: string): Promise<boolea
 
 /** Uploads the user's folder, or the generated demo dataset, unless the dataset is already there. */
 export async function seedDataset(loc: Locations, data: string | undefined, log: (line: string) => void): Promise<void> {
-  if (await hasObjects(loc.bucket, `datasets/${loc.dataset}/`)) {
+  if (await hasObjects(loc.bucket, `${S3_LAYOUT.datasets}${loc.dataset}/`)) {
     log(`dataset ${loc.datasetUri} already in S3: not uploading`);
     return;
   }
@@ -152,7 +154,7 @@ function pollForChanges(bucket: string, everyMs: number, emit: (notification: un
   const tick = async () => {
     if (stopped) return;
     try {
-      const { objects } = await listObjects(bucket, 'datasets/');
+      const { objects } = await listObjects(bucket, S3_LAYOUT.datasets);
       const now = new Map(objects.map((o) => [o.key, o.etag ?? '']));
       if (known) {
         const records: unknown[] = [];

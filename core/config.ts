@@ -45,6 +45,8 @@ export const EnvSchema = z.object({
   EDGETUNE_TRAIN_ARGS: text,
   /** Output folder of the training container (training/Dockerfile). */
   EDGETUNE_OUT: text,
+  /** Chromium binary for TensorFlow Lite's interpreter (core/export/tflite/interpreter.ts); default /usr/bin/chromium. */
+  EDGETUNE_CHROMIUM: text,
   /** ../shared (weights, photos) for tests and benchmarks. */
   EDGETUNE_SHARED_DIR: text,
   /** Skips the *.slow.test.ts suites (npm run test:fast). */

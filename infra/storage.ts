@@ -1,15 +1,11 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { S3_LAYOUT } from '../core/s3/layout.js';
 import { acknowledge } from './nag.js';
 
-/** Key layout shared by training, serving and the trigger. */
-export const PREFIX = {
-  datasets: 'datasets/',
-  models: 'models/',
-  checkpoints: 'checkpoints/',
-  triggerState: 'trigger-state/',
-} as const;
+/** Key layout shared by training, serving and the trigger (core/s3/layout.ts). */
+export const PREFIX = S3_LAYOUT;
 
 export interface StorageProps {
   removalPolicy: 'retain' | 'destroy';

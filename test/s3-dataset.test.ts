@@ -133,14 +133,27 @@ describe('dataset upload and sync', () => {
     await expect(syncDatasetWithStats('s3://edgetune/datasets/none/', { cacheDir: path.join(tmp, 'c2') })).rejects.toThrow(
       /no objects under s3:\/\/edgetune\/datasets\/none\//,
     );
-    const saved = process.env.EDGETUNE_S3_ENDPOINT;
-    process.env.EDGETUNE_S3_ENDPOINT = 'http://127.0.0.1:1';
+    const saved = { ...process.env };
+    // An endpoint this process did not start: its key pair comes from the environment, as a user sets it.
+    Object.assign(process.env, {
+      EDGETUNE_S3_ENDPOINT: 'http://127.0.0.1:1',
+      EDGETUNE_S3_ACCESS_KEY_ID: 'K',
+      EDGETUNE_S3_SECRET_ACCESS_KEY: 'S',
+    });
     try {
       await expect(syncDatasetWithStats(uri, { cacheDir: path.join(tmp, 'c3') })).rejects.toThrow(
         /LIST s3:\/\/edgetune\/datasets\/demo\/ failed after 4 attempts: .*ECONNREFUSED/,
       );
+      delete process.env.EDGETUNE_S3_ACCESS_KEY_ID;
+      // Without one: says so before trying.
+      await expect(syncDatasetWithStats(uri, { cacheDir: path.join(tmp, 'c4') })).rejects.toThrow(
+        /no credentials for it: set EDGETUNE_S3_ACCESS_KEY_ID/,
+      );
     } finally {
-      process.env.EDGETUNE_S3_ENDPOINT = saved;
+      for (const k of ['EDGETUNE_S3_ENDPOINT', 'EDGETUNE_S3_ACCESS_KEY_ID', 'EDGETUNE_S3_SECRET_ACCESS_KEY']) {
+        if (saved[k] === undefined) delete process.env[k];
+        else process.env[k] = saved[k];
+      }
     }
   });
 });

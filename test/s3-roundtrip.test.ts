@@ -1,15 +1,18 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { buildClassifier } from '../core/classifier.js';
 import { checkForUpdate, loadModel, ModelIntegrityError } from '../core/model-loader.js';
-import { ensureS3, parseS3Uri } from '../core/s3/client.js';
+import { ensureS3, getObject, parseS3Uri, putObject, s3ChildEnv } from '../core/s3/client.js';
 import { type EmbeddedS3, startS3rver } from '../core/s3/embedded.js';
 import { registerS3Router } from '../core/s3/io-handler.js';
 import { tf } from '../core/tf.js';
 import { makeModelDir } from './helpers/model-dir.js';
+import { REPO_DIR } from './helpers/shared.js';
 
 let s3: EmbeddedS3;
 let tmp: string;
@@ -41,6 +44,37 @@ describe('s3:// URIs', () => {
     expect(h).toMatchObject({ embedded: false, endpoint: s3.endpoint });
     await h.close();
   });
+
+  it('the embedded S3 is used without writing the environment; a child process reaches it through s3ChildEnv()', async () => {
+    const saved = { ...process.env };
+    for (const k of Object.keys(process.env)) if (k.startsWith('EDGETUNE_S3_') || k.startsWith('AWS_')) delete process.env[k];
+    const before = { ...process.env };
+    const h = await ensureS3({ dir: path.join(tmp, 's3-embedded'), log: () => {} });
+    try {
+      expect(h.embedded).toBe(true);
+      expect({ ...process.env }).toEqual(before);
+      await putObject('s3://edgetune/scratch/child.txt', Buffer.from('from the parent'));
+      expect((await getObject('s3://edgetune/scratch/child.txt')).body.toString()).toBe('from the parent');
+      const script = path.join(tmp, 'child.mts');
+      await writeFile(
+        script,
+        `import { getObject } from ${JSON.stringify(path.join(REPO_DIR, 'core/s3/client.ts'))};\n` +
+          `process.stdout.write((await getObject('s3://edgetune/scratch/child.txt')).body.toString());\n`,
+      );
+      // Asynchronously: the S3 answers from this process's event loop.
+      const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', script], {
+        cwd: REPO_DIR,
+        env: { ...process.env, ...s3ChildEnv() },
+        encoding: 'utf8',
+        timeout: 50_000,
+      });
+      expect(stdout).toBe('from the parent');
+    } finally {
+      await h.close();
+      Object.assign(process.env, saved);
+    }
+    expect(s3ChildEnv()).toEqual({});
+  }, 60_000);
 });
 
 describe('tfjs s3:// IOHandler', () => {

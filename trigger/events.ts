@@ -1,9 +1,9 @@
 import { z } from 'zod';
+import { DATASET_NAME, S3_LAYOUT } from '../core/s3/layout.js';
 
-/** Datasets live under `datasets/<name>/`; names double as Batch job-name suffixes, hence the strict charset. */
-export const DATASETS_PREFIX = 'datasets/';
+/** Datasets live under `datasets/<name>/`. */
+export const DATASETS_PREFIX = S3_LAYOUT.datasets;
 export const MARKER_NAME = '_RETRAIN';
-export const DATASET_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/;
 
 export type ChangeKind = 'upload' | 'delete' | 'marker';
 

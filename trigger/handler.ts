@@ -2,6 +2,7 @@ import { BatchClient } from '@aws-sdk/client-batch';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { z } from 'zod';
+import { S3_LAYOUT } from '../core/s3/layout.js';
 import { BatchJobRunner, SqsCheckScheduler } from './aws.js';
 import { type Clock, systemClock } from './clock.js';
 import { parseTriggerMessage } from './events.js';
@@ -20,7 +21,7 @@ const Seconds = z.coerce.number().int().nonnegative();
 
 export const TriggerEnvSchema = z.object({
   STATE_BUCKET: z.string().min(1),
-  STATE_PREFIX: z.string().default('trigger-state/'),
+  STATE_PREFIX: z.string().default(S3_LAYOUT.triggerState),
   QUEUE_URL: z.string().url(),
   JOB_QUEUE: z.string().min(1),
   JOB_DEFINITION: z.string().min(1),

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { DATASET_NAME } from '../core/s3/layout.js';
 import type { Clock } from './clock.js';
-import { DATASET_NAME, type DatasetChange } from './events.js';
+import type { DatasetChange } from './events.js';
 import { type DatasetState, StateConflictError, type StateStore } from './state-store.js';
 
 /** Runs training jobs: AWS Batch in the cloud, a child process locally. */

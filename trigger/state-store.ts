@@ -1,5 +1,6 @@
 import { GetObjectCommand, ListObjectsV2Command, NoSuchKey, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
+import { S3_LAYOUT } from '../core/s3/layout.js';
 
 /** What the trigger remembers per dataset between events. */
 export const DatasetStateSchema = z.object({
@@ -105,7 +106,7 @@ export class S3StateStore implements StateStore {
   constructor(
     private readonly s3: S3Client,
     private readonly bucket: string,
-    private readonly prefix = 'trigger-state/',
+    private readonly prefix: string = S3_LAYOUT.triggerState,
   ) {}
 
   key(dataset: string): string {

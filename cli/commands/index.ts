@@ -22,6 +22,11 @@ export const COMMANDS: Record<string, CommandDescriptor> = {
       'Fine-tune MobileNetV2 on a folder of class subfolders (or s3://bucket/datasets/<name>/) and export the model, manifest and report.',
     load: () => import('./train.js'),
   },
+  job: {
+    usage: '[options] [train-flags...]',
+    description: "The training container's job (AWS Batch): `edgetune train` on the dataset its environment names.",
+    load: () => import('./job.js'),
+  },
   evaluate: {
     usage: '[options] <model> <data>',
     description: "Evaluate a saved model on a folder whose class subfolders carry the model's class names.",

@@ -1,7 +1,8 @@
 // The fused inference graph of a flat functional tfjs LayersModel, as plain data: BatchNorm folded
 // into the preceding convolution (float64, rounded once to float32), ZeroPadding folded into explicit
 // conv pads, ReLU/ReLU6 fused into the conv. This is the one place that walks the Keras graph; the
-// fused WASM executor (core/fast-forward.ts) and the exporters (core/export/) all read this.
+// fused WASM executor (core/fast-forward.ts) and the exporters (core/export/) read the fused graph,
+// the trainable tail (training/tail/) its structure (the same ops, without the folded values).
 // Tensors are NHWC; kernels keep tfjs' layouts (Conv2D HWIO, DepthwiseConv2D [kh, kw, in, multiplier]).
 import type { LayersModel, Tensor } from '@tensorflow/tfjs';
 import { PREPROCESS } from '../classifier.js';
@@ -13,7 +14,7 @@ export type AnyAct = Act | 'sigmoid' | 'softmax' | 'tanh';
 /** Explicit spatial padding: [top, bottom, left, right]. */
 export type Pads = [number, number, number, number];
 
-interface OpBase {
+export interface OpBase {
   /** Name of the value this op produces: the Keras layer whose output it equals (or `<layer>/pre_activation`). */
   out: string;
   /** Names of the values it reads, in order. */
@@ -61,7 +62,16 @@ export type FusedOp =
   /** A layer this module does not translate: executors may run the Keras layer itself, exporters refuse it. */
   | (OpBase & { op: 'layer'; className: string });
 
-export interface FusedGraph {
+/** An op's structure: what it computes from which layers, without folded values (the trainable tail binds its own). */
+type StructureOf<T> = T extends ConvOp
+  ? Omit<ConvOp, 'weightsId' | 'kernel' | 'kernelShape' | 'bias'> & { conv: string; bn?: string }
+  : T extends DenseOp
+    ? Omit<DenseOp, 'kernel' | 'kernelShape' | 'bias'>
+    : T;
+export type OpStructure = StructureOf<FusedOp>;
+export type ConvStructure = StructureOf<ConvOp>;
+
+export interface FusedGraph<Op extends OpBase = FusedOp> {
   /** Name of the graph's input value (the model's InputLayer, or `from` of a subgraph). */
   input: string;
   /** Input shape without the batch dimension: [h, w, c]. */
@@ -69,10 +79,13 @@ export interface FusedGraph {
   /** Values the graph returns, in order. */
   outputs: string[];
   /** Topological order. */
-  ops: FusedOp[];
+  ops: Op[];
   /** Applied to the input before the ops (x * scale + offset); absent when the graph takes its input as is. */
   inputRescale?: { scale: number; offset: number };
 }
+
+/** The fused graph's ops without their values: see graphStructure. */
+export type GraphStructure = FusedGraph<OpStructure>;
 
 export interface FusedGraphOptions {
   /** Layer outputs that must stay observable (not swallowed by a fused op), e.g. a boundary and the pooled features. */
@@ -230,7 +243,7 @@ function cached(cache: Map<string, OpWeights> | undefined, id: string, read: () 
   return w;
 }
 
-function convOp(group: ConvGroup, cache?: Map<string, OpWeights>): ConvOp {
+function convStructure(group: ConvGroup): ConvStructure {
   const cfg = group.conv.layer.getConfig() as {
     strides: number | number[];
     padding: 'same' | 'valid' | 'causal';
@@ -240,11 +253,6 @@ function convOp(group: ConvGroup, cache?: Map<string, OpWeights>): ConvOp {
   if (cfg.dataFormat && cfg.dataFormat !== 'channelsLast')
     fail(`${group.conv.name} uses ${cfg.dataFormat}; only channelsLast is supported`);
   if (cfg.padding === 'causal') fail(`${group.conv.name} uses causal padding`);
-  const weightsId = group.bn ? `${group.conv.name}+${group.bn.name}` : group.conv.name;
-  const w = cached(cache, weightsId, () => {
-    const f = foldConv(group);
-    return { kernel: f.kernel, kernelShape: f.shape, bias: f.bias };
-  });
   const last = group.act ?? group.bn ?? group.conv;
   return {
     op: group.conv.className === 'DepthwiseConv2D' ? 'depthwiseConv2d' : 'conv2d',
@@ -252,10 +260,8 @@ function convOp(group: ConvGroup, cache?: Map<string, OpWeights>): ConvOp {
     inputs: (group.pad ?? group.conv).inputs,
     layers: [group.pad, group.conv, group.bn, group.act].filter((n): n is GraphNode => !!n).map((n) => n.name),
     shape: shapeOf(last.layer),
-    weightsId,
-    kernel: w.kernel,
-    kernelShape: w.kernelShape as ConvOp['kernelShape'],
-    bias: w.bias as Float32Array,
+    conv: group.conv.name,
+    ...(group.bn ? { bn: group.bn.name } : {}),
     strides: pair(cfg.strides),
     dilations: pair(cfg.dilationRate ?? 1),
     pad: group.pad ? zeroPadding(group.pad.layer) : cfg.padding === 'same' ? 'same' : 'valid',
@@ -263,8 +269,34 @@ function convOp(group: ConvGroup, cache?: Map<string, OpWeights>): ConvOp {
   };
 }
 
+function convOp(group: ConvGroup, cache?: Map<string, OpWeights>): ConvOp {
+  const { conv: _conv, bn: _bn, ...structure } = convStructure(group);
+  const weightsId = group.bn ? `${group.conv.name}+${group.bn.name}` : group.conv.name;
+  const w = cached(cache, weightsId, () => {
+    const f = foldConv(group);
+    return { kernel: f.kernel, kernelShape: f.shape, bias: f.bias };
+  });
+  return { ...structure, weightsId, kernel: w.kernel, kernelShape: w.kernelShape as ConvOp['kernelShape'], bias: w.bias as Float32Array };
+}
+
 /** The op of a layer that is not part of a fused conv group. */
 function simpleOp(node: GraphNode, cache?: Map<string, OpWeights>): FusedOp {
+  const op = simpleStructure(node);
+  if (op.op !== 'dense') return op;
+  const w = cached(cache, node.name, () => {
+    const m = weightMap(node.layer);
+    const k = m.get('kernel') ?? fail(`${node.name} has no kernel`);
+    const b = m.get('bias');
+    return {
+      kernel: (k.dataSync() as Float32Array).slice(),
+      kernelShape: k.shape,
+      ...(b ? { bias: (b.dataSync() as Float32Array).slice() } : {}),
+    };
+  });
+  return { ...op, kernel: w.kernel, kernelShape: w.kernelShape as [number, number], ...(w.bias ? { bias: w.bias } : {}) };
+}
+
+function simpleStructure(node: GraphNode): Exclude<OpStructure, ConvStructure> {
   const base = { out: node.name, inputs: node.inputs, layers: [node.name], shape: shapeOf(node.layer) };
   const cfg = node.layer.getConfig() as Record<string, unknown>;
   switch (node.className) {
@@ -289,26 +321,8 @@ function simpleOp(node: GraphNode, cache?: Map<string, OpWeights>): FusedOp {
     }
     case 'Activation':
       return { ...base, op: 'activation', activation: anyActivation(cfg.activation as string, node.name) };
-    case 'Dense': {
-      const w = cached(cache, node.name, () => {
-        const m = weightMap(node.layer);
-        const k = m.get('kernel') ?? fail(`${node.name} has no kernel`);
-        const b = m.get('bias');
-        return {
-          kernel: (k.dataSync() as Float32Array).slice(),
-          kernelShape: k.shape,
-          ...(b ? { bias: (b.dataSync() as Float32Array).slice() } : {}),
-        };
-      });
-      return {
-        ...base,
-        op: 'dense',
-        kernel: w.kernel,
-        kernelShape: w.kernelShape as [number, number],
-        ...(w.bias ? { bias: w.bias } : {}),
-        activation: anyActivation(cfg.activation as string, node.name),
-      };
-    }
+    case 'Dense':
+      return { ...base, op: 'dense', activation: anyActivation(cfg.activation as string, node.name) };
   }
   return { ...base, op: 'layer', className: node.className };
 }
@@ -320,11 +334,21 @@ function resolveRescale(nodes: GraphNode[], opt: FusedGraphOptions['inputRescale
   return { scale: PREPROCESS.scale, offset: PREPROCESS.offset };
 }
 
+type StructureOptions = Pick<FusedGraphOptions, 'keep' | 'outputs' | 'inputRescale'>;
+
 /**
- * The fused graph of a flat functional LayersModel (the `buildClassifier` graph, or a bare MobileNetV2
- * base). Every op of the model is in `ops` (use `subgraph` to keep only what some outputs need).
+ * Walks the model once, grouping each conv with the ZeroPadding before it and the BatchNorm and
+ * ReLU after it; `conv` and `simple` turn a group or a lone layer into an op.
  */
-export function fusedGraph(model: LayersModel, options: FusedGraphOptions = {}): FusedGraph {
+function walk<Op extends OpBase>(
+  model: LayersModel,
+  options: StructureOptions,
+  emit: {
+    conv(group: ConvGroup): Op & { activation: AnyAct };
+    simple(node: GraphNode): Op;
+    activation(op: OpBase & { op: 'activation'; activation: AnyAct }): Op;
+  },
+): FusedGraph<Op> {
   if (model.inputs.length !== 1 || model.outputs.length !== 1) fail('only single-input, single-output models are supported');
   const nodes = graphOf(model);
   const byName = new Map(nodes.map((n) => [n.name, n]));
@@ -342,7 +366,7 @@ export function fusedGraph(model: LayersModel, options: FusedGraphOptions = {}):
   const isConv = (n: GraphNode) => n.className === 'Conv2D' || n.className === 'DepthwiseConv2D';
   const validPadding = (n: GraphNode) => (n.layer.getConfig() as { padding: string }).padding === 'valid';
 
-  const ops: FusedOp[] = [];
+  const ops: Op[] = [];
   const done = new Set<string>();
   for (const node of nodes) {
     if (done.has(node.name) || node.className === 'InputLayer') continue;
@@ -368,20 +392,22 @@ export function fusedGraph(model: LayersModel, options: FusedGraphOptions = {}):
         const act = soleConsumer(tail.name);
         if (act && fusableActivation(act.layer) && !keep.has(tail.name)) group.act = act;
       }
-      const op = convOp(group, options.weightCache);
+      const op = emit.conv(group);
       if (convActivation === 'relu' || convActivation === 'relu6') op.activation = convActivation;
       else if (convActivation !== 'linear') {
         // A conv with its own non-ReLU activation: the conv, then the activation under the layer's name.
         const pre = `${node.name}/pre_activation`;
         ops.push({ ...op, out: pre });
-        ops.push({
-          op: 'activation',
-          out: node.name,
-          inputs: [pre],
-          layers: [],
-          shape: op.shape,
-          activation: anyActivation(convActivation, node.name),
-        });
+        ops.push(
+          emit.activation({
+            op: 'activation',
+            out: node.name,
+            inputs: [pre],
+            layers: [],
+            shape: op.shape,
+            activation: anyActivation(convActivation, node.name),
+          }),
+        );
         for (const l of op.layers) done.add(l);
         continue;
       }
@@ -389,11 +415,31 @@ export function fusedGraph(model: LayersModel, options: FusedGraphOptions = {}):
       ops.push(op);
       continue;
     }
-    ops.push(simpleOp(node, options.weightCache));
+    ops.push(emit.simple(node));
     done.add(node.name);
   }
   const inputRescale = resolveRescale(nodes, options.inputRescale);
   return { input: inputNode.name, inputShape: shapeOf(inputNode.layer), outputs, ops, ...(inputRescale ? { inputRescale } : {}) };
+}
+
+/**
+ * The fused graph of a flat functional LayersModel (the `buildClassifier` graph, or a bare MobileNetV2
+ * base). Every op of the model is in `ops` (use `subgraph` to keep only what some outputs need).
+ */
+export function fusedGraph(model: LayersModel, options: FusedGraphOptions = {}): FusedGraph {
+  return walk<FusedOp>(model, options, {
+    conv: (g) => convOp(g, options.weightCache),
+    simple: (n) => simpleOp(n, options.weightCache),
+    activation: (op) => op,
+  });
+}
+
+/**
+ * The same ops as fusedGraph, without reading or folding any weight: which layers each op fuses (a
+ * conv's `conv` and `bn` layer), its geometry and activation. The trainable tail builds on this.
+ */
+export function graphStructure(model: LayersModel, options: StructureOptions = {}): GraphStructure {
+  return walk<OpStructure>(model, options, { conv: convStructure, simple: simpleStructure, activation: (op) => op });
 }
 
 /**
@@ -402,11 +448,11 @@ export function fusedGraph(model: LayersModel, options: FusedGraphOptions = {}):
  * outputs must be values of the graph (pass them as `keep` to fusedGraph). The input rescale applies
  * only when starting at the graph's own input.
  */
-export function subgraph(graph: FusedGraph, opts: { from?: string; outputs: readonly string[] }): FusedGraph {
+export function subgraph<Op extends OpBase>(graph: FusedGraph<Op>, opts: { from?: string; outputs: readonly string[] }): FusedGraph<Op> {
   const from = opts.from ?? graph.input;
   const producing = new Map(graph.ops.map((o) => [o.out, o]));
   if (from !== graph.input && !producing.has(from)) fail(`'${from}' is not a value of the graph (fused away? pass it in keep)`);
-  const needed = new Set<FusedOp>();
+  const needed = new Set<Op>();
   const seen = new Set<string>();
   const stack = [...opts.outputs];
   while (stack.length) {
@@ -421,10 +467,10 @@ export function subgraph(graph: FusedGraph, opts: { from?: string; outputs: read
           : `no op produces '${name}' (fused away? pass it in keep)`,
       );
     }
-    needed.add(op as FusedOp);
-    stack.push(...(op as FusedOp).inputs);
+    needed.add(op as Op);
+    stack.push(...(op as Op).inputs);
   }
-  const inputShape = from === graph.input ? graph.inputShape : (producing.get(from) as FusedOp).shape;
+  const inputShape = from === graph.input ? graph.inputShape : (producing.get(from) as Op).shape;
   return {
     input: from,
     inputShape: [...inputShape],
@@ -435,6 +481,6 @@ export function subgraph(graph: FusedGraph, opts: { from?: string; outputs: read
 }
 
 /** The op producing `name`, or undefined for the graph input. */
-export function producerOf(graph: FusedGraph, name: string): FusedOp | undefined {
+export function producerOf<Op extends OpBase>(graph: FusedGraph<Op>, name: string): Op | undefined {
   return graph.ops.find((o) => o.out === name);
 }

@@ -1,7 +1,15 @@
 import type { PutObjectCommandInput } from '@aws-sdk/client-s3';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { edgetuneConfig } from '../config.js';
-import { ACCESS_KEY_ENV, DEFAULT_BUCKET, DEFAULT_S3_DIR, type EmbeddedS3, SECRET_KEY_ENV, startS3rver } from './embedded.js';
+import {
+  ACCESS_KEY_ENV,
+  DEFAULT_BUCKET,
+  DEFAULT_S3_DIR,
+  type EmbeddedS3,
+  SECRET_KEY_ENV,
+  startedCredentials,
+  startS3rver,
+} from './embedded.js';
 import { withRetry } from './retry.js';
 import { parseS3Uri } from './uri.js';
 
@@ -9,19 +17,27 @@ export { parseS3Uri } from './uri.js';
 
 const clients = new Map<string, S3Client>();
 
-/** Endpoint of a local/self-hosted S3 (s3rver, MinIO), or undefined for real AWS S3. */
+/**
+ * Endpoint of a local/self-hosted S3 (s3rver, MinIO): EDGETUNE_S3_ENDPOINT, else the embedded S3
+ * ensureS3() started in this process; undefined for real AWS S3.
+ */
 export function s3Endpoint(): string | undefined {
-  return edgetuneConfig().EDGETUNE_S3_ENDPOINT;
+  return edgetuneConfig().EDGETUNE_S3_ENDPOINT ?? embedded?.s3.endpoint;
 }
 
 /**
- * Credentials for the S3 at EDGETUNE_S3_ENDPOINT: the embedded S3's per-run pair
- * (EDGETUNE_S3_ACCESS_KEY_ID / EDGETUNE_S3_SECRET_ACCESS_KEY), else AWS_* (e.g. for MinIO).
+ * Credentials for the S3 at `endpoint`: EDGETUNE_S3_ACCESS_KEY_ID / EDGETUNE_S3_SECRET_ACCESS_KEY
+ * (the embedded S3's per-run pair, as `edgetune s3` prints it), else the pair of an embedded S3 this
+ * process started there, else AWS_* (e.g. for MinIO).
  */
-export function endpointCredentials(env: NodeJS.ProcessEnv = process.env): { accessKeyId: string; secretAccessKey: string } {
+export function endpointCredentials(
+  endpoint = s3Endpoint(),
+  env: NodeJS.ProcessEnv = process.env,
+): { accessKeyId: string; secretAccessKey: string } {
   const config = edgetuneConfig(env);
-  const accessKeyId = config.EDGETUNE_S3_ACCESS_KEY_ID || env.AWS_ACCESS_KEY_ID;
-  const secretAccessKey = config.EDGETUNE_S3_SECRET_ACCESS_KEY || env.AWS_SECRET_ACCESS_KEY;
+  const own = endpoint ? startedCredentials(endpoint) : undefined;
+  const accessKeyId = config.EDGETUNE_S3_ACCESS_KEY_ID || own?.accessKeyId || env.AWS_ACCESS_KEY_ID;
+  const secretAccessKey = config.EDGETUNE_S3_SECRET_ACCESS_KEY || own?.secretAccessKey || env.AWS_SECRET_ACCESS_KEY;
   if (!accessKeyId || !secretAccessKey) {
     throw new Error(
       `EDGETUNE_S3_ENDPOINT is set but no credentials for it: set ${ACCESS_KEY_ENV} and ${SECRET_KEY_ENV} (printed by \`edgetune s3\`)`,
@@ -37,7 +53,7 @@ export function endpointCredentials(env: NodeJS.ProcessEnv = process.env): { acc
  */
 export function s3Client(): S3Client {
   const endpoint = s3Endpoint();
-  const credentials = endpoint ? endpointCredentials() : undefined;
+  const credentials = endpoint ? endpointCredentials(endpoint) : undefined;
   const cacheKey = endpoint ? `${endpoint} ${credentials?.accessKeyId}` : 'aws';
   let client = clients.get(cacheKey);
   if (client) return client;
@@ -85,8 +101,8 @@ let embedded: { s3: EmbeddedS3; users: number } | undefined;
 /**
  * Makes sure an S3 is reachable: EDGETUNE_S3_ENDPOINT if set, else real AWS when credentials are in
  * the environment, else starts s3rver in this process on a free port (data in EDGETUNE_S3_DIR or
- * .edgetune/s3, bucket `edgetune` created if missing) and points EDGETUNE_S3_ENDPOINT (and the
- * per-run EDGETUNE_S3_ACCESS_KEY_ID / _SECRET_ACCESS_KEY) at it, so s3Client() and child processes use it. close() stops it once every caller has closed.
+ * .edgetune/s3, bucket `edgetune` created if missing), which s3Client() then uses; child processes
+ * reach it through s3ChildEnv(). close() stops it once every caller has closed.
  */
 export async function ensureS3(opts: { log?: (line: string) => void; port?: number; dir?: string } = {}): Promise<S3Handle> {
   const log = opts.log ?? ((l: string) => console.error(l));
@@ -103,10 +119,19 @@ export async function ensureS3(opts: { log?: (line: string) => void; port?: numb
     dir: opts.dir ?? config.EDGETUNE_S3_DIR ?? DEFAULT_S3_DIR,
     buckets: [DEFAULT_BUCKET],
   });
-  process.env.EDGETUNE_S3_ENDPOINT = s3.endpoint;
   embedded = { s3, users: 1 };
   log(`edgetune: embedded S3 (s3rver behind a SigV4 guard) at ${s3.endpoint}, data in ${s3.dir}, bucket s3://${DEFAULT_BUCKET}`);
   return embeddedHandle(embedded);
+}
+
+/**
+ * What a child process (a local training run) needs in its environment to use this process's
+ * S3: the embedded S3's endpoint and key pair; nothing when S3 is configured by the environment.
+ */
+export function s3ChildEnv(): Record<string, string> {
+  if (!embedded || edgetuneConfig().EDGETUNE_S3_ENDPOINT) return {};
+  const { endpoint, credentials } = embedded.s3;
+  return { EDGETUNE_S3_ENDPOINT: endpoint, [ACCESS_KEY_ENV]: credentials.accessKeyId, [SECRET_KEY_ENV]: credentials.secretAccessKey };
 }
 
 function embeddedHandle(e: { s3: EmbeddedS3; users: number }): S3Handle {
@@ -120,7 +145,6 @@ function embeddedHandle(e: { s3: EmbeddedS3; users: number }): S3Handle {
       closed = true;
       if (--e.users > 0) return;
       if (embedded === e) embedded = undefined;
-      if (process.env.EDGETUNE_S3_ENDPOINT === e.s3.endpoint) delete process.env.EDGETUNE_S3_ENDPOINT;
       for (const [k, c] of clients) {
         if (k.startsWith(`${e.s3.endpoint} `)) {
           c.destroy();

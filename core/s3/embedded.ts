@@ -38,17 +38,29 @@ export function freePort(): Promise<number> {
   });
 }
 
+let generated: S3Credentials | undefined;
+/** Endpoint -> key pair of each embedded S3 this process started (the clients sign with it; kept after close, so a stopped server reads as unreachable, not unauthorised). */
+const started = new Map<string, S3Credentials>();
+
 /**
- * This run's key pair for the embedded S3: taken from EDGETUNE_S3_ACCESS_KEY_ID / _SECRET_ACCESS_KEY
- * when set (a child process of the run, or `edgetune s3` told which to use), else generated and put
- * there, so this process's S3 clients and the training runs it spawns sign with it.
+ * This run's key pair for the embedded S3: EDGETUNE_S3_ACCESS_KEY_ID / _SECRET_ACCESS_KEY when set
+ * (a child process of the run, or `edgetune s3` told which to use), else one generated per process.
+ * The environment is never written: child processes get the pair from s3ChildEnv().
  */
 export function runCredentials(env: NodeJS.ProcessEnv = process.env): S3Credentials {
-  if (!env[ACCESS_KEY_ENV] || !env[SECRET_KEY_ENV]) {
-    env[ACCESS_KEY_ENV] = `EDGETUNE${randomBytes(6).toString('hex').toUpperCase()}`;
-    env[SECRET_KEY_ENV] = randomBytes(30).toString('base64url');
-  }
-  return { accessKeyId: env[ACCESS_KEY_ENV] as string, secretAccessKey: env[SECRET_KEY_ENV] as string };
+  const accessKeyId = env[ACCESS_KEY_ENV];
+  const secretAccessKey = env[SECRET_KEY_ENV];
+  if (accessKeyId && secretAccessKey) return { accessKeyId, secretAccessKey };
+  generated ??= {
+    accessKeyId: `EDGETUNE${randomBytes(6).toString('hex').toUpperCase()}`,
+    secretAccessKey: randomBytes(30).toString('base64url'),
+  };
+  return generated;
+}
+
+/** The key pair of an embedded S3 this process runs at `endpoint`, if any. */
+export function startedCredentials(endpoint: string): S3Credentials | undefined {
+  return started.get(endpoint);
 }
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
@@ -104,6 +116,7 @@ export async function startS3rver(
   });
   port = (front.address() as net.AddressInfo).port;
   const endpoint = `http://${hostName}:${port}`;
+  started.set(endpoint, credentials);
   let closed = false;
   return {
     endpoint,

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LayersModel } from '@tensorflow/tfjs';
+import { edgetuneConfig } from '../config.js';
 import { formatAlpha, inferAlpha } from './alpha.js';
 import { applyBaseWeights, modelWeightShapes, TOP_LAYER } from './apply.js';
 import { cacheDir, DownloadError, fetchBytes, kerasModelsDir, sha256Hex, writeFileAtomic } from './cache.js';
@@ -202,13 +203,13 @@ export interface ResolvedBaseWeights {
  * the nsfwjs MobileNetV2 (alpha 1.0 only, without an ImageNet top; warns).
  */
 export async function resolveBaseWeights(opts: ResolveBaseWeightsOptions): Promise<ResolvedBaseWeights> {
-  const env = opts.env ?? process.env;
+  const config = edgetuneConfig(opts.env ?? process.env);
   const log = opts.log ?? ((l: string) => console.error(l));
   const alpha = opts.alpha ?? 1.0;
   const includeTop = opts.includeTop ?? false;
   const notes: string[] = [];
   if (opts.baseWeights) return { source: opts.baseWeights, origin: 'flag', notes };
-  if (env[BASE_WEIGHTS_ENV]) return { source: env[BASE_WEIGHTS_ENV] as string, origin: 'env', notes };
+  if (config.EDGETUNE_BASE_WEIGHTS) return { source: config.EDGETUNE_BASE_WEIGHTS, origin: 'env', notes };
   notes.push(`no --base-weights and no ${BASE_WEIGHTS_ENV}`);
 
   const cached = cachedKerasWeights(alpha, opts.inputSize, includeTop);
@@ -216,7 +217,7 @@ export async function resolveBaseWeights(opts: ResolveBaseWeightsOptions): Promi
   const file = kerasWeightsFileName(alpha, opts.inputSize, includeTop);
   notes.push(`${file} not in ${kerasModelsDir()}`);
 
-  const online = opts.online ?? !['1', 'true'].includes(env.EDGETUNE_OFFLINE ?? '');
+  const online = opts.online ?? !config.EDGETUNE_OFFLINE;
   if (online) {
     const url = kerasWeightsUrl(alpha, opts.inputSize, includeTop);
     const target = path.join(kerasModelsDir(), file);

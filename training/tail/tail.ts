@@ -12,6 +12,7 @@
 // layers (same names), so the exported model stays the standard layers model.
 import type { GradSaveFunc, LayerVariable, NamedTensorMap, Tensor, Tensor1D, Tensor2D, Tensor4D } from '@tensorflow/tfjs';
 import { HEAD } from '../../core/classifier.js';
+import { type ConvStructure, graphStructure, type OpStructure, type Pads } from '../../core/graph/fused-graph.js';
 import { classificationLoss, classTargets, correctPredictions, logitUnits } from '../../core/head-convention.js';
 import type { LayersModel } from '../../core/tf.js';
 import { tf } from '../../core/tf.js';
@@ -87,48 +88,39 @@ interface LayerConfig {
   [key: string]: unknown;
 }
 
-function inboundNames(layer: AnyLayer): string[] {
-  const nodes = (layer as unknown as { inboundNodes: { inboundLayers: AnyLayer[] }[] }).inboundNodes;
-  if (!nodes?.length) return [];
-  if (nodes.length > 1) throw new Error(`layer ${layer.name} is used more than once in the model; cannot extract the tail`);
-  return nodes[0].inboundLayers.map((l) => l.name);
-}
-
 interface TailGraph {
+  /** The fused graph's ops from the boundary up to `logits` (core/graph: the same grouping as inference). */
+  ops: OpStructure[];
+  /** The Keras layers of those ops, in model order. */
   layers: AnyLayer[];
-  inputs: Map<string, string[]>;
-  consumers: Map<string, string[]>;
   logitsName: string;
 }
 
-/** Layers from the boundary up to `logits`, in model order, checked to depend on the boundary only. */
+/** The ops from the boundary up to `logits`, in model order, checked to depend on the boundary only. */
 function tailGraph(model: LayersModel, boundaryName: string): TailGraph {
-  const names = model.layers.map((l) => l.name);
-  const start = names.indexOf(boundaryName);
-  if (start < 0) throw new Error(`boundary layer ${boundaryName} is not in the model`);
-  if (!names.includes(HEAD.logits)) throw new Error(`the model has no '${HEAD.logits}' layer: not a buildClassifier model`);
+  if (!model.layers.some((l) => l.name === boundaryName)) throw new Error(`boundary layer ${boundaryName} is not in the model`);
+  if (!model.layers.some((l) => l.name === HEAD.logits))
+    throw new Error(`the model has no '${HEAD.logits}' layer: not a buildClassifier model`);
+  const structure = graphStructure(model, { keep: [boundaryName, HEAD.logits], inputRescale: 'none' });
+  const start = structure.ops.findIndex((o) => o.out === boundaryName);
   const inTail = new Set([boundaryName]);
-  const layers: AnyLayer[] = [];
-  const inputs = new Map<string, string[]>();
-  const consumers = new Map<string, string[]>();
-  for (const layer of model.layers.slice(start + 1)) {
-    const ins = inboundNames(layer);
-    if (!ins.some((n) => inTail.has(n))) continue;
-    const outside = ins.filter((n) => !inTail.has(n));
+  const ops: OpStructure[] = [];
+  for (const op of structure.ops.slice(start + 1)) {
+    if (!op.inputs.some((n) => inTail.has(n))) continue;
+    const outside = op.inputs.filter((n) => !inTail.has(n));
     if (outside.length) {
       throw new Error(
-        `layer ${layer.name} also reads ${outside.join(', ')}, below the freeze boundary ${boundaryName}: ` +
+        `layer ${op.layers[0] ?? op.out} also reads ${outside.join(', ')}, below the freeze boundary ${boundaryName}: ` +
           'the tail cannot be computed from the cached boundary alone; choose a fineTuneAt at a block boundary',
       );
     }
-    inTail.add(layer.name);
-    layers.push(layer);
-    inputs.set(layer.name, ins);
-    for (const n of ins) consumers.set(n, [...(consumers.get(n) ?? []), layer.name]);
-    if (layer.name === HEAD.logits) break;
+    inTail.add(op.out);
+    ops.push(op);
+    if (op.out === HEAD.logits) break;
   }
-  if (layers.at(-1)?.name !== HEAD.logits) throw new Error(`'${HEAD.logits}' is not reachable from ${boundaryName}`);
-  return { layers, inputs, consumers, logitsName: HEAD.logits };
+  if (ops.at(-1)?.out !== HEAD.logits) throw new Error(`'${HEAD.logits}' is not reachable from ${boundaryName}`);
+  const names = new Set(ops.flatMap((o) => o.layers));
+  return { ops, layers: model.layers.filter((l) => names.has(l.name)), logitsName: HEAD.logits };
 }
 
 /** `block_13_expand_BN/gamma_1` -> `gamma` (tfjs appends `_N` to repeated weight names). */
@@ -275,19 +267,19 @@ function layerConfig(layer: AnyLayer): LayerConfig {
   return layer.getConfig() as LayerConfig;
 }
 
-function pair(v: unknown): [number, number] {
-  return Array.isArray(v) ? [v[0] as number, v[1] as number] : [v as number, v as number];
+function padOf(pads: Pads): (x: Tensor) => Tensor {
+  const [t, b, l, r] = pads;
+  return (x) =>
+    tf.pad(x, [
+      [0, 0],
+      [t, b],
+      [l, r],
+      [0, 0],
+    ]);
 }
 
-function buildFastSteps(graph: TailGraph, own: (w: LayerVariable) => tf.Variable, constants: Tensor[]): Step[] {
-  const steps: Step[] = [];
-  const byName = new Map(graph.layers.map((l) => [l.name, l]));
-  const soleConsumer = (name: string, cls: string): AnyLayer | undefined => {
-    const c = graph.consumers.get(name) ?? [];
-    if (c.length !== 1) return undefined;
-    const l = byName.get(c[0]);
-    return l && l.getClassName() === cls ? l : undefined;
-  };
+function buildFastSteps(model: LayersModel, graph: TailGraph, own: (w: LayerVariable) => tf.Variable, constants: Tensor[]): Step[] {
+  const layer = (name: string) => model.getLayer(name);
   const constant = (t: Tensor) => {
     constants.push(t);
     return t;
@@ -318,152 +310,98 @@ function buildFastSteps(graph: TailGraph, own: (w: LayerVariable) => tf.Variable
       },
     };
   };
-  const reluKind = (l: AnyLayer): Act | undefined => {
-    const cfg = layerConfig(l);
-    return cfg.maxValue === 6 && !cfg.negativeSlope && !cfg.threshold ? 'relu6' : undefined;
+
+  const convStep = (op: ConvStructure): Step => {
+    const unsupported = (what: string) => new Error(`${op.conv}: ${what} is not supported in the fast tail`);
+    if (op.activation !== 'linear' && op.activation !== 'relu6') throw unsupported(`fused activation ${op.activation}`);
+    if (op.dilations[0] !== 1 || op.dilations[1] !== 1) throw unsupported('a dilated convolution');
+    if (!op.bn) throw unsupported('a convolution without BatchNormalization');
+    const act: Act = op.activation;
+    const convLayer = layer(op.conv);
+    const p = bnParams(layer(op.bn));
+    const biasW = layerConfig(convLayer).useBias ? weightOf(convLayer, 'bias') : undefined;
+    const bias = biasW ? own(biasW) : undefined;
+    const strides = op.strides;
+    // ZeroPadding folded into the op: pad, then a valid convolution (what the Keras layers compute).
+    const prePad = Array.isArray(op.pad) ? padOf(op.pad) : (x: Tensor) => x;
+    const pad = Array.isArray(op.pad) ? 'valid' : op.pad;
+    const base = { out: op.out, ins: op.inputs, hasParams: true };
+    if (op.op === 'depthwiseConv2d') {
+      const k = own(weightOf(convLayer, 'depthwise_kernel') as LayerVariable);
+      const [, , c, m] = k.shape;
+      return {
+        ...base,
+        run: ([x], _t, needDx) => {
+          const s = p.scale();
+          const ks = tf.mul(k, tf.reshape(s, [1, 1, c, m])) as Tensor4D;
+          return depthwiseUnit(prePad(x) as Tensor4D, ks, p.shift(s, bias as Tensor1D | undefined), { strides, pad }, act, needDx);
+        },
+      };
+    }
+    const k = own(weightOf(convLayer, 'kernel') as LayerVariable);
+    const [kh, kw, ci, co] = k.shape;
+    const pointwise = kh === 1 && kw === 1 && strides[0] === 1 && strides[1] === 1 && !Array.isArray(op.pad);
+    return {
+      ...base,
+      run: ([x], _t, needDx) => {
+        const s = p.scale();
+        const shift = p.shift(s, bias as Tensor1D | undefined);
+        if (pointwise) return pointwiseUnit(x as Tensor4D, tf.mul(tf.reshape(k, [ci, co]), s) as Tensor2D, shift, act, needDx);
+        const z = tf.add(tf.conv2d(prePad(x) as Tensor4D, tf.mul(k, s) as Tensor4D, strides, pad), shift);
+        return act === 'relu6' ? tf.relu6(z) : z;
+      },
+    };
   };
 
-  const consumed = new Set<string>();
-  for (const layer of graph.layers) {
-    if (consumed.has(layer.name)) continue;
-    const cls = layer.getClassName();
-    const ins = graph.inputs.get(layer.name) as string[];
-    const cfg = layerConfig(layer);
-    if ((cls === 'Conv2D' || cls === 'DepthwiseConv2D') && soleConsumer(layer.name, 'BatchNormalization')) {
-      if (cfg.activation !== 'linear') throw new Error(`${layer.name}: fused activation ${cfg.activation} is not supported`);
-      const bn = soleConsumer(layer.name, 'BatchNormalization') as AnyLayer;
-      consumed.add(bn.name);
-      let out = bn.name;
-      let act: Act = 'linear';
-      const relu = soleConsumer(bn.name, 'ReLU');
-      if (relu && reluKind(relu)) {
-        act = 'relu6';
-        consumed.add(relu.name);
-        out = relu.name;
-      }
-      const p = bnParams(bn);
-      const biasW = cfg.useBias ? weightOf(layer, 'bias') : undefined;
-      const bias = biasW ? own(biasW) : undefined;
-      const strides = pair(cfg.strides);
-      const pad = cfg.padding as 'same' | 'valid';
-      const dil = pair(cfg.dilationRate ?? 1);
-      if (dil[0] !== 1 || dil[1] !== 1) throw new Error(`${layer.name}: dilated convolutions are not supported`);
-      if (cls === 'DepthwiseConv2D') {
-        const k = own(weightOf(layer, 'depthwise_kernel') as LayerVariable);
-        const [, , c, m] = k.shape;
-        steps.push({
-          out,
-          ins,
-          hasParams: true,
-          run: ([x], _t, needDx) => {
-            const s = p.scale();
-            const ks = tf.mul(k, tf.reshape(s, [1, 1, c, m])) as Tensor4D;
-            return depthwiseUnit(x as Tensor4D, ks, p.shift(s, bias as Tensor1D | undefined), { strides, pad }, act, needDx);
-          },
-        });
-      } else {
-        const k = own(weightOf(layer, 'kernel') as LayerVariable);
-        const [kh, kw, ci, co] = k.shape;
-        const pointwise = kh === 1 && kw === 1 && strides[0] === 1 && strides[1] === 1;
-        steps.push({
-          out,
-          ins,
-          hasParams: true,
-          run: ([x], _t, needDx) => {
-            const s = p.scale();
-            const shift = p.shift(s, bias as Tensor1D | undefined);
-            if (pointwise) return pointwiseUnit(x as Tensor4D, tf.mul(tf.reshape(k, [ci, co]), s) as Tensor2D, shift, act, needDx);
-            const z = tf.add(tf.conv2d(x as Tensor4D, tf.mul(k, s) as Tensor4D, strides, pad), shift);
-            return act === 'relu6' ? tf.relu6(z) : z;
-          },
-        });
-      }
-      continue;
-    }
-    switch (cls) {
-      case 'ZeroPadding2D': {
-        const pd = cfg.padding as [[number, number], [number, number]] | number | [number, number];
-        const [[t, b], [l, r]] = Array.isArray(pd)
-          ? Array.isArray(pd[0])
-            ? (pd as [[number, number], [number, number]])
-            : [
-                [pd[0] as number, pd[0] as number],
-                [pd[1] as number, pd[1] as number],
-              ]
-          : [
-              [pd, pd],
-              [pd, pd],
-            ];
-        steps.push({
-          out: layer.name,
-          ins,
-          hasParams: false,
-          run: ([x]) =>
-            tf.pad(x, [
-              [0, 0],
-              [t, b],
-              [l, r],
-              [0, 0],
-            ]),
-        });
-        break;
-      }
-      case 'BatchNormalization': {
-        const p = bnParams(layer);
-        steps.push({
-          out: layer.name,
-          ins,
+  return graph.ops.map((op): Step => {
+    const base = { out: op.out, ins: op.inputs, hasParams: false };
+    const unsupported = () => new Error(`layer ${op.layers[0] ?? op.out} (${op.op}) is not supported in the fast tail`);
+    switch (op.op) {
+      case 'conv2d':
+      case 'depthwiseConv2d':
+        return convStep(op);
+      case 'pad':
+        return { ...base, run: ([x]) => padOf(op.pads)(x) };
+      case 'layer': {
+        if (op.className !== 'BatchNormalization') throw unsupported();
+        const p = bnParams(layer(op.layers[0]));
+        return {
+          ...base,
           hasParams: true,
           run: ([x]) => {
             const s = p.scale();
             return tf.add(tf.mul(x, s), p.shift(s));
           },
-        });
-        break;
+        };
       }
-      case 'ReLU': {
-        const maxValue = cfg.maxValue as number | null;
-        if (cfg.negativeSlope || cfg.threshold) throw new Error(`${layer.name}: ReLU with negative slope/threshold is not supported`);
-        steps.push({
-          out: layer.name,
-          ins,
-          hasParams: false,
-          run: ([x]) => (maxValue == null ? tf.relu(x) : tf.clipByValue(tf.relu(x), 0, maxValue)),
-        });
-        break;
-      }
-      case 'Add':
-        steps.push({ out: layer.name, ins, hasParams: false, run: (xs) => tf.addN(xs) });
-        break;
-      case 'GlobalAveragePooling2D':
-        steps.push({ out: layer.name, ins, hasParams: false, run: ([x]) => tf.mean(x, [1, 2]) });
-        break;
-      case 'Dropout':
-        steps.push({
-          out: layer.name,
-          ins,
-          hasParams: false,
-          run: ([x], dropout) => (dropout ? dropout(x) : x),
-        });
-        break;
-      case 'Dense': {
-        if (cfg.activation !== 'linear') throw new Error(`${layer.name}: Dense activation ${cfg.activation} is not supported in the tail`);
-        const k = own(weightOf(layer, 'kernel') as LayerVariable);
-        const bW = weightOf(layer, 'bias');
+      case 'activation':
+        if (op.activation === 'relu') return { ...base, run: ([x]) => tf.relu(x) };
+        if (op.activation === 'relu6') return { ...base, run: ([x]) => tf.clipByValue(tf.relu(x), 0, 6) };
+        throw unsupported();
+      case 'add':
+        return { ...base, run: (xs) => tf.addN(xs) };
+      case 'globalAveragePool':
+        if (op.keepDims) throw unsupported();
+        return { ...base, run: ([x]) => tf.mean(x, [1, 2]) };
+      case 'identity':
+        if (layer(op.layers[0]).getClassName() !== 'Dropout') throw unsupported();
+        return { ...base, run: ([x], dropout) => (dropout ? dropout(x) : x) };
+      case 'dense': {
+        if (op.activation !== 'linear') throw new Error(`${op.out}: Dense activation ${op.activation} is not supported in the tail`);
+        const dense = layer(op.layers[0]);
+        const k = own(weightOf(dense, 'kernel') as LayerVariable);
+        const bW = weightOf(dense, 'bias');
         const b = bW ? own(bW) : undefined;
-        steps.push({
-          out: layer.name,
-          ins,
+        return {
+          ...base,
           hasParams: true,
           run: ([x]) => (b ? tf.add(tf.matMul(x as Tensor2D, k as Tensor2D), b) : tf.matMul(x as Tensor2D, k as Tensor2D)),
-        });
-        break;
+        };
       }
       default:
-        throw new Error(`layer ${layer.name} (${cls}) is not supported in the fast tail`);
+        throw unsupported();
     }
-  }
-  return steps;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -531,7 +469,7 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
       owned.push({ layerVar: w, v });
       return v;
     };
-    const steps = buildFastSteps(graph, own, constants);
+    const steps = buildFastSteps(model, graph, own, constants);
     trainableVariables = owned.map((o) => o.v);
     variableNames = owned.map((o) => keyOf(o.layerVar));
     forward = (b, dropout, until) => {
@@ -559,13 +497,22 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
     variableNames = layerVars.map(keyOf);
     forward = (b, dropout, until) => {
       const values = new Map<string, Tensor>([[boundaryName, b]]);
-      for (const layer of graph.layers) {
-        const xs = (graph.inputs.get(layer.name) as string[]).map((n) => values.get(n) as Tensor);
-        let y: Tensor;
-        if (layer.getClassName() === 'Dropout') y = dropout ? dropout(xs[0]) : xs[0];
-        else y = layer.apply(xs.length === 1 ? xs[0] : xs, { training: false }) as Tensor;
-        values.set(layer.name, y);
-        if (layer.name === until) return y;
+      // Each op's layers, chained: the first reads the op's inputs, each next one the previous output.
+      for (const op of graph.ops) {
+        let xs = op.inputs.map((n) => values.get(n) as Tensor);
+        for (const name of op.layers) {
+          const layer = model.getLayer(name);
+          const y =
+            layer.getClassName() === 'Dropout'
+              ? dropout
+                ? dropout(xs[0])
+                : xs[0]
+              : (layer.apply(xs.length === 1 ? xs[0] : xs, { training: false }) as Tensor);
+          values.set(name, y);
+          xs = [y];
+        }
+        values.set(op.out, xs[0]);
+        if (op.out === until) return xs[0];
       }
       return values.get(graph.logitsName) as Tensor;
     };

@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { edgetuneConfig } from '../../config.js';
 
 export interface TfliteRunResult {
   /** One output row per input (the model's first output, as float32). */
@@ -37,7 +38,7 @@ export const CHROMIUM_FLAGS = [
 ];
 
 function chromiumPath(): string | undefined {
-  const candidates = [process.env.EDGETUNE_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser'].filter((p): p is string => !!p);
+  const candidates = [edgetuneConfig().EDGETUNE_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser'].filter((p): p is string => !!p);
   return candidates.find((p) => existsSync(p));
 }
 
