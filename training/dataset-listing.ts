@@ -24,6 +24,7 @@ const MAX_LINES = 20;
 export async function listAndSplit(
   opts: Pick<TrainOptions, 'data' | 'labels' | 'validationSplit' | 'seed' | 'stratified'>,
   report: Reporter,
+  sync: { cacheDir?: string } = {},
 ): Promise<ListedData> {
   const info = (message: string) => report({ type: 'info', message });
   let dir = opts.data;
@@ -31,7 +32,11 @@ export async function listAndSplit(
   if (opts.data.startsWith('s3://')) {
     const { labelsKey, syncDataset } = await import('./dataset-s3.js');
     const key = opts.labels ? labelsKey(opts.data, opts.labels) : undefined;
-    dir = await syncDataset(opts.data, { log: info, ...(key ? { acceptExtra: (rel) => rel === key, anyLayout: true } : {}) });
+    dir = await syncDataset(opts.data, {
+      log: info,
+      cacheDir: sync.cacheDir,
+      ...(key ? { acceptExtra: (rel) => rel === key, anyLayout: true } : {}),
+    });
     if (key) labelsFile = path.join(dir, key);
   } else if (opts.labels) {
     labelsFile = await resolveLabelsFile(dir, opts.labels);
