@@ -93,7 +93,7 @@ export function dataReport(classes: readonly string[], split: Split, opts: DataR
   if (crossSplit) {
     const e = examples.find((x) => x.rank % 2 === 1);
     warnings.push(
-      `${crossSplit} set(s) of identical files are on both sides of the split (validation leaks into training), e.g. ${e ? show(e) : ''}`,
+      `${crossSplit} set(s) of identical files are on more than one side of the split (a leak between training, validation and test), e.g. ${e ? show(e) : ''}`,
     );
   }
   if (unhashed) warnings.push(`${unhashed} file(s) could not be read to check for duplicates`);
