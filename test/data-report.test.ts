@@ -86,7 +86,9 @@ describe('dataReport', () => {
     expect(r.unhashed).toBe(1);
     expect(r.warnings).toContain('1 set(s) of identical files carry different labels, e.g. a/1.png (a, train) = b/dup.png (b, train)');
     expect(
-      r.warnings.find((w) => w.startsWith('2 set(s) of identical files are on more than one side of the split (a leak between training, validation and test)')),
+      r.warnings.find((w) =>
+        w.startsWith('2 set(s) of identical files are on more than one side of the split (a leak between training, validation and test)'),
+      ),
     ).toBeDefined();
     expect(r.warnings).toContain('1 file(s) could not be read to check for duplicates');
   });
