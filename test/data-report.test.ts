@@ -205,4 +205,29 @@ describe('progress rate and ETA', () => {
     expect(out).toMatch(/^boundary \(epoch 1\)\.\.\.\n {2}boundary 40\/100 \(\d+\/s, ETA \d+ s\)\n/);
     expect(out).toMatch(/frozen {4}epoch {2}1\/3 .*\(61\.0 s, phase ETA 2 min 02 s\)\n$/);
   });
+
+  it('the TTY bar shows the rate and ETA', async () => {
+    let out = '';
+    const write = (s: string) => {
+      out += s;
+      return true;
+    };
+    const ok = () => true;
+    const stream = {
+      isTTY: true,
+      columns: 160,
+      write,
+      cursorTo: ok,
+      clearLine: ok,
+      moveCursor: ok,
+      on: () => stream,
+      removeListener: () => stream,
+    };
+    const human = humanReporter(stream as unknown as NodeJS.WriteStream);
+    human({ type: 'stage', stage: 'decoding 10 images', total: 10 });
+    await new Promise((r) => setTimeout(r, 50));
+    human({ type: 'progress', stage: 'decode', done: 5, total: 10 });
+    human({ type: 'info', message: 'next' });
+    expect(out).toMatch(/decoding 10 images .* 5\/10 \| \d+\/s, ETA \d+ s/);
+  });
 });

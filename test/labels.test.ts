@@ -86,6 +86,13 @@ describe('parsing label manifests', () => {
     expect(() => parseJsonlLabels('{"image":"a.jpg","label":"x"}\n{oops\n', 'l.jsonl')).toThrow(/line 2: not valid JSON/);
     expect(() => parseJsonlLabels('["a.jpg","x"]\n', 'l.jsonl')).toThrow(/line 1: expected a JSON object/);
     expect(() => parseLabels('x', 'labels.xlsx')).toThrow(/unknown label manifest type \.xlsx/);
+    expect(() => parseCsvLabels(`path,label\na.jpg,${'x'.repeat(201)}\n`, 'l.csv')).toThrow(
+      /line 2: the label is longer than 200 characters/,
+    );
+    expect(() => parseJsonlLabels('{"image":"a.jpg","label":"a\\u0007b"}\n', 'l.jsonl')).toThrow(
+      /line 1: the label has control characters/,
+    );
+    expect(() => parseJsonlLabels('{"image":"a.jpg","label":{"x":1}}\n', 'l.jsonl')).toThrow(/line 1: the label must be a string/);
   });
 
   it('refuses paths that leave the data folder (hostile manifests)', () => {
