@@ -55,6 +55,9 @@ describe('label manifests on S3', () => {
       /must sit below the dataset, s3:\/\/edgetune\/datasets\/flat\//,
     );
     await expect(listAndSplit(opts, () => {}, { cacheDir: path.join(tmp, 'cache2') })).rejects.toThrow(/not inside a class folder/);
+    await expect(listAndSplit({ ...opts, labels: 'nope.csv' }, () => {}, { cacheDir })).rejects.toThrow(
+      /labels file not found: s3:\/\/edgetune\/datasets\/flat\/nope\.csv/,
+    );
   });
 
   it('labelsKey refuses keys that escape the prefix', () => {

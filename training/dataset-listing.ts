@@ -1,6 +1,7 @@
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { type DataReport, dataReport } from './data-report.js';
-import { type DatasetListing, hashDatasetFiles, listDataset, type SkippedFile, type Split, splitDataset } from './dataset.js';
+import { DatasetError, type DatasetListing, hashDatasetFiles, listDataset, type SkippedFile, type Split, splitDataset } from './dataset.js';
 import { listFromLabels, resolveLabelsFile } from './label-manifest.js';
 import type { TrainOptions } from './options.js';
 import type { Reporter } from './progress.js';
@@ -37,7 +38,12 @@ export async function listAndSplit(
       cacheDir: sync.cacheDir,
       ...(key ? { acceptExtra: (rel) => rel === key, anyLayout: true } : {}),
     });
-    if (key) labelsFile = path.join(dir, key);
+    if (key) {
+      labelsFile = path.join(dir, key);
+      if (!(await stat(labelsFile).catch(() => undefined))?.isFile()) {
+        throw new DatasetError(`labels file not found: ${opts.data.replace(/\/*$/, '/')}${key} (or it was skipped by the sync, see above)`);
+      }
+    }
   } else if (opts.labels) {
     labelsFile = await resolveLabelsFile(dir, opts.labels);
   }

@@ -28,8 +28,8 @@ export interface LabelListing extends DatasetListing {
   unlisted: string[];
 }
 
-/** Largest manifest read: a 1,000,000-row CSV is ~60 MB. */
-export const MAX_LABELS_BYTES = 128 * 1024 * 1024;
+/** Largest manifest read (it is parsed in memory): a 1,000,000-row CSV is ~60 MB. */
+export const MAX_LABELS_BYTES = 64 * 1024 * 1024;
 const MAX_LABEL_CHARS = 200;
 
 const PATH_COLUMNS = ['path', 'file', 'filename', 'image'];
