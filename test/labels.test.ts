@@ -3,11 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { datasetFingerprint, listDataset, splitDataset } from '../training/dataset.js';
+import { listAndSplit } from '../training/dataset-listing.js';
 import { listFromLabels, parseCsvLabels, parseJsonlLabels, parseLabels, resolveLabelsFile } from '../training/label-manifest.js';
 import { resolveTrainOptions } from '../training/options.js';
 import type { TrainEvent } from '../training/progress.js';
 import { loadData } from '../training/train-data.js';
 import { makeDataset, makeImage } from './helpers/images.js';
+import { ALPACA_DIR, hasAlpaca, skipReason } from './helpers/shared.js';
 
 const dirs: string[] = [];
 const tmp = async () => {
@@ -255,5 +257,27 @@ describe('loadData with --labels', () => {
     const s = splitDataset(l, { validationSplit: opts.validationSplit, seed: opts.seed });
     expect(data.validationFiles).toEqual(s.validation.map((f) => f.relPath));
     expect(data.dataReport.labels).toBeUndefined();
+  });
+});
+
+describe.skipIf(!hasAlpaca)(`the alpaca photos from a manifest${hasAlpaca ? '' : ` (${skipReason('the alpaca photos')})`}`, () => {
+  it('a labels.csv written from the folders gives the folder classes, the same split and the same hashes', async () => {
+    const folders = await listAndSplit({ data: ALPACA_DIR, validationSplit: 0.2, seed: 42, stratified: false }, () => {});
+    const dir = await tmp();
+    const csv = path.join(dir, 'labels.csv');
+    // Absolute manifest path, relative image paths, quoted as a spreadsheet would.
+    await writeFile(
+      csv,
+      `"image","class"\n${folders.listing.files.map((f) => `"${f.relPath}","${f.relPath.split('/')[0]}"`).join('\n')}\n`,
+    );
+    const fromCsv = await listAndSplit({ data: ALPACA_DIR, labels: csv, validationSplit: 0.2, seed: 42, stratified: false }, () => {});
+    expect(fromCsv.listing.classes).toEqual(['alpaca', 'not_alpaca']);
+    expect(fromCsv.listing.files).toHaveLength(327);
+    expect(fromCsv.split.validation.map((f) => f.relPath)).toEqual(folders.split.validation.map((f) => f.relPath));
+    expect(fromCsv.listing.files.map((f) => f.sha256)).toEqual(folders.listing.files.map((f) => f.sha256));
+    expect(fromCsv.skipped).toEqual([]);
+    expect(fromCsv.report.labels).toEqual({ file: 'labels.csv', unlisted: 0, unlistedExamples: [] });
+    expect(folders.report.perClass).toEqual(fromCsv.report.perClass);
+    expect(folders.report.smallest).toEqual({ class: 'alpaca', count: 142 });
   });
 });
