@@ -36,6 +36,42 @@ export const WeightFileSchema = z.object({
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
 });
 
+const SplitSideSchema = z.enum(['train', 'validation', 'test']);
+
+/** Class balance and exact duplicates of the listed files, before any decode (training/data-report.ts). */
+export const DataReportSchema = z.object({
+  /** Listed files per class and side of the split. */
+  perClass: z.record(z.string(), z.object({ train: z.number().int(), validation: z.number().int(), test: z.number().int() })),
+  smallest: z.object({ class: z.string(), count: z.number().int() }),
+  largest: z.object({ class: z.string(), count: z.number().int() }),
+  /** largest / smallest. */
+  imbalance: z.number(),
+  duplicates: z.object({
+    /** Sets of two or more files with the same content hash, and the files in them. */
+    groups: z.number().int(),
+    files: z.number().int(),
+    /** Sets whose files carry different labels. */
+    crossClass: z.number().int(),
+    /** Sets with files on different sides of the split (validation or test leaking into training). */
+    crossSplit: z.number().int(),
+    /** The first sets (cross-class and cross-split first), a few files each. */
+    examples: z.array(
+      z.object({
+        sha256: z.string(),
+        /** Files in the set (the list below may be cut short). */
+        count: z.number().int(),
+        files: z.array(z.object({ file: z.string(), class: z.string(), split: SplitSideSchema })),
+      }),
+    ),
+  }),
+  /** Files that could not be read to hash them. */
+  unhashed: z.number().int(),
+  /** Label manifest runs: its file name, and images in the folder it does not list. */
+  labels: z.object({ file: z.string(), unlisted: z.number().int(), unlistedExamples: z.array(z.string()) }).optional(),
+  warnings: z.array(z.string()),
+});
+export type DataReport = z.infer<typeof DataReportSchema>;
+
 export const ManifestSchema = z.object({
   schemaVersion: z.literal(1),
   name: z.string().min(1),
@@ -68,6 +104,10 @@ export const ManifestSchema = z.object({
       perClass: z.record(z.string(), z.number().int()),
     }),
     skipped: z.array(z.object({ file: z.string(), reason: z.string() })),
+    /** The validation images used, by path relative to the dataset, in evaluation order (trace errors to files). */
+    validationFiles: z.array(z.string()).optional(),
+    /** Class balance and duplicates, measured before training. */
+    report: DataReportSchema.optional(),
   }),
   history: z.array(EpochSchema),
   metrics: z.object({ frozen: MetricsSchema, fineTuned: MetricsSchema.optional() }),

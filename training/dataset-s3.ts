@@ -27,6 +27,8 @@ export interface SyncOptions {
   maxObjectBytes?: number;
   /** Extra non-image files to sync (e.g. label manifests), by their path below the prefix. Default none. */
   acceptExtra?: (rel: string) => boolean;
+  /** Images anywhere below the prefix, not only in class folders (a label manifest gives the classes). Default false. */
+  anyLayout?: boolean;
   concurrency?: number;
   log?: (line: string) => void;
   onProgress?: (p: { done: number; total: number; key: string; cached: boolean }) => void;
@@ -49,7 +51,7 @@ type Index = Record<string, { etag: string; size: number }>;
 export function skipReason(
   rel: string,
   size: number,
-  opts: { maxObjectBytes: number; acceptExtra?: (rel: string) => boolean },
+  opts: { maxObjectBytes: number; acceptExtra?: (rel: string) => boolean; anyLayout?: boolean },
 ): string | undefined {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused here
   if (/[\u0000-\u001f\u007f\\]/.test(rel)) return 'unsafe characters in the key';
@@ -58,7 +60,7 @@ export function skipReason(
   if (path.posix.isAbsolute(rel)) return 'absolute key';
   if (segments.some((s) => s.startsWith('.'))) return 'hidden file';
   if (opts.acceptExtra?.(rel)) return size > opts.maxObjectBytes ? `larger than ${opts.maxObjectBytes} bytes (${size})` : undefined;
-  if (segments.length < 2) return 'not inside a class folder (<class>/<image>)';
+  if (segments.length < 2 && !opts.anyLayout) return 'not inside a class folder (<class>/<image>)';
   const ext = path.posix.extname(rel).toLowerCase();
   if (!(IMAGE_EXTENSIONS as readonly string[]).includes(ext)) return `not an image type training reads (${ext || 'no extension'})`;
   if (size > opts.maxObjectBytes) return `larger than ${opts.maxObjectBytes} bytes (${size})`;
@@ -86,7 +88,7 @@ export async function syncDatasetWithStats(s3Uri: string, opts: SyncOptions = {}
   for (const o of objects) {
     const rel = o.key.slice(prefix.length);
     if (o.key.endsWith('/') || isMarker(rel)) continue;
-    const reason = skipReason(rel, o.size, { maxObjectBytes, acceptExtra: opts.acceptExtra });
+    const reason = skipReason(rel, o.size, { maxObjectBytes, acceptExtra: opts.acceptExtra, anyLayout: opts.anyLayout });
     if (reason) skipped.push({ key: o.key, reason });
     else wanted.push({ ...o, rel, etag: cleanEtag(o.etag) });
   }
@@ -155,6 +157,26 @@ export async function syncDatasetWithStats(s3Uri: string, opts: SyncOptions = {}
   for (const k of skipped.slice(0, 20)) opts.log?.(`  skipped ${k.key}: ${k.reason}`);
   if (skipped.length > 20) opts.log?.(`  ... and ${skipped.length - 20} more skipped keys`);
   return stats;
+}
+
+/**
+ * The key of a label manifest below an S3 dataset's prefix: `labels.csv` (relative to the
+ * prefix) or a full s3:// URI, which must sit below the same prefix, next to the images.
+ */
+export function labelsKey(dataUri: string, labels: string): string {
+  const { bucket, key } = parseS3Uri(dataUri);
+  const prefix = asPrefix(key);
+  let rel = labels;
+  if (labels.startsWith('s3://')) {
+    const l = parseS3Uri(labels);
+    if (l.bucket !== bucket || !l.key.startsWith(prefix)) {
+      throw new Error(`the labels file ${labels} must sit below the dataset, s3://${bucket}/${prefix}`);
+    }
+    rel = l.key.slice(prefix.length);
+  }
+  const reason = skipReason(rel, 0, { maxObjectBytes: 0, acceptExtra: () => true });
+  if (reason) throw new Error(`labels key ${JSON.stringify(labels)}: ${reason}`);
+  return rel;
 }
 
 /** syncDatasetWithStats, returning just the local folder. */

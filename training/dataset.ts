@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { decodeImage, IMAGE_EXTENSIONS, type ResizeMode, type RgbImage } from '../core/image.js';
@@ -16,6 +17,10 @@ export interface DatasetFile {
   relPath: string;
   absPath: string;
   label: number;
+  /** Pre-assigned by a label manifest's split column; unset files are split randomly. */
+  split?: 'train' | 'validation' | 'test';
+  /** sha256 (hex) of the file bytes, set by hashDatasetFiles before any decode. */
+  sha256?: string;
 }
 
 export interface DatasetListing {
@@ -34,19 +39,22 @@ export interface SplitOptions {
 export interface Split {
   train: DatasetFile[];
   validation: DatasetFile[];
+  /** Held out: only files a label manifest assigns to `test` (empty otherwise). */
+  test: DatasetFile[];
 }
 
 const isImage = (name: string) => IMAGE_EXTENSIONS.includes(path.extname(name).toLowerCase() as (typeof IMAGE_EXTENSIONS)[number]);
 const isHidden = (name: string) => name.startsWith('.') || name.startsWith('_');
 
-async function walk(dir: string): Promise<string[]> {
+/** Image files below `dir`, recursively, sorted, hidden (`.x`, `_x`) entries left out. */
+export async function walkImages(dir: string): Promise<string[]> {
   const out: string[] = [];
   const entries = await readdir(dir, { withFileTypes: true });
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const e of entries) {
     if (isHidden(e.name)) continue;
     const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await walk(p)));
+    if (e.isDirectory()) out.push(...(await walkImages(p)));
     else if (e.isFile() && isImage(e.name)) out.push(p);
   }
   return out;
@@ -73,7 +81,7 @@ export async function listDataset(root: string): Promise<DatasetListing> {
   const files: DatasetFile[] = [];
   const empty: string[] = [];
   for (const [label, name] of classes.entries()) {
-    const found = await walk(path.join(abs, name));
+    const found = await walkImages(path.join(abs, name));
     if (!found.length) empty.push(name);
     for (const f of found) files.push({ relPath: path.relative(abs, f).split(path.sep).join('/'), absPath: f, label });
   }
@@ -83,7 +91,9 @@ export async function listDataset(root: string): Promise<DatasetListing> {
 
 /**
  * Seeded, reproducible, non-overlapping split. Like Keras: shuffle the file list with the seed,
- * the last `validationSplit` share is validation. Stratified: the same per class.
+ * the last `validationSplit` share is validation. Stratified: the same per class. Files with a
+ * pre-assigned `split` (label manifests) go where they say; only the rest are split randomly,
+ * so with none pre-assigned the split is exactly the random one.
  */
 export function splitDataset(listing: DatasetListing, opts: SplitOptions): Split {
   const { validationSplit, seed, stratified = false } = opts;
@@ -92,19 +102,21 @@ export function splitDataset(listing: DatasetListing, opts: SplitOptions): Split
   const cut = (files: DatasetFile[]): Split => {
     const shuffled = shuffleInPlace([...files], rng);
     const nVal = Math.floor(shuffled.length * validationSplit);
-    return { train: shuffled.slice(0, shuffled.length - nVal), validation: shuffled.slice(shuffled.length - nVal) };
+    return { train: shuffled.slice(0, shuffled.length - nVal), validation: shuffled.slice(shuffled.length - nVal), test: [] };
   };
+  const free = listing.files.filter((f) => !f.split);
   let split: Split;
   if (stratified) {
-    split = { train: [], validation: [] };
+    split = { train: [], validation: [], test: [] };
     for (let c = 0; c < listing.classes.length; c++) {
-      const part = cut(listing.files.filter((f) => f.label === c));
+      const part = cut(free.filter((f) => f.label === c));
       split.train.push(...part.train);
       split.validation.push(...part.validation);
     }
   } else {
-    split = cut(listing.files);
+    split = cut(free);
   }
+  for (const f of listing.files) if (f.split) split[f.split].push(f);
   const minVal = validationSplit > 0 ? 1 : 0;
   if (split.train.length < listing.classes.length || split.validation.length < minVal) {
     throw new DatasetError(
@@ -112,6 +124,33 @@ export function splitDataset(listing: DatasetListing, opts: SplitOptions): Split
     );
   }
   return split;
+}
+
+/**
+ * sha256 of each file's bytes, streamed (no file is held whole), bounded concurrency; sets
+ * `file.sha256`. An unreadable file keeps no hash (decoding reports it later).
+ */
+export async function hashDatasetFiles(
+  files: readonly DatasetFile[],
+  opts: { concurrency?: number; onProgress?: (done: number, total: number) => void } = {},
+): Promise<void> {
+  const { concurrency = 8, onProgress } = opts;
+  let next = 0;
+  let done = 0;
+  const worker = async () => {
+    while (next < files.length) {
+      const file = files[next++];
+      try {
+        const h = createHash('sha256');
+        for await (const chunk of createReadStream(file.absPath)) h.update(chunk as Buffer);
+        file.sha256 = h.digest('hex');
+      } catch {
+        file.sha256 = undefined;
+      }
+      onProgress?.(++done, files.length);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, worker));
 }
 
 export interface DecodedImage extends RgbImage {
@@ -165,11 +204,22 @@ export async function decodeFiles(files: DatasetFile[], opts: DecodeOptions): Pr
   return { images: images.filter((x): x is DecodedImage => !!x), skipped, hashes };
 }
 
-/** Hash of the sorted file list and contents: identifies the exact data a model was trained on. */
-export function datasetFingerprint(classes: string[], hashes: Map<string, string>): string {
+/**
+ * Hash of the sorted file list and contents: identifies the exact data a model was trained on.
+ * `labels` (relPath -> class, from a label manifest, where the path does not fix the class) and
+ * `splits` (pre-assigned splits) are hashed too when given; without them the value is unchanged.
+ */
+export function datasetFingerprint(
+  classes: string[],
+  hashes: Map<string, string>,
+  assigned?: { labels: Map<string, string>; splits?: Map<string, string> },
+): string {
   const h = createHash('sha256');
   h.update(JSON.stringify(classes));
-  for (const k of [...hashes.keys()].sort()) h.update(`${k}\0${hashes.get(k)}\n`);
+  for (const k of [...hashes.keys()].sort()) {
+    const extra = assigned ? `\0${assigned.labels.get(k) ?? ''}\0${assigned.splits?.get(k) ?? ''}` : '';
+    h.update(`${k}\0${hashes.get(k)}${extra}\n`);
+  }
   return h.digest('hex');
 }
 

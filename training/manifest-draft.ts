@@ -8,7 +8,7 @@ import type { BaseInfo } from './train-model.js';
 
 /** The options that shape the weights (what the manifest records and the checkpoint's run key hashes). */
 export function hyperparameters(o: TrainOptions): Record<string, unknown> {
-  const { data, out, json, publish, checkpoint, baseWeights, name, export: _formats, ...rest } = o;
+  const { data, out, json, publish, checkpoint, baseWeights, name, export: _formats, labels: _labels, ...rest } = o;
   return rest;
 }
 
@@ -47,6 +47,8 @@ export function draftManifest(p: {
       fingerprint: data.fingerprint,
       counts: { train: data.train.length, validation: data.validation.length, perClass: data.perClass },
       skipped: data.skipped,
+      validationFiles: data.validationFiles,
+      report: data.dataReport,
     },
     history: p.history,
     metrics: p.metrics,

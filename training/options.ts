@@ -9,6 +9,8 @@ export const TrainOptionsSchema = z.object({
   /** Local folder or s3://bucket/datasets/<name>/. */
   data: z.string().min(1),
   out: z.string().min(1),
+  /** Label manifest (CSV/TSV with a header, or JSON Lines) instead of class folders; paths relative to `data`. */
+  labels: z.string().min(1).optional(),
   name: z.string().optional(),
   baseWeights: z.string().optional(),
   alpha: z.number().optional(),

@@ -1,5 +1,7 @@
 import path from 'node:path';
-import { type DecodedImage, datasetFingerprint, decodeFiles, listDataset, type SkippedFile, splitDataset } from './dataset.js';
+import type { DataReport } from '../core/manifest.js';
+import { type DecodedImage, datasetFingerprint, decodeFiles, type SkippedFile } from './dataset.js';
+import { listAndSplit } from './dataset-listing.js';
 import type { TrainOptions } from './options.js';
 import type { Reporter } from './progress.js';
 
@@ -20,6 +22,10 @@ export interface TrainData {
   /** Fingerprint of the classes and decoded image contents (part of the checkpoint's run key). */
   fingerprint: string;
   decodeSeconds: number;
+  /** The validation images used (relative paths, in `validation` order), for the manifest. */
+  validationFiles: string[];
+  /** Class balance and duplicates, before decoding. */
+  dataReport: DataReport;
 }
 
 const labelsOf = (images: readonly DecodedImage[]) => Int32Array.from(images.map((i) => i.file.label));
@@ -27,11 +33,7 @@ const labelsOf = (images: readonly DecodedImage[]) => Int32Array.from(images.map
 /** Lists (syncing an s3:// dataset first), splits and decodes the dataset. */
 export async function loadData(opts: TrainOptions, report: Reporter): Promise<TrainData> {
   const t = performance.now();
-  const dir = opts.data.startsWith('s3://')
-    ? await (await import('./dataset-s3.js')).syncDataset(opts.data, { log: (m: string) => report({ type: 'info', message: m }) })
-    : opts.data;
-  const listing = await listDataset(dir);
-  const split = splitDataset(listing, { validationSplit: opts.validationSplit, seed: opts.seed, stratified: opts.stratified });
+  const { dir, listing, split, skipped: unused, report: dataReport, assigned } = await listAndSplit(opts, report);
   report({ type: 'stage', stage: `decoding ${listing.files.length} images`, total: listing.files.length });
   const decoded = await decodeFiles([...split.train, ...split.validation], {
     size: opts.imageSize,
@@ -57,8 +59,10 @@ export async function loadData(opts: TrainOptions, report: Reporter): Promise<Tr
     trainLabels: labelsOf(train),
     validationLabels: labelsOf(validation),
     perClass: Object.fromEntries(classes.map((c, i) => [c, decoded.images.filter((d) => d.file.label === i).length])),
-    skipped: decoded.skipped,
-    fingerprint: datasetFingerprint(classes, decoded.hashes),
+    skipped: [...unused, ...decoded.skipped],
+    fingerprint: datasetFingerprint(classes, decoded.hashes, assigned),
     decodeSeconds: (performance.now() - t) / 1000,
+    validationFiles: validation.map((i) => i.file.relPath),
+    dataReport,
   };
 }

@@ -27,6 +27,10 @@ export function register(program: Command): void {
     )
     .argument('<data>', 'dataset folder with one subfolder per class, or s3://bucket/datasets/<name>/')
     .requiredOption('-o, --out <dir>', 'output model folder')
+    .option(
+      '--labels <file>',
+      'labels from a manifest instead of class folders: CSV/TSV with a header (path|file|filename|image, label|class, optional split) or JSON Lines; paths relative to <data>',
+    )
     .option('--name <name>', 'model name (default: the dataset folder name)')
     .option(
       '--base-weights <uri>',

@@ -1,0 +1,71 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type EmbeddedS3, startS3rver } from '../core/s3/embedded.js';
+import { listAndSplit } from '../training/dataset-listing.js';
+import { labelsKey, skipReason, uploadDataset } from '../training/dataset-s3.js';
+import type { TrainEvent } from '../training/progress.js';
+import { makeImage } from './helpers/images.js';
+
+let s3: EmbeddedS3;
+let tmp: string;
+
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'edgetune-labels-s3-'));
+  s3 = await startS3rver({ port: 0, dir: path.join(tmp, 's3'), buckets: ['edgetune'] });
+  process.env.EDGETUNE_S3_ENDPOINT = s3.endpoint;
+  process.env.EDGETUNE_S3_BACKOFF_MS = '20';
+});
+
+afterAll(async () => {
+  await s3?.close();
+  delete process.env.EDGETUNE_S3_ENDPOINT;
+  await rm(tmp, { recursive: true, force: true });
+});
+
+describe('label manifests on S3', () => {
+  it('syncs labels.csv next to flat images and lists by it; without --labels the flat keys are refused as before', async () => {
+    const src = path.join(tmp, 'src');
+    await mkdir(src, { recursive: true });
+    const rows = ['path,label,split'];
+    for (let i = 0; i < 10; i++) {
+      await writeFile(path.join(src, `${i}.png`), await makeImage('png', { color: [i * 20, 100, 50] }));
+      rows.push(`${i}.png,${i < 5 ? 'cat' : 'dog'},${i === 9 ? 'validation' : ''}`);
+    }
+    rows.push('gone.png,cat,');
+    await writeFile(path.join(src, 'labels.csv'), `${rows.join('\n')}\n`);
+    await uploadDataset(src, 's3://edgetune/datasets/flat/');
+
+    const events: TrainEvent[] = [];
+    const opts = { data: 's3://edgetune/datasets/flat/', validationSplit: 0.2, seed: 1, stratified: false };
+    const cacheDir = path.join(tmp, 'cache');
+    const r = await listAndSplit({ ...opts, labels: 'labels.csv' }, (e) => events.push(e), { cacheDir });
+    expect(r.dir).toBe(path.join(cacheDir, 'edgetune', 'datasets', 'flat'));
+    expect(r.listing.classes).toEqual(['cat', 'dog']);
+    expect(r.listing.files).toHaveLength(10);
+    expect(r.split.validation.map((f) => f.relPath)).toContain('9.png');
+    expect(r.skipped).toEqual([{ file: 'gone.png', reason: 'listed in labels.csv (line 12) but not found' }]);
+    expect(r.listing.files.every((f) => /^[0-9a-f]{64}$/.test(f.sha256 ?? ''))).toBe(true);
+    expect(r.report.labels?.file).toBe('labels.csv');
+    // The full URI form names the same key; one outside the dataset is refused.
+    const again = await listAndSplit({ ...opts, labels: 's3://edgetune/datasets/flat/labels.csv' }, () => {}, { cacheDir });
+    expect(again.split.validation.map((f) => f.relPath)).toEqual(r.split.validation.map((f) => f.relPath));
+    await expect(listAndSplit({ ...opts, labels: 's3://edgetune/elsewhere/labels.csv' }, () => {}, { cacheDir })).rejects.toThrow(
+      /must sit below the dataset, s3:\/\/edgetune\/datasets\/flat\//,
+    );
+    await expect(listAndSplit(opts, () => {}, { cacheDir: path.join(tmp, 'cache2') })).rejects.toThrow(/not inside a class folder/);
+    await expect(listAndSplit({ ...opts, labels: 'nope.csv' }, () => {}, { cacheDir })).rejects.toThrow(
+      /labels file not found: s3:\/\/edgetune\/datasets\/flat\/nope\.csv/,
+    );
+  });
+
+  it('labelsKey refuses keys that escape the prefix', () => {
+    expect(labelsKey('s3://edgetune/datasets/x', 'meta/labels.jsonl')).toBe('meta/labels.jsonl');
+    expect(() => labelsKey('s3://edgetune/datasets/x/', '../y/labels.csv')).toThrow(/escapes the dataset folder/);
+    expect(() => labelsKey('s3://edgetune/datasets/x/', 's3://other-bucket/datasets/x/labels.csv')).toThrow(/must sit below the dataset/);
+    expect(skipReason('a.png', 10, { maxObjectBytes: 100 })).toMatch(/not inside a class folder/);
+    expect(skipReason('a.png', 10, { maxObjectBytes: 100, anyLayout: true })).toBeUndefined();
+    expect(skipReason('a.txt', 10, { maxObjectBytes: 100, anyLayout: true })).toMatch(/not an image type/);
+  });
+});
