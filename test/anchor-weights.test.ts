@@ -1,6 +1,7 @@
 // The PyTorch anchor's weight conversion (bench/anchor/): our tfjs ImageNet weights in torchvision's
 // MobileNetV2 (Keras' asymmetric stride-2 padding, BatchNorm epsilon 1e-3) compute what our tfjs
-// model computes on the same real photos; torchvision's own padding and epsilon do not.
+// model computes on the same real photos; torchvision's own padding and epsilon do not. And its
+// augmentation (grid_sample) gives the pixels of training/augment.ts for the same draws.
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -9,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodePixels, exportSplit, exportWeights, tfjsReference } from '../bench/anchor/export.js';
 import { initBackend } from '../core/backend.js';
 import { tf } from '../core/tf.js';
+import { type AugmentDraw, applyAugmentation } from '../training/augment.js';
 import { ALPACA_DIR, hasAlpaca, hasWeights10, hasWeights035, REPO_DIR, skipReason, WEIGHTS_0_35, WEIGHTS_1_0 } from './helpers/shared.js';
 
 const PYTHON = '/usr/bin/python3';
@@ -104,4 +106,50 @@ describe.skipIf(reason !== undefined)('PyTorch anchor: converted weights agree w
     },
     120_000,
   );
+});
+
+describe.skipIf(reason !== undefined)('PyTorch anchor: its augmentation is training/augment.ts', () => {
+  it('flip, rotation, zoom and contrast give the same pixels on real photos, with reflect fill', async () => {
+    const tmp = await mkdtemp(path.join(os.tmpdir(), 'edgetune-anchor-aug-'));
+    try {
+      const split = await exportSplit(ALPACA_DIR, { seed: 7, validationSplit: 0.2, stratified: false });
+      const size = 160;
+      const paths = split.train.slice(0, 3).map((f) => f.path);
+      const pixels = await decodePixels(paths, size);
+      const draws: AugmentDraw[] = [
+        { flipH: true, flipV: false, angle: 0.7, zoom: 1, contrast: 1 },
+        { flipH: false, flipV: true, angle: -1.1, zoom: 1.15, contrast: 1 },
+        { flipH: true, flipV: false, angle: 0.05, zoom: 0.9, contrast: 1.3 },
+      ];
+      // The control: the same photos with the opposite rotation must not match.
+      const control = draws.map((d) => ({ ...d, angle: -d.angle }));
+      // One python process: the photos twice, with the draws then the control draws.
+      const px = path.join(tmp, 'px.u8');
+      await writeFile(px, Buffer.concat([pixels, pixels]));
+      await writeFile(path.join(tmp, 'draws.json'), JSON.stringify([...draws, ...control]));
+      const out = path.join(tmp, 'out.f32');
+      const py = spawnSync(PYTHON, [path.join(REPO_DIR, 'bench/anchor/augment.py'), px, String(size), path.join(tmp, 'draws.json'), out], {
+        encoding: 'utf8',
+      });
+      expect(py.status, py.stderr).toBe(0);
+      const b = await readFile(out);
+      const all = new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+      const got = all.subarray(0, pixels.length);
+      const flipped = all.subarray(pixels.length);
+      const n = size * size * 3;
+      for (const [i, d] of draws.entries()) {
+        const img = { data: pixels.subarray(i * n, (i + 1) * n), width: size, height: size };
+        const ours = applyAugmentation(img, d);
+        const same = maxDiff(got.subarray(i * n, (i + 1) * n), ours);
+        const other = maxDiff(flipped.subarray(i * n, (i + 1) * n), ours);
+        console.log(
+          `anchor augmentation ${JSON.stringify(d)}: max |d| ${same.d.toExponential(2)} (0..255); opposite rotation ${other.d.toFixed(1)}`,
+        );
+        expect(same.d).toBeLessThanOrEqual(0.05);
+        expect(other.d).toBeGreaterThan(20);
+      }
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

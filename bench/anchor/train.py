@@ -85,16 +85,24 @@ def to_input(x_uint8):
 
 
 def augment(x_uint8, cfg, gen):
-    """Keras' RandomFlip + RandomRotation (+ RandomZoom, RandomContrast): bilinear, reflect fill."""
+    """Keras' RandomFlip + RandomRotation (+ RandomZoom, RandomContrast), drawn per image."""
     n = x_uint8.shape[0]
-    x = x_uint8.float()
     flip = cfg["flip"]
     fh = (torch.rand(n, generator=gen) < 0.5) & torch.tensor(flip in ("horizontal", "horizontal_and_vertical"))
     fv = (torch.rand(n, generator=gen) < 0.5) & torch.tensor(flip in ("vertical", "horizontal_and_vertical"))
     angle = (torch.rand(n, generator=gen) * 2 - 1) * cfg["rotation"] * 2 * math.pi
     zoom = 1 + (torch.rand(n, generator=gen) * 2 - 1) * cfg["zoom"]
     contrast = 1 + (torch.rand(n, generator=gen) * 2 - 1) * cfg["contrast"]
-    if cfg["rotation"] > 0 or cfg["zoom"] > 0 or fh.any() or fv.any():
+    x = apply_augmentation(x_uint8, fh, fv, angle, zoom, contrast if cfg["contrast"] > 0 else None)
+    return (x * (1.0 / 127.5) - 1.0).contiguous(memory_format=CL)
+
+
+def apply_augmentation(x_uint8, fh, fv, angle, zoom, contrast=None):
+    """training/augment.ts' applyAugmentation on a batch: flip, then rotate/zoom about the centre,
+    bilinear with reflect fill (d c b a | a b c d), then contrast; float NCHW 0..255 out."""
+    n = x_uint8.shape[0]
+    x = x_uint8.float()
+    if (angle != 0).any() or (zoom != 1).any() or fh.any() or fv.any():
         c, s = torch.cos(angle) * zoom, torch.sin(angle) * zoom
         sx = 1 - 2 * fh.float()
         sy = 1 - 2 * fv.float()
@@ -102,10 +110,10 @@ def augment(x_uint8, cfg, gen):
         theta = torch.stack([torch.stack([c * sx, s * sx, torch.zeros(n)], 1), torch.stack([-s * sy, c * sy, torch.zeros(n)], 1)], 1)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    if cfg["contrast"] > 0:
+    if contrast is not None:
         mean = x.mean(dim=(2, 3), keepdim=True)
         x = ((x - mean) * contrast.view(n, 1, 1, 1) + mean).clamp(0, 255)
-    return (x * (1.0 / 127.5) - 1.0).contiguous(memory_format=CL)
+    return x
 
 
 def split_at_boundary(model, boundary):
