@@ -143,18 +143,20 @@ async function anchor(opts: TrainOptions, weightsPrefix: string, splitFile: stri
     ...opts,
   };
   await writeFile(cfgFile, JSON.stringify(cfg));
-  let result: Record<string, number | null> | undefined;
+  let result: Record<string, number | string | null> | undefined;
   const wall = await run(PYTHON, [path.join(repo, 'bench/anchor/train.py'), cfgFile], process.env, (line) => {
     if (line.startsWith('{')) result = JSON.parse(line);
   });
   if (!result) throw new Error('the PyTorch script printed no result');
+  const r = result as Record<string, number | null>;
+  ompPolicies.add(String(result.ompWaitPolicy));
   return {
     wall,
-    frozen: result.valAccuracyFrozen ?? undefined,
-    fineTuned: result.valAccuracyFineTuned ?? undefined,
-    boundaryIps: result.boundaryImagesPerSecond ?? undefined,
-    peakRssMiB: result.peakRssMiB ?? undefined,
-    phases: [result.decodeSeconds ?? undefined, result.frozenSeconds ?? undefined, result.fineTuneSeconds ?? undefined],
+    frozen: r.valAccuracyFrozen ?? undefined,
+    fineTuned: r.valAccuracyFineTuned ?? undefined,
+    boundaryIps: r.boundaryImagesPerSecond ?? undefined,
+    peakRssMiB: r.peakRssMiB ?? undefined,
+    phases: [r.decodeSeconds ?? undefined, r.frozenSeconds ?? undefined, r.fineTuneSeconds ?? undefined],
   };
 }
 
@@ -167,6 +169,7 @@ console.log(
   'config        seed | ours wall s  torch wall s  ours/torch | ours acc p1  p2     | torch acc p1  p2     | boundary img/s ours torch | peak RSS MiB ours torch',
 );
 const all: { config: string; o?: Side; t?: Side }[] = [];
+const ompPolicies = new Set<string>();
 try {
   for (const alpha of alphas) {
     const prefix = path.join(tmp, `weights-${alpha}`);
@@ -214,6 +217,12 @@ try {
     'ours/torch > 1: PyTorch is faster. Wall times are whole processes (ours: decode, both phases, evaluation, export, report; PyTorch: start-up, import, decode, both phases).',
   );
   if (!torchVersion) console.log('PyTorch was absent: the torch columns are empty.');
+  else {
+    const [load] = os.loadavg();
+    console.log(
+      `PyTorch OMP_WAIT_POLICY: ${[...ompPolicies].join(', ')} (PASSIVE is chosen when the load average is above the core count); load average at the end ${load.toFixed(1)} on ${os.cpus().length} cores${load > os.cpus().length ? ': the machine was loaded, the figures are not idle figures' : ''}`,
+    );
+  }
 } finally {
   await rm(tmp, { recursive: true, force: true });
 }
