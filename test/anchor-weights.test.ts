@@ -52,11 +52,11 @@ describe.skipIf(reason !== undefined)('PyTorch anchor: converted weights agree w
   });
 
   it.each([
-    ['1.0', WEIGHTS_1_0, 224],
-    ['0.35', WEIGHTS_0_35, 160],
+    ['1.0', 224, WEIGHTS_1_0],
+    ['0.35', 160, WEIGHTS_0_35],
   ] as const)(
-    'alpha %s at %s: pooled features and ImageNet logits within 1e-5 of their scale',
-    async (alpha, weights, size) => {
+    'alpha %s at %i: pooled features and ImageNet logits within 1e-5 of their scale',
+    async (alpha, size, weights) => {
       const prefix = path.join(tmp, `w${alpha}`);
       const index = await exportWeights(weights, prefix);
       expect(index.alpha).toBe(Number(alpha));
