@@ -150,7 +150,7 @@ def split_at_boundary(model, boundary):
 
 
 class Head(nn.Module):
-    """GAP -> dropout -> Dense logits: one logit for two classes (sigmoid), N otherwise (softmax)."""
+    """Dropout -> Dense logits on the pooled features: one logit for two classes (sigmoid), N otherwise (softmax)."""
 
     def __init__(self, channels, num_classes, dropout):
         super().__init__()
