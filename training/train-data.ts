@@ -1,5 +1,7 @@
 import path from 'node:path';
-import { type DecodedImage, datasetFingerprint, decodeFiles, listDataset, type SkippedFile, splitDataset } from './dataset.js';
+import { formatMiB, type RunCache } from './cache-budget.js';
+import { datasetFingerprint, decodeStream, listDataset, type SkippedFile, splitDataset } from './dataset.js';
+import { type ImageSet, ImageSetBuilder } from './image-set.js';
 import type { TrainOptions } from './options.js';
 import type { Reporter } from './progress.js';
 
@@ -10,8 +12,9 @@ export interface TrainData {
   /** The model's name: --name, else the dataset folder's name. */
   name: string;
   classes: string[];
-  train: DecodedImage[];
-  validation: DecodedImage[];
+  /** Decoded once; in memory or in the run's spill folder (see cache-budget.ts). */
+  train: ImageSet;
+  validation: ImageSet;
   trainLabels: Int32Array;
   validationLabels: Int32Array;
   /** Images per class over both sides of the split. */
@@ -22,43 +25,75 @@ export interface TrainData {
   decodeSeconds: number;
 }
 
-const labelsOf = (images: readonly DecodedImage[]) => Int32Array.from(images.map((i) => i.file.label));
-
-/** Lists (syncing an s3:// dataset first), splits and decodes the dataset. */
-export async function loadData(opts: TrainOptions, report: Reporter): Promise<TrainData> {
+/**
+ * Lists (syncing an s3:// dataset first), splits and decodes the dataset in one bounded pass:
+ * each image is decoded, hashed and appended to its side's image set, never all held at once
+ * unless the cache budget has room for them.
+ */
+export async function loadData(opts: TrainOptions, report: Reporter, cache: RunCache): Promise<TrainData> {
   const t = performance.now();
   const dir = opts.data.startsWith('s3://')
     ? await (await import('./dataset-s3.js')).syncDataset(opts.data, { log: (m: string) => report({ type: 'info', message: m }) })
     : opts.data;
   const listing = await listDataset(dir);
   const split = splitDataset(listing, { validationSplit: opts.validationSplit, seed: opts.seed, stratified: opts.stratified });
-  report({ type: 'stage', stage: `decoding ${listing.files.length} images`, total: listing.files.length });
-  const decoded = await decodeFiles([...split.train, ...split.validation], {
-    size: opts.imageSize,
-    resize: opts.resize,
-    onProgress: (done, total) => report({ type: 'progress', stage: 'decode', done, total }),
-  });
-  for (const s of decoded.skipped) report({ type: 'warning', message: `skipped ${s.file}: ${s.reason}` });
-  const valSet = new Set(split.validation.map((f) => f.relPath));
-  const train = decoded.images.filter((i) => !valSet.has(i.file.relPath));
-  const validation = decoded.images.filter((i) => valSet.has(i.file.relPath));
-  if (!train.length || !validation.length) throw new Error('no decodable images left on one side of the split');
+  const files = [...split.train, ...split.validation];
+  report({ type: 'stage', stage: `decoding ${files.length} images`, total: files.length });
+  const trainB = new ImageSetBuilder(cache, 'train-images', opts.imageSize, split.train.length);
+  const valB = new ImageSetBuilder(cache, 'validation-images', opts.imageSize, split.validation.length);
+  const skipped: SkippedFile[] = [];
+  const hashes = new Map<string, string>();
+  const perLabel = new Array<number>(listing.classes.length).fill(0);
+  try {
+    for await (const r of decodeStream(files, {
+      size: opts.imageSize,
+      resize: opts.resize,
+      onProgress: (done, total) => report({ type: 'progress', stage: 'decode', done, total }),
+    })) {
+      if (r.hash) hashes.set(r.file.relPath, r.hash);
+      if (!r.image) {
+        skipped.push({ file: r.file.relPath, reason: r.error ?? 'not decodable' });
+        continue;
+      }
+      perLabel[r.file.label]++;
+      (r.index < split.train.length ? trainB : valB).append(r.image);
+    }
+  } catch (e) {
+    trainB.finish().dispose();
+    valB.finish().dispose();
+    throw e;
+  }
+  skipped.sort((a, b) => (a.file < b.file ? -1 : 1));
+  for (const s of skipped) report({ type: 'warning', message: `skipped ${s.file}: ${s.reason}` });
+  const train = trainB.finish();
+  const validation = valB.finish();
+  if (!train.length || !validation.length) {
+    train.dispose();
+    validation.dispose();
+    throw new Error('no decodable images left on one side of the split');
+  }
   const classes = listing.classes;
   report({
     type: 'info',
-    message: `dataset: ${classes.length} classes (${classes.join(', ')}), ${train.length} training and ${validation.length} validation images, ${decoded.skipped.length} skipped`,
+    message: `dataset: ${classes.length} classes (${classes.join(', ')}), ${train.length} training and ${validation.length} validation images, ${skipped.length} skipped`,
   });
+  if (train.onDisk || validation.onDisk) {
+    report({
+      type: 'info',
+      message: `decoded images cached on disk (${formatMiB(cache.spill.bytes)} in ${cache.spill.folder}): more than the ${formatMiB(cache.budget.total)} cache budget`,
+    });
+  }
   return {
     dir,
     name: opts.name ?? path.basename(path.resolve(dir.replace(/\/+$/, ''))),
     classes,
     train,
     validation,
-    trainLabels: labelsOf(train),
-    validationLabels: labelsOf(validation),
-    perClass: Object.fromEntries(classes.map((c, i) => [c, decoded.images.filter((d) => d.file.label === i).length])),
-    skipped: decoded.skipped,
-    fingerprint: datasetFingerprint(classes, decoded.hashes),
+    trainLabels: train.labels,
+    validationLabels: validation.labels,
+    perClass: Object.fromEntries(classes.map((c, i) => [c, perLabel[i]])),
+    skipped,
+    fingerprint: datasetFingerprint(classes, hashes),
     decodeSeconds: (performance.now() - t) / 1000,
   };
 }
