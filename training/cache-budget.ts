@@ -98,4 +98,6 @@ export class CacheBudget {
 export interface RunCache {
   budget: CacheBudget;
   spill: import('./spill.js').SpillArea;
+  /** Work per chunk of a pass that does not fit in memory (default view-cache.ts CHUNK_BYTES; tests make it small). */
+  chunkBytes?: number;
 }

@@ -43,11 +43,15 @@ export async function train(
   opts: TrainOptions,
   report: Reporter,
   extractorFactory?: (model: LayersModel, alpha: number) => Promise<FeatureExtractor>,
+  /** Default: opts.cacheBudget (else defaultCacheBudget()) and a spill folder in opts.cacheDir. */
+  runCache?: RunCache,
 ): Promise<TrainResult> {
   const t0 = performance.now();
   const backend = await initBackend(undefined, (l) => report({ type: 'info', message: l }));
-
-  const cache: RunCache = { budget: new CacheBudget(opts.cacheBudget ?? defaultCacheBudget()), spill: new SpillArea(opts.cacheDir) };
+  const cache: RunCache = runCache ?? {
+    budget: new CacheBudget(opts.cacheBudget ?? defaultCacheBudget()),
+    spill: new SpillArea(opts.cacheDir),
+  };
   let keepValidation = false;
   try {
     return await trainCached(opts, report, cache, extractorFactory, t0, backend, () => {

@@ -14,10 +14,10 @@ export const CHUNK_ALIGN = 32;
 export const CHUNK_BYTES = 64 * 1024 ** 2;
 
 /** Rows per chunk: all of them when everything is in memory, else about CHUNK_BYTES of work. */
-export function chunkRows(images: ImageSet, bytesPerRowOut: number, allInMemory: boolean): number {
+export function chunkRows(images: ImageSet, bytesPerRowOut: number, allInMemory: boolean, chunkBytes = CHUNK_BYTES): number {
   if (allInMemory) return Math.max(1, images.length);
   const perRow = images.size * images.size * 3 * 5 + bytesPerRowOut;
-  return Math.max(CHUNK_ALIGN, Math.floor(CHUNK_BYTES / perRow / CHUNK_ALIGN) * CHUNK_ALIGN);
+  return Math.max(CHUNK_ALIGN, Math.floor(chunkBytes / perRow / CHUNK_ALIGN) * CHUNK_ALIGN);
 }
 
 export interface PassOptions {
@@ -43,7 +43,7 @@ export async function computeStores(
   const builders = layers.map((l) => new RowStoreBuilder(opts.cache, `${opts.name}-${l}`, n, opts.memoryOnly?.includes(l)));
   // Everything in one call when the images are in memory and the outputs (when known) fit the budget.
   const inMemory = !images.onDisk && (opts.rowBytes === undefined || opts.rowBytes * n <= opts.cache.budget.free);
-  const step = chunkRows(images, opts.rowBytes ?? 0, inMemory);
+  const step = chunkRows(images, opts.rowBytes ?? 0, inMemory, opts.cache.chunkBytes);
   try {
     for (let s = 0; s < n; s += step) {
       const e = Math.min(n, s + step);
