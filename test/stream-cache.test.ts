@@ -56,7 +56,6 @@ describe('chunked passes over a spilled image set', () => {
     it(`${name}: the same bits as one call over the whole set in memory`, async () => {
       const ex = await make();
       try {
-        const whole = await ex.computeLayers(images, draws, [HEAD.pool, BOUNDARY]);
         const dir = await tmp();
         const cache: RunCache = { budget: new CacheBudget(0), spill: new SpillArea(dir), chunkBytes: 1 };
         const onDisk = new ImageSetBuilder(cache, 'images', SIZE, N);
@@ -70,6 +69,9 @@ describe('chunked passes over a spilled image set', () => {
           memoryOnly: [HEAD.pool],
           onProgress: (d) => progress.push(d),
         });
+        // Two chunks are in flight from the start: they must share one worker pool.
+        if (ex instanceof PoolExtractor) expect(ex.poolStarts).toBe(1);
+        const whole = await ex.computeLayers(images, draws, [HEAD.pool, BOUNDARY]);
         expect(pooled.onDisk).toBe(false);
         expect(boundary.onDisk).toBe(true);
         expect(progress.at(-1)).toBe(N);

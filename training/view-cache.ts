@@ -13,12 +13,16 @@ export const CHUNK_ALIGN = 32;
 /** Pixels (float32 views on the way) plus outputs of one chunk, roughly. */
 export const CHUNK_BYTES = 64 * 1024 ** 2;
 
-/** Rows per chunk: all of them when everything is in memory, else about CHUNK_BYTES of work. */
-export function chunkRows(images: ImageSet, bytesPerRowOut: number, allInMemory: boolean, chunkBytes = CHUNK_BYTES): number {
-  if (allInMemory) return Math.max(1, images.length);
+/** Rows per chunk: all of them for a small pass, else about `chunkBytes` of work. */
+export function chunkRows(images: ImageSet, bytesPerRowOut: number, chunkBytes = CHUNK_BYTES): number {
   const perRow = images.size * images.size * 3 * 5 + bytesPerRowOut;
+  // A small pass (the alpaca set) runs as one call, as before chunking existed.
+  if (!images.onDisk && images.length * perRow <= SINGLE_CALL_CHUNKS * chunkBytes) return Math.max(1, images.length);
   return Math.max(CHUNK_ALIGN, Math.floor(chunkBytes / perRow / CHUNK_ALIGN) * CHUNK_ALIGN);
 }
+
+/** A pass over images in memory whose work is at most this many chunks runs as one call. */
+export const SINGLE_CALL_CHUNKS = 4;
 
 export interface PassOptions {
   cache: RunCache;
@@ -31,7 +35,10 @@ export interface PassOptions {
   memoryOnly?: readonly string[];
 }
 
-/** `layers` of every image of `images` (with `draws[i]` applied), one store per layer. */
+/**
+ * `layers` of every image of `images` (with `draws[i]` applied), one store per layer. Two chunks
+ * are in flight at a time, so the workers never wait between chunks; their rows are appended in order.
+ */
 export async function computeStores(
   extractor: FeatureExtractor,
   images: ImageSet,
@@ -41,18 +48,34 @@ export async function computeStores(
 ): Promise<RowStore[]> {
   const n = images.length;
   const builders = layers.map((l) => new RowStoreBuilder(opts.cache, `${opts.name}-${l}`, n, opts.memoryOnly?.includes(l)));
-  // Everything in one call when the images are in memory and the outputs (when known) fit the budget.
-  const inMemory = !images.onDisk && (opts.rowBytes === undefined || opts.rowBytes * n <= opts.cache.budget.free);
-  const step = chunkRows(images, opts.rowBytes ?? 0, inMemory, opts.cache.chunkBytes);
+  const step = chunkRows(images, opts.rowBytes ?? 0, opts.cache.chunkBytes);
+  const done = new Map<number, number>();
+  let reported = 0;
+  const progress = (s: number, d: number) => {
+    done.set(s, d);
+    const total = [...done.values()].reduce((a, b) => a + b, 0);
+    if (total <= reported) return;
+    reported = total;
+    opts.onProgress?.(total);
+  };
+  const chunk = async (s: number) => {
+    const e = Math.min(n, s + step);
+    const part = await images.read(s, e);
+    return extractor.computeLayers(part, draws.slice(s, e), layers, (d) => progress(s, d));
+  };
+  let ahead: Promise<Awaited<ReturnType<typeof chunk>>> | undefined;
   try {
+    let current = n > 0 ? chunk(0) : undefined;
     for (let s = 0; s < n; s += step) {
-      const e = Math.min(n, s + step);
-      const part = await images.read(s, e);
-      const blocks = await extractor.computeLayers(part, draws.slice(s, e), layers, (done) => opts.onProgress?.(s + done));
+      ahead = s + step < n ? chunk(s + step) : undefined;
+      ahead?.catch(() => {}); // awaited next round; a failure of this round wins
+      const blocks = await (current as Promise<Awaited<ReturnType<typeof chunk>>>);
       for (const [k, b] of blocks.entries()) builders[k].append(b);
+      current = ahead;
     }
     return builders.map((b) => b.finish());
   } catch (e) {
+    await ahead?.catch(() => {});
     for (const b of builders) b.abort();
     throw e;
   }
