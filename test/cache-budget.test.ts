@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -7,6 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { CacheBudget, defaultCacheBudget, memoryLimitBytes, parseBytes, type RunCache } from '../training/cache-budget.js';
 import { decodeStream, listDataset } from '../training/dataset.js';
 import { ImageSetBuilder } from '../training/image-set.js';
+import { hyperparameters } from '../training/manifest-draft.js';
+import { resolveTrainOptions } from '../training/options.js';
 import { RowStoreBuilder } from '../training/row-store.js';
 import { openSpillDirs, SpillArea } from '../training/spill.js';
 import { toFloat16 } from '../training/workers/boundary-float16.js';
@@ -194,4 +196,26 @@ setInterval(() => {}, 1000);
       expect(existsSync(folder)).toBe(false);
     }, 60_000);
   }
+});
+
+describe('--cache-budget', () => {
+  it('is not a hyperparameter: it changes nothing in the results, nor the checkpoint run key', () => {
+    const h = hyperparameters(resolveTrainOptions({ data: 'd', out: 'o', cacheBudget: 0, cacheDir: '/tmp' }));
+    expect(h).not.toHaveProperty('cacheBudget');
+    expect(h).not.toHaveProperty('cacheDir');
+    expect(h).toHaveProperty('seed');
+  });
+
+  it('a bad size is refused with one clear line before anything runs', () => {
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'cli/main.ts', 'train', '/nonexistent', '--out', '/tmp/x', '--cache-budget', 'lots'],
+      {
+        cwd: REPO_DIR,
+        encoding: 'utf8',
+      },
+    );
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/not a size: 'lots'/);
+  }, 60_000);
 });
