@@ -16,6 +16,16 @@ import { PREFIX } from './storage.js';
 /** GPU families the compute environment may launch; tfjs-node-gpu 4.x runs on their T4 / A10G GPUs. */
 export const GPU_INSTANCE_CLASSES = [ec2.InstanceClass.G4DN, ec2.InstanceClass.G5];
 
+/**
+ * Root volume of a GPU host (GiB). The run's disk cache (decoded images and boundary views past
+ * the memory budget, training/cache-budget.ts) needs about 0.4 GB per 1,000 photos at 224 with
+ * alpha 1.0, next to the ~10 GB image; 100 GiB covers about 200,000 photos.
+ */
+export const TRAIN_DISK_GIB = 100;
+/** Where the job's disk cache lives on the host, and in the container (TMPDIR). */
+export const CACHE_HOST_PATH = '/var/lib/edgetune-cache';
+export const CACHE_CONTAINER_PATH = '/cache';
+
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 export interface TrainingProps {
@@ -31,6 +41,8 @@ export interface TrainingProps {
   attempts: number;
   trainArgs?: string;
   baseWeights?: string;
+  /** Root volume of each GPU host in GiB (default TRAIN_DISK_GIB): the job's disk cache lives there. */
+  diskGiB?: number;
   /** The training image; default: built from training/Dockerfile at deploy time (`cdk synth` never builds it). */
   image?: ecs.ContainerImage;
 }
@@ -66,7 +78,23 @@ export class Training extends Construct {
       allowAllOutbound: true,
     });
 
+    // A bigger, encrypted root volume for the disk cache; IMDSv2 only.
+    const launchTemplate = new ec2.LaunchTemplate(this, 'HostTemplate', {
+      requireImdsv2: true,
+      blockDevices: [
+        {
+          deviceName: '/dev/xvda',
+          volume: ec2.BlockDeviceVolume.ebs(props.diskGiB ?? TRAIN_DISK_GIB, {
+            volumeType: ec2.EbsDeviceVolumeType.GP3,
+            encrypted: true,
+            deleteOnTermination: true,
+          }),
+        },
+      ],
+    });
+
     this.computeEnvironment = new batch.ManagedEc2EcsComputeEnvironment(this, 'GpuCompute', {
+      launchTemplate,
       vpc: this.vpc,
       vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC },
       securityGroups: [securityGroup],
@@ -105,6 +133,8 @@ export class Training extends Construct {
       DATASET: '',
       EDGETUNE_TRAIN_ARGS: props.trainArgs ?? '',
       AWS_REGION: Stack.of(this).region,
+      // The disk cache (os.tmpdir()) on the host's big root volume, not in the container's layer.
+      TMPDIR: CACHE_CONTAINER_PATH,
     };
     if (props.baseWeights) environment.EDGETUNE_BASE_WEIGHTS = props.baseWeights;
 
@@ -115,6 +145,7 @@ export class Training extends Construct {
       gpu: 1,
       jobRole: this.jobRole,
       environment,
+      volumes: [batch.EcsVolume.host({ name: 'cache', hostPath: CACHE_HOST_PATH, containerPath: CACHE_CONTAINER_PATH })],
       logging: ecs.LogDriver.awsLogs({ streamPrefix: 'train', logGroup: this.logGroup }),
     });
     this.jobDefinition = new batch.EcsJobDefinition(this, 'TrainJob', {

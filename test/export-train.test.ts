@@ -37,7 +37,7 @@ describe('train --export and edgetune export', () => {
     });
     const result = await runTraining(opts, () => {});
     calibration = result.calibration.map((i) => i.file.relPath);
-    validation = result.validation.map((i) => i.file.relPath);
+    validation = result.validation.files.map((f) => f.relPath);
     result.model.dispose();
   }, 300_000);
   afterAll(async () => {

@@ -2,11 +2,13 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { CacheBudget, type RunCache } from '../training/cache-budget.js';
 import { datasetFingerprint, listDataset, splitDataset } from '../training/dataset.js';
 import { listAndSplit } from '../training/dataset-listing.js';
 import { listFromLabels, parseCsvLabels, parseJsonlLabels, parseLabels, resolveLabelsFile } from '../training/label-manifest.js';
 import { resolveTrainOptions } from '../training/options.js';
 import type { TrainEvent } from '../training/progress.js';
+import { SpillArea } from '../training/spill.js';
 import { loadData } from '../training/train-data.js';
 import { makeDataset, makeImage } from './helpers/images.js';
 import { ALPACA_DIR, hasAlpaca, skipReason } from './helpers/shared.js';
@@ -31,6 +33,9 @@ async function flatFolder(names: string[]): Promise<string> {
   }
   return root;
 }
+
+/** The whole (small) dataset in memory, as a default run keeps it. */
+const memoryCache = (): RunCache => ({ budget: new CacheBudget(1 << 30), spill: new SpillArea(os.tmpdir()) });
 
 describe('parsing label manifests', () => {
   it('reads CSV with a BOM, CRLF, quoted fields (commas, quotes, newlines in paths) and the header name variants', () => {
@@ -224,12 +229,13 @@ describe('loadData with --labels', () => {
       imageSize: 32,
       validationSplit: 0.25,
     });
-    const data = await loadData(opts, (e) => events.push(e));
+    const data = await loadData(opts, (e) => events.push(e), memoryCache());
     expect(data.classes).toEqual(['a', 'b']);
     expect(data.train.length + data.validation.length).toBe(12); // 11 free + dup; img/11.png is test
-    expect(data.validation.map((i) => i.file.relPath)).toContain('img/dup.png');
-    expect(data.validationFiles).toEqual(data.validation.map((i) => i.file.relPath));
-    expect([...data.train, ...data.validation].some((i) => i.file.relPath === 'img/11.png')).toBe(false);
+    const relPaths = (set: { files: readonly { relPath: string }[] }) => set.files.map((f) => f.relPath);
+    expect(relPaths(data.validation)).toContain('img/dup.png');
+    expect(data.validationFiles).toEqual(relPaths(data.validation));
+    expect([...relPaths(data.train), ...relPaths(data.validation)]).not.toContain('img/11.png');
     expect(data.skipped).toEqual([{ file: 'missing.png', reason: 'listed in labels.csv (line 15) but not found' }]);
     expect(data.dataReport.perClass.a.test + data.dataReport.perClass.b.test).toBe(1);
     expect(data.dataReport.duplicates.crossClass).toBe(1);
@@ -242,7 +248,7 @@ describe('loadData with --labels', () => {
     ).toBe(true);
     expect(warnings).toContain('skipped missing.png: listed in labels.csv (line 15) but not found');
     // Relabelling one image changes the fingerprint even though no file changed.
-    const hashes = new Map([...data.train, ...data.validation].map((i) => [i.file.relPath, 'h']));
+    const hashes = new Map([...relPaths(data.train), ...relPaths(data.validation)].map((p) => [p, 'h']));
     const labels = new Map([...hashes.keys()].map((k) => [k, 'a']));
     const relabelled = new Map(labels).set('img/1.png', 'b');
     expect(datasetFingerprint(data.classes, hashes, { labels })).not.toBe(datasetFingerprint(data.classes, hashes, { labels: relabelled }));
@@ -252,7 +258,7 @@ describe('loadData with --labels', () => {
   it('without --labels the fingerprint and split are the class-folder ones', async () => {
     const root = await makeDataset(await tmp(), { a: 5, b: 5 });
     const opts = resolveTrainOptions({ data: root, out: path.join(root, 'out'), imageSize: 32 });
-    const data = await loadData(opts, () => {});
+    const data = await loadData(opts, () => {}, memoryCache());
     const l = await listDataset(root);
     const s = splitDataset(l, { validationSplit: opts.validationSplit, seed: opts.seed });
     expect(data.validationFiles).toEqual(s.validation.map((f) => f.relPath));

@@ -177,31 +177,72 @@ export interface DecodeOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** Decodes files in parallel (bounded); a file that fails is skipped and reported, never fatal. */
-export async function decodeFiles(files: DatasetFile[], opts: DecodeOptions): Promise<DecodeResult> {
+export interface DecodedFile {
+  index: number;
+  file: DatasetFile;
+  /** sha256 of the raw bytes; undefined when the file could not be read. */
+  hash?: string;
+  image?: DecodedImage;
+  /** Why the file was skipped (unreadable or undecodable). */
+  error?: string;
+}
+
+/**
+ * Decodes files in order with bounded parallelism, so memory stays bounded whatever the file count.
+ */
+export async function* decodeStream(files: readonly DatasetFile[], opts: DecodeOptions): AsyncGenerator<DecodedFile> {
   const { size, resize = 'stretch', concurrency = 8, onProgress } = opts;
-  const images: (DecodedImage | undefined)[] = new Array(files.length);
-  const skipped: SkippedFile[] = [];
-  const hashes = new Map<string, string>();
-  let next = 0;
-  let done = 0;
-  const worker = async () => {
-    while (next < files.length) {
-      const i = next++;
-      const file = files[i];
-      try {
-        const bytes = await readFile(file.absPath);
-        hashes.set(file.relPath, createHash('sha256').update(bytes).digest('hex'));
-        images[i] = { ...(await decodeImage(bytes, { size, resize })), file };
-      } catch (e) {
-        skipped.push({ file: file.relPath, reason: (e as Error).message });
-      }
-      onProgress?.(++done, files.length);
+  // `concurrency` files decode at once; up to as many again wait, finished, for an earlier one.
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  const one = async (index: number): Promise<DecodedFile> => {
+    if (active >= concurrency) await new Promise<void>((resolve) => waiting.push(resolve));
+    active++;
+    try {
+      return await decodeOne(index);
+    } finally {
+      active--;
+      waiting.shift()?.();
     }
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, worker));
+  const decodeOne = async (index: number): Promise<DecodedFile> => {
+    const file = files[index];
+    let hash: string | undefined;
+    try {
+      const bytes = await readFile(file.absPath);
+      hash = createHash('sha256').update(bytes).digest('hex');
+      return { index, file, hash, image: { ...(await decodeImage(bytes, { size, resize })), file } };
+    } catch (e) {
+      return { index, file, hash, error: (e as Error).message };
+    }
+  };
+  const pending: Promise<DecodedFile>[] = [];
+  let next = 0;
+  let done = 0;
+  const fill = () => {
+    while (next < files.length && pending.length < 2 * concurrency) pending.push(one(next++));
+  };
+  fill();
+  while (pending.length) {
+    const r = await (pending.shift() as Promise<DecodedFile>);
+    fill();
+    onProgress?.(++done, files.length);
+    yield r;
+  }
+}
+
+/** Decodes files in parallel (bounded) and keeps them all; a file that fails is skipped and reported, never fatal. */
+export async function decodeFiles(files: DatasetFile[], opts: DecodeOptions): Promise<DecodeResult> {
+  const images: DecodedImage[] = [];
+  const skipped: SkippedFile[] = [];
+  const hashes = new Map<string, string>();
+  for await (const r of decodeStream(files, opts)) {
+    if (r.hash) hashes.set(r.file.relPath, r.hash);
+    if (r.image) images.push(r.image);
+    else skipped.push({ file: r.file.relPath, reason: r.error ?? 'not decodable' });
+  }
   skipped.sort((a, b) => (a.file < b.file ? -1 : 1));
-  return { images: images.filter((x): x is DecodedImage => !!x), skipped, hashes };
+  return { images, skipped, hashes };
 }
 
 /**

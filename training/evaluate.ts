@@ -1,7 +1,7 @@
 import { initBackend } from '../core/backend.js';
 import type { Metrics } from '../core/manifest.js';
 import { loadModel } from '../core/model-loader.js';
-import { decodeFiles, listDataset } from './dataset.js';
+import { type DecodedImage, decodeStream, listDataset } from './dataset.js';
 import { predictProbabilities } from './export.js';
 import { computeMetrics } from './metrics.js';
 
@@ -11,6 +11,8 @@ export interface Evaluation {
   skipped: { file: string; reason: string }[];
   metrics: Metrics;
 }
+
+const EVALUATE_BATCH = 64;
 
 /** Evaluates a saved model (folder or s3://) on every image of a folder with the same class names. */
 export async function evaluateModel(modelUri: string, dataDir: string): Promise<Evaluation> {
@@ -23,15 +25,30 @@ export async function evaluateModel(modelUri: string, dataDir: string): Promise<
       throw new Error(`class folders ${unknown.join(', ')} are not classes of the model (${manifest.classes.join(', ')})`);
     }
     const files = listing.files.map((f) => ({ ...f, label: manifest.classes.indexOf(listing.classes[f.label]) }));
-    const decoded = await decodeFiles(files, { size: manifest.input.size, resize: manifest.input.resize });
-    if (!decoded.images.length) throw new Error(`no decodable images in ${dataDir}`);
-    const probs = await predictProbabilities(model, decoded.images, manifest.classes.length);
-    const metrics = computeMetrics(
-      probs,
-      decoded.images.map((i) => i.file.label),
-      manifest.classes,
-    );
-    return { model: { name: manifest.name, version: manifest.version }, images: decoded.images.length, skipped: decoded.skipped, metrics };
+    // Decoded and predicted a batch at a time: a big folder is never held decoded.
+    const probs: number[][] = [];
+    const labels: number[] = [];
+    const skipped: { file: string; reason: string }[] = [];
+    let batch: DecodedImage[] = [];
+    const flush = async () => {
+      if (!batch.length) return;
+      probs.push(...(await predictProbabilities(model, batch, manifest.classes.length)));
+      labels.push(...batch.map((i) => i.file.label));
+      batch = [];
+    };
+    for await (const r of decodeStream(files, { size: manifest.input.size, resize: manifest.input.resize })) {
+      if (!r.image) {
+        skipped.push({ file: r.file.relPath, reason: r.error ?? 'not decodable' });
+        continue;
+      }
+      batch.push(r.image);
+      if (batch.length >= EVALUATE_BATCH) await flush();
+    }
+    await flush();
+    skipped.sort((a, b) => (a.file < b.file ? -1 : 1));
+    if (!probs.length) throw new Error(`no decodable images in ${dataDir}`);
+    const metrics = computeMetrics(probs, labels, manifest.classes);
+    return { model: { name: manifest.name, version: manifest.version }, images: probs.length, skipped, metrics };
   } finally {
     model.dispose();
   }

@@ -137,6 +137,7 @@ export class InProcessExtractor extends LayerExtractor {
 export class PoolExtractor extends LayerExtractor {
   private pool: BoundaryPool | undefined;
   private poolLayers: string[] = [];
+  private starting: Promise<BoundaryPool> | undefined;
   private started = 0;
   description = '';
 
@@ -157,7 +158,18 @@ export class PoolExtractor extends LayerExtractor {
    * replaced by one for both sets; ask for all layers of a run in the first call to never restart.
    */
   private async poolFor(baseLayers: readonly string[]): Promise<BoundaryPool> {
+    // Concurrent calls (two chunks of a pass in flight) share one start.
+    while (this.starting) await this.starting.catch(() => {});
     if (this.pool && baseLayers.every((l) => this.poolLayers.includes(l))) return this.pool;
+    this.starting = this.startPool(baseLayers);
+    try {
+      return await this.starting;
+    } finally {
+      this.starting = undefined;
+    }
+  }
+
+  private async startPool(baseLayers: readonly string[]): Promise<BoundaryPool> {
     const layers = [...new Set([...this.poolLayers, ...baseLayers])];
     await this.pool?.close();
     this.pool = undefined;

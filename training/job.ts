@@ -8,7 +8,7 @@ import { modelArtifacts } from './export.js';
 import { InProcessExtractor, PoolExtractor } from './features.js';
 import { augmentConfig, type TrainOptions } from './options.js';
 import type { Reporter } from './progress.js';
-import { train } from './train.js';
+import { type TrainResult, train } from './train.js';
 
 export interface PublishFlags {
   quantize?: 'none' | 'float16' | 'uint8';
@@ -36,11 +36,18 @@ export async function runTraining(opts: TrainOptions, report: Reporter, publish:
 
 async function trainReportPublish(opts: TrainOptions, report: Reporter, publish: PublishFlags, t0: number) {
   const result = await train(opts, report, await defaultExtractorFactory(opts, report));
-  const { manifest, outDir } = result;
+  try {
+    return await reportExportPublish(result, opts, report, publish, t0);
+  } finally {
+    result.close();
+  }
+}
 
+async function reportExportPublish(result: TrainResult, opts: TrainOptions, report: Reporter, publish: PublishFlags, t0: number) {
+  const { manifest, outDir } = result;
   const reportDir = path.join(outDir, 'report');
   const gridPath = path.join(outDir, 'augmentation.png');
-  const first = result.validation[0];
+  const [first] = await result.validation.read(0, 1);
   if (first) await writeFile(gridPath, await augmentationGrid(first, augmentConfig(opts), opts.seed));
   const { writeReport } = await import('./report/index.js');
   const written = await writeReport(outDir, manifest, { augmentationGrid: first ? gridPath : undefined });
@@ -50,9 +57,10 @@ async function trainReportPublish(opts: TrainOptions, report: Reporter, publish:
   if (opts.export?.length) {
     const { exportAfterTraining, labelledPixels } = await import('./export-formats.js');
     const cal = result.calibration;
+    const validation = await result.validation.read(0, result.validation.length);
     const images = {
-      validation: result.validation,
-      labels: result.validation.map((v) => v.file.label),
+      validation,
+      labels: validation.map((v) => v.file.label),
       calibration: cal.length
         ? labelledPixels(
             cal,
@@ -69,10 +77,11 @@ async function trainReportPublish(opts: TrainOptions, report: Reporter, publish:
     const { publishModel } = await import('../store/model-store.js');
     const { predictProbabilities } = await import('./export.js');
     const { accuracy } = await import('./metrics.js');
-    const labels = result.validation.map((v) => v.file.label);
+    const validation = await result.validation.read(0, result.validation.length);
+    const labels = validation.map((v) => v.file.label);
     const r = await publishModel(outDir, opts.publish, {
       ...publish,
-      evaluate: async (m) => accuracy(await predictProbabilities(m, result.validation, manifest.classes.length), labels),
+      evaluate: async (m) => accuracy(await predictProbabilities(m, validation, manifest.classes.length), labels),
       log: (line) => report({ type: 'info', message: line }),
     });
     report({ type: 'info', message: `published ${r.uri} (${r.promoted ? 'promoted' : 'not promoted'}: ${r.reason})` });

@@ -8,7 +8,22 @@ import type { BaseInfo } from './train-model.js';
 
 /** The options that shape the weights (what the manifest records and the checkpoint's run key hashes). */
 export function hyperparameters(o: TrainOptions): Record<string, unknown> {
-  const { data, out, json, publish, checkpoint, baseWeights, name, export: _formats, labels: _labels, ...rest } = o;
+  // Where the caches live changes nothing in the results: not a hyperparameter (nor part of the run key).
+  // The label manifest is covered by the data fingerprint.
+  const {
+    data,
+    out,
+    json,
+    publish,
+    checkpoint,
+    baseWeights,
+    name,
+    export: _formats,
+    labels: _labels,
+    cacheBudget: _b,
+    cacheDir: _d,
+    ...rest
+  } = o;
   return rest;
 }
 

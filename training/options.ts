@@ -41,6 +41,10 @@ export const TrainOptionsSchema = z.object({
   json: z.boolean(),
   publish: z.string().optional(),
   checkpoint: z.string().optional(),
+  /** Bytes of memory for decoded images, features and views; the rest spills to disk (default: see cache-budget.ts). */
+  cacheBudget: z.number().int().min(0).optional(),
+  /** Folder for the spill files (default: the OS temp folder). */
+  cacheDir: z.string().min(1).optional(),
   /** Formats exported (and verified) into `out` after training, besides the tfjs model itself. */
   export: z.array(FormatIdSchema).optional(),
 });

@@ -1,7 +1,9 @@
 import path from 'node:path';
 import type { DataReport } from '../core/manifest.js';
-import { type DecodedImage, datasetFingerprint, decodeFiles, type SkippedFile } from './dataset.js';
+import { formatMiB, type RunCache } from './cache-budget.js';
+import { datasetFingerprint, decodeStream, type SkippedFile } from './dataset.js';
 import { listAndSplit } from './dataset-listing.js';
+import { type ImageSet, ImageSetBuilder } from './image-set.js';
 import type { TrainOptions } from './options.js';
 import type { Reporter } from './progress.js';
 
@@ -12,8 +14,9 @@ export interface TrainData {
   /** The model's name: --name, else the dataset folder's name. */
   name: string;
   classes: string[];
-  train: DecodedImage[];
-  validation: DecodedImage[];
+  /** Decoded once; in memory or in the run's spill folder (see cache-budget.ts). */
+  train: ImageSet;
+  validation: ImageSet;
   trainLabels: Int32Array;
   validationLabels: Int32Array;
   /** Images per class over both sides of the split. */
@@ -28,41 +31,73 @@ export interface TrainData {
   dataReport: DataReport;
 }
 
-const labelsOf = (images: readonly DecodedImage[]) => Int32Array.from(images.map((i) => i.file.label));
-
-/** Lists (syncing an s3:// dataset first), splits and decodes the dataset. */
-export async function loadData(opts: TrainOptions, report: Reporter): Promise<TrainData> {
+/**
+ * Lists (syncing an s3:// dataset first), splits and decodes the dataset in one bounded pass:
+ * each image is decoded, hashed and appended to its side's image set, never all held at once
+ * unless the cache budget has room for them.
+ */
+export async function loadData(opts: TrainOptions, report: Reporter, cache: RunCache): Promise<TrainData> {
   const t = performance.now();
   const { dir, listing, split, skipped: unused, report: dataReport, assigned } = await listAndSplit(opts, report);
-  report({ type: 'stage', stage: `decoding ${listing.files.length} images`, total: listing.files.length });
-  const decoded = await decodeFiles([...split.train, ...split.validation], {
-    size: opts.imageSize,
-    resize: opts.resize,
-    onProgress: (done, total) => report({ type: 'progress', stage: 'decode', done, total }),
-  });
-  for (const s of decoded.skipped) report({ type: 'warning', message: `skipped ${s.file}: ${s.reason}` });
-  const valSet = new Set(split.validation.map((f) => f.relPath));
-  const train = decoded.images.filter((i) => !valSet.has(i.file.relPath));
-  const validation = decoded.images.filter((i) => valSet.has(i.file.relPath));
-  if (!train.length || !validation.length) throw new Error('no decodable images left on one side of the split');
+  const files = [...split.train, ...split.validation];
+  report({ type: 'stage', stage: `decoding ${files.length} images`, total: files.length });
+  const trainB = new ImageSetBuilder(cache, 'train-images', opts.imageSize, split.train.length);
+  const valB = new ImageSetBuilder(cache, 'validation-images', opts.imageSize, split.validation.length);
+  const skipped: SkippedFile[] = [];
+  const hashes = new Map<string, string>();
+  const perLabel = new Array<number>(listing.classes.length).fill(0);
+  try {
+    for await (const r of decodeStream(files, {
+      size: opts.imageSize,
+      resize: opts.resize,
+      onProgress: (done, total) => report({ type: 'progress', stage: 'decode', done, total }),
+    })) {
+      if (r.hash) hashes.set(r.file.relPath, r.hash);
+      if (!r.image) {
+        skipped.push({ file: r.file.relPath, reason: r.error ?? 'not decodable' });
+        continue;
+      }
+      perLabel[r.file.label]++;
+      (r.index < split.train.length ? trainB : valB).append(r.image);
+    }
+  } catch (e) {
+    trainB.finish().dispose();
+    valB.finish().dispose();
+    throw e;
+  }
+  skipped.sort((a, b) => (a.file < b.file ? -1 : 1));
+  for (const s of skipped) report({ type: 'warning', message: `skipped ${s.file}: ${s.reason}` });
+  const train = trainB.finish();
+  const validation = valB.finish();
+  if (!train.length || !validation.length) {
+    train.dispose();
+    validation.dispose();
+    throw new Error('no decodable images left on one side of the split');
+  }
   const classes = listing.classes;
   report({
     type: 'info',
-    message: `dataset: ${classes.length} classes (${classes.join(', ')}), ${train.length} training and ${validation.length} validation images, ${decoded.skipped.length} skipped`,
+    message: `dataset: ${classes.length} classes (${classes.join(', ')}), ${train.length} training and ${validation.length} validation images, ${skipped.length} skipped`,
   });
+  if (train.onDisk || validation.onDisk) {
+    report({
+      type: 'info',
+      message: `decoded images cached on disk (${formatMiB(cache.spill.bytes)} in ${cache.spill.folder}): more than the ${formatMiB(cache.budget.total)} cache budget`,
+    });
+  }
   return {
     dir,
     name: opts.name ?? path.basename(path.resolve(dir.replace(/\/+$/, ''))),
     classes,
     train,
     validation,
-    trainLabels: labelsOf(train),
-    validationLabels: labelsOf(validation),
-    perClass: Object.fromEntries(classes.map((c, i) => [c, decoded.images.filter((d) => d.file.label === i).length])),
-    skipped: [...unused, ...decoded.skipped],
-    fingerprint: datasetFingerprint(classes, decoded.hashes, assigned),
+    trainLabels: train.labels,
+    validationLabels: validation.labels,
+    perClass: Object.fromEntries(classes.map((c, i) => [c, perLabel[i]])),
+    skipped: [...unused, ...skipped],
+    fingerprint: datasetFingerprint(classes, hashes, assigned),
     decodeSeconds: (performance.now() - t) / 1000,
-    validationFiles: validation.map((i) => i.file.relPath),
+    validationFiles: validation.files.map((f) => f.relPath),
     dataReport,
   };
 }

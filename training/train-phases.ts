@@ -8,16 +8,19 @@ import type { LayersModel } from '../core/tf.js';
 import { tf } from '../core/tf.js';
 import { setLearningRate } from '../core/tfjs-internals.js';
 import type { AugmentConfig } from './augment.js';
+import type { RunCache } from './cache-budget.js';
 import { epochOrder } from './dataset.js';
-import { type FeatureBlock, type FeatureExtractor, float32Rows, gatherRows } from './features.js';
+import type { FeatureExtractor } from './features.js';
 import { HeadTrainer } from './head.js';
 import { computeMetrics } from './metrics.js';
 import type { TrainOptions } from './options.js';
 import type { Reporter } from './progress.js';
 import { deriveSeed } from './rng.js';
+import type { RowStore } from './row-store.js';
 import type { RunState } from './run-state.js';
 import { learningRateAt } from './schedule.js';
 import type { TrainData } from './train-data.js';
+import { computeStores } from './view-cache.js';
 import { epochDraws } from './views.js';
 
 /** What both phases work on. */
@@ -31,14 +34,16 @@ export interface PhaseContext {
   aug: AugmentConfig;
   /** Name of the freeze boundary's layer (phase 2's input). */
   boundary: string;
+  /** Where features and views are kept: memory within the budget, the rest on disk. */
+  cache: RunCache;
 }
 
 /** The un-augmented validation views, computed once for both phases. */
 export interface ValidationFeatures {
   pooled: Float32Array;
   dim: number;
-  /** Boundary activations; only when phase 2 runs. */
-  boundary: FeatureBlock | undefined;
+  /** Boundary activations; only when phase 2 runs (the caller disposes them). */
+  boundary: RowStore | undefined;
 }
 
 const seconds = (t0: number) => (performance.now() - t0) / 1000;
@@ -49,20 +54,26 @@ export async function validationFeatures(ctx: PhaseContext): Promise<ValidationF
   const n = data.validation.length;
   report({ type: 'stage', stage: 'features (validation)', total: n });
   // The frozen-layer workers start only once, here.
-  const [pooled, boundary] = await ctx.extractor.computeLayers(
+  const [pooled, boundary] = await computeStores(
+    ctx.extractor,
     data.validation,
-    data.validation.map(() => null),
+    data.validation.files.map(() => null),
     opts.fineTuneEpochs > 0 ? [HEAD.pool, ctx.boundary] : [HEAD.pool],
-    (done) => report({ type: 'progress', stage: 'features', done, total: n }),
+    {
+      cache: ctx.cache,
+      name: 'validation',
+      memoryOnly: [HEAD.pool],
+      onProgress: (done) => report({ type: 'progress', stage: 'features', done, total: n }),
+    },
   );
-  return { pooled: float32Rows(pooled), dim: pooled.shape[0], boundary };
+  return { pooled: pooled.float32(), dim: pooled.shape[0], boundary };
 }
 
 /** Phase 1: frozen base, head only, on pooled features. Returns the final head's validation metrics. */
 export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures): Promise<Metrics> {
   const { opts, report, data, state } = ctx;
   const numClasses = data.classes.length;
-  const trainPaths = data.train.map((i) => i.file.relPath);
+  const trainPaths = data.train.files.map((f) => f.relPath);
   const head = new HeadTrainer(ctx.model, numClasses, opts.lr, opts.dropout, deriveSeed(opts.seed, 'dropout:head'));
   const saved = state.takeOptimizer('frozen');
   if (saved) {
@@ -81,12 +92,17 @@ export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures)
     if (!feats) {
       const draws = set >= 0 ? epochDraws(trainPaths, ctx.aug, opts.seed, set) : trainPaths.map(() => null);
       report({ type: 'stage', stage: `features (epoch ${state.plan.done('frozen', e)})`, total: data.train.length });
-      feats = float32Rows(
-        await ctx.extractor.compute(data.train, draws, HEAD.pool, (done) =>
-          report({ type: 'progress', stage: 'features', done, total: data.train.length }),
-        ),
-      );
+      const [store] = await computeStores(ctx.extractor, data.train, draws, [HEAD.pool], {
+        cache: ctx.cache,
+        name: 'pooled',
+        memoryOnly: [HEAD.pool],
+        rowBytes: val.dim * 4,
+        onProgress: (done) => report({ type: 'progress', stage: 'features', done, total: data.train.length }),
+      });
+      feats = store.float32();
       if (set < 0 || opts.frozenViews) featureSets.set(set, feats);
+      // Kept only by the map (or this epoch); the budget counts the sets kept.
+      else store.dispose();
     }
     const { loss, accuracy } = head.trainEpoch(feats, val.dim, data.trainLabels, opts.batchSize, opts.seed, state.plan.global('frozen', e));
     const metrics = computeMetrics(rows(head.probabilities(val.pooled, val.dim), numClasses), data.validationLabels, data.classes);
@@ -114,20 +130,28 @@ export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures)
 /** Phase 2: fine-tune the tail above the boundary on cached boundary activations. */
 export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeatures): Promise<Metrics> {
   const { opts, report, data, state, model, boundary } = ctx;
-  const valBoundary = val.boundary as FeatureBlock;
+  const valBoundary = val.boundary as RowStore;
   const numClasses = data.classes.length;
-  const trainPaths = data.train.map((i) => i.file.relPath);
+  const trainPaths = data.train.files.map((f) => f.relPath);
   const n = data.train.length;
   const bShape = valBoundary.shape;
   const first = state.doneBefore('fineTune');
   // The workers compute epoch e + 1's views while the tail trains on epoch e's.
+  // Each epoch's views are a store of their own (memory within the budget, else a spill file),
+  // disposed when the epoch is done.
   const viewsFor = (e: number, onProgress?: (done: number) => void) => {
-    const p = ctx.extractor.compute(
+    const p = computeStores(
+      ctx.extractor,
       data.train,
       epochDraws(trainPaths, ctx.aug, opts.seed, state.plan.global('fineTune', e)),
-      boundary,
-      onProgress,
-    );
+      [boundary],
+      {
+        cache: ctx.cache,
+        name: `views-${e}`,
+        rowBytes: valBoundary.dim * 4,
+        onProgress,
+      },
+    ).then(([store]) => store);
     p.catch(() => {}); // awaited in its epoch; if training stops first, the pool's shutdown rejects it
     return p;
   };
@@ -161,30 +185,34 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
       report({ type: 'stage', stage: `fine-tune epoch ${e + 1}/${opts.fineTuneEpochs}`, total: steps });
       let lossSum = 0;
       let correct = 0;
-      for (let s = 0; s < steps; s++) {
-        const idx = order.slice(s * opts.batchSize, (s + 1) * opts.batchSize);
-        const xb = gatherRows(views, idx);
-        const yb = Int32Array.from(idx.map((k) => data.trainLabels[k]));
-        setLearningRate(optimizer, learningRateAt(opts.fineTuneSchedule, opts.fineTuneLr, e * steps + s, opts.fineTuneEpochs * steps));
-        const xt = tf.tensor4d(xb, [idx.length, ...bShape] as [number, number, number, number]);
-        const yt = tf.tensor1d(yb, 'int32');
-        let r: { loss: number; correct: number };
-        try {
-          r = await tail.trainStep(xt, yt, optimizer);
-        } finally {
-          tf.dispose([xt, yt]);
+      try {
+        for (let s = 0; s < steps; s++) {
+          const idx = order.slice(s * opts.batchSize, (s + 1) * opts.batchSize);
+          const xb = views.gather(idx);
+          const yb = Int32Array.from(idx.map((k) => data.trainLabels[k]));
+          setLearningRate(optimizer, learningRateAt(opts.fineTuneSchedule, opts.fineTuneLr, e * steps + s, opts.fineTuneEpochs * steps));
+          const xt = tf.tensor4d(xb, [idx.length, ...bShape] as [number, number, number, number]);
+          const yt = tf.tensor1d(yb, 'int32');
+          let r: { loss: number; correct: number };
+          try {
+            r = await tail.trainStep(xt, yt, optimizer);
+          } finally {
+            tf.dispose([xt, yt]);
+          }
+          lossSum += r.loss * idx.length;
+          correct += r.correct;
+          await new Promise((resolve) => setImmediate(resolve));
+          report({
+            type: 'progress',
+            stage: 'fine-tune',
+            done: s + 1,
+            total: steps,
+            loss: lossSum / ((s + 1) * opts.batchSize),
+            accuracy: correct / Math.min(order.length, (s + 1) * opts.batchSize),
+          });
         }
-        lossSum += r.loss * idx.length;
-        correct += r.correct;
-        await new Promise((resolve) => setImmediate(resolve));
-        report({
-          type: 'progress',
-          stage: 'fine-tune',
-          done: s + 1,
-          total: steps,
-          loss: lossSum / ((s + 1) * opts.batchSize),
-          accuracy: correct / Math.min(order.length, (s + 1) * opts.batchSize),
-        });
+      } finally {
+        views.dispose();
       }
       metrics = computeMetrics(
         rows(await tailProbabilities(tail, valBoundary, numClasses), numClasses),
@@ -212,6 +240,10 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
     tail.writeBack();
   } finally {
     // Also on failure: the tail's worker threads would keep the process alive.
+    next?.then(
+      (v) => v.dispose(),
+      () => {},
+    );
     await tail.dispose();
     optimizer.dispose();
   }
@@ -227,7 +259,7 @@ function rows(flat: Float32Array, numClasses: number): number[][] {
 /** Validation probabilities in batches of `batch` rows, the batches spread over the tail's threads. */
 async function tailProbabilities(
   tail: { evaluateLogits(batches: readonly Float32Array[]): Promise<Float32Array[]> },
-  block: FeatureBlock,
+  block: RowStore,
   numClasses: number,
   batch = 32,
 ): Promise<Float32Array> {
@@ -235,14 +267,7 @@ async function tailProbabilities(
   const starts: number[] = [];
   for (let s = 0; s < n; s += batch) starts.push(s);
   const sizes = starts.map((s) => Math.min(batch, n - s));
-  const logits = await tail.evaluateLogits(
-    starts.map((s, k) =>
-      gatherRows(
-        block,
-        Array.from({ length: sizes[k] }, (_, i) => s + i),
-      ),
-    ),
-  );
+  const logits = await tail.evaluateLogits(starts.map((s, k) => block.gather(Array.from({ length: sizes[k] }, (_, i) => s + i))));
   const out = new Float32Array(n * numClasses);
   for (const [k, s] of starts.entries()) {
     const p = tf.tidy(() => toProbabilities(tf.tensor2d(logits[k], [sizes[k], logits[k].length / sizes[k]]), numClasses).dataSync());

@@ -2,13 +2,16 @@ import { describeBackend, initBackend } from '../core/backend.js';
 import type { Manifest, Metrics } from '../core/manifest.js';
 import type { LayersModel } from '../core/tf.js';
 import { sha256 } from '../core/versioning.js';
+import { CacheBudget, defaultCacheBudget, formatMiB, type RunCache } from './cache-budget.js';
 import type { DecodedImage } from './dataset.js';
-import { exportModel } from './export.js';
+import { exportModel, VERIFICATION_IMAGES } from './export.js';
 import { type FeatureExtractor, InProcessExtractor } from './features.js';
+import type { ImageSet } from './image-set.js';
 import { draftManifest, type ForwardStats, hyperparameters } from './manifest-draft.js';
 import { augmentConfig, type TrainOptions } from './options.js';
 import type { Reporter } from './progress.js';
 import { EpochPlan, RunState } from './run-state.js';
+import { SpillArea } from './spill.js';
 import { boundaryLayerName } from './tail/base-layers.js';
 import { TimedExtractor } from './timed-extractor.js';
 import { loadData } from './train-data.js';
@@ -19,9 +22,12 @@ export interface TrainResult {
   manifest: Manifest;
   outDir: string;
   model: LayersModel;
-  validation: DecodedImage[];
+  /** The decoded validation images (in memory or in the run's spill folder until `close`). */
+  validation: ImageSet;
   /** Up to CALIBRATION_IMAGES training images, un-augmented (int8 export ranges; never the validation split). */
   calibration: DecodedImage[];
+  /** Frees the validation images and removes the run's spill folder. */
+  close(): void;
 }
 
 export const CALIBRATION_IMAGES = 300;
@@ -37,11 +43,35 @@ export async function train(
   opts: TrainOptions,
   report: Reporter,
   extractorFactory?: (model: LayersModel, alpha: number) => Promise<FeatureExtractor>,
+  /** Default: opts.cacheBudget (else defaultCacheBudget()) and a spill folder in opts.cacheDir. */
+  runCache?: RunCache,
 ): Promise<TrainResult> {
   const t0 = performance.now();
   const backend = await initBackend(undefined, (l) => report({ type: 'info', message: l }));
+  const cache: RunCache = runCache ?? {
+    budget: new CacheBudget(opts.cacheBudget ?? defaultCacheBudget()),
+    spill: new SpillArea(opts.cacheDir),
+  };
+  let keepValidation = false;
+  try {
+    return await trainCached(opts, report, cache, extractorFactory, t0, backend, () => {
+      keepValidation = true;
+    });
+  } finally {
+    if (!keepValidation) cache.spill.remove();
+  }
+}
 
-  const data = await loadData(opts, report);
+async function trainCached(
+  opts: TrainOptions,
+  report: Reporter,
+  cache: RunCache,
+  extractorFactory: ((model: LayersModel, alpha: number) => Promise<FeatureExtractor>) | undefined,
+  t0: number,
+  backend: Awaited<ReturnType<typeof initBackend>>,
+  handOver: () => void,
+): Promise<TrainResult> {
+  const data = await loadData(opts, report, cache);
   let t = performance.now();
   const { model, base } = await buildModel(opts, data.classes.length, report);
   const timings: Record<string, number> = { decodeSeconds: data.decodeSeconds, loadSeconds: seconds(t) };
@@ -63,10 +93,12 @@ export async function train(
     extractor,
     aug: augmentConfig(opts),
     boundary: boundaryLayerName(opts.fineTuneAt),
+    cache,
   };
+  let val: Awaited<ReturnType<typeof validationFeatures>> | undefined;
   try {
     t = performance.now();
-    const val = await validationFeatures(ctx);
+    val = await validationFeatures(ctx);
     const frozen = await runFrozenPhase(ctx, val);
     timings.frozenSeconds = seconds(t);
     let fineTuned: Metrics | undefined;
@@ -87,9 +119,30 @@ export async function train(
       forward,
       backend: describeBackend(backend),
     });
-    const manifest = await exportModel(opts.out, model, draft, { images: data.validation, labels: Array.from(data.validationLabels) });
-    return { manifest, outDir: opts.out, model, validation: data.validation, calibration: data.train.slice(0, CALIBRATION_IMAGES) };
+    const verify = await data.validation.read(0, VERIFICATION_IMAGES);
+    const manifest = await exportModel(opts.out, model, draft, { images: verify, labels: Array.from(data.validationLabels) });
+    const calibration = await data.train.read(0, CALIBRATION_IMAGES);
+    report({ type: 'info', message: cacheSummary(cache) });
+    handOver();
+    return {
+      manifest,
+      outDir: opts.out,
+      model,
+      validation: data.validation,
+      calibration,
+      close() {
+        data.validation.dispose();
+        cache.spill.remove();
+      },
+    };
   } finally {
+    val?.boundary?.dispose();
+    data.train.dispose();
     await extractor.close();
   }
+}
+
+function cacheSummary({ budget, spill }: RunCache): string {
+  const disk = spill.peak ? `, ${formatMiB(spill.peak)} at most on disk (${formatMiB(spill.totalWritten)} written)` : ', nothing on disk';
+  return `cache: ${formatMiB(budget.peak)} at most in memory of the ${formatMiB(budget.total)} budget${disk}`;
 }

@@ -3,6 +3,7 @@ import { FORMAT_IDS, parseFormats } from '../../core/export/formats.js';
 import { hasWriter } from '../../core/export/writers.js';
 // The TFLite writers register themselves on import: --export must see them when it parses.
 import '../../core/export/tflite/register.js';
+import { parseBytes } from '../../training/cache-budget.js';
 import type { PublishFlags } from '../../training/job.js';
 import { DEFAULTS, KERAS_RECIPE, resolveTrainOptions, type TrainOptions } from '../../training/options.js';
 import { humanReporter, jsonReporter } from '../../training/progress.js';
@@ -14,6 +15,14 @@ function exportOption(v: string) {
     const unbuilt = ids.filter((id) => id !== 'tfjs' && !hasWriter(id));
     if (unbuilt.length) throw new Error(`format ${unbuilt.join(', ')} is not built yet`);
     return ids.filter((id) => id !== 'tfjs');
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
+function bytesOption(v: string) {
+  try {
+    return parseBytes(v);
   } catch (e) {
     throw new InvalidArgumentError((e as Error).message);
   }
@@ -74,6 +83,12 @@ export function register(program: Command): void {
       `threads for the frozen forward pass and the fine-tuning step (default ${DEFAULTS.workers}; 0: all in this thread)`,
       int('workers'),
     )
+    .option(
+      '--cache-budget <size>',
+      'memory for decoded images, features and views, e.g. 512M, 2G; the rest is cached on disk (default: 1G, a quarter of the memory limit below 4G)',
+      bytesOption,
+    )
+    .option('--cache-dir <dir>', 'folder for the disk cache (default: the OS temp folder; removed after the run)')
     .option('--export <ids>', `after training: export and verify these formats into --out (${FORMAT_IDS.join(', ')})`, exportOption)
     .option('--publish <s3uri>', 'after training: verify, publish to s3://bucket/models/<name> and promote through the gate')
     .option('--checkpoint <uri>', 'write a checkpoint after every epoch and resume from it (s3:// or a folder)')
