@@ -1,8 +1,9 @@
 import { HEAD } from '../core/classifier.js';
-import { classificationLoss, classTargets, correctPredictions, toProbabilities } from '../core/head-convention.js';
+import { classTargets, correctPredictions, toProbabilities } from '../core/head-convention.js';
 import type { LayersModel, Tensor, Tensor2D } from '../core/tf.js';
 import { tf } from '../core/tf.js';
 import type { NamedTensor } from './checkpoint.js';
+import { weightedClassificationLoss } from './class-weights.js';
 import { epochOrder } from './dataset.js';
 import { gatherRows } from './features.js';
 
@@ -24,6 +25,8 @@ export class HeadTrainer {
     private readonly dropout: number,
     /** Seeds the dropout masks, so a run is reproducible. */
     private readonly seed?: number,
+    /** Loss weight per class (--class-weight); undefined: the plain mean loss. */
+    private readonly classWeights?: readonly number[],
   ) {
     const [k, b] = model.getLayer(HEAD.logits).getWeights();
     this.kernel = tf.variable(k, true, 'head/kernel');
@@ -67,7 +70,7 @@ export class HeadTrainer {
             const logits = this.logits(x, true);
             const targets = classTargets(y, this.numClasses);
             hits = correctPredictions(logits, targets, this.numClasses).dataSync()[0];
-            return classificationLoss(logits, targets, this.numClasses);
+            return weightedClassificationLoss(logits, targets, y, this.numClasses, this.classWeights);
           },
           true,
           [this.kernel, this.bias],

@@ -31,6 +31,8 @@ export interface PhaseContext {
   aug: AugmentConfig;
   /** Name of the freeze boundary's layer (phase 2's input). */
   boundary: string;
+  /** Loss weight per class (--class-weight); undefined: the plain mean loss. */
+  classWeights?: number[];
 }
 
 /** The un-augmented validation views, computed once for both phases. */
@@ -63,7 +65,7 @@ export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures)
   const { opts, report, data, state } = ctx;
   const numClasses = data.classes.length;
   const trainPaths = data.train.map((i) => i.file.relPath);
-  const head = new HeadTrainer(ctx.model, numClasses, opts.lr, opts.dropout, deriveSeed(opts.seed, 'dropout:head'));
+  const head = new HeadTrainer(ctx.model, numClasses, opts.lr, opts.dropout, deriveSeed(opts.seed, 'dropout:head'), ctx.classWeights);
   const saved = state.takeOptimizer('frozen');
   if (saved) {
     await head.restoreOptimizer(saved);
@@ -90,7 +92,7 @@ export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures)
     }
     const { loss, accuracy } = head.trainEpoch(feats, val.dim, data.trainLabels, opts.batchSize, opts.seed, state.plan.global('frozen', e));
     const metrics = computeMetrics(rows(head.probabilities(val.pooled, val.dim), numClasses), data.validationLabels, data.classes);
-    await state.finishEpoch('frozen', e, {
+    const stop = await state.finishEpoch('frozen', e, {
       loss,
       accuracy,
       metrics,
@@ -99,6 +101,7 @@ export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures)
       layers: new Set([HEAD.logits]),
       optimizerWeights: () => head.optimizerWeights(),
     });
+    if (stop) break;
   }
   if (first < opts.epochs) head.writeBack();
   head.dispose();
@@ -108,7 +111,8 @@ export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures)
     state.frozenMetrics = computeMetrics(rows(h.probabilities(val.pooled, val.dim), numClasses), data.validationLabels, data.classes);
     h.dispose();
   }
-  return state.frozenMetrics;
+  // --restore-best: the phase's best head goes back into the model before phase 2 starts from it.
+  return state.endPhase('frozen', state.frozenMetrics);
 }
 
 /** Phase 2: fine-tune the tail above the boundary on cached boundary activations. */
@@ -139,7 +143,13 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
   // The step is split over as many threads as there are frozen-layer workers (one core each).
   const tail = await createTrainingTail(
     model,
-    { fineTuneAt: opts.fineTuneAt, numClasses, dropout: opts.dropout, seed: deriveSeed(opts.seed, 'dropout:tail') },
+    {
+      fineTuneAt: opts.fineTuneAt,
+      numClasses,
+      dropout: opts.dropout,
+      seed: deriveSeed(opts.seed, 'dropout:tail'),
+      classWeights: ctx.classWeights,
+    },
     { threads: Math.max(1, opts.workers) },
   );
   report({ type: 'info', message: `fine-tune step: ${tail.route} tail on ${tail.threads} thread(s)` });
@@ -191,7 +201,7 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
         data.validationLabels,
         data.classes,
       );
-      await state.finishEpoch('fineTune', e, {
+      const stop = await state.finishEpoch('fineTune', e, {
         loss: lossSum / order.length,
         accuracy: correct / order.length,
         metrics,
@@ -200,6 +210,7 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
         layers: tailLayers,
         optimizerWeights: () => optimizer.getWeights(),
       });
+      if (stop) break;
     }
     if (!metrics) {
       // Everything was done before the restart: the final metrics come from the restored weights.
@@ -215,7 +226,8 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
     await tail.dispose();
     optimizer.dispose();
   }
-  return metrics;
+  // --restore-best: the model gets the phase's best tail back (after the tail's last write-back).
+  return state.endPhase('fineTune', metrics);
 }
 
 function rows(flat: Float32Array, numClasses: number): number[][] {

@@ -2,10 +2,12 @@ import { describeBackend, initBackend } from '../core/backend.js';
 import type { Manifest, Metrics } from '../core/manifest.js';
 import type { LayersModel } from '../core/tf.js';
 import { sha256 } from '../core/versioning.js';
-import type { DecodedImage } from './dataset.js';
-import { exportModel } from './export.js';
+import { imbalanceWarning, resolveClassWeights } from './class-weights.js';
+import type { DecodedImage, Split } from './dataset.js';
+import { exportModel, predictProbabilities } from './export.js';
 import { type FeatureExtractor, InProcessExtractor } from './features.js';
 import { draftManifest, type ForwardStats, hyperparameters } from './manifest-draft.js';
+import { computeMetrics } from './metrics.js';
 import { augmentConfig, type TrainOptions } from './options.js';
 import type { Reporter } from './progress.js';
 import { EpochPlan, RunState } from './run-state.js';
@@ -37,17 +39,26 @@ export async function train(
   opts: TrainOptions,
   report: Reporter,
   extractorFactory?: (model: LayersModel, alpha: number) => Promise<FeatureExtractor>,
+  /** A split given by the caller (`edgetune cv`'s folds) instead of the seeded one. */
+  split?: Split,
 ): Promise<TrainResult> {
   const t0 = performance.now();
   const backend = await initBackend(undefined, (l) => report({ type: 'info', message: l }));
 
-  const data = await loadData(opts, report);
+  const data = await loadData(opts, report, split);
+  const trainCounts = data.classes.map((_, k) => data.trainLabels.filter((y) => y === k).length);
+  const classWeights = resolveClassWeights(opts.classWeight, data.classes, trainCounts);
+  const imbalance = imbalanceWarning(data.classes, trainCounts, opts.classWeight);
+  if (imbalance) report({ type: 'warning', message: imbalance });
   let t = performance.now();
   const { model, base } = await buildModel(opts, data.classes.length, report);
   const timings: Record<string, number> = { decodeSeconds: data.decodeSeconds, loadSeconds: seconds(t) };
 
   const runKey = sha256(JSON.stringify({ h: hyperparameters(opts), data: data.fingerprint, base: base.sha256 }));
-  const state = await RunState.open(new EpochPlan(opts.epochs, opts.fineTuneEpochs), model, report, opts.checkpoint, runKey);
+  const state = await RunState.open(new EpochPlan(opts.epochs, opts.fineTuneEpochs), model, report, opts.checkpoint, runKey, {
+    restoreBest: opts.restoreBest,
+    patience: opts.patience,
+  });
 
   const forward: ForwardStats = { boundary: { views: 0, seconds: 0 }, pooled: { views: 0, seconds: 0 } };
   const extractor = new TimedExtractor(
@@ -63,6 +74,7 @@ export async function train(
     extractor,
     aug: augmentConfig(opts),
     boundary: boundaryLayerName(opts.fineTuneAt),
+    classWeights,
   };
   try {
     t = performance.now();
@@ -75,6 +87,13 @@ export async function train(
       fineTuned = await runFineTunePhase(ctx, val);
       timings.fineTuneSeconds = seconds(t);
     }
+    let test: Metrics | undefined;
+    if (data.test.length) {
+      // The exported model itself on images nothing was chosen on.
+      t = performance.now();
+      test = computeMetrics(await predictProbabilities(model, data.test, data.classes.length), data.testLabels, data.classes);
+      timings.testSeconds = seconds(t);
+    }
 
     // exportModel adds its own time to the timings.
     const draft = draftManifest({
@@ -82,7 +101,9 @@ export async function train(
       data,
       base,
       history: state.history,
-      metrics: { frozen, fineTuned },
+      metrics: { frozen, fineTuned, test },
+      selection: state.selection(),
+      classWeights,
       timings: { ...timings, totalSeconds: seconds(t0) },
       forward,
       backend: describeBackend(backend),
@@ -90,6 +111,7 @@ export async function train(
     const manifest = await exportModel(opts.out, model, draft, { images: data.validation, labels: Array.from(data.validationLabels) });
     return { manifest, outDir: opts.out, model, validation: data.validation, calibration: data.train.slice(0, CALIBRATION_IMAGES) };
   } finally {
+    state.dispose();
     await extractor.close();
   }
 }

@@ -12,10 +12,11 @@
 // layers (same names), so the exported model stays the standard layers model.
 import type { GradSaveFunc, LayerVariable, NamedTensorMap, Tensor, Tensor1D, Tensor2D, Tensor4D } from '@tensorflow/tfjs';
 import { HEAD } from '../../core/classifier.js';
-import { classificationLoss, classTargets, correctPredictions, logitUnits } from '../../core/head-convention.js';
+import { classTargets, correctPredictions, logitUnits } from '../../core/head-convention.js';
 import type { LayersModel } from '../../core/tf.js';
 import { tf } from '../../core/tf.js';
 import { runKernel } from '../../core/tfjs-internals.js';
+import { weightedClassificationLoss } from '../class-weights.js';
 import { registerWasmGradKernels, relu6GradFromOutput } from '../wasm-kernels/wasm-grad-kernels.js';
 import { boundaryLayerName } from './base-layers.js';
 
@@ -33,6 +34,8 @@ export interface TailOptions {
   seed?: number;
   /** Default: `layers` on tfjs-node (native kernels are fast), `fast` elsewhere. */
   route?: TailRoute;
+  /** Loss weight per class (--class-weight; labels must be class indices); default: the plain mean loss. */
+  classWeights?: number[];
 }
 
 // A type alias (not an interface) so it can be returned from tf.tidy.
@@ -151,8 +154,17 @@ function toLabels(labels: Tensor, n: number, numClasses: number): Tensor2D {
   return classTargets(labels, numClasses);
 }
 
-function lossAndCorrect(logits: Tensor2D, y: Tensor2D, numClasses: number): { loss: tf.Scalar; correct: tf.Scalar } {
-  return { loss: classificationLoss(logits, y, numClasses), correct: correctPredictions(logits, y, numClasses) };
+function lossAndCorrect(
+  logits: Tensor2D,
+  y: Tensor2D,
+  labels: Tensor,
+  numClasses: number,
+  classWeights: readonly number[] | undefined,
+): { loss: tf.Scalar; correct: tf.Scalar } {
+  return {
+    loss: weightedClassificationLoss(logits, y, labels, numClasses, classWeights),
+    correct: correctPredictions(logits, y, numClasses),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -481,8 +493,10 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
   // Keras base layer 0 is the base's input; in the classifier that tensor is `preprocess`'s output.
   const baseName = boundaryLayerName(fineTuneAt);
   const boundaryName = baseName === 'input_1' && !model.layers.some((l) => l.name === baseName) ? HEAD.preprocess : baseName;
-  const { numClasses } = opts;
+  const { numClasses, classWeights } = opts;
   if (!Number.isInteger(numClasses) || numClasses < 2) throw new Error(`numClasses must be an integer >= 2; got ${numClasses}`);
+  if (classWeights && classWeights.length !== numClasses)
+    throw new Error(`classWeights: ${numClasses} weights expected; got ${classWeights.length}`);
   registerWasmGradKernels();
   const graph = tailGraph(model, boundaryName);
   const logitsLayer = model.getLayer(HEAD.logits);
@@ -618,7 +632,7 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
         res = tf.tidy(() => {
           const y = toLabels(labels, n, numClasses);
           return tf.variableGrads(() => {
-            const r = lossAndCorrect(forward(boundary, dropout) as Tensor2D, y, numClasses);
+            const r = lossAndCorrect(forward(boundary, dropout) as Tensor2D, y, labels, numClasses, classWeights);
             correctT = tf.keep(r.correct);
             return r.loss;
           }, trainableVariables);
