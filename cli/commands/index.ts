@@ -22,6 +22,12 @@ export const COMMANDS: Record<string, CommandDescriptor> = {
       'Fine-tune MobileNetV2 on a folder of class subfolders (or s3://bucket/datasets/<name>/) and export the model, manifest and report.',
     load: () => import('./train.js'),
   },
+  cv: {
+    usage: '[options] <data>',
+    description:
+      'Stratified k-fold cross-validation over every image: trains k times per seed and prints mean, std and a 95% t-interval of accuracy and AUC.',
+    load: () => import('./cv.js'),
+  },
   evaluate: {
     usage: '[options] <model> <data>',
     description: "Evaluate a saved model on a folder whose class subfolders carry the model's class names.",
