@@ -83,6 +83,11 @@ export class HeadTrainer {
     return { loss: lossSum / n, accuracy: correct / n };
   }
 
+  /** Continues the seeded dropout stream after `draws` training steps (one draw each), as a resumed run must. */
+  skipDropoutDraws(draws: number): void {
+    this.calls += draws;
+  }
+
   /** Class probabilities (rows) for features, in inference mode. */
   probabilities(features: Float32Array, dim: number): Float32Array {
     return tf.tidy(() => {

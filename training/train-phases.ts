@@ -72,6 +72,8 @@ export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures)
     tf.dispose(saved.map((o) => o.tensor));
   }
   const first = state.doneBefore('frozen');
+  // A resumed run continues the dropout stream where the interrupted one left it.
+  if (first < opts.epochs) head.skipDropoutDraws(first * Math.ceil(data.train.length / opts.batchSize));
   // Which set of views epoch e trains on: its own (exact, like an uncached pipeline), one of
   // `frozenViews` sets cycled over the epochs, or the un-augmented images every epoch.
   const viewSet = (e: number) => (!opts.augmentFrozen ? -1 : opts.frozenViews ? e % opts.frozenViews : e);
@@ -149,6 +151,7 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
       dropout: opts.dropout,
       seed: deriveSeed(opts.seed, 'dropout:tail'),
       classWeights: ctx.classWeights,
+      dropoutDrawsDone: first * Math.ceil(n / opts.batchSize),
     },
     { threads: Math.max(1, opts.workers) },
   );

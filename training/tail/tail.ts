@@ -36,6 +36,8 @@ export interface TailOptions {
   route?: TailRoute;
   /** Loss weight per class (--class-weight; labels must be class indices); default: the plain mean loss. */
   classWeights?: number[];
+  /** Dropout draws already taken from the seeded stream (one per training step): a resumed run continues it. */
+  dropoutDrawsDone?: number;
 }
 
 // A type alias (not an interface) so it can be returned from tf.tidy.
@@ -509,7 +511,7 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
   const dropLayer = graph.layers.find((l) => l.getClassName() === 'Dropout');
   const dropoutRate = opts.dropout ?? (dropLayer ? (layerConfig(dropLayer).rate as number) : undefined) ?? 0.2;
   if (!(dropoutRate >= 0 && dropoutRate < 1)) throw new Error(`dropout must be in [0, 1); got ${dropoutRate}`);
-  let dropoutCalls = 0;
+  let dropoutCalls = opts.dropoutDrawsDone ?? 0;
   const nextSeed = () => (opts.seed === undefined ? undefined : opts.seed + dropoutCalls++);
   // The dropout of a training pass: the mask given, else the next draw of this tail's stream.
   const trainingDropout = (mask?: Tensor2D): Dropout | undefined =>
