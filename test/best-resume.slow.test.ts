@@ -30,7 +30,10 @@ function trainProcess(args: string[], onEvent: (e: Event, child: ChildProcess) =
   return new Promise((resolve) => child.on('exit', (code) => resolve(code)));
 }
 
-const sha = async (f: string) => createHash('sha256').update(await readFile(f)).digest('hex');
+const sha = async (f: string) =>
+  createHash('sha256')
+    .update(await readFile(f))
+    .digest('hex');
 
 describe('--restore-best / --patience across a Spot interruption', () => {
   it('killed mid-run and resumed, the run keeps the same epochs and writes the same weights.bin as uninterrupted', async () => {

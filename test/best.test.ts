@@ -75,7 +75,15 @@ describe('restore-best and patience (RunState)', () => {
     expect(kept.valLoss).toBe(0.5);
     expect(state.frozenMetrics?.valLoss).toBe(0.5);
     const sel = state.selection()?.frozen;
-    expect(sel).toMatchObject({ bestEpoch: 2, lastEpoch: 4, keptEpoch: 2, sinceBest: 2, stoppedEarly: true, restoreBest: true, patience: 2 });
+    expect(sel).toMatchObject({
+      bestEpoch: 2,
+      lastEpoch: 4,
+      keptEpoch: 2,
+      sinceBest: 2,
+      stoppedEarly: true,
+      restoreBest: true,
+      patience: 2,
+    });
     expect(sel?.reason).toMatch(/stopped after epoch 4.*kept epoch 2/);
     expect(events.some((e) => e.type === 'info' && /stopping after epoch 4/.test(e.message))).toBe(true);
     // The best copy was released at endPhase.
@@ -137,7 +145,11 @@ describe('--test-split', () => {
   const listing: DatasetListing = {
     root: '/x',
     classes: ['a', 'b'],
-    files: Array.from({ length: 50 }, (_, i) => ({ relPath: `${i < 30 ? 'a' : 'b'}/${i}.jpg`, absPath: `/x/${i}.jpg`, label: i < 30 ? 0 : 1 })),
+    files: Array.from({ length: 50 }, (_, i) => ({
+      relPath: `${i < 30 ? 'a' : 'b'}/${i}.jpg`,
+      absPath: `/x/${i}.jpg`,
+      label: i < 30 ? 0 : 1,
+    })),
   };
 
   it('leaves the validation split as it was and cuts the test split from the training share', () => {

@@ -25,6 +25,8 @@ const HeaderSchema = z.object({
   epochsDone: z.number().int().min(1),
   history: z.array(EpochSchema),
   frozenMetrics: MetricsSchema.optional(),
+  /** Adam's beta1^t and beta2^t as it ran them (setWeights would recompute them slightly differently). */
+  adamPowers: z.tuple([z.number(), z.number()]).optional(),
   /** The best-epoch tracking of each phase begun (--restore-best, --patience), with the best epoch's metrics. */
   selection: z
     .object({

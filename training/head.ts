@@ -2,6 +2,7 @@ import { HEAD } from '../core/classifier.js';
 import { classTargets, correctPredictions, toProbabilities } from '../core/head-convention.js';
 import type { LayersModel, Tensor, Tensor2D } from '../core/tf.js';
 import { tf } from '../core/tf.js';
+import { adamPowers, setAdamPowers } from '../core/tfjs-internals.js';
 import type { NamedTensor } from './checkpoint.js';
 import { weightedClassificationLoss } from './class-weights.js';
 import { epochOrder } from './dataset.js';
@@ -100,8 +101,13 @@ export class HeadTrainer {
     return this.optimizer.getWeights();
   }
 
-  restoreOptimizer(weights: NamedTensor[]): Promise<void> {
-    return this.optimizer.setWeights(weights);
+  optimizerPowers(): [number, number] | undefined {
+    return adamPowers(this.optimizer);
+  }
+
+  async restoreOptimizer(weights: NamedTensor[], powers?: readonly [number, number]): Promise<void> {
+    await this.optimizer.setWeights(weights);
+    if (powers) setAdamPowers(this.optimizer, powers);
   }
 
   /** Writes the trained head into the model's `logits` layer. */

@@ -49,6 +49,8 @@ export interface EpochResult {
   /** Model layers whose weights the checkpoint holds. */
   layers: ReadonlySet<string>;
   optimizerWeights(): Promise<NamedTensor[]>;
+  /** The optimizer's Adam beta powers (adamPowers), so a resumed run steps exactly as this one. */
+  optimizerPowers?(): [number, number] | undefined;
 }
 
 /** --restore-best and --patience: off (both unset) leaves every phase on its last epoch, as before. */
@@ -131,6 +133,11 @@ export class RunState {
     return Object.fromEntries(Object.entries(this.trackers).map(([p, t]) => [p, { ...t.sel }]));
   }
 
+  /** Adam's beta powers saved in `phase` (apply after restoring the optimizer's weights). */
+  adamPowers(phase: Phase): [number, number] | undefined {
+    return this.resumed?.phase === phase ? this.resumed.adamPowers : undefined;
+  }
+
   /** The optimizer state saved in `phase`, handed over once (the caller restores, then disposes it). */
   takeOptimizer(phase: Phase): NamedTensor[] | undefined {
     if (this.resumedOptimizer?.phase !== phase) return undefined;
@@ -168,6 +175,7 @@ export class RunState {
           epochsDone: epoch,
           history: this.history,
           frozenMetrics: this.frozenMetrics,
+          adamPowers: r.optimizerPowers?.(),
           selection: this.tracking
             ? Object.fromEntries(Object.entries(this.trackers).map(([p, t]) => [p, { ...t.sel, bestMetrics: t.bestMetrics }]))
             : undefined,

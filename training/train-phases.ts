@@ -6,7 +6,7 @@ import { toProbabilities } from '../core/head-convention.js';
 import type { Metrics } from '../core/manifest.js';
 import type { LayersModel } from '../core/tf.js';
 import { tf } from '../core/tf.js';
-import { setLearningRate } from '../core/tfjs-internals.js';
+import { adamPowers, setAdamPowers, setLearningRate } from '../core/tfjs-internals.js';
 import type { AugmentConfig } from './augment.js';
 import { epochOrder } from './dataset.js';
 import { type FeatureBlock, type FeatureExtractor, float32Rows, gatherRows } from './features.js';
@@ -68,7 +68,7 @@ export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures)
   const head = new HeadTrainer(ctx.model, numClasses, opts.lr, opts.dropout, deriveSeed(opts.seed, 'dropout:head'), ctx.classWeights);
   const saved = state.takeOptimizer('frozen');
   if (saved) {
-    await head.restoreOptimizer(saved);
+    await head.restoreOptimizer(saved, state.adamPowers('frozen'));
     tf.dispose(saved.map((o) => o.tensor));
   }
   const first = state.doneBefore('frozen');
@@ -102,6 +102,7 @@ export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures)
       writeBack: () => head.writeBack(),
       layers: new Set([HEAD.logits]),
       optimizerWeights: () => head.optimizerWeights(),
+      optimizerPowers: () => head.optimizerPowers(),
     });
     if (stop) break;
   }
@@ -163,6 +164,8 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
     if (saved) {
       await optimizer.setWeights(saved);
       tf.dispose(saved.map((o) => o.tensor));
+      const powers = state.adamPowers('fineTune');
+      if (powers) setAdamPowers(optimizer, powers);
     }
     const tailLayers = new Set(model.layers.slice(model.layers.findIndex((l) => l.name === boundary) + 1).map((l) => l.name));
     for (let e = first; e < opts.fineTuneEpochs; e++) {
@@ -212,6 +215,7 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
         writeBack: () => tail.writeBack(),
         layers: tailLayers,
         optimizerWeights: () => optimizer.getWeights(),
+        optimizerPowers: () => adamPowers(optimizer),
       });
       if (stop) break;
     }
