@@ -30,6 +30,24 @@ export const EpochSchema = z.object({
 });
 export type EpochRecord = z.infer<typeof EpochSchema>;
 
+/** How a phase chose the weights it kept: on validation loss, with --restore-best and/or --patience. */
+export const PhaseSelectionSchema = z.object({
+  monitor: z.literal('valLoss'),
+  restoreBest: z.boolean(),
+  patience: z.number().int().optional(),
+  /** Epoch numbers as in `history` (epochs of the run done). */
+  bestEpoch: z.number().int(),
+  bestValLoss: z.number(),
+  lastEpoch: z.number().int(),
+  /** The epoch whose weights the model holds. */
+  keptEpoch: z.number().int(),
+  /** Epochs since the best one, at the last epoch (the patience counter). */
+  sinceBest: z.number().int(),
+  stoppedEarly: z.boolean(),
+  reason: z.string(),
+});
+export type PhaseSelection = z.infer<typeof PhaseSelectionSchema>;
+
 export const WeightFileSchema = z.object({
   path: z.string(),
   bytes: z.number().int(),
@@ -101,6 +119,8 @@ export const ManifestSchema = z.object({
     counts: z.object({
       train: z.number().int(),
       validation: z.number().int(),
+      /** Images of the untouched test split (--test-split), if there is one. */
+      test: z.number().int().optional(),
       perClass: z.record(z.string(), z.number().int()),
     }),
     skipped: z.array(z.object({ file: z.string(), reason: z.string() })),
@@ -110,7 +130,19 @@ export const ManifestSchema = z.object({
     report: DataReportSchema.optional(),
   }),
   history: z.array(EpochSchema),
-  metrics: z.object({ frozen: MetricsSchema, fineTuned: MetricsSchema.optional() }),
+  metrics: z.object({
+    frozen: MetricsSchema,
+    fineTuned: MetricsSchema.optional(),
+    /**
+     * The final model on the test split (--test-split; `valAccuracy`/`valLoss` are its accuracy and
+     * loss there): selection-free, nothing was chosen on these images.
+     */
+    test: MetricsSchema.optional(),
+  }),
+  /** Per phase: which epoch's weights were kept and why (--restore-best, --patience). */
+  selection: z.object({ frozen: PhaseSelectionSchema.optional(), fineTune: PhaseSelectionSchema.optional() }).optional(),
+  /** Loss weight per class name (--class-weight), when not all 1. */
+  classWeights: z.record(z.string(), z.number()).optional(),
   timings: z.record(z.string(), z.number()),
   backend: z.string(),
   /** Weight files with their checksums: verified on publish and on load. */

@@ -107,6 +107,28 @@ export function setLearningRate(optimizer: Optimizer, lr: number): void {
   (optimizer as unknown as { learningRate: number }).learningRate = lr;
 }
 
+type AdamPowers = { accBeta1?: tf.Variable; accBeta2?: tf.Variable };
+
+/**
+ * Adam's running products beta1^t and beta2^t (its private accBeta1/accBeta2), or undefined for
+ * another optimizer. setWeights recomputes them as pow(beta, t + 1), which differs from the
+ * running product in the last float32 bits: a checkpoint keeps these to resume bit for bit.
+ */
+export function adamPowers(optimizer: Optimizer): [number, number] | undefined {
+  const o = optimizer as unknown as AdamPowers;
+  if (!o.accBeta1 || !o.accBeta2) return undefined;
+  return [o.accBeta1.dataSync()[0], o.accBeta2.dataSync()[0]];
+}
+
+export function setAdamPowers(optimizer: Optimizer, powers: readonly [number, number]): void {
+  const o = optimizer as unknown as AdamPowers;
+  if (!o.accBeta1 || !o.accBeta2) throw new Error('setAdamPowers: not an Adam optimizer');
+  tf.tidy(() => {
+    o.accBeta1?.assign(tf.scalar(powers[0]));
+    o.accBeta2?.assign(tf.scalar(powers[1]));
+  });
+}
+
 /**
  * Runs `start` with transient setters on Object.prototype that capture `fields` when tfjs assigns
  * them to the (fresh) emscripten module config object, replacing each value with `fields[k](value)`.

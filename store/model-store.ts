@@ -197,6 +197,25 @@ async function currentAccuracy(bucket: string, prefix: string, cur: Current): Pr
   return manifestValAccuracy(JSON.parse(m.body.toString()) as Manifest);
 }
 
+/**
+ * What the gate compares, like with like: the test-split accuracies (selection-free) when both
+ * versions have one, else the validation accuracies as before.
+ */
+async function gateFigures(
+  bucket: string,
+  prefix: string,
+  cur: Current,
+  src: Manifest,
+  gateAccuracy: number,
+): Promise<{ mine: number; theirs: number; what: string }> {
+  if (src.metrics.test) {
+    const m = await s3Source(bucket, joinKey(prefix, cur.version)).read('manifest.json');
+    const theirs = (JSON.parse(m.body.toString()) as Manifest).metrics?.test;
+    if (theirs) return { mine: src.metrics.test.valAccuracy, theirs: theirs.valAccuracy, what: 'test accuracy' };
+  }
+  return { mine: gateAccuracy, theirs: await currentAccuracy(bucket, prefix, cur), what: 'val accuracy' };
+}
+
 /** Deletes exactly these keys (the files this publisher wrote), never a listing that could include another writer's. */
 async function deleteKeys(bucket: string, keys: string[]): Promise<void> {
   for (let i = 0; i < keys.length; i += 1000) {
@@ -403,16 +422,16 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
       promoted = true;
       reason = 'no current version';
     } else {
-      const curAcc = await currentAccuracy(bucket, prefix, current);
-      if (gateAccuracy >= curAcc - tolerance) {
+      const { mine, theirs, what } = await gateFigures(bucket, prefix, current, src, gateAccuracy);
+      if (mine >= theirs - tolerance) {
         promoted = true;
-        reason = `val accuracy ${gateAccuracy.toFixed(4)} >= current ${current.version}'s ${curAcc.toFixed(4)} - tolerance ${tolerance}`;
+        reason = `${what} ${mine.toFixed(4)} >= current ${current.version}'s ${theirs.toFixed(4)} - tolerance ${tolerance}`;
       } else if (opts.force) {
         promoted = true;
-        reason = `forced: val accuracy ${gateAccuracy.toFixed(4)} < current ${current.version}'s ${curAcc.toFixed(4)} - tolerance ${tolerance}`;
+        reason = `forced: ${what} ${mine.toFixed(4)} < current ${current.version}'s ${theirs.toFixed(4)} - tolerance ${tolerance}`;
       } else {
         promoted = false;
-        reason = `not promoted: val accuracy ${gateAccuracy.toFixed(4)} < current ${current.version}'s ${curAcc.toFixed(4)} - tolerance ${tolerance} (use --force to override)`;
+        reason = `not promoted: ${what} ${mine.toFixed(4)} < current ${current.version}'s ${theirs.toFixed(4)} - tolerance ${tolerance} (use --force to override)`;
       }
     }
     if (!promoted) break;

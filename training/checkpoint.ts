@@ -1,7 +1,7 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { EpochSchema, MetricsSchema } from '../core/manifest.js';
+import { EpochSchema, MetricsSchema, PhaseSelectionSchema } from '../core/manifest.js';
 import { isS3Uri } from '../core/s3/uri.js';
 import type { LayersModel } from '../core/tf.js';
 import { tf } from '../core/tf.js';
@@ -25,8 +25,22 @@ const HeaderSchema = z.object({
   epochsDone: z.number().int().min(1),
   history: z.array(EpochSchema),
   frozenMetrics: MetricsSchema.optional(),
+  /** Adam's beta1^t and beta2^t as it ran them (setWeights would recompute them slightly differently). */
+  adamPowers: z.tuple([z.number(), z.number()]).optional(),
+  /** The best-epoch tracking of each phase begun (--restore-best, --patience), with the best epoch's metrics. */
+  selection: z
+    .object({
+      frozen: PhaseSelectionSchema.extend({ bestMetrics: MetricsSchema }).optional(),
+      fineTune: PhaseSelectionSchema.extend({ bestMetrics: MetricsSchema }).optional(),
+    })
+    .optional(),
   tensors: z.array(
-    z.object({ group: z.enum(['weights', 'optimizer']), name: z.string(), shape: z.array(z.number().int()), offset: z.number().int() }),
+    z.object({
+      group: z.enum(['weights', 'optimizer', 'best']),
+      name: z.string(),
+      shape: z.array(z.number().int()),
+      offset: z.number().int(),
+    }),
   ),
 });
 export type CheckpointHeader = z.infer<typeof HeaderSchema>;
@@ -34,6 +48,8 @@ export type CheckpointHeader = z.infer<typeof HeaderSchema>;
 export interface Checkpoint extends Omit<CheckpointHeader, 'tensors'> {
   weights: Map<string, tf.Tensor>;
   optimizer: NamedTensor[];
+  /** The current phase's best-epoch weights (with --restore-best). */
+  best: Map<string, tf.Tensor>;
 }
 
 const FILE = 'checkpoint.bin';
@@ -55,10 +71,12 @@ export async function saveCheckpoint(
   state: Omit<CheckpointHeader, 'tensors'>,
   weights: ReadonlyMap<string, tf.Tensor>,
   optimizer: readonly NamedTensor[],
+  best: ReadonlyMap<string, tf.Tensor> = new Map(),
 ): Promise<void> {
   const entries = [
     ...[...weights].map(([name, t]) => ({ group: 'weights' as const, name, t })),
     ...optimizer.map(({ name, tensor }) => ({ group: 'optimizer' as const, name, t: tensor })),
+    ...[...best].map(([name, t]) => ({ group: 'best' as const, name, t })),
   ];
   const total = entries.reduce((a, e) => a + e.t.size, 0);
   const data = new Float32Array(total);
@@ -99,15 +117,17 @@ export async function loadCheckpoint(uri: string, runKey: string): Promise<Check
   const data = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
   const weights = new Map<string, tf.Tensor>();
   const optimizer: NamedTensor[] = [];
+  const best = new Map<string, tf.Tensor>();
   for (const t of header.tensors) {
     const size = t.shape.reduce((a, b) => a * b, 1);
     const tensor = tf.tensor(data.subarray(t.offset, t.offset + size), t.shape);
     if (t.group === 'weights') weights.set(t.name, tensor);
+    else if (t.group === 'best') best.set(t.name, tensor);
     else optimizer.push({ name: t.name, tensor });
   }
   const { tensors, ...rest } = header;
   void tensors;
-  return { ...rest, weights, optimizer };
+  return { ...rest, weights, optimizer, best };
 }
 
 export async function clearCheckpoint(uri: string): Promise<void> {

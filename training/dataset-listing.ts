@@ -23,9 +23,11 @@ const MAX_LINES = 20;
 
 /** Syncs an s3:// dataset, lists it, hashes the file bytes (streamed), splits it and reports balance and duplicates. */
 export async function listAndSplit(
-  opts: Pick<TrainOptions, 'data' | 'labels' | 'validationSplit' | 'seed' | 'stratified'>,
+  opts: Pick<TrainOptions, 'data' | 'labels' | 'validationSplit' | 'testSplit' | 'seed' | 'stratified'>,
   report: Reporter,
   sync: { cacheDir?: string } = {},
+  /** A split to use instead of the seeded one (a cross-validation fold). */
+  given?: Split,
 ): Promise<ListedData> {
   const info = (message: string) => report({ type: 'info', message });
   let dir = opts.data;
@@ -68,7 +70,14 @@ export async function listAndSplit(
 
   report({ type: 'stage', stage: `hashing ${listing.files.length} files`, total: listing.files.length });
   await hashDatasetFiles(listing.files, { onProgress: (done, total) => report({ type: 'progress', stage: 'hash', done, total }) });
-  const split = splitDataset(listing, { validationSplit: opts.validationSplit, seed: opts.seed, stratified: opts.stratified });
+  const split =
+    given ??
+    splitDataset(listing, {
+      validationSplit: opts.validationSplit,
+      testSplit: opts.testSplit,
+      seed: opts.seed,
+      stratified: opts.stratified,
+    });
   const quality = dataReport(listing.classes, split, labelsFile ? { labels: { file: path.basename(labelsFile), unlisted } } : {});
   const { duplicates: d, smallest, largest } = quality;
   info(

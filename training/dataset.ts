@@ -31,6 +31,8 @@ export interface DatasetListing {
 
 export interface SplitOptions {
   validationSplit: number;
+  /** Share held out as an untouched test split, cut from what would otherwise train (the validation split is unchanged). */
+  testSplit?: number;
   seed: number;
   /** Split each class separately so both sides keep the class proportions. */
   stratified?: boolean;
@@ -39,7 +41,7 @@ export interface SplitOptions {
 export interface Split {
   train: DatasetFile[];
   validation: DatasetFile[];
-  /** Held out: only files a label manifest assigns to `test` (empty otherwise). */
+  /** Held out, never trained or selected on: --test-split's share, and files a label manifest assigns to `test`. */
   test: DatasetFile[];
 }
 
@@ -96,13 +98,19 @@ export async function listDataset(root: string): Promise<DatasetListing> {
  * so with none pre-assigned the split is exactly the random one.
  */
 export function splitDataset(listing: DatasetListing, opts: SplitOptions): Split {
-  const { validationSplit, seed, stratified = false } = opts;
+  const { validationSplit, testSplit = 0, seed, stratified = false } = opts;
   if (!(validationSplit >= 0 && validationSplit < 1)) throw new DatasetError(`validation split must be in [0, 1); got ${validationSplit}`);
+  if (!(testSplit >= 0 && validationSplit + testSplit < 1)) {
+    throw new DatasetError(`test split must be >= 0 and leave images to train on beside the validation split; got ${testSplit}`);
+  }
   const rng = createRng(seed);
+  // The same shuffle with or without a test split: validation is the last share, test the share before it.
   const cut = (files: DatasetFile[]): Split => {
     const shuffled = shuffleInPlace([...files], rng);
     const nVal = Math.floor(shuffled.length * validationSplit);
-    return { train: shuffled.slice(0, shuffled.length - nVal), validation: shuffled.slice(shuffled.length - nVal), test: [] };
+    const nTest = Math.floor(shuffled.length * testSplit);
+    const end = shuffled.length - nVal;
+    return { train: shuffled.slice(0, end - nTest), validation: shuffled.slice(end), test: shuffled.slice(end - nTest, end) };
   };
   const free = listing.files.filter((f) => !f.split);
   let split: Split;
@@ -112,11 +120,15 @@ export function splitDataset(listing: DatasetListing, opts: SplitOptions): Split
       const part = cut(free.filter((f) => f.label === c));
       split.train.push(...part.train);
       split.validation.push(...part.validation);
+      split.test.push(...part.test);
     }
   } else {
     split = cut(free);
   }
   for (const f of listing.files) if (f.split) split[f.split].push(f);
+  if (testSplit > 0 && split.test.length === 0) {
+    throw new DatasetError(`too few images (${listing.files.length}) for a ${Math.round(testSplit * 100)}% test split`);
+  }
   const minVal = validationSplit > 0 ? 1 : 0;
   if (split.train.length < listing.classes.length || split.validation.length < minVal) {
     throw new DatasetError(

@@ -1,8 +1,10 @@
 import { HEAD } from '../core/classifier.js';
-import { classificationLoss, classTargets, correctPredictions, toProbabilities } from '../core/head-convention.js';
+import { classTargets, correctPredictions, toProbabilities } from '../core/head-convention.js';
 import type { LayersModel, Tensor, Tensor2D } from '../core/tf.js';
 import { tf } from '../core/tf.js';
+import { adamPowers, setAdamPowers } from '../core/tfjs-internals.js';
 import type { NamedTensor } from './checkpoint.js';
+import { weightedClassificationLoss } from './class-weights.js';
 import { epochOrder } from './dataset.js';
 import { gatherRows } from './features.js';
 
@@ -24,6 +26,8 @@ export class HeadTrainer {
     private readonly dropout: number,
     /** Seeds the dropout masks, so a run is reproducible. */
     private readonly seed?: number,
+    /** Loss weight per class (--class-weight); undefined: the plain mean loss. */
+    private readonly classWeights?: readonly number[],
   ) {
     const [k, b] = model.getLayer(HEAD.logits).getWeights();
     this.kernel = tf.variable(k, true, 'head/kernel');
@@ -67,7 +71,7 @@ export class HeadTrainer {
             const logits = this.logits(x, true);
             const targets = classTargets(y, this.numClasses);
             hits = correctPredictions(logits, targets, this.numClasses).dataSync()[0];
-            return classificationLoss(logits, targets, this.numClasses);
+            return weightedClassificationLoss(logits, targets, y, this.numClasses, this.classWeights);
           },
           true,
           [this.kernel, this.bias],
@@ -78,6 +82,11 @@ export class HeadTrainer {
       correct += hits;
     }
     return { loss: lossSum / n, accuracy: correct / n };
+  }
+
+  /** Continues the seeded dropout stream after `draws` training steps (one draw each), as a resumed run must. */
+  skipDropoutDraws(draws: number): void {
+    this.calls += draws;
   }
 
   /** Class probabilities (rows) for features, in inference mode. */
@@ -92,8 +101,13 @@ export class HeadTrainer {
     return this.optimizer.getWeights();
   }
 
-  restoreOptimizer(weights: NamedTensor[]): Promise<void> {
-    return this.optimizer.setWeights(weights);
+  optimizerPowers(): [number, number] | undefined {
+    return adamPowers(this.optimizer);
+  }
+
+  async restoreOptimizer(weights: NamedTensor[], powers?: readonly [number, number]): Promise<void> {
+    await this.optimizer.setWeights(weights);
+    if (powers) setAdamPowers(this.optimizer, powers);
   }
 
   /** Writes the trained head into the model's `logits` layer. */

@@ -1,6 +1,6 @@
 import { PREPROCESS } from '../core/classifier.js';
 import { outputActivation } from '../core/head-convention.js';
-import type { EpochRecord, Metrics } from '../core/manifest.js';
+import type { EpochRecord, Metrics, PhaseSelection } from '../core/manifest.js';
 import type { ManifestDraft } from './export.js';
 import type { TrainOptions } from './options.js';
 import type { TrainData } from './train-data.js';
@@ -36,7 +36,9 @@ export function draftManifest(p: {
   data: TrainData;
   base: BaseInfo;
   history: EpochRecord[];
-  metrics: { frozen: Metrics | undefined; fineTuned: Metrics | undefined };
+  metrics: { frozen: Metrics | undefined; fineTuned: Metrics | undefined; test?: Metrics };
+  selection?: { frozen?: PhaseSelection; fineTune?: PhaseSelection };
+  classWeights?: number[];
   timings: Record<string, number>;
   forward: ForwardStats;
   backend: string;
@@ -60,13 +62,20 @@ export function draftManifest(p: {
     dataset: {
       source: opts.data,
       fingerprint: data.fingerprint,
-      counts: { train: data.train.length, validation: data.validation.length, perClass: data.perClass },
+      counts: {
+        train: data.train.length,
+        validation: data.validation.length,
+        ...(data.test.length ? { test: data.test.length } : {}),
+        perClass: data.perClass,
+      },
       skipped: data.skipped,
       validationFiles: data.validationFiles,
       report: data.dataReport,
     },
     history: p.history,
-    metrics: p.metrics,
+    metrics: { frozen: p.metrics.frozen, fineTuned: p.metrics.fineTuned, ...(p.metrics.test ? { test: p.metrics.test } : {}) },
+    ...(p.selection ? { selection: p.selection } : {}),
+    ...(p.classWeights ? { classWeights: Object.fromEntries(data.classes.map((c, k) => [c, p.classWeights?.[k] ?? 1])) } : {}),
     timings: {
       ...p.timings,
       ...(forward.boundary.views

@@ -47,6 +47,14 @@ export const TrainOptionsSchema = z.object({
   cacheDir: z.string().min(1).optional(),
   /** Formats exported (and verified) into `out` after training, besides the tfjs model itself. */
   export: z.array(FormatIdSchema).optional(),
+  /** Keep each phase's weights of its lowest validation loss (Keras' restore_best_weights per fit()); off by default. */
+  restoreBest: z.boolean().optional(),
+  /** Stop a phase after this many epochs without a lower validation loss; off by default. */
+  patience: z.number().int().min(1).optional(),
+  /** Share of the images held out as an untouched test split (never used to choose anything); off by default. */
+  testSplit: z.number().min(0).max(0.5).optional(),
+  /** Loss weight per class: 'balanced', 'none', or '<class>=<w>,...' (unlisted classes 1). */
+  classWeight: z.string().min(1).optional(),
 });
 export type TrainOptions = z.infer<typeof TrainOptionsSchema>;
 

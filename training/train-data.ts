@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { DataReport } from '../core/manifest.js';
 import { formatMiB, type RunCache } from './cache-budget.js';
-import { datasetFingerprint, decodeStream, type SkippedFile } from './dataset.js';
+import { datasetFingerprint, decodeStream, type SkippedFile, type Split } from './dataset.js';
 import { listAndSplit } from './dataset-listing.js';
 import { type ImageSet, ImageSetBuilder } from './image-set.js';
 import type { TrainOptions } from './options.js';
@@ -17,8 +17,11 @@ export interface TrainData {
   /** Decoded once; in memory or in the run's spill folder (see cache-budget.ts). */
   train: ImageSet;
   validation: ImageSet;
+  /** The untouched test split (--test-split, or a label manifest's `test` rows); empty without one. */
+  test: ImageSet;
   trainLabels: Int32Array;
   validationLabels: Int32Array;
+  testLabels: Int32Array;
   /** Images per class over both sides of the split. */
   perClass: Record<string, number>;
   skipped: SkippedFile[];
@@ -32,17 +35,20 @@ export interface TrainData {
 }
 
 /**
- * Lists (syncing an s3:// dataset first), splits and decodes the dataset in one bounded pass:
- * each image is decoded, hashed and appended to its side's image set, never all held at once
- * unless the cache budget has room for them.
+ * Lists (syncing an s3:// dataset first), splits (or takes `given`, e.g. a cross-validation fold)
+ * and decodes the dataset in one bounded pass: each image is decoded, hashed and appended to its
+ * side's image set, never all held at once unless the cache budget has room for them.
  */
-export async function loadData(opts: TrainOptions, report: Reporter, cache: RunCache): Promise<TrainData> {
+export async function loadData(opts: TrainOptions, report: Reporter, cache: RunCache, given?: Split): Promise<TrainData> {
   const t = performance.now();
-  const { dir, listing, split, skipped: unused, report: dataReport, assigned } = await listAndSplit(opts, report);
-  const files = [...split.train, ...split.validation];
+  const { dir, listing, split, skipped: unused, report: dataReport, assigned } = await listAndSplit(opts, report, {}, given);
+  const files = [...split.train, ...split.validation, ...split.test];
   report({ type: 'stage', stage: `decoding ${files.length} images`, total: files.length });
   const trainB = new ImageSetBuilder(cache, 'train-images', opts.imageSize, split.train.length);
   const valB = new ImageSetBuilder(cache, 'validation-images', opts.imageSize, split.validation.length);
+  const testB = new ImageSetBuilder(cache, 'test-images', opts.imageSize, split.test.length);
+  const nTrain = split.train.length;
+  const nTrainVal = nTrain + split.validation.length;
   const skipped: SkippedFile[] = [];
   const hashes = new Map<string, string>();
   const perLabel = new Array<number>(listing.classes.length).fill(0);
@@ -58,26 +64,27 @@ export async function loadData(opts: TrainOptions, report: Reporter, cache: RunC
         continue;
       }
       perLabel[r.file.label]++;
-      (r.index < split.train.length ? trainB : valB).append(r.image);
+      (r.index < nTrain ? trainB : r.index < nTrainVal ? valB : testB).append(r.image);
     }
   } catch (e) {
-    trainB.finish().dispose();
-    valB.finish().dispose();
+    for (const b of [trainB, valB, testB]) b.finish().dispose();
     throw e;
   }
   skipped.sort((a, b) => (a.file < b.file ? -1 : 1));
   for (const s of skipped) report({ type: 'warning', message: `skipped ${s.file}: ${s.reason}` });
   const train = trainB.finish();
   const validation = valB.finish();
-  if (!train.length || !validation.length) {
-    train.dispose();
-    validation.dispose();
-    throw new Error('no decodable images left on one side of the split');
-  }
+  const test = testB.finish();
+  const fail = (message: string) => {
+    for (const set of [train, validation, test]) set.dispose();
+    return new Error(message);
+  };
+  if (!train.length || !validation.length) throw fail('no decodable images left on one side of the split');
+  if (split.test.length && !test.length) throw fail('no decodable images left in the test split');
   const classes = listing.classes;
   report({
     type: 'info',
-    message: `dataset: ${classes.length} classes (${classes.join(', ')}), ${train.length} training and ${validation.length} validation images, ${skipped.length} skipped`,
+    message: `dataset: ${classes.length} classes (${classes.join(', ')}), ${train.length} training and ${validation.length} validation images${test.length ? `, ${test.length} test images (untouched)` : ''}, ${skipped.length} skipped`,
   });
   if (train.onDisk || validation.onDisk) {
     report({
@@ -91,8 +98,10 @@ export async function loadData(opts: TrainOptions, report: Reporter, cache: RunC
     classes,
     train,
     validation,
+    test,
     trainLabels: train.labels,
     validationLabels: validation.labels,
+    testLabels: test.labels,
     perClass: Object.fromEntries(classes.map((c, i) => [c, perLabel[i]])),
     skipped: [...unused, ...skipped],
     fingerprint: datasetFingerprint(classes, hashes, assigned),

@@ -6,7 +6,7 @@ import { toProbabilities } from '../core/head-convention.js';
 import type { Metrics } from '../core/manifest.js';
 import type { LayersModel } from '../core/tf.js';
 import { tf } from '../core/tf.js';
-import { setLearningRate } from '../core/tfjs-internals.js';
+import { adamPowers, setAdamPowers, setLearningRate } from '../core/tfjs-internals.js';
 import type { AugmentConfig } from './augment.js';
 import type { RunCache } from './cache-budget.js';
 import { epochOrder } from './dataset.js';
@@ -36,6 +36,8 @@ export interface PhaseContext {
   boundary: string;
   /** Where features and views are kept: memory within the budget, the rest on disk. */
   cache: RunCache;
+  /** Loss weight per class (--class-weight); undefined: the plain mean loss. */
+  classWeights?: number[];
 }
 
 /** The un-augmented validation views, computed once for both phases. */
@@ -74,13 +76,15 @@ export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures)
   const { opts, report, data, state } = ctx;
   const numClasses = data.classes.length;
   const trainPaths = data.train.files.map((f) => f.relPath);
-  const head = new HeadTrainer(ctx.model, numClasses, opts.lr, opts.dropout, deriveSeed(opts.seed, 'dropout:head'));
+  const head = new HeadTrainer(ctx.model, numClasses, opts.lr, opts.dropout, deriveSeed(opts.seed, 'dropout:head'), ctx.classWeights);
   const saved = state.takeOptimizer('frozen');
   if (saved) {
-    await head.restoreOptimizer(saved);
+    await head.restoreOptimizer(saved, state.adamPowers('frozen'));
     tf.dispose(saved.map((o) => o.tensor));
   }
   const first = state.doneBefore('frozen');
+  // A resumed run continues the dropout stream where the interrupted one left it.
+  if (first < opts.epochs) head.skipDropoutDraws(first * Math.ceil(data.train.length / opts.batchSize));
   // Which set of views epoch e trains on: its own (exact, like an uncached pipeline), one of
   // `frozenViews` sets cycled over the epochs, or the un-augmented images every epoch.
   const viewSet = (e: number) => (!opts.augmentFrozen ? -1 : opts.frozenViews ? e % opts.frozenViews : e);
@@ -106,7 +110,7 @@ export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures)
     }
     const { loss, accuracy } = head.trainEpoch(feats, val.dim, data.trainLabels, opts.batchSize, opts.seed, state.plan.global('frozen', e));
     const metrics = computeMetrics(rows(head.probabilities(val.pooled, val.dim), numClasses), data.validationLabels, data.classes);
-    await state.finishEpoch('frozen', e, {
+    const stop = await state.finishEpoch('frozen', e, {
       loss,
       accuracy,
       metrics,
@@ -114,7 +118,9 @@ export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures)
       writeBack: () => head.writeBack(),
       layers: new Set([HEAD.logits]),
       optimizerWeights: () => head.optimizerWeights(),
+      optimizerPowers: () => head.optimizerPowers(),
     });
+    if (stop) break;
   }
   if (first < opts.epochs) head.writeBack();
   head.dispose();
@@ -124,7 +130,8 @@ export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures)
     state.frozenMetrics = computeMetrics(rows(h.probabilities(val.pooled, val.dim), numClasses), data.validationLabels, data.classes);
     h.dispose();
   }
-  return state.frozenMetrics;
+  // --restore-best: the phase's best head goes back into the model before phase 2 starts from it.
+  return state.endPhase('frozen', state.frozenMetrics);
 }
 
 /** Phase 2: fine-tune the tail above the boundary on cached boundary activations. */
@@ -163,7 +170,14 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
   // The step is split over as many threads as there are frozen-layer workers (one core each).
   const tail = await createTrainingTail(
     model,
-    { fineTuneAt: opts.fineTuneAt, numClasses, dropout: opts.dropout, seed: deriveSeed(opts.seed, 'dropout:tail') },
+    {
+      fineTuneAt: opts.fineTuneAt,
+      numClasses,
+      dropout: opts.dropout,
+      seed: deriveSeed(opts.seed, 'dropout:tail'),
+      classWeights: ctx.classWeights,
+      dropoutDrawsDone: first * Math.ceil(n / opts.batchSize),
+    },
     { threads: Math.max(1, opts.workers) },
   );
   report({ type: 'info', message: `fine-tune step: ${tail.route} tail on ${tail.threads} thread(s)` });
@@ -174,6 +188,8 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
     if (saved) {
       await optimizer.setWeights(saved);
       tf.dispose(saved.map((o) => o.tensor));
+      const powers = state.adamPowers('fineTune');
+      if (powers) setAdamPowers(optimizer, powers);
     }
     const tailLayers = new Set(model.layers.slice(model.layers.findIndex((l) => l.name === boundary) + 1).map((l) => l.name));
     for (let e = first; e < opts.fineTuneEpochs; e++) {
@@ -219,7 +235,7 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
         data.validationLabels,
         data.classes,
       );
-      await state.finishEpoch('fineTune', e, {
+      const stop = await state.finishEpoch('fineTune', e, {
         loss: lossSum / order.length,
         accuracy: correct / order.length,
         metrics,
@@ -227,7 +243,9 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
         writeBack: () => tail.writeBack(),
         layers: tailLayers,
         optimizerWeights: () => optimizer.getWeights(),
+        optimizerPowers: () => adamPowers(optimizer),
       });
+      if (stop) break;
     }
     if (!metrics) {
       // Everything was done before the restart: the final metrics come from the restored weights.
@@ -247,7 +265,8 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
     await tail.dispose();
     optimizer.dispose();
   }
-  return metrics;
+  // --restore-best: the model gets the phase's best tail back (after the tail's last write-back).
+  return state.endPhase('fineTune', metrics);
 }
 
 function rows(flat: Float32Array, numClasses: number): number[][] {

@@ -3,11 +3,13 @@ import type { Manifest, Metrics } from '../core/manifest.js';
 import type { LayersModel } from '../core/tf.js';
 import { sha256 } from '../core/versioning.js';
 import { CacheBudget, defaultCacheBudget, formatMiB, type RunCache } from './cache-budget.js';
-import type { DecodedImage } from './dataset.js';
-import { exportModel, VERIFICATION_IMAGES } from './export.js';
+import { imbalanceWarning, resolveClassWeights } from './class-weights.js';
+import type { DecodedImage, Split } from './dataset.js';
+import { exportModel, predictProbabilities, VERIFICATION_IMAGES } from './export.js';
 import { type FeatureExtractor, InProcessExtractor } from './features.js';
 import type { ImageSet } from './image-set.js';
 import { draftManifest, type ForwardStats, hyperparameters } from './manifest-draft.js';
+import { computeMetrics } from './metrics.js';
 import { augmentConfig, type TrainOptions } from './options.js';
 import type { Reporter } from './progress.js';
 import { EpochPlan, RunState } from './run-state.js';
@@ -45,6 +47,8 @@ export async function train(
   extractorFactory?: (model: LayersModel, alpha: number) => Promise<FeatureExtractor>,
   /** Default: opts.cacheBudget (else defaultCacheBudget()) and a spill folder in opts.cacheDir. */
   runCache?: RunCache,
+  /** A split given by the caller (`edgetune cv`'s folds) instead of the seeded one. */
+  split?: Split,
 ): Promise<TrainResult> {
   const t0 = performance.now();
   const backend = await initBackend(undefined, (l) => report({ type: 'info', message: l }));
@@ -54,9 +58,18 @@ export async function train(
   };
   let keepValidation = false;
   try {
-    return await trainCached(opts, report, cache, extractorFactory, t0, backend, () => {
-      keepValidation = true;
-    });
+    return await trainCached(
+      opts,
+      report,
+      cache,
+      extractorFactory,
+      t0,
+      backend,
+      () => {
+        keepValidation = true;
+      },
+      split,
+    );
   } finally {
     if (!keepValidation) cache.spill.remove();
   }
@@ -70,14 +83,22 @@ async function trainCached(
   t0: number,
   backend: Awaited<ReturnType<typeof initBackend>>,
   handOver: () => void,
+  split: Split | undefined,
 ): Promise<TrainResult> {
-  const data = await loadData(opts, report, cache);
+  const data = await loadData(opts, report, cache, split);
+  const trainCounts = data.classes.map((_, k) => data.trainLabels.filter((y) => y === k).length);
+  const classWeights = resolveClassWeights(opts.classWeight, data.classes, trainCounts);
+  const imbalance = imbalanceWarning(data.classes, trainCounts, opts.classWeight);
+  if (imbalance) report({ type: 'warning', message: imbalance });
   let t = performance.now();
   const { model, base } = await buildModel(opts, data.classes.length, report);
   const timings: Record<string, number> = { decodeSeconds: data.decodeSeconds, loadSeconds: seconds(t) };
 
   const runKey = sha256(JSON.stringify({ h: hyperparameters(opts), data: data.fingerprint, base: base.sha256 }));
-  const state = await RunState.open(new EpochPlan(opts.epochs, opts.fineTuneEpochs), model, report, opts.checkpoint, runKey);
+  const state = await RunState.open(new EpochPlan(opts.epochs, opts.fineTuneEpochs), model, report, opts.checkpoint, runKey, {
+    restoreBest: opts.restoreBest,
+    patience: opts.patience,
+  });
 
   const forward: ForwardStats = { boundary: { views: 0, seconds: 0 }, pooled: { views: 0, seconds: 0 } };
   const extractor = new TimedExtractor(
@@ -94,6 +115,7 @@ async function trainCached(
     aug: augmentConfig(opts),
     boundary: boundaryLayerName(opts.fineTuneAt),
     cache,
+    classWeights,
   };
   let val: Awaited<ReturnType<typeof validationFeatures>> | undefined;
   try {
@@ -107,6 +129,17 @@ async function trainCached(
       fineTuned = await runFineTunePhase(ctx, val);
       timings.fineTuneSeconds = seconds(t);
     }
+    let test: Metrics | undefined;
+    if (data.test.length) {
+      // The exported model itself on images nothing was chosen on.
+      t = performance.now();
+      const probabilities: number[][] = [];
+      for (let s = 0; s < data.test.length; s += 64) {
+        probabilities.push(...(await predictProbabilities(model, await data.test.read(s, s + 64), data.classes.length)));
+      }
+      test = computeMetrics(probabilities, data.testLabels, data.classes);
+      timings.testSeconds = seconds(t);
+    }
 
     // exportModel adds its own time to the timings.
     const draft = draftManifest({
@@ -114,7 +147,9 @@ async function trainCached(
       data,
       base,
       history: state.history,
-      metrics: { frozen, fineTuned },
+      metrics: { frozen, fineTuned, test },
+      selection: state.selection(),
+      classWeights,
       timings: { ...timings, totalSeconds: seconds(t0) },
       forward,
       backend: describeBackend(backend),
@@ -138,6 +173,8 @@ async function trainCached(
   } finally {
     val?.boundary?.dispose();
     data.train.dispose();
+    data.test.dispose();
+    state.dispose();
     await extractor.close();
   }
 }

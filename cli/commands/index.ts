@@ -27,6 +27,12 @@ export const COMMANDS: Record<string, CommandDescriptor> = {
     description: "The training container's job (AWS Batch): `edgetune train` on the dataset its environment names.",
     load: () => import('./job.js'),
   },
+  cv: {
+    usage: '[options] <data>',
+    description:
+      'Stratified k-fold cross-validation over every image: trains k times per seed and prints mean, std and a 95% t-interval of accuracy and AUC.',
+    load: () => import('./cv.js'),
+  },
   evaluate: {
     usage: '[options] <model> <data>',
     description: "Evaluate a saved model on a folder whose class subfolders carry the model's class names.",

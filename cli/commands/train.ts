@@ -66,6 +66,14 @@ export function register(program: Command): void {
     .option('--dropout <rate>', `dropout before the classifier (default ${DEFAULTS.dropout})`, num('dropout'))
     .option('--validation-split <f>', `validation share (default ${DEFAULTS.validationSplit})`, num('validation split'))
     .option('--stratified', 'split each class separately')
+    .option(
+      '--test-split <f>',
+      'share held out as an untouched test split: evaluated once at the end, never used to choose; the promotion gate uses it (default: none)',
+      num('test split'),
+    )
+    .option('--restore-best', "keep each phase's epoch of lowest validation loss (Keras restore_best_weights; default: the last epoch)")
+    .option('--patience <n>', 'stop a phase after n epochs without a lower validation loss (default: run every epoch)', int('patience'))
+    .option('--class-weight <w>', 'loss weight per class: balanced (n / (classes * count)), none, or <class>=<w>,... (default none)')
     .option('--seed <n>', `seed for the split, shuffling and augmentation (default ${DEFAULTS.seed})`, int('seed'))
     .option('--flip <mode>', `random flip: horizontal, vertical, horizontal_and_vertical, none (default ${DEFAULTS.flip})`)
     .option('--rotation <factor>', `random rotation, fraction of a turn (default ${DEFAULTS.rotation}; Keras recipe 0.2)`, num('rotation'))

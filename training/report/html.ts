@@ -67,6 +67,16 @@ function summary(m: Manifest): string {
     ),
   ];
   if (final.auc !== undefined) cards.push(card('ROC AUC', final.auc.toFixed(4), `P(${esc(m.classes[1])}) ranking, validation set`));
+  const test = m.metrics.test;
+  if (test) {
+    cards.push(
+      card(
+        'Test accuracy',
+        pct(test.valAccuracy),
+        `${m.dataset.counts.test ?? ''} untouched test images: selection-free${test.auc !== undefined ? ` · AUC ${test.auc.toFixed(4)}` : ''}`,
+      ),
+    );
+  }
   cards.push(
     card(
       'Images',
@@ -79,11 +89,12 @@ function summary(m: Manifest): string {
 }
 
 function metricsTable(m: Manifest): string {
-  const { frozen, fineTuned } = m.metrics;
+  const { frozen, fineTuned, test } = m.metrics;
   const phases: Array<[string, Metrics]> = [['Base frozen', frozen]];
   if (fineTuned) phases.push(['After fine-tuning', fineTuned]);
+  if (test) phases.push(['Test split (final model)', test]);
   const overall = table(
-    ['Phase', 'Val accuracy', 'Val loss', ...(m.classes.length === 2 ? ['ROC AUC'] : [])],
+    ['Phase', 'Accuracy', 'Loss', ...(m.classes.length === 2 ? ['ROC AUC'] : [])],
     phases.map(([name, x]) => [
       name,
       pct(x.valAccuracy),
@@ -104,7 +115,33 @@ function metricsTable(m: Manifest): string {
     }),
     'num',
   );
-  return overall + perClass;
+  return overall + perClass + selectionNotes(m);
+}
+
+/** Which figures are selection-free, which epochs were kept and why, and the class weights. */
+function selectionNotes(m: Manifest): string {
+  const notes: string[] = [];
+  const sel = Object.entries(m.selection ?? {}).filter(([, s]) => s);
+  const chose = sel.some(([, s]) => s?.restoreBest || s?.stoppedEarly);
+  notes.push(
+    chose
+      ? 'Validation figures are <strong>not selection-free</strong>: the kept epochs were chosen on the validation loss, which flatters them.'
+      : 'No epoch was chosen on the validation set (each phase kept its last epoch); the defaults themselves were chosen on validation splits.',
+  );
+  for (const [phase, s] of sel) notes.push(`${phase === 'frozen' ? 'Base frozen' : 'Fine-tuning'}: ${esc(s?.reason)}.`);
+  notes.push(
+    m.metrics.test
+      ? `The test split (${m.dataset.counts.test ?? '?'} images) was used for nothing else: its figures are <strong>selection-free</strong>, and the promotion gate uses them.`
+      : 'There is no test split (<code>--test-split</code>): no figure here is fully selection-free.',
+  );
+  if (m.classWeights) {
+    notes.push(
+      `Class weights in the loss: ${Object.entries(m.classWeights)
+        .map(([c, w]) => `<code>${esc(c)}</code> ${w.toFixed(3)}`)
+        .join(', ')}; the per-class recall above shows their effect.`,
+    );
+  }
+  return `<ul class="notes">${notes.map((n) => `<li>${n}</li>`).join('')}</ul>`;
 }
 
 function historyTable(m: Manifest): string {
@@ -113,7 +150,7 @@ function historyTable(m: Manifest): string {
     ['Epoch', 'Phase', 'Loss', 'Accuracy', 'Val loss', 'Val accuracy', 'Time'],
     m.history.map((h) => [
       String(h.epoch),
-      h.phase === 'frozen' ? 'base frozen' : 'fine-tuning',
+      `${h.phase === 'frozen' ? 'base frozen' : 'fine-tuning'}${m.selection?.[h.phase]?.keptEpoch === h.epoch && m.selection?.[h.phase]?.restoreBest ? ' (kept)' : ''}`,
       f4(h.loss),
       pct(h.accuracy),
       f4(h.valLoss),

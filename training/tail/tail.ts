@@ -13,10 +13,11 @@
 import type { GradSaveFunc, LayerVariable, NamedTensorMap, Tensor, Tensor1D, Tensor2D, Tensor4D } from '@tensorflow/tfjs';
 import { HEAD } from '../../core/classifier.js';
 import { type ConvStructure, graphStructure, type OpStructure, type Pads } from '../../core/graph/fused-graph.js';
-import { classificationLoss, classTargets, correctPredictions, logitUnits } from '../../core/head-convention.js';
+import { classTargets, correctPredictions, logitUnits } from '../../core/head-convention.js';
 import type { LayersModel } from '../../core/tf.js';
 import { tf } from '../../core/tf.js';
 import { runKernel } from '../../core/tfjs-internals.js';
+import { weightedClassificationLoss } from '../class-weights.js';
 import { registerWasmGradKernels, relu6GradFromOutput } from '../wasm-kernels/wasm-grad-kernels.js';
 import { boundaryLayerName } from './base-layers.js';
 
@@ -34,6 +35,10 @@ export interface TailOptions {
   seed?: number;
   /** Default: `layers` on tfjs-node (native kernels are fast), `fast` elsewhere. */
   route?: TailRoute;
+  /** Loss weight per class (--class-weight; labels must be class indices); default: the plain mean loss. */
+  classWeights?: number[];
+  /** Dropout draws already taken from the seeded stream (one per training step): a resumed run continues it. */
+  dropoutDrawsDone?: number;
 }
 
 // A type alias (not an interface) so it can be returned from tf.tidy.
@@ -143,8 +148,17 @@ function toLabels(labels: Tensor, n: number, numClasses: number): Tensor2D {
   return classTargets(labels, numClasses);
 }
 
-function lossAndCorrect(logits: Tensor2D, y: Tensor2D, numClasses: number): { loss: tf.Scalar; correct: tf.Scalar } {
-  return { loss: classificationLoss(logits, y, numClasses), correct: correctPredictions(logits, y, numClasses) };
+function lossAndCorrect(
+  logits: Tensor2D,
+  y: Tensor2D,
+  labels: Tensor,
+  numClasses: number,
+  classWeights: readonly number[] | undefined,
+): { loss: tf.Scalar; correct: tf.Scalar } {
+  return {
+    loss: weightedClassificationLoss(logits, y, labels, numClasses, classWeights),
+    correct: correctPredictions(logits, y, numClasses),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -419,8 +433,10 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
   // Keras base layer 0 is the base's input; in the classifier that tensor is `preprocess`'s output.
   const baseName = boundaryLayerName(fineTuneAt);
   const boundaryName = baseName === 'input_1' && !model.layers.some((l) => l.name === baseName) ? HEAD.preprocess : baseName;
-  const { numClasses } = opts;
+  const { numClasses, classWeights } = opts;
   if (!Number.isInteger(numClasses) || numClasses < 2) throw new Error(`numClasses must be an integer >= 2; got ${numClasses}`);
+  if (classWeights && classWeights.length !== numClasses)
+    throw new Error(`classWeights: ${numClasses} weights expected; got ${classWeights.length}`);
   registerWasmGradKernels();
   const graph = tailGraph(model, boundaryName);
   const logitsLayer = model.getLayer(HEAD.logits);
@@ -433,7 +449,7 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
   const dropLayer = graph.layers.find((l) => l.getClassName() === 'Dropout');
   const dropoutRate = opts.dropout ?? (dropLayer ? (layerConfig(dropLayer).rate as number) : undefined) ?? 0.2;
   if (!(dropoutRate >= 0 && dropoutRate < 1)) throw new Error(`dropout must be in [0, 1); got ${dropoutRate}`);
-  let dropoutCalls = 0;
+  let dropoutCalls = opts.dropoutDrawsDone ?? 0;
   const nextSeed = () => (opts.seed === undefined ? undefined : opts.seed + dropoutCalls++);
   // The dropout of a training pass: the mask given, else the next draw of this tail's stream.
   const trainingDropout = (mask?: Tensor2D): Dropout | undefined =>
@@ -565,7 +581,7 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
         res = tf.tidy(() => {
           const y = toLabels(labels, n, numClasses);
           return tf.variableGrads(() => {
-            const r = lossAndCorrect(forward(boundary, dropout) as Tensor2D, y, numClasses);
+            const r = lossAndCorrect(forward(boundary, dropout) as Tensor2D, y, labels, numClasses, classWeights);
             correctT = tf.keep(r.correct);
             return r.loss;
           }, trainableVariables);
