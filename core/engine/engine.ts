@@ -22,8 +22,11 @@ export interface InferenceEngine {
   readonly outputs: readonly string[];
   /** [h, w, c] (or [features]) of each output without the batch dimension. */
   readonly outputShapes: Record<string, number[]>;
-  /** Runs `n` images ([n, size, size, 3] RGB 0..255 float32, back to back); one result per output, in `outputs` order. */
-  run(pixels: Float32Array, n: number): Promise<EngineOutput[]>;
+  /**
+   * Runs `n` images ([n, size, size, 3] RGB 0..255 float32, back to back); one result per layer of
+   * `only` (default every output), in that order. Layers not asked for are not computed.
+   */
+  run(pixels: Float32Array, n: number, only?: readonly string[]): Promise<EngineOutput[]>;
   dispose(): Promise<void>;
 }
 

@@ -70,17 +70,16 @@ export async function ortEngineFromOnnx(
     description: `onnxruntime-node ${v} (CPU, ${threads} intra-op thread${threads === 1 ? '' : 's'})`,
     outputs: names,
     outputShapes,
-    run(pixels, n) {
+    run(pixels, n, only = names) {
+      for (const l of only) if (!outputShapes[l]) throw new Error(`ort engine: '${l}' is not one of its outputs (${names.join(', ')})`);
       // One run at a time per session: concurrent runs would oversubscribe the threads we set.
       const p = queue.then(async () => {
         const x = new ort.Tensor('float32', pixels, [n, ...inputShape]);
-        const res = await session.run({ [input]: x }, names);
-        const out: EngineOutput[] = names.map((name) => {
-          const t = res[name];
-          const r = { data: t.data as Float32Array, dims: [...t.dims] };
-          return r;
-        });
-        return out;
+        // onnxruntime-node 1.23 names fetched values by position in the session's outputs (fetching
+        // only the second output returns it under the first one's name): fetch a prefix of them.
+        const last = Math.max(...only.map((l) => session.outputNames.indexOf(l)));
+        const res = await session.run({ [input]: x }, session.outputNames.slice(0, last + 1));
+        return only.map((name): EngineOutput => ({ data: res[name].data as Float32Array, dims: [...res[name].dims] }));
       });
       queue = p.catch(() => {});
       return p;

@@ -35,7 +35,6 @@ export function createWasmEngine(model: LayersModel, opts: EngineOptions = {}): 
     }
     return c;
   };
-  const order = outputs.map((l, k) => ({ l, k })).sort((a, b) => (depth.get(a.l) ?? 0) - (depth.get(b.l) ?? 0));
   const [h, w, c] = model.inputs[0].shape.slice(1) as number[];
   const backend = tf.getBackend();
   return {
@@ -43,9 +42,11 @@ export function createWasmEngine(model: LayersModel, opts: EngineOptions = {}): 
     description: `tfjs ${backend} (fused executor)`,
     outputs,
     outputShapes,
-    async run(pixels, n) {
+    async run(pixels, n, only = outputs) {
+      for (const l of only) if (!outputShapes[l]) throw new Error(`wasm engine: '${l}' is not one of its outputs (${outputs.join(', ')})`);
+      const order = only.map((l, k) => ({ l, k })).sort((a, b) => (depth.get(a.l) ?? 0) - (depth.get(b.l) ?? 0));
       const x = tf.tensor4d(pixels, [n, h, w, c]);
-      const result: EngineOutput[] = new Array(outputs.length);
+      const result: EngineOutput[] = new Array(only.length);
       let prev: { layer: string; y: Tensor } | undefined;
       try {
         for (const { l, k } of order) {
