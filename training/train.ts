@@ -86,6 +86,7 @@ export async function train(
       timings: { ...timings, totalSeconds: seconds(t0) },
       forward,
       backend: describeBackend(backend),
+      frozenLayers: extractor.description,
     });
     const manifest = await exportModel(opts.out, model, draft, { images: data.validation, labels: Array.from(data.validationLabels) });
     return { manifest, outDir: opts.out, model, validation: data.validation, calibration: data.train.slice(0, CALIBRATION_IMAGES) };
