@@ -157,6 +157,26 @@ describe('ort vs wasm per layer type (random weights, 2 images)', () => {
     model.dispose();
   });
 
+  it('returns a subset of its outputs in the order asked (onnxruntime-node names fetched values by position)', async () => {
+    const model = buildClassifier({ alpha: 0.35, inputSize: 64, numClasses: 2 });
+    randomizeBatchNorm(model);
+    const outputs = ['block_13_expand_relu', 'out_relu'];
+    const px = seededPixels(1, 64, 4);
+    for (const name of ['wasm', 'ort'] as const) {
+      const e = await createEngine(model, name, { outputs });
+      const all = await e.run(px, 1);
+      const [top] = await e.run(px, 1, ['out_relu']);
+      const [back, bottom] = await e.run(px, 1, ['out_relu', 'block_13_expand_relu']);
+      expect(top.dims).toEqual([1, 2, 2, 1280]);
+      expect(Array.from(top.data)).toEqual(Array.from(all[1].data));
+      expect(Array.from(back.data)).toEqual(Array.from(all[1].data));
+      expect(Array.from(bottom.data)).toEqual(Array.from(all[0].data));
+      await expect(e.run(px, 1, ['Conv1'])).rejects.toThrow(/not one of its outputs/);
+      await e.dispose();
+    }
+    model.dispose();
+  });
+
   it('runs the same ONNX session bit for bit on the same input twice', async () => {
     const model = buildClassifier({ alpha: 0.35, inputSize: 64, numClasses: 2 });
     randomizeBatchNorm(model);

@@ -71,7 +71,9 @@ export async function ortEngineFromOnnx(
     outputs: names,
     outputShapes,
     run(pixels, n, only = names) {
-      for (const l of only) if (!outputShapes[l]) throw new Error(`ort engine: '${l}' is not one of its outputs (${names.join(', ')})`);
+      for (const l of only) {
+        if (!outputShapes[l]) return Promise.reject(new Error(`ort engine: '${l}' is not one of its outputs (${names.join(', ')})`));
+      }
       // One run at a time per session: concurrent runs would oversubscribe the threads we set.
       const p = queue.then(async () => {
         const x = new ort.Tensor('float32', pixels, [n, ...inputShape]);
