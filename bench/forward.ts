@@ -1,7 +1,9 @@
 // npm run bench:forward — single-image classify latency (layers model.predict vs the fused
 // executor) and boundary forward throughput (worker pool, 1 and 2 workers) with the shared ImageNet
 // weights, for alpha 1.0 / 0.35 at 160 / 224. Options: --alphas 1,0.35 --sizes 160,224 --views 48
-// --runs 20 --no-threaded (skip the threaded-WASM latency child) --latency-only.
+// --runs 20 --no-threaded (skip the threaded-WASM latency child) --latency-only
+// --engine wasm|ort|both (core/engine; default wasm): ort adds onnxruntime latency (1 and 2 intra-op
+// threads) and runs the boundary pool on it (2 workers x 1 thread, 1 worker x 2 threads).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -9,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { Tensor } from '@tensorflow/tfjs';
 import { describeBackend, initBackend } from '../core/backend.js';
 import { buildClassifier } from '../core/classifier.js';
+import { createEngine, type EngineName } from '../core/engine/engine.js';
 import { createFastForward } from '../core/fast-forward.js';
 import { loadModelArtifacts } from '../core/file-io.js';
 import { tf } from '../core/tf.js';
@@ -34,6 +37,9 @@ const alphas = arg('alphas', '1,0.35').split(',').map(Number);
 const sizes = arg('sizes', '160,224').split(',').map(Number);
 const views = Number(arg('views', '48'));
 const runs = Number(arg('runs', '20'));
+const engineArg = arg('engine', 'wasm');
+if (!['wasm', 'ort', 'both'].includes(engineArg)) throw new Error(`--engine must be wasm, ort or both, not '${engineArg}'`);
+const engines: EngineName[] = engineArg === 'both' ? ['wasm', 'ort'] : [engineArg as EngineName];
 
 function stats(ms: number[]): { p50: number; min: number } {
   const s = [...ms].sort((a, b) => a - b);
@@ -56,6 +62,20 @@ function timeIt(f: () => Tensor): { p50: number; min: number; cpu: number } {
     const y = f();
     y.dataSync();
     y.dispose();
+    ms.push(performance.now() - t);
+    cpu.push(cpuMs() - c);
+  }
+  return { ...stats(ms), cpu: stats(cpu).p50 };
+}
+
+async function timeAsync(f: () => Promise<unknown>): Promise<{ p50: number; min: number; cpu: number }> {
+  for (let i = 0; i < 3; i++) await f();
+  const ms: number[] = [];
+  const cpu: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    const c = cpuMs();
+    await f();
     ms.push(performance.now() - t);
     cpu.push(cpuMs() - c);
   }
@@ -86,8 +106,18 @@ async function latency(): Promise<void> {
       const x = tf.randomUniform([1, size, size, 3], 0, 255, 'float32', 1);
       const layers = timeIt(() => model.predict(x) as Tensor);
       const fused = timeIt(() => ff.forward(x));
+      const ort: string[] = [];
+      if (engines.includes('ort')) {
+        const px = x.dataSync() as Float32Array;
+        for (const threads of [1, 2]) {
+          const e = await createEngine(model, 'ort', { threads });
+          const t = await timeAsync(() => e.run(px, 1));
+          ort.push(` | ort ${threads} thread${threads > 1 ? 's' : ''} p50 ${fmt(t.p50)} ms (min ${fmt(t.min)}, cpu ${fmt(t.cpu)})`);
+          await e.dispose();
+        }
+      }
       console.log(
-        `latency alpha ${alpha} ${size}x${size}: layers predict p50 ${fmt(layers.p50)} ms (min ${fmt(layers.min)}, cpu ${fmt(layers.cpu)}) | fused p50 ${fmt(fused.p50)} ms (min ${fmt(fused.min)}, cpu ${fmt(fused.cpu)}) | ${(layers.p50 / fused.p50).toFixed(2)}x`,
+        `latency alpha ${alpha} ${size}x${size}: layers predict p50 ${fmt(layers.p50)} ms (min ${fmt(layers.min)}, cpu ${fmt(layers.cpu)}) | fused p50 ${fmt(fused.p50)} ms (min ${fmt(fused.min)}, cpu ${fmt(fused.cpu)}) | ${(layers.p50 / fused.p50).toFixed(2)}x${ort.join('')}`,
       );
       x.dispose();
       ff.dispose();
@@ -109,27 +139,49 @@ async function throughput(): Promise<void> {
         pixels: img(i),
         views: Array<AugmentDraw>(perImage).fill(DRAW),
       }));
-      const line: string[] = [];
-      for (const workers of [1, 2]) {
-        const t0 = performance.now();
-        const pool = await createBoundaryPool({ weights, alpha, inputSize: size, workers, dtype: 'float16' });
-        const startMs = performance.now() - t0;
-        try {
-          await pool.run(jobs.slice(0, workers));
-          const t = performance.now();
-          const c = cpuMs();
-          const results = await pool.run(jobs);
-          const sec = (performance.now() - t) / 1000;
-          const cpuPerView = (cpuMs() - c) / results.reduce((a, r) => a + r.shape[0], 0);
-          const n = results.reduce((a, r) => a + r.shape[0], 0);
-          line.push(
-            `${workers} worker${workers > 1 ? 's' : ''} ${fmt(n / sec)} img/s (cpu ${cpuPerView.toFixed(1)} ms/view -> ${fmt((workers * 1000) / cpuPerView)} img/s on ${workers} free core${workers > 1 ? 's' : ''}; start ${(startMs / 1000).toFixed(1)} s)`,
-          );
-        } finally {
-          await pool.close();
+      for (const engine of engines) {
+        const line: string[] = [];
+        const setups =
+          engine === 'ort'
+            ? [
+                { workers: 1, threads: 1 },
+                { workers: 2, threads: 1 },
+                { workers: 1, threads: 2 },
+              ]
+            : [
+                { workers: 1, threads: 1 },
+                { workers: 2, threads: 1 },
+              ];
+        for (const { workers, threads } of setups) {
+          const t0 = performance.now();
+          const pool = await createBoundaryPool({
+            weights,
+            alpha,
+            inputSize: size,
+            workers,
+            dtype: 'float16',
+            engine,
+            engineThreads: threads,
+          });
+          const startMs = performance.now() - t0;
+          try {
+            await pool.run(jobs.slice(0, workers));
+            const t = performance.now();
+            const c = cpuMs();
+            const results = await pool.run(jobs);
+            const sec = (performance.now() - t) / 1000;
+            const cpuPerView = (cpuMs() - c) / results.reduce((a, r) => a + r.shape[0], 0);
+            const n = results.reduce((a, r) => a + r.shape[0], 0);
+            const cores = workers * threads;
+            line.push(
+              `${workers} worker${workers > 1 ? 's' : ''}${engine === 'ort' ? ` x ${threads} thread${threads > 1 ? 's' : ''}` : ''} ${fmt(n / sec)} img/s (cpu ${cpuPerView.toFixed(1)} ms/view -> ${fmt((cores * 1000) / cpuPerView)} img/s on ${cores} free core${cores > 1 ? 's' : ''}; start ${(startMs / 1000).toFixed(1)} s)`,
+            );
+          } finally {
+            await pool.close();
+          }
         }
+        console.log(`boundary ${engine} alpha ${alpha} ${size}x${size} (augmented views, float16 out): ${line.join(' | ')}`);
       }
-      console.log(`boundary alpha ${alpha} ${size}x${size} (augmented views, float16 out): ${line.join(' | ')}`);
     }
   }
 }

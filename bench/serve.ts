@@ -38,8 +38,17 @@ const opts = new Command('bench:serve')
   .option('--cold-starts <n>', 'cold starts to time per model location', posInt, 3)
   .option('--max-seconds <n>', 'cap on the top-up phase that reaches --requests', posInt, 120)
   .option('--no-s3', 'skip publishing to the embedded S3 (cold start from the folder only)')
+  .option(
+    '--engine <name>',
+    'serving engine of the server: wasm (tfjs) or ort (onnxruntime-node) [EDGETUNE_ENGINE]',
+    (v: string) => {
+      if (v !== 'wasm' && v !== 'ort') throw new InvalidArgumentError(`expected wasm or ort; got '${v}'`);
+      return v;
+    },
+    'wasm',
+  )
   .parse()
-  .opts<{ model?: string; seconds: number; requests: number; coldStarts: number; maxSeconds: number; s3: boolean }>();
+  .opts<{ model?: string; seconds: number; requests: number; coldStarts: number; maxSeconds: number; s3: boolean; engine: string }>();
 
 if (!opts.model || !existsSync(path.join(opts.model, 'model.json'))) {
   process.stderr.write(
@@ -94,7 +103,7 @@ async function startServer(entry: string, env: Record<string, string>, body: Uin
   const url = `http://127.0.0.1:${port}`;
   const t0 = performance.now();
   const child = spawn(process.execPath, [entry], {
-    env: { ...process.env, ...env, PORT: String(port), LOG_LEVEL: 'info' },
+    env: { ...process.env, ...env, EDGETUNE_ENGINE: opts.engine, PORT: String(port), LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -276,7 +285,7 @@ try {
 
   const f = (x: number) => x.toFixed(1).padStart(8);
   process.stdout.write(
-    `\nclassify API on Node (${entry.replace(ROOT + '/', '')}), ${manifest.input.size}px alpha ${manifest.backbone.alpha}\n`,
+    `\nclassify API on Node (${entry.replace(ROOT + '/', '')}, engine ${opts.engine}), ${manifest.input.size}px alpha ${manifest.backbone.alpha}\n`,
   );
   process.stdout.write(`phase            conns  requests  non-200     req/s   p50 ms   p95 ms   p99 ms\n`);
   for (const p of phases) {

@@ -145,6 +145,13 @@ export const ManifestSchema = z.object({
   classWeights: z.record(z.string(), z.number()).optional(),
   timings: z.record(z.string(), z.number()),
   backend: z.string(),
+  /** What computed the frozen layers, on which CPU: a run is bit-for-bit reproducible for the same engine, threads and ISA. */
+  engine: z
+    .object({
+      frozenLayers: z.string(),
+      cpu: z.object({ model: z.string(), arch: z.string(), cores: z.number().int(), isa: z.array(z.string()) }),
+    })
+    .optional(),
   /** Weight files with their checksums: verified on publish and on load. */
   files: z.array(WeightFileSchema),
   /** Filled in by publishing when weights are quantized. */

@@ -272,7 +272,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
       const t1 = performance.now();
       const images = await decodeAll(c, parts, serving);
       const t2 = performance.now();
-      const probs = await predictBatch(serving.forward, images, serving.manifest.input.size, serving.manifest.classes.length);
+      const probs = await predictBatch(serving.predict, images, serving.manifest.input.size, serving.manifest.classes.length);
       const t3 = performance.now();
       const ms = (x: number) => Math.round(x * 100) / 100;
       const results = probs.map((p) => {

@@ -1,16 +1,14 @@
-import type { Tensor } from '@tensorflow/tfjs';
 import { toClassProbabilities } from '../core/classifier.js';
 import type { RgbImage } from '../core/image.js';
-import { tf } from '../core/tf.js';
 
 export interface Prediction {
   label: string;
   score: number;
 }
 
-/** Runs one batch through the model; returns per-image probabilities in class order. */
+/** Runs one batch through the model (tfjs or onnxruntime: functions/model-holder.ts); returns per-image probabilities in class order. */
 export async function predictBatch(
-  forward: (x: Tensor) => Tensor,
+  predict: (pixels: Float32Array, n: number) => Promise<Float32Array>,
   images: RgbImage[],
   size: number,
   numClasses: number,
@@ -23,13 +21,7 @@ export async function predictBatch(
     }
     input.set(img.data, n * pixels);
   });
-  const out = tf.tidy(() => forward(tf.tensor4d(input, [images.length, size, size, 3])));
-  try {
-    const data = (await out.data()) as Float32Array;
-    return toClassProbabilities(data, numClasses);
-  } finally {
-    out.dispose();
-  }
+  return toClassProbabilities(await predict(input, images.length), numClasses);
 }
 
 /** Labels sorted by probability, best first, cut to `top`. */

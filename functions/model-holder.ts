@@ -1,5 +1,7 @@
+import os from 'node:os';
 import type { LayersModel, Tensor } from '@tensorflow/tfjs';
 import { edgetuneConfig } from '../core/config.js';
+import { createEngine, type EnginePreference, enginePreference, type InferenceEngine, resolveEngine } from '../core/engine/engine.js';
 import { createFastForward } from '../core/fast-forward.js';
 import type { Manifest } from '../core/manifest.js';
 import { tf } from '../core/tf.js';
@@ -17,9 +19,14 @@ export interface ModelSource {
 
 export interface ServingModel {
   model: LayersModel;
-  /** [N,S,S,3] RGB 0..255 -> probabilities; the fused executor when it reproduces model.predict. */
+  /** [N,S,S,3] RGB 0..255 -> probabilities on tfjs; the fused executor when it reproduces model.predict. */
   forward: (x: Tensor) => Tensor;
+  /** [n,S,S,3] RGB 0..255 pixels -> the model's output rows, on the serving engine (tfjs or onnxruntime). */
+  predict: Predict;
+  /** The fused graph (on tfjs or onnxruntime: see `runtime`) or model.predict. */
   engine: 'fused' | 'layers';
+  /** What runs `predict`, e.g. `tfjs wasm` or `onnxruntime-node 1.23.2 (CPU, 2 intra-op threads), ...`. */
+  runtime: string;
   /** Frees the model and any fused weights. */
   dispose: () => void;
   manifest: Manifest;
@@ -34,11 +41,27 @@ export interface ServingModel {
   retired: boolean;
 }
 
+export type Predict = (pixels: Float32Array, n: number) => Promise<Float32Array>;
+
+/** `predict` over a tfjs forward. */
+export function tfjsPredict(forward: (x: Tensor) => Tensor, size: number): Predict {
+  return async (pixels, n) => {
+    const out = tf.tidy(() => forward(tf.tensor4d(pixels, [n, size, size, 3])));
+    try {
+      return (await out.data()) as Float32Array;
+    } finally {
+      out.dispose();
+    }
+  };
+}
+
 export interface HolderOptions {
   refreshSeconds: number;
   log: Logger;
   source?: ModelSource;
   now?: () => number;
+  /** Serving engine (core/engine): default `--engine` / EDGETUNE_ENGINE, else wasm. */
+  engine?: EnginePreference;
 }
 
 async function defaultSource(): Promise<ModelSource> {
@@ -167,8 +190,11 @@ export class ModelHolder {
         return;
       }
       const t1 = performance.now();
-      const engine = chooseEngine(loaded.model, loaded.manifest.input.size, (m, f) => log.warn(m, { ...ids, uri, ...f }));
-      warmUp(engine.forward, loaded.manifest.input.size);
+      const size = loaded.manifest.input.size;
+      const warn = (m: string, f: Record<string, unknown>) => log.warn(m, { ...ids, uri, ...f });
+      const tfjs = chooseEngine(loaded.model, size, warn);
+      warmUp(tfjs.forward, size);
+      const engine = await withServingEngine(tfjs, loaded.model, size, this.opts.engine ?? enginePreference(), warn);
       const warmupMs = performance.now() - t1;
       const next: ServingModel = {
         model: loaded.model,
@@ -195,6 +221,7 @@ export class ModelHolder {
         name: next.manifest.name,
         version: next.version,
         engine: next.engine,
+        runtime: next.runtime,
         loadMs: next.loadMs,
         warmupMs: next.warmupMs,
       });
@@ -222,8 +249,9 @@ export function chooseEngine(
   model: LayersModel,
   size: number,
   warn: (msg: string, fields: Record<string, unknown>) => void,
-): Pick<ServingModel, 'forward' | 'engine' | 'dispose'> {
-  const layers = { forward: (x: Tensor) => model.predict(x) as Tensor, engine: 'layers' as const, dispose: () => model.dispose() };
+): Pick<ServingModel, 'forward' | 'engine' | 'dispose'> & { runtime: string } {
+  const runtime = `tfjs ${tf.getBackend()}`;
+  const layers = { forward: (x: Tensor) => model.predict(x) as Tensor, engine: 'layers' as const, runtime, dispose: () => model.dispose() };
   if (edgetuneConfig().EDGETUNE_FAST_FORWARD === '0') return layers;
   let ff: ReturnType<typeof createFastForward> | undefined;
   try {
@@ -238,6 +266,7 @@ export function chooseEngine(
     return {
       forward: (x) => fused.forward(x),
       engine: 'fused',
+      runtime,
       dispose: () => {
         fused.dispose();
         model.dispose();
@@ -247,6 +276,61 @@ export function chooseEngine(
     ff?.dispose();
     warn('fused executor not used; serving with model.predict', { error: (e as Error).message });
     return layers;
+  }
+}
+
+/** Max |difference| of onnxruntime's output from tfjs' on the load-time check input, beyond which serving stays on tfjs. */
+export const ORT_SERVING_TOLERANCE = 1e-4;
+
+/**
+ * Adds `predict` on the chosen engine. On onnxruntime the fused graph is converted to ONNX at load,
+ * in memory (a published model.onnx is not read), checked against the tfjs path on a seeded input,
+ * and warmed up; when onnxruntime cannot load, the graph does not convert or the outputs differ,
+ * serving stays on tfjs and says why.
+ */
+export async function withServingEngine(
+  tfjs: ReturnType<typeof chooseEngine>,
+  model: LayersModel,
+  size: number,
+  pref: EnginePreference,
+  warn: (msg: string, fields: Record<string, unknown>) => void,
+): Promise<Pick<ServingModel, 'forward' | 'predict' | 'engine' | 'runtime' | 'dispose'>> {
+  const onTfjs = { ...tfjs, predict: tfjsPredict(tfjs.forward, size) };
+  let chosen: Awaited<ReturnType<typeof resolveEngine>>;
+  try {
+    chosen = await resolveEngine(pref);
+  } catch (e) {
+    warn('onnxruntime requested but not available; serving on tfjs', { error: (e as Error).message });
+    return onTfjs;
+  }
+  if (chosen.name === 'wasm') return onTfjs;
+  let engine: InferenceEngine | undefined;
+  try {
+    const threads = edgetuneConfig().EDGETUNE_ENGINE_THREADS ?? Math.min(2, os.availableParallelism?.() ?? os.cpus().length);
+    engine = await createEngine(model, 'ort', { threads });
+    const ort = engine;
+    const x = tf.randomUniform([2, size, size, 3], 0, 255, 'float32', 11);
+    const pixels = x.dataSync() as Float32Array;
+    const ref = tf.tidy(() => tfjs.forward(x).dataSync() as Float32Array);
+    x.dispose();
+    const [got] = await ort.run(pixels, 2);
+    let diff = 0;
+    for (let i = 0; i < ref.length; i++) diff = Math.max(diff, Math.abs(ref[i] - got.data[i]));
+    if (!(diff <= ORT_SERVING_TOLERANCE)) throw new Error(`onnxruntime output differs from tfjs by ${diff}`);
+    await ort.run(new Float32Array(size * size * 3), 1);
+    return {
+      ...tfjs,
+      predict: async (px, n) => (await ort.run(px, n))[0].data,
+      runtime: `${ort.description}, converted at load from the fused graph`,
+      dispose: () => {
+        void ort.dispose();
+        tfjs.dispose();
+      },
+    };
+  } catch (e) {
+    if (engine) await engine.dispose();
+    warn('onnxruntime not used; serving on tfjs', { error: (e as Error).message });
+    return onTfjs;
   }
 }
 

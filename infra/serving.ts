@@ -61,6 +61,9 @@ export class Serving extends Construct {
       // CORS is answered by API Gateway / the function URL; the app must not add a second set of headers.
       CORS_ORIGINS: 'none',
       NODE_OPTIONS: '--enable-source-maps',
+      // The bundle ships onnxruntime-node's linux-arm64 binary (scripts/build-functions.ts); a model
+      // that does not convert or check out stays on tfjs WASM (functions/model-holder.ts).
+      EDGETUNE_ENGINE: 'ort',
     };
     if (props.apiKeys === 'create') {
       this.apiKeySecret = new secretsmanager.Secret(this, 'ApiKeys', {

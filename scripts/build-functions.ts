@@ -1,10 +1,11 @@
 // npm run build:functions: esbuild bundles of the API adapters, ready for CDK to deploy.
 //   dist/functions/lambda/  index.mjs (handler index.handler, Node 20 arm64) + tfjs WASM files
 //                           + node_modules/sharp for linux-arm64 (native, installed with npm)
+//                           + node_modules/onnxruntime-node with only its linux-arm64 binary (EDGETUNE_ENGINE=ort)
 //   dist/functions/edge/    index.mjs (Lambda@Edge) + tfjs WASM files + wasm-vips (no native code)
 // Prints each bundle's size, unzipped and zipped; fails when the Lambda bundle is >= 50 MiB zipped.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -58,6 +59,18 @@ const STUBS: Record<string, string> = {
   'node-fetch': 'module.exports = (...args) => globalThis.fetch(...args);',
   s3rver: "module.exports = class { constructor() { throw new Error('the embedded S3 (s3rver) is not part of the deployed bundle'); } };",
 };
+/** The edge bundle stays on tfjs WASM: onnxruntime-node (native) is replaced by a module that fails to load. */
+const noOnnxRuntime: Plugin = {
+  name: 'no-onnxruntime',
+  setup(b) {
+    b.onResolve({ filter: /^onnxruntime-node$/ }, (a) => ({ path: a.path, namespace: 'no-ort' }));
+    b.onLoad({ filter: /.*/, namespace: 'no-ort' }, () => ({
+      contents: "throw new Error('onnxruntime-node is not part of the edge bundle (Lambda@Edge serves on tfjs WASM)');",
+      loader: 'js',
+    }));
+  },
+};
+
 const serverStubs: Plugin = {
   name: 'server-stubs',
   setup(b) {
@@ -119,12 +132,40 @@ function copyDocs(dir: string): void {
   for (const f of ['swagger-ui-bundle.js', 'swagger-ui.css', 'LICENSE']) copyFileSync(path.join(src, f), path.join(dir, 'swagger-ui', f));
 }
 
+/**
+ * onnxruntime-node and onnxruntime-common as packages beside index.mjs, with only the linux-arm64
+ * native binary of the package's six platforms (it loads `bin/napi-v6/<platform>/<arch>/` at run time).
+ */
+function copyOnnxRuntime(dir: string): void {
+  const src = path.dirname(require.resolve('onnxruntime-node/package.json'));
+  const dst = path.join(dir, 'node_modules/onnxruntime-node');
+  const bin = path.join(src, 'bin/napi-v6/linux/arm64');
+  if (!existsSync(path.join(bin, 'onnxruntime_binding.node'))) throw new Error(`onnxruntime-node has no linux-arm64 binary at ${bin}`);
+  cpSync(path.join(src, 'dist'), path.join(dst, 'dist'), { recursive: true, filter: (f) => !f.endsWith('.map') });
+  cpSync(bin, path.join(dst, 'bin/napi-v6/linux/arm64'), { recursive: true });
+  const pkg = JSON.parse(readFileSync(path.join(src, 'package.json'), 'utf8'));
+  // The install script (CUDA downloads) and its dependencies are not needed at run time.
+  writeFileSync(
+    path.join(dst, 'package.json'),
+    JSON.stringify({ name: pkg.name, version: pkg.version, main: pkg.main, types: pkg.types, license: pkg.license }, null, 2),
+  );
+  // onnxruntime-common's exports hide its package.json: found beside onnxruntime-node or nested in it.
+  const common = [path.join(src, 'node_modules/onnxruntime-common'), path.join(src, '../onnxruntime-common')].find((d) =>
+    existsSync(path.join(d, 'package.json')),
+  );
+  if (!common) throw new Error('onnxruntime-common (a dependency of onnxruntime-node) is not installed');
+  cpSync(common, path.join(dir, 'node_modules/onnxruntime-common'), {
+    recursive: true,
+    filter: (f) => !f.endsWith('.map') && !f.includes(`${path.sep}lib${path.sep}`),
+  });
+}
+
 function sharpVersion(): string {
   return JSON.parse(readFileSync(path.join(ROOT, 'node_modules/sharp/package.json'), 'utf8')).version;
 }
 
 async function buildLambda(): Promise<string> {
-  const dir = await bundle('lambda', 'functions/lambda.ts', { external: ['sharp'] });
+  const dir = await bundle('lambda', 'functions/lambda.ts', { external: ['sharp', 'onnxruntime-node'] });
   writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'edgetune-lambda', private: true, type: 'module' }, null, 2));
   if (!skipSharpInstall) {
     // Same sharp version as development, with the linux-arm64 prebuilt libvips (Graviton Lambda).
@@ -149,11 +190,13 @@ async function buildLambda(): Promise<string> {
     }
     for (const f of ['package-lock.json']) rmSync(path.join(dir, f), { force: true });
   }
+  // After npm, which removes packages it did not install from the prefix.
+  copyOnnxRuntime(dir);
   return dir;
 }
 
 async function buildEdge(): Promise<string> {
-  const dir = await bundle('edge', 'functions/edge.ts', { external: ['wasm-vips'], plugins: [forbidSharp] });
+  const dir = await bundle('edge', 'functions/edge.ts', { external: ['wasm-vips'], plugins: [forbidSharp, noOnnxRuntime] });
   writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'edgetune-edge', private: true, type: 'module' }, null, 2));
   // wasm-vips starts its pthread workers from its own module file, so it ships as a package, not inlined.
   const vipsSrc = path.join(ROOT, 'node_modules/wasm-vips');
@@ -180,7 +223,7 @@ for (const t of targets) {
       ? await buildLambda()
       : t === 'edge'
         ? await buildEdge()
-        : await bundle('node', 'functions/node.ts', { external: ['sharp'] });
+        : await bundle('node', 'functions/node.ts', { external: ['sharp', 'onnxruntime-node'] });
   rows.push({ bundle: t, dir: path.relative(process.cwd(), dir), bytes: dirBytes(dir), zipped: zipBytes(dir) });
 }
 const mib = (n: number) => `${(n / MIB).toFixed(2)} MiB`;

@@ -272,6 +272,7 @@ describe('serving', () => {
         Variables: Match.objectLike({
           MODEL_URI: { 'Fn::Join': ['', ['s3://', { Ref: model }, '/models/alpaca']] },
           MODEL_REFRESH_SECONDS: '60',
+          EDGETUNE_ENGINE: 'ort',
         }),
       },
     });

@@ -1,4 +1,5 @@
 import { PREPROCESS } from '../core/classifier.js';
+import { cpuInfo } from '../core/engine/cpu.js';
 import { outputActivation } from '../core/head-convention.js';
 import type { EpochRecord, Metrics, PhaseSelection } from '../core/manifest.js';
 import type { ManifestDraft } from './export.js';
@@ -42,6 +43,8 @@ export function draftManifest(p: {
   timings: Record<string, number>;
   forward: ForwardStats;
   backend: string;
+  /** The frozen-layer extractor's description (its engine and threads). */
+  frozenLayers?: string;
 }): ManifestDraft {
   const { opts, data, base, forward } = p;
   const numClasses = data.classes.length;
@@ -86,5 +89,6 @@ export function draftManifest(p: {
         : {}),
     },
     backend: p.backend,
+    ...(p.frozenLayers ? { engine: { frozenLayers: p.frozenLayers, cpu: cpuInfo() } } : {}),
   } as ManifestDraft;
 }

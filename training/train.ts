@@ -153,6 +153,7 @@ async function trainCached(
       timings: { ...timings, totalSeconds: seconds(t0) },
       forward,
       backend: describeBackend(backend),
+      frozenLayers: extractor.description,
     });
     const verify = await data.validation.read(0, VERIFICATION_IMAGES);
     const manifest = await exportModel(opts.out, model, draft, { images: verify, labels: Array.from(data.validationLabels) });

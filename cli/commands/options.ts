@@ -37,3 +37,11 @@ export async function run(body: () => Promise<void>): Promise<void> {
     process.exitCode = 1;
   }
 }
+
+/** `--engine`: sets EDGETUNE_ENGINE for this process and its workers (core/engine). */
+export function engineOption(v: string): 'auto' | 'wasm' | 'ort' {
+  if (v !== 'auto' && v !== 'wasm' && v !== 'ort') throw new InvalidArgumentError(`engine must be wasm, ort or auto; got '${v}'`);
+  return v;
+}
+export const ENGINE_HELP =
+  'inference engine: wasm (tfjs, default), ort (onnxruntime-node, CPU) or auto (ort when it loads) [EDGETUNE_ENGINE]';

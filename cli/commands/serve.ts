@@ -4,6 +4,7 @@ import { ensureS3 } from '../../core/s3/client.js';
 import { isS3Uri } from '../../core/s3/uri.js';
 import { configFromEnv, MIB } from '../../functions/config.js';
 import { isLoopback, startNodeServer } from '../../functions/node.js';
+import { ENGINE_HELP, engineOption } from './options.js';
 
 function positiveInt(name: string) {
   return (v: string): number => {
@@ -39,6 +40,7 @@ export function register(program: Command): void {
     )
     .option('--api-keys <list>', 'removed: keys on the command line show in ps; use API_KEYS or --api-keys-file')
     .option('--cors <origins>', "allowed origins, '*' or 'none' [CORS_ORIGINS, *]")
+    .option('--engine <name>', ENGINE_HELP, engineOption)
     .addHelpText(
       'after',
       '\nExamples:\n  edgetune serve --model ./models/alpaca\n  edgetune serve --model s3://edgetune/models/alpaca --port 8080\n' +
@@ -54,8 +56,10 @@ export function register(program: Command): void {
         apiKeys?: string;
         apiKeysFile?: string;
         cors?: string;
+        engine?: string;
       }) => {
         try {
+          if (o.engine) process.env.EDGETUNE_ENGINE = o.engine;
           if (o.apiKeys !== undefined) {
             throw new Error(
               '--api-keys is no longer accepted: keys on the command line are visible to every user in ps. ' +

@@ -7,7 +7,7 @@ import { parseBytes } from '../../training/cache-budget.js';
 import type { PublishFlags } from '../../training/job.js';
 import { DEFAULTS, KERAS_RECIPE, resolveTrainOptions, type TrainOptions } from '../../training/options.js';
 import { humanReporter, jsonReporter } from '../../training/progress.js';
-import { int, num, run } from './options.js';
+import { ENGINE_HELP, engineOption, int, num, run } from './options.js';
 
 function exportOption(v: string) {
   try {
@@ -97,6 +97,7 @@ export function register(program: Command): void {
       bytesOption,
     )
     .option('--cache-dir <dir>', 'folder for the disk cache (default: the OS temp folder; removed after the run)')
+    .option('--engine <name>', `frozen-layer workers: ${ENGINE_HELP}`, engineOption)
     .option('--export <ids>', `after training: export and verify these formats into --out (${FORMAT_IDS.join(', ')})`, exportOption)
     .option('--publish <s3uri>', 'after training: verify, publish to s3://bucket/models/<name> and promote through the gate')
     .option('--checkpoint <uri>', 'write a checkpoint after every epoch and resume from it (s3:// or a folder)')
@@ -107,7 +108,8 @@ export function register(program: Command): void {
     .action((data: string, o: Record<string, unknown>) =>
       run(async () => {
         // Flag names are TrainOptions keys; resolveTrainOptions validates them (zod) and drops the rest.
-        const { augment, quantize, tolerance, force, ...flags } = o;
+        const { augment, quantize, tolerance, force, engine, ...flags } = o;
+        if (engine) process.env.EDGETUNE_ENGINE = engine as string;
         const opts = resolveTrainOptions({
           ...(flags as Partial<TrainOptions> & { out: string }),
           data,

@@ -2,6 +2,7 @@
 // instance in Node, so N workers (each its own tfjs + WASM) use N cores.
 import os from 'node:os';
 import type { io } from '@tensorflow/tfjs';
+import { type EnginePreference, enginePreference, resolveEngine } from '../../core/engine/engine.js';
 import { loadModelArtifacts } from '../../core/file-io.js';
 import { tf } from '../../core/tf.js';
 import {
@@ -12,6 +13,7 @@ import {
   type BoundaryRunner,
   type BoundaryWeights,
   createBoundaryRunner,
+  createEngineBoundaryRunner,
   DEFAULT_BOUNDARY,
   jobViews,
 } from './boundary-runner.js';
@@ -29,6 +31,10 @@ export interface BoundaryPoolOptions extends BoundaryModelOptions {
   dtype?: BoundaryDtype;
   /** Jobs queued per worker, so a worker never waits for the next message. */
   inFlight?: number;
+  /** Engine of the activations: `--engine` / EDGETUNE_ENGINE, default wasm (core/engine). */
+  engine?: EnginePreference;
+  /** onnxruntime intra-op threads per worker; default 1 (the workers, one per core, are the parallelism). */
+  engineThreads?: number;
 }
 
 export interface BoundaryResult extends BoundaryOutput {
@@ -70,7 +76,10 @@ export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<Bou
   const weights = await resolveWeights(opts.weights);
   const dtype = opts.dtype ?? 'float16';
   const count = opts.workers ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+  const engine = (await resolveEngine(enginePreference(opts.engine))).name;
   const init: WorkerInit = {
+    engine,
+    engineThreads: Math.max(1, opts.engineThreads ?? 1),
     weights,
     alpha: opts.alpha,
     inputSize: opts.inputSize,
@@ -78,7 +87,13 @@ export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<Bou
     extraLayers: opts.extraLayers,
     batchSize: opts.batchSize,
   };
-  if (count === 0) return inProcessPool(createBoundaryRunner(weights, init), dtype, opts.inputSize);
+  if (count === 0) {
+    const runner =
+      engine === 'wasm'
+        ? createBoundaryRunner(weights, init)
+        : await createEngineBoundaryRunner(weights, { ...init, engine, threads: init.engineThreads });
+    return inProcessPool(runner, dtype, opts.inputSize);
+  }
 
   const slots: Slot[] = [];
   // One worker failing fails the pool: every waiting and later job is rejected.
@@ -169,7 +184,7 @@ function inProcessPool(runner: BoundaryRunner, dtype: BoundaryDtype, inputSize: 
     workers: 0,
     rowShape: runner.rowShape,
     rowShapes: runner.rowShapes,
-    backend: 'in-process (this thread)',
+    backend: `in-process (this thread), ${runner.engine}`,
     stream,
     async run(jobs, onProgress) {
       const results: BoundaryResult[] = [];

@@ -2,9 +2,9 @@
 // the freeze boundary through the fused executor. Workers of the pool each run one of these; it
 // also runs in-process (workers: 0, tests, single-core machines).
 import type { io, LayersModel } from '@tensorflow/tfjs';
-import { createFastForward, type FastForward } from '../../core/fast-forward.js';
+import { createEngine, type EngineName, type InferenceEngine } from '../../core/engine/engine.js';
+import { createWasmEngine } from '../../core/engine/wasm-engine.js';
 import { buildMobileNetV2 } from '../../core/mobilenet-v2.js';
-import { tf } from '../../core/tf.js';
 import { applyBaseWeights } from '../../core/weights/apply.js';
 import { decodeTfjsWeights } from '../../core/weights/tfjs-source.js';
 import type { WeightArray } from '../../core/weights/types.js';
@@ -110,45 +110,57 @@ export interface BoundaryRunner {
   readonly rowShape: [number, number, number];
   /** Row shape of every layer the runner can return (the boundary and `extraLayers`). */
   readonly rowShapes: Record<string, [number, number, number]>;
+  /** The inference engine computing the activations, e.g. `onnxruntime-node 1.23.2 (CPU, 1 intra-op thread)`. */
+  readonly engine: string;
   run(job: BoundaryJob, dtype?: BoundaryDtype): Promise<BoundaryOutput>;
   dispose(): void;
 }
 
 /**
- * In-thread boundary forward; `batchSize` views go through the network at once. A job asking for
- * several layers runs the network once: a deeper layer continues from a shallower one's activations
- * when that is exactly the computation a forward from the input would do (same fused steps), else
- * it is computed from the input, so every output equals its single-layer run bit for bit.
+ * In-thread boundary forward on the tfjs fused executor; `batchSize` views go through the network at
+ * once. A job asking for several layers runs the network once: a deeper layer continues from a
+ * shallower one's activations when that is exactly the computation a forward from the input would do
+ * (same fused steps), else it is computed from the input, so every output equals its single-layer
+ * run bit for bit (core/engine/wasm-engine.ts).
  */
 export function createBoundaryRunner(weights: BoundaryWeights, opts: BoundaryModelOptions & { batchSize?: number }): BoundaryRunner {
-  const boundary = opts.boundaryLayer ?? DEFAULT_BOUNDARY;
-  const layers = [...new Set([boundary, ...(opts.extraLayers ?? [])])];
+  const layers = runnerLayers(opts);
   const model = baseFromWeights(weights, opts);
-  let ff: FastForward;
-  const rowShapes: Record<string, [number, number, number]> = {};
+  let engine: InferenceEngine;
   try {
-    for (const l of layers) rowShapes[l] = (model.getLayer(l).outputShape as number[]).slice(1) as [number, number, number];
-    ff = createFastForward(model);
+    engine = createWasmEngine(model, { outputs: layers });
   } finally {
     // The executor holds its own folded weights: the layers model is no longer needed.
     model.dispose();
   }
-  const depth = new Map(ff.layerNames.map((n, i) => [n, i]));
-  const chains = new Map<string, boolean>();
-  /** Whether `to` computed from `from`'s output runs the same steps as `to` computed from the input. */
-  const continues = (from: string, to: string) => {
-    const key = `${from}>${to}`;
-    let c = chains.get(key);
-    if (c === undefined) {
-      try {
-        c = ff.describe({ to }).join('\n') === [...ff.describe({ to: from }), ...ff.describe({ from, to })].join('\n');
-      } catch {
-        c = false; // `to` also needs layers below `from` (a residual branch crosses it)
-      }
-      chains.set(key, c);
-    }
-    return c;
-  };
+  return runnerOver(engine, opts);
+}
+
+/** The boundary runner on `engine` (wasm or ort, core/engine); onnxruntime runs `threads` intra-op threads. */
+export async function createEngineBoundaryRunner(
+  weights: BoundaryWeights,
+  opts: BoundaryModelOptions & { batchSize?: number; engine: EngineName; threads?: number },
+): Promise<BoundaryRunner> {
+  if (opts.engine === 'wasm') return createBoundaryRunner(weights, opts);
+  const model = baseFromWeights(weights, opts);
+  let engine: InferenceEngine;
+  try {
+    engine = await createEngine(model, opts.engine, { outputs: runnerLayers(opts), threads: opts.threads });
+  } finally {
+    model.dispose();
+  }
+  return runnerOver(engine, opts);
+}
+
+function runnerLayers(opts: BoundaryModelOptions): string[] {
+  return [...new Set([opts.boundaryLayer ?? DEFAULT_BOUNDARY, ...(opts.extraLayers ?? [])])];
+}
+
+function runnerOver(engine: InferenceEngine, opts: BoundaryModelOptions & { batchSize?: number }): BoundaryRunner {
+  const boundary = opts.boundaryLayer ?? DEFAULT_BOUNDARY;
+  const layers = runnerLayers(opts);
+  const rowShapes: Record<string, [number, number, number]> = {};
+  for (const l of layers) rowShapes[l] = engine.outputShapes[l] as [number, number, number];
   const size = opts.inputSize;
   const batchSize = Math.max(1, opts.batchSize ?? 4);
   const rowLen = (l: string) => rowShapes[l][0] * rowShapes[l][1] * rowShapes[l][2];
@@ -156,6 +168,7 @@ export function createBoundaryRunner(weights: BoundaryWeights, opts: BoundaryMod
   return {
     rowShape: rowShapes[boundary],
     rowShapes,
+    engine: engine.description,
     async run(job, dtype = 'float16') {
       const { views } = jobViews(job, size);
       const requests = job.outputs ?? [{ layer: boundary, dtype }];
@@ -171,7 +184,7 @@ export function createBoundaryRunner(weights: BoundaryWeights, opts: BoundaryMod
         data: r.dtype === 'float16' ? new Uint16Array(n * rowLen(r.layer)) : new Float32Array(n * rowLen(r.layer)),
         shape: [n, ...rowShapes[r.layer]],
       }));
-      const byDepth = [...outputs].sort((a, b) => (depth.get(a.layer) ?? 0) - (depth.get(b.layer) ?? 0));
+      const only = requests.map((r) => r.layer);
       for (let start = 0; start < n; start += batchSize) {
         const end = Math.min(n, start + batchSize);
         const px = new Float32Array((end - start) * imageBytes);
@@ -182,31 +195,20 @@ export function createBoundaryRunner(weights: BoundaryWeights, opts: BoundaryMod
           if (draw) px.set(applyAugmentation({ data, width: size, height: size }, draw), offset);
           else px.set(data, offset);
         }
-        const x = tf.tensor4d(px, [end - start, size, size, 3]);
-        let prev: { layer: string; y: tf.Tensor } | undefined;
-        try {
-          for (const o of byDepth) {
-            const y =
-              prev && continues(prev.layer, o.layer)
-                ? ff.forward(prev.y, { from: prev.layer, to: o.layer })
-                : ff.forward(x, { to: o.layer });
-            prev?.y.dispose();
-            prev = { layer: o.layer, y };
-            const values = y.dataSync() as Float32Array;
-            const len = rowLen(o.layer);
-            if (o.data instanceof Uint16Array) toFloat16(values, o.data.subarray(start * len, end * len) as Uint16Array<ArrayBuffer>);
-            else o.data.set(values, start * len);
-          }
-        } finally {
-          prev?.y.dispose();
-          x.dispose();
+        // One pass through the network for every layer the job asks for.
+        const values = await engine.run(px, end - start, only);
+        for (const [k, o] of outputs.entries()) {
+          const got = values[k].data;
+          const len = rowLen(o.layer);
+          if (o.data instanceof Uint16Array) toFloat16(got, o.data.subarray(start * len, end * len) as Uint16Array<ArrayBuffer>);
+          else o.data.set(got, start * len);
         }
       }
       const [first] = outputs;
       return { data: first.data, dtype: first.dtype, shape: first.shape, outputs };
     },
     dispose() {
-      ff.dispose();
+      void engine.dispose();
     },
   };
 }
