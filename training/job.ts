@@ -72,6 +72,8 @@ async function trainReportPublish(opts: TrainOptions, report: Reporter, publish:
     const labels = result.validation.map((v) => v.file.label);
     const r = await publishModel(outDir, opts.publish, {
       ...publish,
+      // The formats `--export` just wrote (and verified) go into the version with it.
+      formats: opts.export,
       evaluate: async (m) => accuracy(await predictProbabilities(m, result.validation, manifest.classes.length), labels),
       log: (line) => report({ type: 'info', message: line }),
     });
