@@ -10,6 +10,7 @@ import { loadModel, s3Source } from '../core/model-loader.js';
 import { isS3Uri, parseS3Uri } from '../core/s3/uri.js';
 import type { tf } from '../core/tf.js';
 import { decodeFiles, listDataset } from './dataset.js';
+import { refreshReportFormats } from './report/refresh.js';
 
 export function labelledPixels(images: readonly RgbImage[], labels: readonly number[], source: string): LabelledPixels {
   const size = images[0]?.width ?? 0;
@@ -69,6 +70,8 @@ export async function exportModelFormats(
       calibration: data,
       log: opts.log,
     });
+    if (await refreshReportFormats(outDir, manifest))
+      opts.log?.(`report: formats table updated in ${path.join(outDir, 'report', 'index.html')}`);
     return { exports, outDir };
   } finally {
     model.dispose();
@@ -84,7 +87,7 @@ export async function exportAfterTraining(
   images: { validation: readonly RgbImage[]; labels: readonly number[]; calibration?: ExportOptions['calibration'] },
   log: (line: string) => void,
 ): Promise<Exports> {
-  return exportFormats(model, manifest, ids, {
+  const exports = await exportFormats(model, manifest, ids, {
     outDir,
     data: images.validation.length
       ? labelledPixels(images.validation, images.labels, `validation split (${images.validation.length} images)`)
@@ -92,4 +95,6 @@ export async function exportAfterTraining(
     calibration: images.calibration,
     log,
   });
+  await refreshReportFormats(outDir, manifest);
+  return exports;
 }

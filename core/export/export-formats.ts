@@ -186,6 +186,7 @@ export async function exportFormats(
       files: fileRecords,
       runtime: await writer.runtime(),
       weights: info.weights,
+      ...(writer.latency ? { latencyMs: Math.round((await writer.latency(files, inputs)) * 100) / 100 } : {}),
       verification: { images: got.length, sources: parts.map((p) => p.source), tolerance: info.tolerance, ...cmp },
     });
     log(`${id}: ${fileRecords[0].path} ${(fileRecords[0].bytes / 1e6).toFixed(2)} MB, ${figures}`);

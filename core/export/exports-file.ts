@@ -13,6 +13,8 @@ export const ExportRecordSchema = z.object({
   files: z.array(z.object({ path: z.string(), bytes: z.number().int(), sha256: z.string() })),
   runtime: z.string(),
   weights: z.enum(['float32', 'float16', 'int8']),
+  /** Median single-image latency in `runtime`, 1 thread, at export time (the machine may have been busy); absent where not measured. */
+  latencyMs: z.number().optional(),
   verification: z.object({
     /** Images run through both the export and the float32 tfjs model. */
     images: z.number().int(),

@@ -4,7 +4,7 @@ import type { FusedGraph } from '../graph/fused-graph.js';
 import { keepKernelFloat32 } from './float16-weights.js';
 import type { FormatId } from './formats.js';
 import { writeOnnx } from './onnx.js';
-import { loadOnnxRuntime, onnxProbabilities } from './onnx-runtime.js';
+import { loadOnnxRuntime, onnxProbabilities, onnxSession } from './onnx-runtime.js';
 
 /** NHWC uint8 RGB images at the model's input size, back to back. */
 export interface PixelBatch {
@@ -34,7 +34,12 @@ export interface FormatWriter {
   verify(files: ExportFile[], inputs: PixelBatch): Promise<number[][]>;
   /** The runtime and its version, for the export record. */
   runtime(): Promise<string>;
+  /** Median single-image latency (ms) in that runtime on 1 thread, when the writer can measure it cheaply. */
+  latency?(files: ExportFile[], image: PixelBatch): Promise<number>;
 }
+
+/** Runs taken for an export's latency figure (after 2 warm-up runs); the median is recorded. */
+export const LATENCY_RUNS = 10;
 
 const writers = new Map<FormatId, FormatWriter>();
 
@@ -81,5 +86,20 @@ for (const [id, file, weights] of [
     ],
     verify: (files, inputs) => onnxProbabilities(files[0].bytes, inputs.pixels, inputs.shape),
     runtime: onnxRuntimeName,
+    async latency(files, image) {
+      const s = await onnxSession(files[0].bytes, { threads: 1 });
+      try {
+        const x = Float32Array.from(image.pixels.subarray(0, image.shape[1] * image.shape[2] * 3));
+        const ms: number[] = [];
+        for (let i = 0; i < LATENCY_RUNS + 2; i++) {
+          const t = performance.now();
+          await s.run(x, [1, image.shape[1], image.shape[2], 3]);
+          if (i >= 2) ms.push(performance.now() - t);
+        }
+        return ms.sort((a, b) => a - b)[Math.floor(ms.length / 2)];
+      } finally {
+        await s.release();
+      }
+    },
   });
 }
