@@ -11,8 +11,9 @@ import { sha256 } from '../versioning.js';
 import { type ExportRecord, type Exports, ExportsSchema } from './exports-file.js';
 import { FORMATS, type FormatId } from './formats.js';
 import { writeOnnx } from './onnx.js';
-// Registers tflite, tflite-float16 and tflite-int8 (after writers.js has loaded: no import cycle).
+// Registers tflite, tflite-float16, tflite-int8 and tfjs-float16 (after writers.js has loaded: no import cycle).
 import './tflite/register.js';
+import './tfjs-float16.js';
 import { type ExportFile, type PixelBatch, writerFor } from './writers.js';
 
 export const EDGETUNE_VERSION: string = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')).version;
@@ -159,6 +160,7 @@ export async function exportFormats(
     metadata: exportMetadata(manifest),
     calibration: opts.calibration,
     producerVersion: EDGETUNE_VERSION,
+    model,
   };
 
   const exportsFile = path.join(opts.outDir, 'exports.json');

@@ -1,6 +1,7 @@
 // The writer registry: format id -> how to write the file(s) from the fused graph and how to run them
 // in that format's own runtime. A format without a writer fails with "not built yet".
 import type { FusedGraph } from '../graph/fused-graph.js';
+import type { LayersModel } from '../tf.js';
 import { keepKernelFloat32 } from './float16-weights.js';
 import type { FormatId } from './formats.js';
 import { writeOnnx } from './onnx.js';
@@ -19,6 +20,8 @@ export interface WriteContext {
   /** Calibration images (training images) for formats that need them (int8). */
   calibration?: PixelBatch;
   producerVersion: string;
+  /** The layers model itself, for the tfjs formats (the others write from the fused graph). */
+  model?: LayersModel;
 }
 
 export interface ExportFile {
@@ -54,12 +57,7 @@ export function hasWriter(id: FormatId): boolean {
 export function writerFor(id: FormatId): FormatWriter {
   const w = writers.get(id);
   if (!w) {
-    const note =
-      id === 'tfjs'
-        ? ' (the tfjs model is the model folder itself: model.json + weights.bin)'
-        : id === 'tfjs-float16'
-          ? ' (publish --quantize float16 uploads float16 tfjs weights)'
-          : '';
+    const note = id === 'tfjs' ? ' (the tfjs model is the model folder itself: model.json + weights.bin)' : '';
     throw new Error(`format '${id}' is not built yet as an export${note}; built: ${[...writers.keys()].join(', ')}`);
   }
   return w;
