@@ -1,4 +1,9 @@
 // npm run bench:export [-- <model dir>... [--data <folder>] [--runs 30]]
+// npm run bench:export -- --seeds 42,7,123 [--alphas 1.0,0.35] [--epochs 10 --fine-tune-epochs 10]
+//   also trains one model per alpha and seed (reused when present), exports tflite-int8 (calibrated
+//   on up to 300 training images, verified in TensorFlow Lite on the validation split) and prints
+//   the int8 accuracy delta per seed and its mean. --epochs/--fine-tune-epochs shorten training
+//   (say so when quoting the figures).
 // For each model: every export format's file size, single-image latency in its runtime (tfjs WASM
 // fused executor on 1 thread as the API runs it; onnxruntime-node CPU on 1 and 2 threads) and
 // validation accuracy next to the tfjs model's, with the max |dp| the export verification measured.
@@ -37,26 +42,67 @@ function opt(name: string): string | undefined {
 }
 const data = opt('data');
 const runs = Number(opt('runs') ?? 30);
+const seeds = opt('seeds')?.split(',').map(Number);
+const alphas = (opt('alphas') ?? '1.0,0.35').split(',');
+const epochs = opt('epochs');
+const fineTuneEpochs = opt('fine-tune-epochs');
+if (seeds?.some((x) => !Number.isInteger(x))) throw new Error('--seeds: comma-separated integers, e.g. 42,7,123');
 const dirs = args.filter((a) => !a.startsWith('--'));
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-async function trainedAlpacaModels(): Promise<string[]> {
+async function trainedAlpacaModels(seedList?: number[]): Promise<string[]> {
   const out: string[] = [];
-  for (const [alpha, file] of [
-    ['1.0', 'mobilenet_v2_1.0_224_imagenet'],
-    ['0.35', 'mobilenet_v2_0.35_224_imagenet'],
-  ]) {
-    const dir = path.join(REPO, '.edgetune/bench-export', `alpaca-${alpha}`);
-    if (!existsSync(path.join(dir, 'manifest.json'))) {
-      console.log(`training alpaca alpha ${alpha} (default recipe, seed 42) into ${dir} ...`);
-      const opts = resolveTrainOptions({ data: ALPACA, out: dir, baseWeights: path.join(SHARED, 'weights', file, 'model.json') });
-      (await runTraining(opts, () => {})).model.dispose();
+  for (const alpha of alphas) {
+    const file = `mobilenet_v2_${alpha}_224_imagenet`;
+    for (const seed of seedList ?? [undefined]) {
+      const short = epochs || fineTuneEpochs ? `-e${epochs ?? 'd'}+${fineTuneEpochs ?? 'd'}` : '';
+      const dir = path.join(REPO, '.edgetune/bench-export', seed === undefined ? `alpaca-${alpha}` : `alpaca-${alpha}-seed${seed}${short}`);
+      if (!existsSync(path.join(dir, 'manifest.json'))) {
+        const recipe = short ? `epochs ${epochs ?? 'default'} + ${fineTuneEpochs ?? 'default'}` : 'default recipe';
+        console.log(`training alpaca alpha ${alpha} (${recipe}, seed ${seed ?? 42}) into ${dir} ...`);
+        const t = performance.now();
+        const opts = resolveTrainOptions({
+          data: ALPACA,
+          out: dir,
+          baseWeights: path.join(SHARED, 'weights', file, 'model.json'),
+          ...(seed !== undefined ? { seed } : {}),
+          ...(epochs ? { epochs: Number(epochs) } : {}),
+          ...(fineTuneEpochs ? { fineTuneEpochs: Number(fineTuneEpochs) } : {}),
+        });
+        (await runTraining(opts, () => {})).model.dispose();
+        console.log(`  trained in ${((performance.now() - t) / 1000).toFixed(0)} s`);
+      }
+      out.push(dir);
     }
-    out.push(dir);
   }
   return out;
 }
+
+/** Up to 300 images of the model's training split (re-made from the manifest), for int8 calibration. */
+async function calibrationImages(manifest: Manifest) {
+  const h = manifest.hyperparameters as { validationSplit: number; seed: number; stratified?: boolean };
+  const listing = await listDataset(manifest.dataset.source);
+  const { train } = splitDataset(listing, { validationSplit: h.validationSplit, seed: h.seed, stratified: h.stratified });
+  const decoded = await decodeFiles(train.slice(0, 300), { size: manifest.input.size, resize: manifest.input.resize });
+  return labelledPixels(
+    decoded.images,
+    decoded.images.map((i) => i.file.label),
+    'training split',
+  );
+}
+
+interface Int8Row {
+  alpha: number;
+  seed: number;
+  size: number;
+  tfjs?: number;
+  int8?: number;
+  agreement?: number;
+  bytes?: number;
+  error?: string;
+}
+const int8Rows: Int8Row[] = [];
 
 /** The model's validation split (re-made from the manifest), or every image of --data. */
 async function validationImages(manifest: Manifest) {
@@ -105,7 +151,7 @@ async function latencyOnnx(bytes: Uint8Array, size: number, threads: number): Pr
 
 const backend = await initBackend('wasm', () => {});
 console.log(`tfjs: ${describeBackend(backend)}; runs per latency: ${runs} (median). The machine may be shared with other work.`);
-const targets = dirs.length ? dirs : await trainedAlpacaModels();
+const targets = dirs.length ? dirs : await trainedAlpacaModels(seeds);
 for (const dir of targets) {
   const { model, manifest } = await loadModel(dir);
   const size = manifest.input.size;
@@ -143,8 +189,55 @@ for (const dir of targets) {
         `| ${r.format} (${FORMATS[r.format].runtime}) | ${(r.bytes / 1e6).toFixed(2)} MB | ${one.toFixed(1)} ms | ${two.toFixed(1)} ms | ${acc(v.accuracy)} (${acc(v.referenceAccuracy)}) | ${v.maxAbsDiff.toExponential(2)} | ${(v.top1Agreement * 100).toFixed(1)}% |`,
       );
     }
+    if (seeds) {
+      const row: Int8Row = { alpha: manifest.backbone.alpha, seed: (manifest.hyperparameters as { seed: number }).seed, size };
+      try {
+        const q = await exportFormats(model, manifest, ['tflite-int8'], {
+          outDir: out,
+          data: val,
+          calibration: await calibrationImages(manifest),
+        });
+        const v = q.exports.find((e) => e.format === 'tflite-int8')!;
+        Object.assign(row, {
+          tfjs: v.verification.referenceAccuracy,
+          int8: v.verification.accuracy,
+          agreement: v.verification.top1Agreement,
+          bytes: v.bytes,
+        });
+        console.log(
+          `| tflite-int8 (${v.runtime}) | ${(v.bytes / 1e6).toFixed(2)} MB | - | - | ${acc(row.int8)} (${acc(row.tfjs)}) | ${v.verification.maxAbsDiff.toExponential(2)} | ${(v.verification.top1Agreement * 100).toFixed(1)}% |`,
+        );
+      } catch (e) {
+        row.error = (e as Error).message;
+        console.log(`tflite-int8: not measured: ${row.error}`);
+      }
+      int8Rows.push(row);
+    }
   } finally {
     model.dispose();
     await rm(out, { recursive: true, force: true });
+  }
+}
+
+if (int8Rows.length) {
+  console.log(
+    `\nint8 accuracy delta (tflite-int8 - tfjs float32, validation split)${epochs || fineTuneEpochs ? `; SHORT training: epochs ${epochs ?? 'default'} + ${fineTuneEpochs ?? 'default'}` : ''}`,
+  );
+  console.log('| alpha | size | seed | tfjs accuracy | int8 accuracy | delta (points) | top-1 agreement | int8 file |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const r of int8Rows) {
+    if (r.error) console.log(`| ${r.alpha} | ${r.size} | ${r.seed} | - | - | not measured | - | - |`);
+    else
+      console.log(
+        `| ${r.alpha} | ${r.size} | ${r.seed} | ${r.tfjs?.toFixed(4)} | ${r.int8?.toFixed(4)} | ${(100 * ((r.int8 ?? 0) - (r.tfjs ?? 0))).toFixed(2)} | ${(100 * (r.agreement ?? 0)).toFixed(1)}% | ${((r.bytes ?? 0) / 1e6).toFixed(2)} MB |`,
+      );
+  }
+  for (const alpha of [...new Set(int8Rows.map((r) => r.alpha))]) {
+    const ok = int8Rows.filter((r) => r.alpha === alpha && !r.error);
+    if (!ok.length) continue;
+    const mean = ok.reduce((a, r) => a + ((r.int8 ?? 0) - (r.tfjs ?? 0)), 0) / ok.length;
+    console.log(
+      `alpha ${alpha}: mean int8 delta over seeds ${ok.map((r) => r.seed).join(', ')}: ${(100 * mean).toFixed(2)} points (target: >= -1)`,
+    );
   }
 }

@@ -89,6 +89,28 @@ export const DataReportSchema = z.object({
   warnings: z.array(z.string()),
 });
 export type DataReport = z.infer<typeof DataReportSchema>;
+/** One published export format of a version (`publish --formats`): its files in the version folder, checked by sha256. */
+export const PublishedFormatSchema = z.object({
+  /** A format id of core/export/formats.ts (a string here, so a newer id never makes an old reader refuse the manifest). */
+  id: z.string(),
+  /** The model file a runtime opens, relative to the version folder. */
+  file: z.string(),
+  /** All of the format's files (bytes summed), e.g. model.json + weights.bin, model.tflite + labels.txt. */
+  bytes: z.number().int(),
+  /** sha256 of `file`. */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  files: z.array(WeightFileSchema),
+  runtime: z.string(),
+  weights: z.enum(['float32', 'float16', 'int8', 'uint8']).optional(),
+  /** Measured at export (exports.json) against the float32 tfjs model. */
+  maxAbsDiff: z.number().optional(),
+  top1Agreement: z.number().optional(),
+  accuracy: z.number().optional(),
+  referenceAccuracy: z.number().optional(),
+  /** What the figures were measured on. */
+  measuredOn: z.string().optional(),
+});
+export type PublishedFormat = z.infer<typeof PublishedFormatSchema>;
 
 export const ManifestSchema = z.object({
   schemaVersion: z.literal(1),
@@ -166,6 +188,8 @@ export const ManifestSchema = z.object({
       measuredOn: z.string().optional(),
     })
     .optional(),
+  /** Filled in by publishing: every format uploaded with the version (absent in versions published before formats were). */
+  formats: z.array(PublishedFormatSchema).optional(),
 });
 export type Manifest = z.infer<typeof ManifestSchema>;
 

@@ -11,6 +11,7 @@ import type { Decoder } from './decoder.js';
 import { predictBatch, rank } from './inference.js';
 import type { LogFields, Logger } from './logger.js';
 import { baseMediaType, checkMediaType } from './media.js';
+import { mountModelFiles } from './model-files.js';
 import type { ModelHolder, ServingModel } from './model-holder.js';
 import { type ImagePart, readMultipartImages } from './multipart.js';
 import { API_CSP, DOCS_CSP, PAGE_CSP, renderDocs, renderPage, swaggerAsset } from './page.js';
@@ -311,6 +312,8 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
     release();
     return c.json({ ...publicManifest(serving.manifest), loadedAt: serving.loadedAt }, 200);
   });
+
+  mountModelFiles(app, { borrowModel, apiKeys: deps.apiKeys, log });
 
   app.openapi(healthRoute, (c) => c.json({ status: 'ok' as const, uptimeSeconds: Math.round((Date.now() - started) / 1000) }, 200));
 

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { DeleteObjectsCommand } from '@aws-sdk/client-s3';
 import { initBackend } from '../core/backend.js';
 import { toClassProbabilities } from '../core/classifier.js';
-import { type Manifest, type Verification, VerificationSchema } from '../core/manifest.js';
+import type { FormatId } from '../core/export/formats.js';
+import { type Manifest, type PublishedFormat, type Verification, VerificationSchema } from '../core/manifest.js';
 import { modelJsonText } from '../core/model-json.js';
 import { loadModel, localSource, ModelIntegrityError, readCurrentPointer, readVerifiedArtifacts, s3Source } from '../core/model-loader.js';
 import { type QuantizeDtype, quantizeWeights } from '../core/quantize.js';
@@ -13,6 +14,7 @@ import { joinKey, parseS3Uri } from '../core/s3/uri.js';
 import { tf } from '../core/tf.js';
 import { type Current, isVersion, newVersionName, sha256 } from '../core/versioning.js';
 import { formatIssues } from '../core/zod-issues.js';
+import { stageFormats, verifyUploadedFormats } from './publish-formats.js';
 
 export interface PublishOptions {
   quantize?: QuantizeDtype;
@@ -21,6 +23,11 @@ export interface PublishOptions {
   /** Largest val-accuracy drop quantization may cause before publishing is refused. Default 0.005. */
   quantizeTolerance?: number;
   force?: boolean;
+  /**
+   * Export formats to upload with the version (from the folder's exports.json, see `edgetune export`).
+   * `tfjs` is the version itself and always recorded; any other id must have been exported.
+   */
+  formats?: readonly FormatId[];
   /** Validation accuracy on the real validation set; without it, the verification samples are used. */
   evaluate?: (model: tf.LayersModel) => Promise<number>;
   log?: (line: string) => void;
@@ -33,6 +40,8 @@ export interface PublishResult {
   uri: string;
   timings: Record<string, number>;
   quantization: NonNullable<Manifest['quantization']> & { measuredOn: string };
+  /** The formats recorded in the version's manifest (tfjs first). */
+  formats: PublishedFormat[];
 }
 
 /**
@@ -254,6 +263,8 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
   const dir = path.resolve(modelDir);
   const { artifacts, manifest: src } = await readVerifiedArtifacts(localSource(dir));
   const verification = await readVerification(dir);
+  // Every requested format must be exported and intact before anything is uploaded.
+  const staged = await stageFormats(dir, opts.formats ?? [], src);
   const nClasses = src.classes.length;
   const original = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
   let quantized: tf.LayersModel | undefined;
@@ -261,6 +272,7 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
   let q: ReturnType<typeof quantizeWeights>;
   let gateAccuracy: number;
   let qProbs: number[][];
+  let tfjsFigures: Pick<PublishedFormat, 'maxAbsDiff' | 'accuracy' | 'referenceAccuracy' | 'measuredOn'>;
   try {
     const origProbs = await predictVerification(original, verification, nClasses);
     const selfDiff = maxAbsDiff(origProbs, verification.probabilities);
@@ -296,6 +308,7 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
       measuredOn = `${verification.labels.length} verification samples`;
       gateAccuracy = manifestValAccuracy(src);
     }
+    tfjsFigures = { maxAbsDiff: maxAbsDiff(qProbs, verification.probabilities), accuracy: qAcc, referenceAccuracy: unqAcc, measuredOn };
     const unqBytes = Buffer.from(artifacts.weightData as ArrayBuffer).byteLength;
     quantization = {
       dtype,
@@ -326,18 +339,33 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
   const modelJson = modelJsonText(artifacts, q.specs);
   const { version, written } = await claimVersion(bucket, prefix, log);
   const versionPrefix = joinKey(prefix, version);
+  const weightFile = { path: 'weights.bin', bytes: q.data.byteLength, sha256: sha256(q.data) };
+  const modelJsonFile = { path: 'model.json', bytes: Buffer.byteLength(modelJson), sha256: sha256(modelJson) };
+  // tfjs is the version itself (model.json + the --quantize weights); the others come from exports.json.
+  const tfjsFormat: PublishedFormat = {
+    id: 'tfjs',
+    file: 'model.json',
+    bytes: modelJsonFile.bytes + weightFile.bytes,
+    sha256: modelJsonFile.sha256,
+    files: [modelJsonFile, weightFile],
+    runtime: `tfjs ${tf.version.tfjs}`,
+    weights: dtype === 'none' ? 'float32' : dtype,
+    ...tfjsFigures,
+  };
   const manifest: Manifest = {
     ...src,
     name,
     version,
-    files: [{ path: 'weights.bin', bytes: q.data.byteLength, sha256: sha256(q.data) }],
+    files: [weightFile],
     quantization,
+    formats: [tfjsFormat, ...staged.records],
   };
   const reportFiles = await listFilesRecursive(path.join(dir, 'report'));
   const uploads: Array<{ rel: string; body: () => Promise<Buffer | string>; type: string }> = [
     { rel: 'weights.bin', body: async () => q.data, type: 'application/octet-stream' },
     { rel: 'model.json', body: async () => modelJson, type: 'application/json' },
     { rel: 'verification.json', body: () => readFile(path.join(dir, 'verification.json')), type: 'application/json' },
+    ...staged.uploads.map((u) => ({ rel: u.rel, body: async () => u.body, type: u.type })),
     ...reportFiles.map((f) => ({
       rel: path.relative(dir, f).split(path.sep).join('/'),
       body: () => readFile(f),
@@ -368,7 +396,9 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
     }
     lap('upload');
 
-    // 4. Read everything back through the loader (sha256 of each weight file) and reproduce the predictions.
+    // 4. Read everything back: each format file's sha256, then through the loader (sha256 of each weight
+    // file) and reproduce the predictions.
+    await verifyUploadedFormats(bucket, versionPrefix, staged.uploads);
     const loaded = await loadModel(versionUri, { verify: true });
     try {
       const probs = await predictVerification(loaded.model, verification, nClasses);
@@ -387,7 +417,7 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
       }
       verifiedDiff = diff;
       log(
-        `verified ${versionUri}: sha256 of ${manifest.files.length} weight file(s) ok, max |dp| vs verification.json ${diff.toExponential(2)}`,
+        `verified ${versionUri}: sha256 of ${manifest.files.length} weight file(s)${staged.uploads.length ? ` and ${staged.uploads.length} format file(s)` : ''} ok, max |dp| vs verification.json ${diff.toExponential(2)}`,
       );
     } finally {
       loaded.model.dispose();
@@ -455,7 +485,7 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
       .map(([k, v]) => `${k} ${v} ms`)
       .join(', ')})`,
   );
-  return { version, promoted, reason, uri: versionUri, timings, quantization };
+  return { version, promoted, reason, uri: versionUri, timings, quantization, formats: manifest.formats ?? [] };
 }
 
 /**

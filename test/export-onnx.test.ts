@@ -246,7 +246,7 @@ describe('exportFormats', () => {
     const again = await exportFormats(model, manifest, ['onnx'], { outDir: dir, verification });
     expect(again.exports.find((e) => e.format === 'onnx')?.sha256).toBe(onnx.sha256);
     expect(again.exports).toHaveLength(2);
-    await expect(exportFormats(model, manifest, ['tfjs-float16'], { outDir: dir, verification })).rejects.toThrow(/not built yet/);
+    await expect(exportFormats(model, manifest, ['tfjs'], { outDir: dir, verification })).rejects.toThrow(/not built yet/);
     expect(() => parseFormats('onnx,bogus')).toThrow(/unknown format 'bogus'/);
     expect(parseFormats('onnx, onnx-float16,onnx')).toEqual(['onnx', 'onnx-float16']);
   });

@@ -81,6 +81,8 @@ async function reportExportPublish(result: TrainResult, opts: TrainOptions, repo
     const labels = validation.map((v) => v.file.label);
     const r = await publishModel(outDir, opts.publish, {
       ...publish,
+      // The formats `--export` just wrote (and verified) go into the version with it.
+      formats: opts.export,
       evaluate: async (m) => accuracy(await predictProbabilities(m, validation, manifest.classes.length), labels),
       log: (line) => report({ type: 'info', message: line }),
     });

@@ -4,6 +4,7 @@ import { hasWriter } from '../../core/export/writers.js';
 // The TFLite writers register themselves on import: --export must see them when it parses.
 import '../../core/export/tflite/register.js';
 import { parseBytes } from '../../training/cache-budget.js';
+import '../../core/export/tfjs-float16.js';
 import type { PublishFlags } from '../../training/job.js';
 import { DEFAULTS, KERAS_RECIPE, resolveTrainOptions, type TrainOptions } from '../../training/options.js';
 import { humanReporter, jsonReporter } from '../../training/progress.js';

@@ -3,52 +3,22 @@
 // images when given), and records them in `exports.json` beside the files.
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { z } from 'zod';
 import { toClassProbabilities } from '../classifier.js';
 import { type FusedGraph, fusedGraph, subgraph } from '../graph/fused-graph.js';
 import type { Manifest, Verification } from '../manifest.js';
 import { tf } from '../tf.js';
 import { sha256 } from '../versioning.js';
-import { FORMATS, type FormatId, FormatIdSchema } from './formats.js';
+import { type ExportRecord, type Exports, ExportsSchema } from './exports-file.js';
+import { FORMATS, type FormatId } from './formats.js';
 import { writeOnnx } from './onnx.js';
-// Registers tflite, tflite-float16 and tflite-int8 (after writers.js has loaded: no import cycle).
+// Registers tflite, tflite-float16, tflite-int8 and tfjs-float16 (after writers.js has loaded: no import cycle).
 import './tflite/register.js';
+import './tfjs-float16.js';
 import { type ExportFile, type PixelBatch, writerFor } from './writers.js';
 
 export const EDGETUNE_VERSION: string = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')).version;
 
-export const ExportRecordSchema = z.object({
-  format: FormatIdSchema,
-  /** The model file (first of `files`), relative to exports.json. */
-  file: z.string(),
-  bytes: z.number().int(),
-  sha256: z.string(),
-  files: z.array(z.object({ path: z.string(), bytes: z.number().int(), sha256: z.string() })),
-  runtime: z.string(),
-  weights: z.enum(['float32', 'float16', 'int8']),
-  verification: z.object({
-    /** Images run through both the export and the float32 tfjs model. */
-    images: z.number().int(),
-    sources: z.array(z.string()),
-    maxAbsDiff: z.number(),
-    tolerance: z.number().optional(),
-    /** Share of images whose top-1 class equals the tfjs model's. */
-    top1Agreement: z.number(),
-    /** On the labelled images among them: --data's (or the validation split's) when given, else verification.json's. */
-    labelledImages: z.number().int(),
-    accuracy: z.number().optional(),
-    referenceAccuracy: z.number().optional(),
-  }),
-});
-export type ExportRecord = z.infer<typeof ExportRecordSchema>;
-
-export const ExportsSchema = z.object({
-  schemaVersion: z.literal(1),
-  model: z.object({ name: z.string(), version: z.string() }),
-  edgetune: z.string(),
-  exports: z.array(ExportRecordSchema),
-});
-export type Exports = z.infer<typeof ExportsSchema>;
+export { type ExportRecord, ExportRecordSchema, type Exports, ExportsSchema, readExportsFile } from './exports-file.js';
 
 export interface LabelledPixels extends PixelBatch {
   /** One per image, or empty when unlabelled. */
@@ -190,6 +160,7 @@ export async function exportFormats(
     metadata: exportMetadata(manifest),
     calibration: opts.calibration,
     producerVersion: EDGETUNE_VERSION,
+    model,
   };
 
   const exportsFile = path.join(opts.outDir, 'exports.json');
@@ -217,6 +188,7 @@ export async function exportFormats(
       files: fileRecords,
       runtime: await writer.runtime(),
       weights: info.weights,
+      ...(writer.latency ? { latencyMs: Math.round((await writer.latency(files, inputs)) * 100) / 100 } : {}),
       verification: { images: got.length, sources: parts.map((p) => p.source), tolerance: info.tolerance, ...cmp },
     });
     log(`${id}: ${fileRecords[0].path} ${(fileRecords[0].bytes / 1e6).toFixed(2)} MB, ${figures}`);

@@ -1,10 +1,11 @@
 // The writer registry: format id -> how to write the file(s) from the fused graph and how to run them
 // in that format's own runtime. A format without a writer fails with "not built yet".
 import type { FusedGraph } from '../graph/fused-graph.js';
+import type { LayersModel } from '../tf.js';
 import { keepKernelFloat32 } from './float16-weights.js';
 import type { FormatId } from './formats.js';
 import { writeOnnx } from './onnx.js';
-import { loadOnnxRuntime, onnxProbabilities } from './onnx-runtime.js';
+import { loadOnnxRuntime, onnxProbabilities, onnxSession } from './onnx-runtime.js';
 
 /** NHWC uint8 RGB images at the model's input size, back to back. */
 export interface PixelBatch {
@@ -19,6 +20,8 @@ export interface WriteContext {
   /** Calibration images (training images) for formats that need them (int8). */
   calibration?: PixelBatch;
   producerVersion: string;
+  /** The layers model itself, for the tfjs formats (the others write from the fused graph). */
+  model?: LayersModel;
 }
 
 export interface ExportFile {
@@ -34,7 +37,12 @@ export interface FormatWriter {
   verify(files: ExportFile[], inputs: PixelBatch): Promise<number[][]>;
   /** The runtime and its version, for the export record. */
   runtime(): Promise<string>;
+  /** Median single-image latency (ms) in that runtime on 1 thread, when the writer can measure it cheaply. */
+  latency?(files: ExportFile[], image: PixelBatch): Promise<number>;
 }
+
+/** Runs taken for an export's latency figure (after 2 warm-up runs); the median is recorded. */
+export const LATENCY_RUNS = 10;
 
 const writers = new Map<FormatId, FormatWriter>();
 
@@ -49,12 +57,7 @@ export function hasWriter(id: FormatId): boolean {
 export function writerFor(id: FormatId): FormatWriter {
   const w = writers.get(id);
   if (!w) {
-    const note =
-      id === 'tfjs'
-        ? ' (the tfjs model is the model folder itself: model.json + weights.bin)'
-        : id === 'tfjs-float16'
-          ? ' (publish --quantize float16 uploads float16 tfjs weights)'
-          : '';
+    const note = id === 'tfjs' ? ' (the tfjs model is the model folder itself: model.json + weights.bin)' : '';
     throw new Error(`format '${id}' is not built yet as an export${note}; built: ${[...writers.keys()].join(', ')}`);
   }
   return w;
@@ -81,5 +84,20 @@ for (const [id, file, weights] of [
     ],
     verify: (files, inputs) => onnxProbabilities(files[0].bytes, inputs.pixels, inputs.shape),
     runtime: onnxRuntimeName,
+    async latency(files, image) {
+      const s = await onnxSession(files[0].bytes, { threads: 1 });
+      try {
+        const x = Float32Array.from(image.pixels.subarray(0, image.shape[1] * image.shape[2] * 3));
+        const ms: number[] = [];
+        for (let i = 0; i < LATENCY_RUNS + 2; i++) {
+          const t = performance.now();
+          await s.run(x, [1, image.shape[1], image.shape[2], 3]);
+          if (i >= 2) ms.push(performance.now() - t);
+        }
+        return ms.sort((a, b) => a - b)[Math.floor(ms.length / 2)];
+      } finally {
+        await s.release();
+      }
+    },
   });
 }

@@ -1,5 +1,7 @@
+import type { Exports } from '../../core/export/exports-file.js';
 import type { Manifest, Metrics } from '../../core/manifest.js';
 import { dataChecksSection } from './data-section.js';
+import { formatsSection } from './formats.js';
 
 /** The report page: figures plus every figure a reviewer asks for, self-contained (inline CSS, relative image links). */
 
@@ -8,6 +10,8 @@ export interface ReportAssets {
   loss?: string;
   confusion: string;
   augmentation?: string;
+  /** exports.json of the model folder, for the formats table. */
+  exports?: Exports;
 }
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
@@ -295,6 +299,7 @@ ${curves}
 <div>${figure(assets.confusion, 'Confusion matrix', `Validation set, ${final}. Rows: true class; columns: prediction.`)}</div>
 </div>
 ${assets.augmentation ? `<h2>Augmentation</h2><div class="figs">${figure(assets.augmentation, 'Augmented variants of one validation image', 'Random augmentations applied to one image, as the training loop draws them.', 'aug')}</div>` : ''}
+${formatsSection(assets.exports)}
 <h2>Epochs</h2>
 ${historyTable(m)}
 <div class="cols">

@@ -3,10 +3,12 @@ import path from 'node:path';
 import type { Manifest } from '../../core/manifest.js';
 import { confusionSpec, curveSpec } from './charts.js';
 import { type ReportAssets, reportHtml } from './html.js';
+import { exportsOf } from './refresh.js';
 import { pngTextRenders, renderSvg, svgToPng } from './render.js';
 
 export { confusionSpec, curveSpec, fineTuneStart } from './charts.js';
 export { reportHtml } from './html.js';
+export { refreshReportFormats } from './refresh.js';
 export { pngTextRenders, renderSvg, svgToPng } from './render.js';
 
 export interface ReportOptions {
@@ -65,6 +67,7 @@ export async function writeReport(outDir: string, manifest: Manifest, opts: Repo
     files.push(assets.augmentation);
   }
 
+  assets.exports = await exportsOf(outDir, manifest);
   await writeFile(path.join(dir, 'index.html'), reportHtml(manifest, assets));
   files.push('index.html');
   return { dir, files, warnings };
