@@ -33,7 +33,13 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-const directives = (csp: string) => Object.fromEntries(csp.split(';').map((d) => d.trim().split(/\s+/)).map(([k, ...v]) => [k, v]));
+const directives = (csp: string) =>
+  Object.fromEntries(
+    csp
+      .split(';')
+      .map((d) => d.trim().split(/\s+/))
+      .map(([k, ...v]) => [k, v]),
+  );
 
 describe('the page CSP', () => {
   it('allows exactly its inline script and style, scripts from self, WASM compilation and fetches to self', async () => {
@@ -148,7 +154,7 @@ describe('GET /v1/model/files/tfjs/{model.json,weights.bin} (fallback until the 
     out.dispose();
     model.dispose();
     expect(tf.memory().numTensors).toBe(before);
-    verification.probabilities.forEach((row: number[], i: number) => expect(Math.abs(p[i] - row[1])).toBeLessThan(1e-5));
+    for (const [i, row] of (verification.probabilities as number[][]).entries()) expect(Math.abs(p[i] - row[1])).toBeLessThan(1e-5);
 
     // Revalidation by version: 304 without a body.
     const again = await rt.app.request('/v1/model/files/tfjs/weights.bin', { headers: { 'if-none-match': `"${version}"` } });
