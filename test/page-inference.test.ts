@@ -177,6 +177,41 @@ describe.skipIf(!hasChromium || !hasAlpaca || !hasWeights035)(
       expect(errors).toEqual([]);
     }, 180_000);
 
+    it('sends the API key for the model files too, and keeps no tensors between photos', async () => {
+      const keyed = await startNodeServer({
+        config: configFromEnv({ MODEL_URI: path.join(dir, 'model'), API_KEYS: 'page-key' }),
+        port: 0,
+        hostname: '127.0.0.1',
+        log: silentLogger,
+        waitForModel: true,
+      });
+      try {
+        const page = await browser.newPage();
+        const statuses: Array<[string, number]> = [];
+        page.on('response', (r) => statuses.push([new URL(r.url()).pathname, r.status()]));
+        await page.goto(`${keyed.url}/`);
+        await page.waitForSelector('#mode:not([hidden])');
+        await page.click('details summary');
+      await page.fill('#key', 'page-key');
+        await page.dispatchEvent('#key', 'change');
+        await page.check('input[name=mode][value=browser]');
+        const counts: number[] = [];
+        for (const photo of photosOf('alpaca').slice(3, 6)) {
+          const t = Date.now();
+          await page.setInputFiles('#file', photo);
+          await result(page, 'browser', t);
+          counts.push(
+            await page.evaluate(() => (globalThis as unknown as { tf: { memory(): { numTensors: number } } }).tf.memory().numTensors),
+          );
+        }
+        // The model's weights stay; nothing else accumulates.
+        expect(new Set(counts).size, counts.join(',')).toBe(1);
+        expect(statuses.filter(([p]) => p.startsWith('/v1/model/files/')).map(([, s]) => s)).toEqual([200, 200]);
+      } finally {
+        await keyed.close();
+      }
+    }, 120_000);
+
     it('hides the toggle where the tfjs files are not served', async () => {
       const page = await browser.newPage();
       await page.route('**/browser/**', (route) => route.fulfill({ status: 404, body: '' }));
