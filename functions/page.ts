@@ -156,9 +156,15 @@ async function browserPixels(file, size, resize) {
   bmp.close();
   const src = ctx.getImageData(0, 0, W, H).data;
   canvas.width = canvas.height = 0;
-  // stretch: each axis on its own; crop (sharp's fit cover): the short side fills, the long one is centred.
-  const sx = resize === 'crop' ? Math.min(W, H) / size : W / size, sy = resize === 'crop' ? Math.min(W, H) / size : H / size;
-  const tx = triangleTaps(W, size, sx, (W - size * sx) / 2), ty = triangleTaps(H, size, sy, (H - size * sy) / 2);
+  // stretch: each axis on its own. crop is sharp's fit cover: resize so the short side fills (rounded
+  // dimensions), then cut at its centre offset, (resized - size + 1) / 2 whole pixels.
+  let sx = W / size, sy = H / size, ox = 0, oy = 0;
+  if (resize === 'crop') {
+    const s = Math.min(W, H) / size, rw = Math.max(size, Math.round(W / s)), rh = Math.max(size, Math.round(H / s));
+    sx = W / rw; sy = H / rh;
+    ox = Math.floor((rw - size + 1) / 2) * sx; oy = Math.floor((rh - size + 1) / 2) * sy;
+  }
+  const tx = triangleTaps(W, size, sx, ox), ty = triangleTaps(H, size, sy, oy);
   const rows = new Float32Array(H * size * 3);
   for (let y = 0; y < H; y++) {
     for (let o = 0; o < size; o++) {

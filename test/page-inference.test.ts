@@ -192,7 +192,7 @@ describe.skipIf(!hasChromium || !hasAlpaca || !hasWeights035)(
         await page.goto(`${keyed.url}/`);
         await page.waitForSelector('#mode:not([hidden])');
         await page.click('details summary');
-      await page.fill('#key', 'page-key');
+        await page.fill('#key', 'page-key');
         await page.dispatchEvent('#key', 'change');
         await page.check('input[name=mode][value=browser]');
         const counts: number[] = [];
@@ -210,6 +210,42 @@ describe.skipIf(!hasChromium || !hasAlpaca || !hasWeights035)(
       } finally {
         await keyed.close();
       }
+    }, 120_000);
+
+    it("resizes like the server: the page's triangle filter against sharp, stretch and crop", async () => {
+      const page = await browser.newPage();
+      await page.goto(`${server.url}/`);
+      const photos = CLASSES.flatMap((c) => photosOf(c).slice(20, 23));
+      const mean: Record<string, number> = {};
+      for (const resize of ['stretch', 'crop'] as const) {
+        let sum = 0;
+        for (const photo of photos) {
+          const bytes = await readFile(photo);
+          const ref = (await decodeImage(bytes, { size: SIZE, resize })).data;
+          // browserPixels is the page script's own top-level function; the difference is summed in the page.
+          sum += await page.evaluate(
+            async ([b64, want, size, mode]) => {
+              const decode = (s: string) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+              const f = new File([decode(b64)], 'p.jpg', { type: 'image/jpeg' });
+              const fn = (globalThis as unknown as { browserPixels: (f: File, s: number, r: string) => Promise<Float32Array> })
+                .browserPixels;
+              const px = await fn(f, size, mode);
+              const ref = decode(want);
+              if (px.length !== ref.length) return Number.POSITIVE_INFINITY;
+              let d = 0;
+              for (let i = 0; i < ref.length; i++) d += Math.abs(ref[i] - px[i]);
+              return d / ref.length;
+            },
+            [bytes.toString('base64'), Buffer.from(ref).toString('base64'), SIZE, resize] as const,
+          );
+        }
+        mean[resize] = sum / photos.length;
+      }
+      console.log(`page-inference: mean |pixel difference| page vs sharp over ${photos.length} photos: ${JSON.stringify(mean)}`);
+      // Measured 0.57 (stretch) and 1.22 (crop) on photos 20-22 of each class; a canvas drawImage resize is ~1.9
+      // (stretch) and a continuous crop offset 4.4: the JPEG decoders and sharp's shrink-on-load account for the rest.
+      expect(mean.stretch).toBeLessThan(1);
+      expect(mean.crop).toBeLessThan(1.5);
     }, 120_000);
 
     it('hides the toggle where the tfjs files are not served', async () => {
