@@ -214,6 +214,7 @@ export function publicManifest(m: Manifest) {
     version: m.version,
     classes: m.classes,
     inputSize: m.input.size,
+    inputResize: m.input.resize,
     metrics: m.metrics,
     trainedAt: m.createdAt,
     backbone: { arch: m.backbone.arch, alpha: m.backbone.alpha },

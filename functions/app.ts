@@ -6,6 +6,7 @@ import { type RequestIdVariables, requestId } from 'hono/request-id';
 import { checkImageHeader, decodeFailure } from '../core/image-format.js';
 import { publicManifest } from '../core/manifest.js';
 import { bearerToken, keyMatches } from './auth.js';
+import { mountBrowserAssets } from './browser-assets.js';
 import type { ServeConfig } from './config.js';
 import type { Decoder } from './decoder.js';
 import { predictBatch, rank } from './inference.js';
@@ -361,6 +362,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
     c.header('content-security-policy', PAGE_CSP);
     return c.html(renderPage());
   });
+  mountBrowserAssets(app);
 
   app.notFound((c) => problemResponse(404, `no route ${c.req.method} ${c.req.path}`, c.get('requestId')));
 

@@ -7,12 +7,13 @@
 // from /v1/model/files/tfjs/weights.bin. ?version=<v> pins the version: the answer is then immutable
 // (cached for a year); without it the answer is the current version's, revalidated by its ETag
 // (the file's sha256). A version other than the served one is 404, never another version's bytes.
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Context, Env } from 'hono';
 import { mediaTypeOf, openVersionFile } from '../core/export/format-files.js';
 import { FORMAT_IDS, FormatIdSchema } from '../core/export/formats.js';
-import type { PublishedFormat } from '../core/manifest.js';
+import type { Manifest, PublishedFormat } from '../core/manifest.js';
 import type { Logger } from './logger.js';
 import type { ServingModel } from './model-holder.js';
 import { HttpProblem, problemResponses } from './problem.js';
@@ -103,6 +104,40 @@ const nameIn = (f: PublishedFormat, p: string) => path.posix.relative(path.posix
 const fileUrl = (id: string, name: string, version: string) =>
   `/v1/model/files/${id}/${encodeURIComponent(name)}?version=${encodeURIComponent(version)}`;
 
+const MAX_MODEL_JSON_BYTES = 8 << 20;
+
+/**
+ * The tfjs format of a version published without a formats record (older versions, a local model
+ * folder served directly): model.json as it is in the folder, and the manifest's checked weight files.
+ */
+async function versionTfjs(uri: string, manifest: Manifest): Promise<PublishedFormat | undefined> {
+  const file = await openVersionFile(uri, 'model.json');
+  if (!file) return undefined;
+  const chunks: Uint8Array[] = [];
+  let bytes = 0;
+  const reader = file.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    bytes += value.byteLength;
+    if (bytes > MAX_MODEL_JSON_BYTES) {
+      await reader.cancel();
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  const sha256 = createHash('sha256').update(Buffer.concat(chunks)).digest('hex');
+  const modelJson = { path: 'model.json', bytes, sha256 };
+  return {
+    id: 'tfjs',
+    file: 'model.json',
+    bytes: bytes + manifest.files.reduce((a, f) => a + f.bytes, 0),
+    sha256,
+    files: [modelJson, ...manifest.files],
+    runtime: 'tfjs',
+  };
+}
+
 export function mountModelFiles<E extends Env>(app: OpenAPIHono<E>, deps: ModelFilesDeps<E>): void {
   /** The served version's folder and manifest; the model itself is not needed, so the lease ends at once. */
   const served = (c: Context<E>) => {
@@ -135,6 +170,7 @@ export function mountModelFiles<E extends Env>(app: OpenAPIHono<E>, deps: ModelF
     return c.json({ model: { name: manifest.name, version }, formats });
   });
 
+  let tfjsCache: { version: string; format: Promise<PublishedFormat | undefined> } | undefined;
   const serve = async (c: Context<E>, id: string, name: string | undefined) => {
     if (!FormatIdSchema.safeParse(id).success) throw new HttpProblem(404, `unknown format '${id}'; formats: ${FORMAT_IDS.join(', ')}`);
     const { uri, version, manifest } = served(c);
@@ -142,7 +178,12 @@ export function mountModelFiles<E extends Env>(app: OpenAPIHono<E>, deps: ModelF
     if (pinned !== undefined && pinned !== version) {
       throw new HttpProblem(404, `version '${pinned}' is not the one served (${version}); GET /v1/model/files lists the current files`);
     }
-    const fmt = manifest.formats?.find((f) => f.id === id);
+    let fmt = manifest.formats?.find((f) => f.id === id);
+    // Every version is a tfjs model: one published without formats still serves its own files (the page's in-browser mode).
+    if (!fmt && id === 'tfjs' && !manifest.formats) {
+      tfjsCache = tfjsCache?.version === version ? tfjsCache : { version, format: versionTfjs(uri, manifest) };
+      fmt = await tfjsCache.format;
+    }
     if (!fmt) {
       const have = manifest.formats?.map((f) => f.id).join(', ');
       throw new HttpProblem(

@@ -43,6 +43,9 @@ export const ModelInfoSchema = z
     version: z.string(),
     classes: z.array(z.string()),
     inputSize: z.number().int(),
+    inputResize: z
+      .enum(['stretch', 'crop'])
+      .openapi({ description: 'how a photo becomes inputSize x inputSize: stretched, or centre-cropped to square first' }),
     metrics: z.object({ frozen: MetricsSchema, fineTuned: MetricsSchema.optional() }),
     trainedAt: z.string(),
     backbone: z.object({ arch: z.string(), alpha: z.number() }),

@@ -2,6 +2,7 @@
 //   dist/functions/lambda/  index.mjs (handler index.handler, Node 20 arm64) + tfjs WASM files
 //                           + node_modules/sharp for linux-arm64 (native, installed with npm)
 //                           + node_modules/onnxruntime-node with only its linux-arm64 binary (EDGETUNE_ENGINE=ort)
+//                           + browser/ (tf.min.js, tf-backend-wasm.min.js: the page's in-browser mode)
 //   dist/functions/edge/    index.mjs (Lambda@Edge) + tfjs WASM files + wasm-vips (no native code)
 // Prints each bundle's size, unzipped and zipped; fails when the Lambda bundle is >= 50 MiB zipped.
 import { execFileSync } from 'node:child_process';
@@ -125,6 +126,19 @@ async function bundle(name: string, entry: string, opts: { external: string[]; p
   return dir;
 }
 
+/**
+ * The page's in-browser mode loads tfjs from the function (functions/browser-assets.ts reads `browser/`
+ * beside index.mjs; the .wasm files are the ones copyWasm ships). Lambda only: a Lambda@Edge
+ * origin-request function cannot answer with more than 1 MB and tf.min.js is 1.4 MB, so the edge
+ * bundle leaves them out and the page hides its toggle there.
+ */
+function copyBrowserAssets(dir: string): void {
+  mkdirSync(path.join(dir, 'browser'), { recursive: true });
+  for (const m of ['@tensorflow/tfjs/dist/tf.min.js', '@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.min.js']) {
+    copyFileSync(require.resolve(m), path.join(dir, 'browser', path.basename(m)));
+  }
+}
+
 /** /docs is swagger-ui from swagger-ui-dist (functions/page.ts reads it from `swagger-ui/` beside index.mjs). */
 function copyDocs(dir: string): void {
   const src = path.dirname(require.resolve('swagger-ui-dist/package.json'));
@@ -166,6 +180,7 @@ function sharpVersion(): string {
 
 async function buildLambda(): Promise<string> {
   const dir = await bundle('lambda', 'functions/lambda.ts', { external: ['sharp', 'onnxruntime-node'] });
+  copyBrowserAssets(dir);
   writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'edgetune-lambda', private: true, type: 'module' }, null, 2));
   if (!skipSharpInstall) {
     // Same sharp version as development, with the linux-arm64 prebuilt libvips (Graviton Lambda).

@@ -31,8 +31,8 @@ async function invoke(bundleDir: string, events: unknown[], env: Record<string, 
     const events = JSON.parse(process.env.EVENTS);
     const out = [];
     for (const e of events) out.push(await handler(e, {}));
-    process.stdout.write('RESULT' + JSON.stringify(out));
-    process.exit(0);`;
+    // Exit once the pipe has taken it all: a large body (tf.min.js) outlasts one write.
+    process.stdout.write('RESULT' + JSON.stringify(out), () => process.exit(0));`;
   // A file, like the Lambda runtime imports (wasm-vips cannot start its workers under \`node -e\`).
   const runner = path.join(bundleDir, 'invoke-test.mjs');
   await writeFile(runner, script);
@@ -64,9 +64,14 @@ describe('esbuild bundles', () => {
       body: body ? Buffer.from(body).toString('base64') : undefined,
       isBase64Encoded: !!body,
     });
-    const [ready, classify, bad] = await invoke(
+    const [ready, classify, bad, tfjs] = await invoke(
       dir,
-      [ev('GET', '/readyz'), ev('POST', '/v1/classify', jpeg, 'image/jpeg'), ev('POST', '/v1/classify', Buffer.from('xx'), 'text/plain')],
+      [
+        ev('GET', '/readyz'),
+        ev('POST', '/v1/classify', jpeg, 'image/jpeg'),
+        ev('POST', '/v1/classify', Buffer.from('xx'), 'text/plain'),
+        ev('GET', '/browser/tf.min.js'),
+      ],
       {
         MODEL_URI: modelDir,
       },
@@ -78,6 +83,11 @@ describe('esbuild bundles', () => {
     expect(j.predictions).toHaveLength(2);
     expect(bad.statusCode).toBe(415);
     expect((bad.headers as Record<string, string>)['content-type']).toBe('application/problem+json');
+    // The page's in-browser mode: tfjs ships in the bundle's browser/ folder, within Lambda's 6 MB response.
+    const shipped = await readFile(path.join(dir, 'browser/tf.min.js'));
+    expect(shipped.equals(await readFile(path.join(REPO_DIR, 'node_modules/@tensorflow/tfjs/dist/tf.min.js')))).toBe(true);
+    expect(tfjs.statusCode).toBe(200);
+    expect(Buffer.from(tfjs.body as string, tfjs.isBase64Encoded ? 'base64' : 'utf8').equals(shipped)).toBe(true);
   });
 
   it('Lambda@Edge bundle has no native code, reads edge-config.json, and classifies with the WASM decoder', async () => {
@@ -109,7 +119,13 @@ describe('esbuild bundles', () => {
         },
       ],
     });
-    const [ready, classify] = await invoke(dir, [cf('GET', '/readyz'), cf('POST', '/v1/classify', png, 'image/png')]);
+    const [ready, classify, tfjs] = await invoke(dir, [
+      cf('GET', '/readyz'),
+      cf('POST', '/v1/classify', png, 'image/png'),
+      cf('HEAD', '/browser/tf.min.js'),
+    ]);
+    // tf.min.js is over Lambda@Edge's 1 MB response limit: not shipped, so the page hides its in-browser toggle.
+    expect(String(tfjs.status)).toBe('404');
     expect(String(ready.status)).toBe('200');
     expect(String(classify.status)).toBe('200');
     const j = JSON.parse(classify.body as string);

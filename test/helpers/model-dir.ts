@@ -15,6 +15,8 @@ export interface ModelDirOptions {
   samples?: number;
   seed?: number;
   name?: string;
+  /** Sets the model's weights instead of the seeded random draw and BatchNorm calibration (e.g. real base weights and a fitted head). */
+  adjust?: (model: tf.LayersModel) => Promise<void>;
 }
 
 export function rng(seed: number): () => number {
@@ -81,7 +83,8 @@ export async function makeModelDir(dir: string, opts: ModelDirOptions = {}): Pro
   const random = rng(opts.seed ?? 42);
   const model = buildClassifier({ alpha: opts.alpha ?? 0.35, inputSize, numClasses: classes.length });
   try {
-    calibrateBatchNorm(model, inputSize, random);
+    if (opts.adjust) await opts.adjust(model);
+    else calibrateBatchNorm(model, inputSize, random);
     await model.save(tf.io.withSaveHandler((a) => saveModelArtifacts(dir, a)));
     // Draw 4x the samples and keep those nearest p = 0.2 / 0.8: sensitive enough that a wrong
     // weight shows in the probabilities, far enough from 0.5 that float16 noise cannot flip a label.
