@@ -7,6 +7,7 @@ import { exportModel } from './export.js';
 import { type FeatureExtractor, InProcessExtractor } from './features.js';
 import { draftManifest, type ForwardStats, hyperparameters } from './manifest-draft.js';
 import { augmentConfig, type TrainOptions } from './options.js';
+import { postTraining, type ReviewData, writeReview } from './post-training.js';
 import type { Reporter } from './progress.js';
 import { EpochPlan, RunState } from './run-state.js';
 import { boundaryLayerName } from './tail/base-layers.js';
@@ -22,6 +23,8 @@ export interface TrainResult {
   validation: DecodedImage[];
   /** Up to CALIBRATION_IMAGES training images, un-augmented (int8 export ranges; never the validation split). */
   calibration: DecodedImage[];
+  /** Misclassified validation photos, highest-loss training photos, near-duplicates (also `review.json`). */
+  review: ReviewData;
 }
 
 export const CALIBRATION_IMAGES = 300;
@@ -75,6 +78,9 @@ export async function train(
       fineTuned = await runFineTunePhase(ctx, val);
       timings.fineTuneSeconds = seconds(t);
     }
+    t = performance.now();
+    const post = await postTraining(ctx, val);
+    timings.postTrainingSeconds = seconds(t);
 
     // exportModel adds its own time to the timings.
     const draft = draftManifest({
@@ -87,8 +93,18 @@ export async function train(
       forward,
       backend: describeBackend(backend),
     });
+    draft.calibration = post.calibration;
+    draft.openSet = post.openSet;
     const manifest = await exportModel(opts.out, model, draft, { images: data.validation, labels: Array.from(data.validationLabels) });
-    return { manifest, outDir: opts.out, model, validation: data.validation, calibration: data.train.slice(0, CALIBRATION_IMAGES) };
+    await writeReview(opts.out, post.review);
+    return {
+      manifest,
+      outDir: opts.out,
+      model,
+      review: post.review,
+      validation: data.validation,
+      calibration: data.train.slice(0, CALIBRATION_IMAGES),
+    };
   } finally {
     await extractor.close();
   }
