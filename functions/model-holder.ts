@@ -1,7 +1,9 @@
 import type { LayersModel, Tensor } from '@tensorflow/tfjs';
+import { HEAD } from '../core/classifier.js';
 import { edgetuneConfig } from '../core/config.js';
 import { createFastForward } from '../core/fast-forward.js';
 import type { Manifest } from '../core/manifest.js';
+import { decodeFloat32 } from '../core/open-set-score.js';
 import { tf } from '../core/tf.js';
 import type { Logger } from './logger.js';
 import type { HolderStatus } from './schemas.js';
@@ -20,6 +22,13 @@ export interface ServingModel {
   /** [N,S,S,3] RGB 0..255 -> probabilities; the fused executor when it reproduces model.predict. */
   forward: (x: Tensor) => Tensor;
   engine: 'fused' | 'layers';
+  /**
+   * One pass, three outputs: [probabilities, logits, pooled embedding]; only for graphs that have the
+   * classifier's `logits` and pooled layers (what calibration and the open-set score need).
+   */
+  forwardAll?: (x: Tensor) => Tensor[];
+  /** The manifest's open-set class means, decoded at load (unit rows, classes x dim). */
+  openSetMeans?: Float32Array;
   /** Frees the model and any fused weights. */
   dispose: () => void;
   manifest: Manifest;
@@ -167,12 +176,21 @@ export class ModelHolder {
         return;
       }
       const t1 = performance.now();
+      const openSetMeans = decodeMeans(loaded.manifest);
       const engine = chooseEngine(loaded.model, loaded.manifest.input.size, (m, f) => log.warn(m, { ...ids, uri, ...f }));
       warmUp(engine.forward, loaded.manifest.input.size);
+      if (engine.forwardAll) warmUp((x) => (engine.forwardAll as (x: Tensor) => Tensor[])(x)[0], loaded.manifest.input.size);
+      if ((loaded.manifest.calibration || openSetMeans) && !engine.forwardAll) {
+        log.warn('the model has calibration/open-set statistics but no logits or pooled layer: serving its plain probabilities', {
+          ...ids,
+          uri,
+        });
+      }
       const warmupMs = performance.now() - t1;
       const next: ServingModel = {
         model: loaded.model,
         ...engine,
+        ...(openSetMeans ? { openSetMeans } : {}),
         manifest: loaded.manifest,
         version: loaded.version,
         etag: loaded.etag,
@@ -222,8 +240,24 @@ export function chooseEngine(
   model: LayersModel,
   size: number,
   warn: (msg: string, fields: Record<string, unknown>) => void,
-): Pick<ServingModel, 'forward' | 'engine' | 'dispose'> {
-  const layers = { forward: (x: Tensor) => model.predict(x) as Tensor, engine: 'layers' as const, dispose: () => model.dispose() };
+): Pick<ServingModel, 'forward' | 'forwardAll' | 'engine' | 'dispose'> {
+  const heads = hasHeadLayers(model);
+  const multi = heads
+    ? tf.model({
+        inputs: model.inputs,
+        outputs: [
+          model.outputs[0],
+          model.getLayer(HEAD.logits).output as tf.SymbolicTensor,
+          model.getLayer(HEAD.pool).output as tf.SymbolicTensor,
+        ],
+      })
+    : undefined;
+  const layers = {
+    forward: (x: Tensor) => model.predict(x) as Tensor,
+    ...(multi ? { forwardAll: (x: Tensor) => multi.predict(x) as Tensor[] } : {}),
+    engine: 'layers' as const,
+    dispose: () => model.dispose(),
+  };
   if (edgetuneConfig().EDGETUNE_FAST_FORWARD === '0') return layers;
   let ff: ReturnType<typeof createFastForward> | undefined;
   try {
@@ -235,8 +269,10 @@ export function chooseEngine(
       return tf.max(tf.abs(tf.sub(model.predict(x) as Tensor, fused.forward(x)))).dataSync()[0];
     });
     if (!(diff <= 1e-3)) throw new Error(`fused output differs from model.predict by ${diff}`);
+    const outputs = [fused.outputName, HEAD.logits, HEAD.pool];
     return {
       forward: (x) => fused.forward(x),
+      ...(heads ? { forwardAll: (x: Tensor) => fused.forwardMany(x, { to: outputs }) } : {}),
       engine: 'fused',
       dispose: () => {
         fused.dispose();
@@ -255,4 +291,19 @@ export function warmUp(forward: (x: Tensor) => Tensor, size: number): void {
   tf.tidy(() => {
     forward(tf.zeros([1, size, size, 3])).dataSync();
   });
+}
+
+function hasHeadLayers(model: LayersModel): boolean {
+  const names = new Set(model.layers.map((l) => l.name));
+  return names.has(HEAD.logits) && names.has(HEAD.pool);
+}
+
+/** The manifest's class means as float32 rows; a malformed field fails the load (the previous model keeps serving). */
+function decodeMeans(m: Manifest): Float32Array | undefined {
+  if (!m.openSet) return undefined;
+  try {
+    return decodeFloat32(m.openSet.means, m.classes.length * m.openSet.dim);
+  } catch (e) {
+    throw new Error(`manifest.openSet: ${(e as Error).message}`);
+  }
 }

@@ -56,7 +56,7 @@ async function classify(file) {
     const j = await r.json();
     const rtt = performance.now() - t0;
     if (!r.ok) { text($('label'), ''); text($('error'), j.title + ': ' + j.detail); return; }
-    text($('label'), j.label + ' (' + pct(j.score) + ')');
+    text($('label'), j.label === null ? 'Unknown: none of the classes (best guess ' + j.predictions[0].label + ', ' + pct(j.score) + ')' : j.label + ' (' + pct(j.score) + (j.calibrated ? ', calibrated' : '') + ')');
     for (const p of j.predictions) {
       const row = document.createElement('div'); row.className = 'bar';
       const name = document.createElement('span'); name.textContent = p.label;
