@@ -25,6 +25,8 @@ export interface TrainResult {
   calibration: DecodedImage[];
   /** Misclassified validation photos, highest-loss training photos, near-duplicates (also `review.json`). */
   review: ReviewData;
+  /** Local folder the review's paths are relative to (an s3:// dataset's synced copy). */
+  dataDir: string;
 }
 
 export const CALIBRATION_IMAGES = 300;
@@ -102,6 +104,7 @@ export async function train(
       outDir: opts.out,
       model,
       review: post.review,
+      dataDir: data.dir,
       validation: data.validation,
       calibration: data.train.slice(0, CALIBRATION_IMAGES),
     };
