@@ -33,6 +33,8 @@ export interface FastForwardOptions {
 export interface FastForward {
   /** Runs the fused graph. `x` is [N,H,W,C] (or [H,W,C]); the caller keeps ownership of `x`. */
   forward(x: Tensor, opts?: ForwardOptions): Tensor;
+  /** One pass, several outputs (e.g. the pooled embedding and the logits beside the probabilities), in `to` order. */
+  forwardMany(x: Tensor, opts: { from?: string; to: readonly string[] }): Tensor[];
   /** Layer names in execution order that can be used as `from`/`to`. */
   readonly layerNames: string[];
   readonly inputName: string;
@@ -168,12 +170,16 @@ export function createFastForward(model: LayersModel, options: FastForwardOption
     runs: Run[];
   }
   const plans = new Map<string, Plan>();
-  function plan(from: string, to: string): Plan {
-    const key = `${from}>${to}`;
+  function plan(from: string, to: string | readonly string[]): Plan {
+    const outs = typeof to === 'string' ? [to] : [...to];
+    const key = `${from}>${outs.join(',')}`;
     let p = plans.get(key);
     if (p) return p;
-    const graph = from === inputName && to === outputName ? full : fusedGraph(model, { keep: [from, to], inputRescale, weightCache });
-    const sub = subgraph(graph, { from, outputs: [to] });
+    const graph =
+      from === inputName && outs.length === 1 && outs[0] === outputName
+        ? full
+        : fusedGraph(model, { keep: [from, ...outs], inputRescale, weightCache });
+    const sub = subgraph(graph, { from, outputs: outs });
     p = { graph: sub, runs: sub.ops.map(runner) };
     for (const [id, w] of weightCache) {
       if (!weights.has(id)) continue;
@@ -191,6 +197,50 @@ export function createFastForward(model: LayersModel, options: FastForwardOption
     if (!known.has(n)) throw new Error(`fast-forward: ${what} layer '${n}' is not in the model`);
   };
 
+  function run(x: Tensor, from: string, tos: readonly string[]): Tensor[] {
+    checkName(from, 'from');
+    for (const to of tos) checkName(to, 'to');
+    const { graph, runs } = plan(from, tos);
+    const steps = graph.ops;
+    const wanted = new Set(tos);
+    return tf.tidy(() => {
+      let input = x.rank === 3 ? tf.expandDims(x, 0) : x;
+      if (input.rank !== 4) throw new Error(`fast-forward: expected [N,H,W,C] input, got shape [${x.shape}]`);
+      if (input.dtype !== 'float32') input = tf.cast(input, 'float32');
+      if (graph.inputRescale) input = tf.add(tf.mul(input, graph.inputRescale.scale), graph.inputRescale.offset);
+      if (steps.length === 0) return tos.map(() => (input === x ? tf.clone(x) : input));
+      // Reference counts so intermediates are freed as soon as their last consumer ran.
+      const uses = new Map<string, number>();
+      for (const s of steps) for (const i of s.inputs) uses.set(i, (uses.get(i) ?? 0) + 1);
+      const values = new Map<string, Tensor>([[from, input]]);
+      const outs = new Map<string, Tensor>();
+      steps.forEach((s, k) => {
+        const ins = s.inputs.map((i) => {
+          const v = values.get(i);
+          if (!v) throw new Error(`fast-forward: '${s.out}' needs '${i}', which is not computed from '${from}'`);
+          return v;
+        });
+        const y = runs[k](ins);
+        values.set(s.out, y);
+        for (const i of s.inputs) {
+          const left = (uses.get(i) ?? 0) - 1;
+          uses.set(i, left);
+          if (left === 0 && !wanted.has(i)) {
+            const v = values.get(i);
+            if (v && v !== x) v.dispose();
+            values.delete(i);
+          }
+        }
+        if (wanted.has(s.out)) outs.set(s.out, y);
+      });
+      return tos.map((to) => {
+        const o = outs.get(to);
+        if (!o) throw new Error(`fast-forward: '${to}' was not produced`);
+        return o;
+      });
+    });
+  }
+
   return {
     layerNames,
     inputName,
@@ -203,45 +253,11 @@ export function createFastForward(model: LayersModel, options: FastForwardOption
       );
     },
     forward(x, opts = {}) {
-      const from = opts.from ?? inputName;
-      const to = opts.to ?? outputName;
-      checkName(from, 'from');
-      checkName(to, 'to');
-      const { graph, runs } = plan(from, to);
-      const steps = graph.ops;
-      return tf.tidy(() => {
-        let input = x.rank === 3 ? tf.expandDims(x, 0) : x;
-        if (input.rank !== 4) throw new Error(`fast-forward: expected [N,H,W,C] input, got shape [${x.shape}]`);
-        if (input.dtype !== 'float32') input = tf.cast(input, 'float32');
-        if (graph.inputRescale) input = tf.add(tf.mul(input, graph.inputRescale.scale), graph.inputRescale.offset);
-        if (steps.length === 0) return input === x ? tf.clone(x) : input;
-        // Reference counts so intermediates are freed as soon as their last consumer ran.
-        const uses = new Map<string, number>();
-        for (const s of steps) for (const i of s.inputs) uses.set(i, (uses.get(i) ?? 0) + 1);
-        const values = new Map<string, Tensor>([[from, input]]);
-        let out: Tensor | undefined;
-        steps.forEach((s, k) => {
-          const ins = s.inputs.map((i) => {
-            const v = values.get(i);
-            if (!v) throw new Error(`fast-forward: '${s.out}' needs '${i}', which is not computed from '${from}'`);
-            return v;
-          });
-          const y = runs[k](ins);
-          values.set(s.out, y);
-          for (const i of s.inputs) {
-            const left = (uses.get(i) ?? 0) - 1;
-            uses.set(i, left);
-            if (left === 0 && i !== to) {
-              const v = values.get(i);
-              if (v && v !== x) v.dispose();
-              values.delete(i);
-            }
-          }
-          if (s.out === to) out = y;
-        });
-        if (!out) throw new Error(`fast-forward: '${to}' was not produced`);
-        return out;
-      });
+      return run(x, opts.from ?? inputName, [opts.to ?? outputName])[0];
+    },
+    forwardMany(x, opts) {
+      if (!opts.to.length) throw new Error('fast-forward: forwardMany needs at least one output');
+      return run(x, opts.from ?? inputName, opts.to);
     },
     dispose() {
       for (const w of weights.values()) tf.dispose(w);

@@ -74,3 +74,19 @@ export function argmax(row: ArrayLike<number>): number {
   for (let j = 1; j < row.length; j++) if (row[j] > row[best]) best = j;
   return best;
 }
+
+/**
+ * One probability row in class order from one row of logits divided by a temperature (temperature
+ * scaling: t = 1 is the model's own output; argmax never changes).
+ */
+export function temperedProbabilities(z: ArrayLike<number>, numClasses: number, t = 1): number[] {
+  if (isBinary(numClasses)) {
+    const p = 1 / (1 + Math.exp(-z[0] / t));
+    return [1 - p, p];
+  }
+  let max = Number.NEGATIVE_INFINITY;
+  for (let j = 0; j < z.length; j++) max = Math.max(max, z[j] / t);
+  const e = Array.from({ length: z.length }, (_, j) => Math.exp(z[j] / t - max));
+  const s = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / s);
+}

@@ -47,6 +47,50 @@ export const PhaseSelectionSchema = z.object({
   reason: z.string(),
 });
 export type PhaseSelection = z.infer<typeof PhaseSelectionSchema>;
+const ReliabilityBinSchema = z.object({
+  lo: z.number(),
+  hi: z.number(),
+  count: z.number().int(),
+  confidence: z.number(),
+  accuracy: z.number(),
+});
+
+/** Temperature scaling of the logits (training/calibration.ts): served probabilities are softmax(z / T). */
+export const CalibrationSchema = z.object({
+  temperature: z.number().positive(),
+  /** Which scores T was fitted on (the validation split; never a test split). */
+  fittedOn: z.string(),
+  bins: z.number().int().positive(),
+  eceBefore: z.number(),
+  eceAfter: z.number(),
+  nllBefore: z.number(),
+  nllAfter: z.number(),
+  reliabilityBefore: z.array(ReliabilityBinSchema),
+  reliabilityAfter: z.array(ReliabilityBinSchema),
+});
+export type Calibration = z.infer<typeof CalibrationSchema>;
+
+/** "None of the classes" (training/open-set.ts, core/open-set-score.ts): cosine distance to the nearest class mean. */
+export const OpenSetSchema = z.object({
+  metric: z.literal('cosine-nearest-class-mean'),
+  /** The layer whose output is the embedding (the pooled features). */
+  layer: z.string(),
+  dim: z.number().int().positive(),
+  /** base64 float32 [classes x dim], unit rows in class order: the training images after training, un-augmented. */
+  means: z.string(),
+  meansFrom: z.string(),
+  /** Share of in-class held-out photos the threshold is chosen to accept. */
+  target: z.number(),
+  /** A photo whose distance is above this is `unknown`. */
+  threshold: z.number(),
+  /** 95% bootstrap interval of the threshold. */
+  interval: z.tuple([z.number(), z.number()]),
+  bootstrap: z.number().int(),
+  n: z.number().int(),
+  accepted: z.number(),
+  fittedOn: z.string(),
+});
+export type OpenSet = z.infer<typeof OpenSetSchema>;
 
 export const WeightFileSchema = z.object({
   path: z.string(),
@@ -176,6 +220,10 @@ export const ManifestSchema = z.object({
     .optional(),
   /** Weight files with their checksums: verified on publish and on load. */
   files: z.array(WeightFileSchema),
+  /** Optional (models trained before it serve uncalibrated). */
+  calibration: CalibrationSchema.optional(),
+  /** Optional (models trained before it never answer `unknown`). */
+  openSet: OpenSetSchema.optional(),
   /** Filled in by publishing when weights are quantized. */
   quantization: z
     .object({
@@ -218,6 +266,21 @@ export function publicManifest(m: Manifest) {
     metrics: m.metrics,
     trainedAt: m.createdAt,
     backbone: { arch: m.backbone.arch, alpha: m.backbone.alpha },
+    ...(m.calibration
+      ? {
+          calibration: {
+            temperature: m.calibration.temperature,
+            eceBefore: m.calibration.eceBefore,
+            eceAfter: m.calibration.eceAfter,
+            fittedOn: m.calibration.fittedOn,
+          },
+        }
+      : {}),
+    ...(m.openSet
+      ? {
+          openSet: { threshold: m.openSet.threshold, interval: m.openSet.interval, target: m.openSet.target, fittedOn: m.openSet.fittedOn },
+        }
+      : {}),
   };
 }
 

@@ -9,7 +9,7 @@ import { bearerToken, keyMatches } from './auth.js';
 import { mountBrowserAssets } from './browser-assets.js';
 import type { ServeConfig } from './config.js';
 import type { Decoder } from './decoder.js';
-import { predictBatch, rank } from './inference.js';
+import { rank, scoreBatch } from './inference.js';
 import type { LogFields, Logger } from './logger.js';
 import { baseMediaType, checkMediaType } from './media.js';
 import { mountModelFiles } from './model-files.js';
@@ -20,6 +20,7 @@ import { HttpProblem, problemResponse, problemResponses } from './problem.js';
 import {
   BatchResultSchema,
   BinaryImageSchema,
+  ClassifyQuerySchema,
   ClassifyResultSchema,
   HealthSchema,
   IMAGE_MEDIA_TYPES,
@@ -56,7 +57,7 @@ const classifyRoute = createRoute({
   method: 'post',
   path: '/v1/classify',
   summary: 'Classify one image',
-  request: { query: TopQuerySchema, body: imageBody },
+  request: { query: ClassifyQuerySchema, body: imageBody },
   security: [{ bearer: [] }],
   responses: {
     200: { description: 'Labels with probabilities, best first', content: { 'application/json': { schema: ClassifyResultSchema } } },
@@ -69,7 +70,7 @@ const batchRoute = createRoute({
   path: '/v1/classify/batch',
   summary: 'Classify up to 16 images in one forward pass',
   request: {
-    query: TopQuerySchema,
+    query: ClassifyQuerySchema,
     body: {
       content: { 'multipart/form-data': { schema: z.object({ image: z.array(BinaryImageSchema) }) } },
       required: true,
@@ -140,6 +141,15 @@ function parseTop(c: Context<Env>): number | undefined {
   const r = TopQuerySchema.safeParse({ top: c.req.query('top') });
   if (!r.success) throw new HttpProblem(400, `invalid query parameter 'top': ${r.error.issues[0]?.message ?? 'expected an integer >= 1'}`);
   return r.data.top;
+}
+
+function parseThreshold(c: Context<Env>): number | undefined {
+  const raw = c.req.query('threshold');
+  if (raw === undefined) return undefined;
+  const r = ClassifyQuerySchema.shape.threshold.safeParse(raw.trim() === '' ? Number.NaN : raw);
+  if (!r.success)
+    throw new HttpProblem(400, `invalid query parameter 'threshold': expected a number from 0 to 2, got '${raw.slice(0, 40)}'`);
+  return r.data;
 }
 
 export function createApp(deps: AppDeps): OpenAPIHono<Env> {
@@ -267,19 +277,37 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
   const classify = async (c: Context<Env>, maxCount: number) => {
     const t0 = performance.now();
     const top = parseTop(c);
+    const override = parseThreshold(c);
     const lease = borrowModel(c);
     try {
       const { serving } = lease;
+      const openSet = serving.openSetMeans && serving.forwardAll ? serving.manifest.openSet : undefined;
+      if (override !== undefined && !openSet) {
+        throw new HttpProblem(
+          400,
+          "'threshold' does not apply: this model has no open-set statistics (models trained before them never answer unknown)",
+        );
+      }
       const parts = await readImages(c, maxCount, config.maxBodyBytes);
       const t1 = performance.now();
       const images = await decodeAll(c, parts, serving);
       const t2 = performance.now();
-      const probs = await predictBatch(serving.predict, images, serving.manifest.input.size, serving.manifest.classes.length);
+      const scored = await scoreBatch(serving, images);
       const t3 = performance.now();
       const ms = (x: number) => Math.round(x * 100) / 100;
-      const results = probs.map((p) => {
-        const predictions = rank(p, serving.manifest.classes, top);
-        return { label: predictions[0].label, score: predictions[0].score, predictions };
+      const threshold = override ?? openSet?.threshold;
+      const results = scored.map((s) => {
+        const predictions = rank(s.probabilities, serving.manifest.classes, top);
+        const best = rank(s.probabilities, serving.manifest.classes, 1)[0];
+        const unknown = threshold !== undefined && s.distance !== undefined && s.distance > threshold;
+        return {
+          label: unknown ? null : best.label,
+          score: best.score,
+          ...(unknown ? { reason: 'unknown' as const } : {}),
+          predictions,
+          calibrated: s.calibrated,
+          ...(threshold !== undefined && s.distance !== undefined ? { openSet: { distance: s.distance, threshold, unknown } } : {}),
+        };
       });
       const timings = { decodeMs: ms(t2 - t1), inferenceMs: ms(t3 - t2), totalMs: ms(performance.now() - t0) };
       const model = { name: serving.manifest.name, version: serving.version };

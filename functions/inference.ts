@@ -1,5 +1,9 @@
 import { toClassProbabilities } from '../core/classifier.js';
+import { temperedProbabilities } from '../core/head-convention.js';
 import type { RgbImage } from '../core/image.js';
+import { nearestMeanDistance } from '../core/open-set-score.js';
+import { tf } from '../core/tf.js';
+import type { ServingModel } from './model-holder.js';
 
 export interface Prediction {
   label: string;
@@ -30,4 +34,64 @@ export function rank(probabilities: number[], classes: string[], top = classes.l
     .map((score, i) => ({ label: classes[i], score }))
     .sort((a, b) => b.score - a.score)
     .slice(0, Math.max(1, top));
+}
+
+export interface ScoredImage {
+  /** Probabilities in class order: softmax(z / T) when the model is calibrated, else the model's own. */
+  probabilities: number[];
+  calibrated: boolean;
+  /** Open-set distance to the nearest class mean, when the model has class means. */
+  distance?: number;
+}
+
+/**
+ * Probabilities (calibrated when the manifest has a temperature) and the open-set distance of each
+ * image, from one forward pass. A model without these fields, or without the layers they need, is
+ * served exactly as predictBatch does.
+ */
+export async function scoreBatch(
+  serving: Pick<ServingModel, 'predict' | 'forwardAll' | 'manifest' | 'openSetMeans'>,
+  images: RgbImage[],
+): Promise<ScoredImage[]> {
+  const { manifest, forwardAll } = serving;
+  const size = manifest.input.size;
+  const numClasses = manifest.classes.length;
+  const means = serving.openSetMeans;
+  if (!forwardAll || (!manifest.calibration && !means)) {
+    const probs = await predictBatch(serving.predict, images, size, numClasses);
+    return probs.map((probabilities) => ({ probabilities, calibrated: false }));
+  }
+  const input = pixelsOf(images, size);
+  const outs = tf.tidy(() => forwardAll(tf.tensor4d(input, [images.length, size, size, 3])));
+  try {
+    const [probs, logits, pooled] = (await Promise.all(outs.map((o) => o.data()))) as Float32Array[];
+    const units = logits.length / images.length;
+    const dim = pooled.length / images.length;
+    const t = manifest.calibration?.temperature;
+    const raw = toClassProbabilities(probs, numClasses);
+    return images.map((_, i) => {
+      const z = logits.subarray(i * units, (i + 1) * units);
+      const out: ScoredImage = t
+        ? { probabilities: temperedProbabilities(z, numClasses, t), calibrated: true }
+        : { probabilities: raw[i], calibrated: false };
+      if (means && manifest.openSet && dim === manifest.openSet.dim) {
+        out.distance = nearestMeanDistance(pooled.subarray(i * dim, (i + 1) * dim), means, dim).distance;
+      }
+      return out;
+    });
+  } finally {
+    tf.dispose(outs);
+  }
+}
+
+function pixelsOf(images: RgbImage[], size: number): Float32Array {
+  const pixels = size * size * 3;
+  const input = new Float32Array(images.length * pixels);
+  images.forEach((img, n) => {
+    if (img.width !== size || img.height !== size || img.data.length !== pixels) {
+      throw new Error(`decoded image ${n} is ${img.width}x${img.height}, the model wants ${size}x${size}`);
+    }
+    input.set(img.data, n * pixels);
+  });
+  return input;
 }

@@ -1,9 +1,11 @@
 import os from 'node:os';
 import type { LayersModel, Tensor } from '@tensorflow/tfjs';
+import { HEAD } from '../core/classifier.js';
 import { edgetuneConfig } from '../core/config.js';
 import { createEngine, type EnginePreference, enginePreference, type InferenceEngine, resolveEngine } from '../core/engine/engine.js';
 import { createFastForward } from '../core/fast-forward.js';
 import type { Manifest } from '../core/manifest.js';
+import { decodeFloat32 } from '../core/open-set-score.js';
 import { tf } from '../core/tf.js';
 import type { Logger } from './logger.js';
 import type { HolderStatus } from './schemas.js';
@@ -27,6 +29,13 @@ export interface ServingModel {
   engine: 'fused' | 'layers';
   /** What runs `predict`, e.g. `tfjs wasm` or `onnxruntime-node 1.23.2 (CPU, 2 intra-op threads), ...`. */
   runtime: string;
+  /**
+   * One pass, three outputs: [probabilities, logits, pooled embedding]; only for graphs that have the
+   * classifier's `logits` and pooled layers (what calibration and the open-set score need).
+   */
+  forwardAll?: (x: Tensor) => Tensor[];
+  /** The manifest's open-set class means, decoded at load (unit rows, classes x dim). */
+  openSetMeans?: Float32Array;
   /** Frees the model and any fused weights. */
   dispose: () => void;
   manifest: Manifest;
@@ -192,13 +201,22 @@ export class ModelHolder {
       const t1 = performance.now();
       const size = loaded.manifest.input.size;
       const warn = (m: string, f: Record<string, unknown>) => log.warn(m, { ...ids, uri, ...f });
+      const openSetMeans = decodeMeans(loaded.manifest);
       const tfjs = chooseEngine(loaded.model, size, warn);
       warmUp(tfjs.forward, size);
+      if (tfjs.forwardAll) warmUp((x) => (tfjs.forwardAll as (x: Tensor) => Tensor[])(x)[0], size);
+      if ((loaded.manifest.calibration || openSetMeans) && !tfjs.forwardAll) {
+        log.warn('the model has calibration/open-set statistics but no logits or pooled layer: serving its plain probabilities', {
+          ...ids,
+          uri,
+        });
+      }
       const engine = await withServingEngine(tfjs, loaded.model, size, this.opts.engine ?? enginePreference(), warn);
       const warmupMs = performance.now() - t1;
       const next: ServingModel = {
         model: loaded.model,
         ...engine,
+        ...(openSetMeans ? { openSetMeans } : {}),
         manifest: loaded.manifest,
         version: loaded.version,
         etag: loaded.etag,
@@ -249,9 +267,26 @@ export function chooseEngine(
   model: LayersModel,
   size: number,
   warn: (msg: string, fields: Record<string, unknown>) => void,
-): Pick<ServingModel, 'forward' | 'engine' | 'dispose'> & { runtime: string } {
+): Pick<ServingModel, 'forward' | 'forwardAll' | 'engine' | 'dispose'> & { runtime: string } {
   const runtime = `tfjs ${tf.getBackend()}`;
-  const layers = { forward: (x: Tensor) => model.predict(x) as Tensor, engine: 'layers' as const, runtime, dispose: () => model.dispose() };
+  const heads = hasHeadLayers(model);
+  const multi = heads
+    ? tf.model({
+        inputs: model.inputs,
+        outputs: [
+          model.outputs[0],
+          model.getLayer(HEAD.logits).output as tf.SymbolicTensor,
+          model.getLayer(HEAD.pool).output as tf.SymbolicTensor,
+        ],
+      })
+    : undefined;
+  const layers = {
+    forward: (x: Tensor) => model.predict(x) as Tensor,
+    ...(multi ? { forwardAll: (x: Tensor) => multi.predict(x) as Tensor[] } : {}),
+    engine: 'layers' as const,
+    runtime,
+    dispose: () => model.dispose(),
+  };
   if (edgetuneConfig().EDGETUNE_FAST_FORWARD === '0') return layers;
   let ff: ReturnType<typeof createFastForward> | undefined;
   try {
@@ -263,8 +298,10 @@ export function chooseEngine(
       return tf.max(tf.abs(tf.sub(model.predict(x) as Tensor, fused.forward(x)))).dataSync()[0];
     });
     if (!(diff <= 1e-3)) throw new Error(`fused output differs from model.predict by ${diff}`);
+    const outputs = [fused.outputName, HEAD.logits, HEAD.pool];
     return {
       forward: (x) => fused.forward(x),
+      ...(heads ? { forwardAll: (x: Tensor) => fused.forwardMany(x, { to: outputs }) } : {}),
       engine: 'fused',
       runtime,
       dispose: () => {
@@ -294,7 +331,7 @@ export async function withServingEngine(
   size: number,
   pref: EnginePreference,
   warn: (msg: string, fields: Record<string, unknown>) => void,
-): Promise<Pick<ServingModel, 'forward' | 'predict' | 'engine' | 'runtime' | 'dispose'>> {
+): Promise<Pick<ServingModel, 'forward' | 'forwardAll' | 'predict' | 'engine' | 'runtime' | 'dispose'>> {
   const onTfjs = { ...tfjs, predict: tfjsPredict(tfjs.forward, size) };
   let chosen: Awaited<ReturnType<typeof resolveEngine>>;
   try {
@@ -339,4 +376,19 @@ export function warmUp(forward: (x: Tensor) => Tensor, size: number): void {
   tf.tidy(() => {
     forward(tf.zeros([1, size, size, 3])).dataSync();
   });
+}
+
+function hasHeadLayers(model: LayersModel): boolean {
+  const names = new Set(model.layers.map((l) => l.name));
+  return names.has(HEAD.logits) && names.has(HEAD.pool);
+}
+
+/** The manifest's class means as float32 rows; a malformed field fails the load (the previous model keeps serving). */
+function decodeMeans(m: Manifest): Float32Array | undefined {
+  if (!m.openSet) return undefined;
+  try {
+    return decodeFloat32(m.openSet.means, m.classes.length * m.openSet.dim);
+  } catch (e) {
+    throw new Error(`manifest.openSet: ${(e as Error).message}`);
+  }
 }

@@ -58,8 +58,10 @@ async function loadModel() {
   } catch (e) { text($('model'), 'Model information unavailable: ' + e.message); return null; }
 }
 
-function showResult(predictions, latency) {
-  text($('label'), predictions[0].label + ' (' + pct(predictions[0].score) + ')');
+function showResult(predictions, latency, api) {
+  text($('label'), api && api.label === null
+    ? 'Unknown: none of the classes (best guess ' + predictions[0].label + ', ' + pct(predictions[0].score) + ')'
+    : predictions[0].label + ' (' + pct(predictions[0].score) + (api && api.calibrated ? ', calibrated' : '') + ')');
   for (const p of predictions) {
     const row = document.createElement('div'); row.className = 'bar'; row.dataset.label = p.label; row.dataset.score = String(p.score);
     const name = document.createElement('span'); name.textContent = p.label;
@@ -84,7 +86,7 @@ async function classifyApi(file) {
   if (!r.ok) { text($('label'), ''); text($('error'), j.title + ': ' + j.detail); return; }
   lastMs.api = rtt;
   showResult(j.predictions, 'Round trip ' + rtt.toFixed(0) + ' ms · server ' + j.timings.totalMs.toFixed(1) + ' ms (decode ' +
-    j.timings.decodeMs.toFixed(1) + ' ms, inference ' + j.timings.inferenceMs.toFixed(1) + ' ms) · model ' + j.model.version);
+    j.timings.decodeMs.toFixed(1) + ' ms, inference ' + j.timings.inferenceMs.toFixed(1) + ' ms) · model ' + j.model.version, j);
 }
 
 // In-browser mode: tfjs and its WASM backend from this origin, the published tfjs model, nothing uploaded.

@@ -9,11 +9,32 @@ export const TimingsSchema = z
   .object({ decodeMs: z.number(), inferenceMs: z.number(), totalMs: z.number() })
   .openapi('Timings', { description: 'Server-side milliseconds: image decode + resize, model forward pass, whole request.' });
 
+export const OpenSetResultSchema = z
+  .object({
+    distance: z.number().openapi({ description: 'Cosine distance of the pooled embedding to the nearest class mean.' }),
+    threshold: z.number().openapi({ description: "The model's threshold, or ?threshold=." }),
+    unknown: z.boolean(),
+  })
+  .openapi('OpenSetResult', { description: 'Present when the model was trained with open-set statistics.' });
+
+/** One image's answer (the single route adds model and timings). */
+const ImageResultShape = {
+  label: z
+    .string()
+    .nullable()
+    .openapi({ example: 'alpaca', description: 'null when the photo looks like none of the classes (reason "unknown").' }),
+  score: z.number().openapi({ example: 0.97, description: 'Probability of the best class (listed even when label is null).' }),
+  reason: z.literal('unknown').optional().openapi({ description: 'Why label is null.' }),
+  predictions: z.array(PredictionSchema).openapi({ description: 'Best first; all classes unless ?top=k.' }),
+  calibrated: z
+    .boolean()
+    .openapi({ description: 'true: probabilities are temperature-scaled (fitted on the validation split at training time).' }),
+  openSet: OpenSetResultSchema.optional(),
+};
+
 export const ClassifyResultSchema = z
   .object({
-    label: z.string().openapi({ example: 'alpaca' }),
-    score: z.number().openapi({ example: 0.97 }),
-    predictions: z.array(PredictionSchema).openapi({ description: 'Best first; all classes unless ?top=k.' }),
+    ...ImageResultShape,
     model: ModelRefSchema,
     timings: TimingsSchema,
   })
@@ -21,7 +42,7 @@ export const ClassifyResultSchema = z
 
 export const BatchResultSchema = z
   .object({
-    results: z.array(z.object({ label: z.string(), score: z.number(), predictions: z.array(PredictionSchema) })),
+    results: z.array(z.object(ImageResultShape)),
     model: ModelRefSchema,
     timings: TimingsSchema,
   })
@@ -37,6 +58,19 @@ export const TopQuerySchema = z.object({
     .openapi({ param: { name: 'top', in: 'query' }, description: 'Return only the k best labels.', example: 1 }),
 });
 
+export const ClassifyQuerySchema = TopQuerySchema.extend({
+  threshold: z.coerce
+    .number()
+    .min(0)
+    .max(2)
+    .optional()
+    .openapi({
+      param: { name: 'threshold', in: 'query' },
+      description: "Open-set distance above which a photo is 'unknown' (0..2; default: the model's own, chosen at training time).",
+      example: 0.3,
+    }),
+});
+
 export const ModelInfoSchema = z
   .object({
     name: z.string(),
@@ -49,6 +83,10 @@ export const ModelInfoSchema = z
     metrics: z.object({ frozen: MetricsSchema, fineTuned: MetricsSchema.optional() }),
     trainedAt: z.string(),
     backbone: z.object({ arch: z.string(), alpha: z.number() }),
+    calibration: z.object({ temperature: z.number(), eceBefore: z.number(), eceAfter: z.number(), fittedOn: z.string() }).optional(),
+    openSet: z
+      .object({ threshold: z.number(), interval: z.tuple([z.number(), z.number()]), target: z.number(), fittedOn: z.string() })
+      .optional(),
     loadedAt: z.string(),
   })
   .openapi('ModelInfo');

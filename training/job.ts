@@ -50,7 +50,10 @@ async function reportExportPublish(result: TrainResult, opts: TrainOptions, repo
   const [first] = await result.validation.read(0, 1);
   if (first) await writeFile(gridPath, await augmentationGrid(first, augmentConfig(opts), opts.seed));
   const { writeReport } = await import('./report/index.js');
-  const written = await writeReport(outDir, manifest, { augmentationGrid: first ? gridPath : undefined });
+  const written = await writeReport(outDir, manifest, {
+    augmentationGrid: first ? gridPath : undefined,
+    review: { data: result.review, dataDir: result.dataDir },
+  });
   for (const w of written.warnings) report({ type: 'warning', message: w });
   report({ type: 'info', message: `report: ${path.join(reportDir, 'index.html')}` });
 

@@ -11,6 +11,7 @@ import type { ImageSet } from './image-set.js';
 import { draftManifest, type ForwardStats, hyperparameters } from './manifest-draft.js';
 import { computeMetrics } from './metrics.js';
 import { augmentConfig, type TrainOptions } from './options.js';
+import { postTraining, type ReviewData, writeReview } from './post-training.js';
 import type { Reporter } from './progress.js';
 import { EpochPlan, RunState } from './run-state.js';
 import { SpillArea } from './spill.js';
@@ -30,6 +31,10 @@ export interface TrainResult {
   calibration: DecodedImage[];
   /** Frees the validation images and removes the run's spill folder. */
   close(): void;
+  /** Misclassified validation photos, highest-loss training photos, near-duplicates (also `review.json`). */
+  review: ReviewData;
+  /** Local folder the review's paths are relative to (an s3:// dataset's synced copy). */
+  dataDir: string;
 }
 
 export const CALIBRATION_IMAGES = 300;
@@ -140,6 +145,9 @@ async function trainCached(
       test = computeMetrics(probabilities, data.testLabels, data.classes);
       timings.testSeconds = seconds(t);
     }
+    t = performance.now();
+    const post = await postTraining(ctx, val);
+    timings.postTrainingSeconds = seconds(t);
 
     // exportModel adds its own time to the timings.
     const draft = draftManifest({
@@ -155,8 +163,11 @@ async function trainCached(
       backend: describeBackend(backend),
       frozenLayers: extractor.description,
     });
+    draft.calibration = post.calibration;
+    draft.openSet = post.openSet;
     const verify = await data.validation.read(0, VERIFICATION_IMAGES);
     const manifest = await exportModel(opts.out, model, draft, { images: verify, labels: Array.from(data.validationLabels) });
+    await writeReview(opts.out, post.review);
     const calibration = await data.train.read(0, CALIBRATION_IMAGES);
     report({ type: 'info', message: cacheSummary(cache) });
     handOver();
@@ -164,6 +175,8 @@ async function trainCached(
       manifest,
       outDir: opts.out,
       model,
+      review: post.review,
+      dataDir: data.dir,
       validation: data.validation,
       calibration,
       close() {

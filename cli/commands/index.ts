@@ -43,6 +43,12 @@ export const COMMANDS: Record<string, CommandDescriptor> = {
     description: 'Print the label and class probabilities for each image.',
     load: () => import('./predict.js'),
   },
+  review: {
+    usage: '[options] <model>',
+    description:
+      'List the photos of a folder the model gets wrong, calls unknown, or finds near-duplicated across folders, as a label CSV (path,label,...) to correct and feed back with --labels.',
+    load: () => import('./review.js'),
+  },
   'augment-preview': {
     usage: '[options] <image>',
     description: 'Write a 3x3 grid of augmented views of one image (PNG), like the notebook figure.',

@@ -47,6 +47,24 @@ export function exportMetadata(manifest: Manifest): Record<string, string> {
     'edgetune.input': `image: NHWC float32 RGB 0..255, [batch, ${size}, ${size}, 3], ${manifest.input.resize} resize`,
     'edgetune.preprocessing': `x * ${manifest.preprocessing.scale} + ${manifest.preprocessing.offset}, inside the graph`,
     'edgetune.output': `probabilities: [batch, ${manifest.classes.length}] in the order of edgetune.classes`,
+    ...calibrationMetadata(manifest),
+  };
+}
+
+/** The temperature (metadata only: the graph's probabilities are the uncalibrated ones) and the open-set threshold. */
+function calibrationMetadata(manifest: Manifest): Record<string, string> {
+  const c = manifest.calibration;
+  const o = manifest.openSet;
+  return {
+    ...(c
+      ? {
+          'edgetune.temperature': String(c.temperature),
+          'edgetune.calibration': `calibrated probabilities = softmax(logits / ${c.temperature}) (sigmoid for 2 classes), T fitted on the ${c.fittedOn}; the output above is uncalibrated (T = 1)`,
+        }
+      : {}),
+    ...(o
+      ? { 'edgetune.open-set': JSON.stringify({ metric: o.metric, threshold: o.threshold, target: o.target, fittedOn: o.fittedOn }) }
+      : {}),
   };
 }
 

@@ -1,5 +1,5 @@
 import type { TopLevelSpec } from 'vega-lite';
-import type { EpochRecord } from '../../core/manifest.js';
+import type { Calibration, EpochRecord } from '../../core/manifest.js';
 
 /** Vega-Lite specs for the training report: the notebook's two curves and the confusion matrix. */
 
@@ -171,6 +171,43 @@ export function confusionSpec(classes: readonly string[], confusion: readonly (r
         encoding: {
           text: { field: 'label' },
           color: { condition: { test: 'datum.dark', value: 'white' }, value: '#222' },
+        },
+      },
+    ],
+  } as TopLevelSpec;
+}
+
+/** Reliability diagram: accuracy against mean top-1 confidence per bin, before and after temperature scaling. */
+export function reliabilitySpec(c: Calibration): TopLevelSpec {
+  const points = [
+    ...c.reliabilityBefore.map((b) => ({ ...b, curve: `before (T = 1), ECE ${c.eceBefore.toFixed(3)}` })),
+    ...c.reliabilityAfter.map((b) => ({ ...b, curve: `after (T = ${c.temperature.toFixed(2)}), ECE ${c.eceAfter.toFixed(3)}` })),
+  ].filter((b) => b.count > 0);
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: { text: 'Reliability diagram', subtitle: `top-1 confidence in ${c.bins} bins; fitted and measured on the ${c.fittedOn}` },
+    width: 320,
+    height: 260,
+    config: baseConfig,
+    layer: [
+      {
+        data: {
+          values: [
+            { x: 0, y: 0 },
+            { x: 1, y: 1 },
+          ],
+        },
+        mark: { type: 'line', strokeDash: [4, 4], color: '#999' },
+        encoding: { x: { field: 'x', type: 'quantitative' }, y: { field: 'y', type: 'quantitative' } },
+      },
+      {
+        data: { values: points },
+        mark: { type: 'line', point: true },
+        encoding: {
+          x: { field: 'confidence', type: 'quantitative', title: 'Mean confidence', scale: { domain: [0, 1] } },
+          y: { field: 'accuracy', type: 'quantitative', title: 'Accuracy', scale: { domain: [0, 1] } },
+          color: { field: 'curve', type: 'nominal', title: null, legend: { orient: 'bottom', direction: 'vertical' } },
+          size: { field: 'count', type: 'quantitative', legend: null },
         },
       },
     ],

@@ -12,6 +12,10 @@ export interface ReportAssets {
   augmentation?: string;
   /** exports.json of the model folder, for the formats table. */
   exports?: Exports;
+  /** Reliability diagram (when the manifest has a temperature). */
+  reliability?: string;
+  /** The gallery sections' HTML (training/report/gallery.ts), already escaped. */
+  gallery?: string;
 }
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
@@ -298,6 +302,8 @@ ${curves}
 <div>${metricsTable(m)}</div>
 <div>${figure(assets.confusion, 'Confusion matrix', `Validation set, ${final}. Rows: true class; columns: prediction.`)}</div>
 </div>
+${calibrationSection(m, assets)}
+${assets.gallery ?? ''}
 ${assets.augmentation ? `<h2>Augmentation</h2><div class="figs">${figure(assets.augmentation, 'Augmented variants of one validation image', 'Random augmentations applied to one image, as the training loop draws them.', 'aug')}</div>` : ''}
 ${formatsSection(assets.exports)}
 <h2>Epochs</h2>
@@ -314,4 +320,17 @@ ${hyperparameterSection(m)}
 </body>
 </html>
 `;
+}
+
+function calibrationSection(m: Manifest, assets: ReportAssets): string {
+  const c = m.calibration;
+  const o = m.openSet;
+  if (!c && !o) return '';
+  const cal = c
+    ? `<dl class="kv"><dt>temperature</dt><dd>${c.temperature.toFixed(3)} (fitted on the ${esc(c.fittedOn)}; never on a test split)</dd><dt>ECE</dt><dd>${f4(c.eceBefore)} → ${f4(c.eceAfter)} (${c.bins} bins, same photos: the after figure is fitted on them)</dd><dt>NLL</dt><dd>${f4(c.nllBefore)} → ${f4(c.nllAfter)}</dd></dl>`
+    : '';
+  const open = o
+    ? `<dl class="kv"><dt>unknown above</dt><dd>cosine distance ${f4(o.threshold)} to the nearest class mean (95% bootstrap interval ${f4(o.interval[0])}–${f4(o.interval[1])}, ${o.bootstrap} resamples)</dd><dt>chosen for</dt><dd>${pct(o.target)} of in-class photos accepted; ${pct(o.accepted)} of the ${o.n} photos of the ${esc(o.fittedOn)} are</dd><dt>class means</dt><dd>${esc(o.meansFrom)}</dd></dl>`
+    : '';
+  return `<h2>Calibration and "unknown"</h2><div class="cols"><div>${cal}${open}</div><div>${figure(assets.reliability, 'Reliability diagram', 'Accuracy against confidence before and after temperature scaling; the diagonal is perfect calibration.')}</div></div>`;
 }

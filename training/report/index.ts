@@ -1,7 +1,8 @@
 import { access, copyFile, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Manifest } from '../../core/manifest.js';
-import { confusionSpec, curveSpec } from './charts.js';
+import type { ReviewData } from '../post-training.js';
+import { confusionSpec, curveSpec, reliabilitySpec } from './charts.js';
 import { type ReportAssets, reportHtml } from './html.js';
 import { exportsOf } from './refresh.js';
 import { pngTextRenders, renderSvg, svgToPng } from './render.js';
@@ -14,6 +15,8 @@ export { pngTextRenders, renderSvg, svgToPng } from './render.js';
 export interface ReportOptions {
   /** PNG of augmented samples (the lead's augmentation grid), copied into the report. */
   augmentationGrid?: string;
+  /** The post-training review lists and the local folder their paths are relative to (thumbnails). */
+  review?: { data: ReviewData; dataDir: string };
 }
 
 export interface ReportResult {
@@ -60,6 +63,14 @@ export async function writeReport(outDir: string, manifest: Manifest, opts: Repo
   const metrics = fine ?? manifest.metrics.frozen;
   const subtitle = `validation set, ${fine ? 'after fine-tuning' : 'base frozen'}: accuracy ${(100 * metrics.valAccuracy).toFixed(1)}%`;
   assets.confusion = await chart('confusion', await renderSvg(confusionSpec(manifest.classes, metrics.confusion, subtitle)));
+
+  if (manifest.calibration) assets.reliability = await chart('reliability', await renderSvg(reliabilitySpec(manifest.calibration)));
+  if (opts.review) {
+    const { writeGallery } = await import('./gallery.js');
+    const g = await writeGallery(dir, opts.review.data, opts.review.dataDir);
+    assets.gallery = g.html;
+    files.push(...g.files);
+  }
 
   if (opts.augmentationGrid) {
     assets.augmentation = 'augmentation.png';

@@ -1,0 +1,238 @@
+// After the phases: the trained model's pooled embeddings and logits of the un-augmented training
+// and validation images, from which come the temperature (fitted on validation logits), the
+// open-set class means (training embeddings) and threshold (validation distances), and the review
+// lists (misclassified validation photos, highest-loss training photos, near-duplicates).
+// Works from cached activations and file paths; holds no decoded image of its own.
+
+import { HEAD } from '../core/classifier.js';
+import { createFastForward, type FastForward } from '../core/fast-forward.js';
+import { argmax, temperedProbabilities } from '../core/head-convention.js';
+import type { Calibration, OpenSet } from '../core/manifest.js';
+import { encodeFloat32 } from '../core/open-set-score.js';
+import { tf } from '../core/tf.js';
+import { calibrate } from './calibration.js';
+import { chooseThreshold, classMeans, distances } from './open-set.js';
+import { deriveSeed } from './rng.js';
+import { memoryStore, type RowStore } from './row-store.js';
+import type { PhaseContext, ValidationFeatures } from './train-phases.js';
+
+/** Default share of in-class validation photos the open-set threshold accepts. */
+export const OPEN_SET_TARGET = 0.95;
+/** Near-duplicates: cosine similarity of the pooled embeddings at or above this. */
+export const DUPLICATE_SIMILARITY = 0.97;
+/** Above this many images the O(n^2) near-duplicate search is skipped (and the review says so). */
+export const DUPLICATE_MAX_IMAGES = 6000;
+const LIST = 24;
+
+export interface ReviewPhoto {
+  path: string;
+  label: string;
+  predicted: string;
+  /** Calibrated probability of the predicted class. */
+  probability: number;
+  /** Cross-entropy of the true label (calibrated). */
+  loss: number;
+  /** Open-set distance to the nearest class mean. */
+  distance: number;
+}
+
+export interface DuplicatePair {
+  a: string;
+  b: string;
+  labelA: string;
+  labelB: string;
+  similarity: number;
+  kind: 'across-classes' | 'across-split';
+}
+
+/** What the report's gallery and `review.json` show. */
+export interface ReviewData {
+  classes: string[];
+  misclassified: ReviewPhoto[];
+  highestLoss: ReviewPhoto[];
+  duplicates: DuplicatePair[];
+  duplicateSearch: string;
+}
+
+export interface PostTraining {
+  calibration: Calibration;
+  openSet: OpenSet;
+  review: ReviewData;
+}
+
+interface Scored {
+  embeddings: Float32Array;
+  logits: number[][];
+  dim: number;
+}
+
+/**
+ * Pooled embeddings and logits of the rows of `block` through the trained model, starting at `from`
+ * (the freeze boundary, or the pooled features themselves when phase 2 did not run). The logits are
+ * the `logits` layer on the pooled features (the dropout between them is the identity at inference).
+ */
+function scoreRows(ctx: PhaseContext, ff: FastForward | undefined, block: RowStore, batch = 32): Scored {
+  const n = block.rows;
+  const dense = ctx.model.getLayer(HEAD.logits);
+  let embeddings = new Float32Array(0);
+  const logits: number[][] = [];
+  let dim = 0;
+  for (let s = 0; s < n; s += batch) {
+    const idx = Array.from({ length: Math.min(batch, n - s) }, (_, i) => s + i);
+    const x = block.gather(idx);
+    const [pooled, z] = tf.tidy(() => {
+      const p = ff
+        ? ff.forward(tf.tensor(x, [idx.length, ...block.shape]), { from: ctx.boundary, to: HEAD.pool })
+        : tf.tensor2d(x, [idx.length, block.shape[0]]);
+      return [p, dense.apply(p, { training: false }) as tf.Tensor];
+    });
+    const p = pooled.dataSync() as Float32Array;
+    const l = z.dataSync() as Float32Array;
+    tf.dispose([pooled, z]);
+    dim = p.length / idx.length;
+    if (!embeddings.length) embeddings = new Float32Array(n * dim);
+    embeddings.set(p, s * dim);
+    const units = l.length / idx.length;
+    for (let i = 0; i < idx.length; i++) logits.push(Array.from(l.subarray(i * units, (i + 1) * units)));
+  }
+  return { embeddings, logits, dim };
+}
+
+const POST_CHUNK = 256;
+
+function concatScored(parts: Scored[]): Scored {
+  const dim = parts.find((p) => p.dim)?.dim ?? 0;
+  const embeddings = new Float32Array(parts.reduce((a, p) => a + p.embeddings.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    embeddings.set(p.embeddings, o);
+    o += p.embeddings.length;
+  }
+  return { embeddings, logits: parts.flatMap((p) => p.logits), dim };
+}
+
+/**
+ * The post-training step: one call from train() after the phases, with the final weights written back.
+ * Costs one frozen-layer pass over the un-augmented training images.
+ */
+export async function postTraining(ctx: PhaseContext, val: ValidationFeatures): Promise<PostTraining> {
+  const { opts, data, report } = ctx;
+  const numClasses = data.classes.length;
+  const fineTuned = opts.fineTuneEpochs > 0 && val.boundary !== undefined;
+  const from = fineTuned ? ctx.boundary : HEAD.pool;
+  report({ type: 'stage', stage: 'features (training images, after training)', total: data.train.length });
+  const valBlock: RowStore = fineTuned
+    ? (val.boundary as RowStore)
+    : memoryStore({ data: val.pooled, shape: [val.dim], rows: data.validation.length });
+  const ff = fineTuned ? createFastForward(ctx.model) : undefined;
+  let tr: Scored;
+  let va: Scored;
+  try {
+    // The training images a chunk at a time (they may be on disk): only embeddings and logits are kept.
+    const parts: Scored[] = [];
+    for (let s = 0; s < data.train.length; s += POST_CHUNK) {
+      const images = await data.train.read(s, s + POST_CHUNK);
+      const block = await ctx.extractor.compute(
+        images,
+        images.map(() => null),
+        from,
+        (done) => report({ type: 'progress', stage: 'features', done: s + done, total: data.train.length }),
+      );
+      parts.push(scoreRows(ctx, ff, memoryStore(block)));
+    }
+    tr = concatScored(parts);
+    va = scoreRows(ctx, ff, valBlock);
+  } finally {
+    ff?.dispose();
+  }
+
+  const valLabels = data.validationLabels;
+  const calibration = calibrate(va.logits, valLabels, numClasses, `validation split (${data.validation.length} images)`);
+  const means = classMeans(tr.embeddings, tr.dim, data.trainLabels, numClasses);
+  const valDist = distances(va.embeddings, va.dim, means);
+  const trainDist = distances(tr.embeddings, tr.dim, means);
+  const thr = chooseThreshold(
+    valDist,
+    OPEN_SET_TARGET,
+    `validation split (${data.validation.length} images)`,
+    deriveSeed(opts.seed, 'open-set'),
+  );
+  const openSet: OpenSet = {
+    metric: 'cosine-nearest-class-mean',
+    layer: HEAD.pool,
+    dim: tr.dim,
+    means: encodeFloat32(means),
+    meansFrom: `training split (${data.train.length} images, un-augmented, after training)`,
+    ...thr,
+  };
+  report({
+    type: 'info',
+    message: `calibration: T = ${calibration.temperature.toFixed(3)} (ECE ${calibration.eceBefore.toFixed(3)} -> ${calibration.eceAfter.toFixed(3)}, fitted on the ${calibration.fittedOn}); open-set threshold ${thr.threshold.toFixed(4)} (95% interval ${thr.interval[0].toFixed(4)}-${thr.interval[1].toFixed(4)}) accepts ${(100 * thr.accepted).toFixed(1)}% of the validation photos`,
+  });
+
+  const T = calibration.temperature;
+  const photo = (path: string, y: number, z: number[], d: number): ReviewPhoto => {
+    const p = temperedProbabilities(z, numClasses, T);
+    const k = argmax(p);
+    return {
+      path,
+      label: data.classes[y],
+      predicted: data.classes[k],
+      probability: p[k],
+      loss: -Math.log(Math.max(p[y], 1e-12)),
+      distance: d,
+    };
+  };
+  const valPhotos = data.validation.files.map((f, i) => photo(f.relPath, valLabels[i], va.logits[i], valDist[i]));
+  const trainPhotos = data.train.files.map((f, i) => photo(f.relPath, data.trainLabels[i], tr.logits[i], trainDist[i]));
+  const misclassified = valPhotos.filter((p) => p.label !== p.predicted).sort((a, b) => b.loss - a.loss);
+  const highestLoss = [...trainPhotos].sort((a, b) => b.loss - a.loss).slice(0, LIST);
+
+  const all = [
+    ...data.train.files.map((f, i) => ({ path: f.relPath, label: f.label, split: 0, row: i, emb: tr })),
+    ...data.validation.files.map((f, i) => ({ path: f.relPath, label: f.label, split: 1, row: i, emb: va })),
+  ];
+  let duplicates: DuplicatePair[] = [];
+  let duplicateSearch = `cosine similarity >= ${DUPLICATE_SIMILARITY} of the pooled embeddings, across classes and across the split`;
+  if (all.length <= DUPLICATE_MAX_IMAGES) {
+    const dim = tr.dim;
+    const unit = all.map((a) => {
+      const v = a.emb.embeddings.subarray(a.row * dim, (a.row + 1) * dim);
+      let n = 0;
+      for (let d = 0; d < dim; d++) n += v[d] * v[d];
+      n = Math.sqrt(n) || 1;
+      return Float32Array.from(v, (x) => x / n);
+    });
+    for (let i = 0; i < all.length; i++) {
+      for (let j = i + 1; j < all.length; j++) {
+        const crossClass = all[i].label !== all[j].label;
+        const crossSplit = all[i].split !== all[j].split;
+        if (!crossClass && !crossSplit) continue;
+        let dot = 0;
+        for (let d = 0; d < dim; d++) dot += unit[i][d] * unit[j][d];
+        if (dot >= DUPLICATE_SIMILARITY) {
+          duplicates.push({
+            a: all[i].path,
+            b: all[j].path,
+            labelA: data.classes[all[i].label],
+            labelB: data.classes[all[j].label],
+            similarity: dot,
+            kind: crossClass ? 'across-classes' : 'across-split',
+          });
+        }
+      }
+    }
+    duplicates = duplicates.sort((a, b) => b.similarity - a.similarity).slice(0, 4 * LIST);
+  } else {
+    duplicateSearch = `skipped: ${all.length} images is over the ${DUPLICATE_MAX_IMAGES}-image limit of the pairwise search`;
+  }
+  return { calibration, openSet, review: { classes: data.classes, misclassified, highestLoss, duplicates, duplicateSearch } };
+}
+
+/** `review.json` beside the model: what the report's gallery shows and `edgetune review` starts from. */
+export async function writeReview(outDir: string, review: ReviewData): Promise<void> {
+  const { mkdir, writeFile } = await import('node:fs/promises');
+  const path = await import('node:path');
+  await mkdir(outDir, { recursive: true });
+  await writeFile(path.join(outDir, 'review.json'), `${JSON.stringify(review, null, 1)}\n`);
+}
