@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -47,8 +47,14 @@ async function invoke(bundleDir: string, events: unknown[], env: Record<string, 
 describe('esbuild bundles', () => {
   it('Lambda bundle answers API Gateway HTTP API events (sharp decoder, tfjs WASM files from the bundle)', async () => {
     const dir = path.join(out, 'lambda');
-    // The real bundle gets linux-arm64 sharp from npm; this test borrows the host's sharp.
-    await symlink(path.join(REPO_DIR, 'node_modules'), path.join(dir, 'node_modules'), 'dir');
+    // The real bundle gets linux-arm64 sharp from npm; this test borrows the host's packages beside the
+    // bundle's own node_modules (onnxruntime-node with only its linux-arm64 binary).
+    const own = path.join(dir, 'node_modules');
+    await mkdir(own, { recursive: true });
+    const present = new Set(await readdir(own));
+    for (const name of await readdir(path.join(REPO_DIR, 'node_modules'))) {
+      if (!present.has(name)) await symlink(path.join(REPO_DIR, 'node_modules', name), path.join(own, name), 'dir');
+    }
     const jpeg = await makePhoto('jpeg', 200, 150);
     const ev = (method: string, rawPath: string, body?: Uint8Array, type?: string) => ({
       version: '2.0',
