@@ -17,15 +17,7 @@ export async function predictBatch(
   size: number,
   numClasses: number,
 ): Promise<number[][]> {
-  const pixels = size * size * 3;
-  const input = new Float32Array(images.length * pixels);
-  images.forEach((img, n) => {
-    if (img.width !== size || img.height !== size || img.data.length !== pixels) {
-      throw new Error(`decoded image ${n} is ${img.width}x${img.height}, the model wants ${size}x${size}`);
-    }
-    input.set(img.data, n * pixels);
-  });
-  return toClassProbabilities(await predict(input, images.length), numClasses);
+  return toClassProbabilities(await predict(pixelsOf(images, size), images.length), numClasses);
 }
 
 /** Labels sorted by probability, best first, cut to `top`. */
