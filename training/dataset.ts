@@ -222,7 +222,8 @@ export async function* decodeStream(files: readonly DatasetFile[], opts: DecodeO
     let hash: string | undefined;
     try {
       const bytes = await readFile(file.absPath);
-      hash = createHash('sha256').update(bytes).digest('hex');
+      // Listing already hashed the same bytes (hashDatasetFiles); otherwise hash them here.
+      hash = file.sha256 ?? createHash('sha256').update(bytes).digest('hex');
       return { index, file, hash, image: { ...(await decodeImage(bytes, { size, resize })), file } };
     } catch (e) {
       return { index, file, hash, error: (e as Error).message };
