@@ -4,6 +4,7 @@ import { currentBackend } from '../core/backend.js';
 import type { LayersModel } from '../core/tf.js';
 import { augmentationGrid } from './augment-grid.js';
 import { clearCheckpoint } from './checkpoint.js';
+import type { DecodedImage } from './dataset.js';
 import { modelArtifacts } from './export.js';
 import { InProcessExtractor, PoolExtractor } from './features.js';
 import { augmentConfig, type TrainOptions } from './options.js';
@@ -57,13 +58,16 @@ async function reportExportPublish(result: TrainResult, opts: TrainOptions, repo
   for (const w of written.warnings) report({ type: 'warning', message: w });
   report({ type: 'info', message: `report: ${path.join(reportDir, 'index.html')}` });
 
+  // The whole validation split, decoded once for the export's and the publish gate's accuracy checks.
+  let validationImages: Promise<DecodedImage[]> | undefined;
+  const allValidation = () => (validationImages ??= result.validation.read(0, result.validation.length));
+  const validationLabels = Array.from(result.validation.labels);
   if (opts.export?.length) {
     const { exportAfterTraining, labelledPixels } = await import('./export-formats.js');
     const cal = result.calibration;
-    const validation = await result.validation.read(0, result.validation.length);
     const images = {
-      validation,
-      labels: validation.map((v) => v.file.label),
+      validation: await allValidation(),
+      labels: validationLabels,
       calibration: cal.length
         ? labelledPixels(
             cal,
@@ -80,13 +84,12 @@ async function reportExportPublish(result: TrainResult, opts: TrainOptions, repo
     const { publishModel } = await import('../store/model-store.js');
     const { predictProbabilities } = await import('./export.js');
     const { accuracy } = await import('./metrics.js');
-    const validation = await result.validation.read(0, result.validation.length);
-    const labels = validation.map((v) => v.file.label);
+    const validation = await allValidation();
     const r = await publishModel(outDir, opts.publish, {
       ...publish,
       // The formats `--export` just wrote (and verified) go into the version with it.
       formats: opts.export,
-      evaluate: async (m) => accuracy(await predictProbabilities(m, validation, manifest.classes.length), labels),
+      evaluate: async (m) => accuracy(await predictProbabilities(m, validation, manifest.classes.length), validationLabels),
       log: (line) => report({ type: 'info', message: line }),
     });
     report({ type: 'info', message: `published ${r.uri} (${r.promoted ? 'promoted' : 'not promoted'}: ${r.reason})` });
