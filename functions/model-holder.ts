@@ -211,7 +211,16 @@ export class ModelHolder {
           uri,
         });
       }
-      const engine = await withServingEngine(tfjs, loaded.model, size, this.opts.engine ?? enginePreference(), warn);
+      // Calibrated / open-set scores come from tfjs' forwardAll (the ONNX graph has no logits or pooled
+      // output yet): converting such a model for onnxruntime would only cost load time and memory.
+      const scoredOnTfjs = !!tfjs.forwardAll && !!(loaded.manifest.calibration || openSetMeans);
+      const engine = await withServingEngine(
+        tfjs,
+        loaded.model,
+        size,
+        scoredOnTfjs ? 'wasm' : (this.opts.engine ?? enginePreference()),
+        warn,
+      );
       const warmupMs = performance.now() - t1;
       const next: ServingModel = {
         model: loaded.model,
