@@ -256,7 +256,13 @@ try {
     process.env.EDGETUNE_S3_ENDPOINT = s3.endpoint;
     const published = await publishModel(modelDir, 's3://edgetune/models/bench', { force: true, log: () => {} });
     log(`published to the embedded S3 at ${s3.endpoint}: ${published.uri} (${published.quantization.dtype} weights)`);
-    s3Env = { MODEL_URI: 's3://edgetune/models/bench', EDGETUNE_S3_ENDPOINT: s3.endpoint };
+    // The server is a child process: it gets the embedded S3's endpoint and key pair explicitly.
+    s3Env = {
+      MODEL_URI: 's3://edgetune/models/bench',
+      EDGETUNE_S3_ENDPOINT: s3.endpoint,
+      EDGETUNE_S3_ACCESS_KEY_ID: s3.credentials.accessKeyId,
+      EDGETUNE_S3_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
+    };
     colds['embedded S3'] = [];
   }
   for (let i = 0; i < opts.coldStarts; i++) {
