@@ -50,9 +50,12 @@ export interface EngineOptions {
   float16Outputs?: boolean;
 }
 
-/** The engine preference: `--engine` / EDGETUNE_ENGINE, default wasm. */
-export function enginePreference(explicit?: EnginePreference): EnginePreference {
-  return explicit ?? edgetuneConfig().EDGETUNE_ENGINE ?? 'wasm';
+/**
+ * The engine preference: `--engine` / EDGETUNE_ENGINE, else `fallback` (wasm; training's frozen
+ * layers pass auto).
+ */
+export function enginePreference(explicit?: EnginePreference, fallback: EnginePreference = 'wasm'): EnginePreference {
+  return explicit ?? edgetuneConfig().EDGETUNE_ENGINE ?? fallback;
 }
 
 let ortProbe: Promise<string | undefined> | undefined;
