@@ -4,6 +4,8 @@
 // --runs 20 --no-threaded (skip the threaded-WASM latency child) --latency-only
 // --engine wasm|ort|both (core/engine; default wasm): ort adds onnxruntime latency (1 and 2 intra-op
 // threads) and runs the boundary pool on it (2 workers x 1 thread, 1 worker x 2 threads).
+// --breakdown: where one augmented boundary view's CPU time goes on each engine, stage by stage, in
+// this thread (decode is done once per image and cached, so it is not part of a view).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -17,8 +19,10 @@ import { loadModelArtifacts } from '../core/file-io.js';
 import { tf } from '../core/tf.js';
 import { applyBaseWeights } from '../core/weights/apply.js';
 import type { AugmentDraw } from '../training/augment.js';
+import { applyAugmentation } from '../training/augment.js';
+import { toFloat16 } from '../training/workers/boundary-float16.js';
 import { createBoundaryPool } from '../training/workers/boundary-pool.js';
-import { type BoundaryWeights, namedWeights } from '../training/workers/boundary-runner.js';
+import { type BoundaryWeights, baseFromWeights, DEFAULT_BOUNDARY, namedWeights } from '../training/workers/boundary-runner.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SHARED = process.env.EDGETUNE_SHARED_DIR ?? path.resolve(REPO, '../shared');
@@ -186,11 +190,67 @@ async function throughput(): Promise<void> {
   }
 }
 
+/** CPU ms per view of each stage of the boundary forward, measured in this thread (1 engine thread). */
+async function breakdown(): Promise<void> {
+  const batch = 4;
+  for (const alpha of alphas) {
+    const weights = await weightsFor(alpha);
+    if (!weights) continue;
+    for (const size of sizes) {
+      const imageBytes = size * size * 3;
+      const img = { data: new Uint8Array(imageBytes).map((_, i) => (i * 13 + (i >> 7)) % 256), width: size, height: size };
+      const px = new Float32Array(batch * imageBytes);
+      const perView = async (f: () => unknown | Promise<unknown>, n = 20) => {
+        for (let i = 0; i < 3; i++) await f();
+        const c = cpuMs();
+        for (let i = 0; i < n; i++) await f();
+        return (cpuMs() - c) / n;
+      };
+      const rows: [string, number][] = [];
+      rows.push([
+        'augment (flip + 0.12 rad rotation, bilinear, into the batch)',
+        await perView(() => applyAugmentation(img, { ...DRAW, zoom: 1, contrast: 1, angle: 0.12 }, px, 0)),
+      ]);
+      rows.push(['augment (flip + rotation + zoom + contrast)', await perView(() => applyAugmentation(img, DRAW, px, 0))]);
+      rows.push(['unaugmented view into the batch (uint8 -> float32)', await perView(() => px.set(img.data, 0))]);
+      const job = { pixels: new Uint8Array(batch * imageBytes), views: Array<AugmentDraw>(batch).fill(DRAW) };
+      rows.push(['job to the worker (structured clone of its pixels)', (await perView(() => structuredClone(job))) / batch]);
+      const model = baseFromWeights(weights, { alpha, inputSize: size });
+      for (const engine of engines) {
+        const e = await createEngine(model, engine, { outputs: [DEFAULT_BOUNDARY], threads: 1, float16Outputs: true });
+        for (let i = 0; i < batch; i++) px.set(img.data, i * imageBytes);
+        const [out] = await e.run(px, batch);
+        const rowLen = out.data.length / batch;
+        rows.push([
+          `${engine} run to ${DEFAULT_BOUNDARY}, batch ${batch}, float32 out`,
+          (await perView(() => e.run(px, batch), 8)) / batch,
+        ]);
+        if (e.runMixed) {
+          const mixed = e.runMixed.bind(e);
+          rows.push([
+            `${engine} run, float16 out (a Cast in the graph)`,
+            (await perView(() => mixed(px, batch, [DEFAULT_BOUNDARY], [DEFAULT_BOUNDARY]), 8)) / batch,
+          ]);
+        }
+        rows.push(['  float32 -> float16 in JS (toFloat16)', await perView(() => toFloat16(out.data.subarray(0, rowLen)))]);
+        await e.dispose();
+      }
+      model.dispose();
+      console.log(`breakdown alpha ${alpha} ${size}x${size}, CPU ms per view (this thread; results come back transferred, not copied):`);
+      for (const [k, v] of rows) console.log(`  ${k.padEnd(62)} ${v.toFixed(2).padStart(6)}`);
+    }
+  }
+}
+
 const info = await initBackend('wasm', () => {});
 console.log(
   `backend: ${describeBackend(info)}; ${runs} runs per latency figure. Wall times depend on what else runs on the CPU; ` +
     '"cpu" is this process\'s CPU time (all threads), a proxy for an idle machine (for 1 thread: ~ the idle wall time).',
 );
+if (flag('breakdown')) {
+  await breakdown();
+  process.exit(0);
+}
 await latency();
 if (!flag('latency-only')) {
   if (!flag('no-threaded')) {

@@ -16,7 +16,7 @@ const url = z.preprocess(unset, z.url({ protocol: /^https?$/ }).optional());
 export const EnvSchema = z.object({
   /** tfjs backend preference (core/backend.ts). */
   EDGETUNE_BACKEND: z.preprocess(unset, z.enum(['auto', 'node-gpu', 'node', 'wasm', 'cpu']).optional()),
-  /** Inference engine of the frozen-layer workers and serving on Node (core/engine): wasm (default), ort (onnxruntime-node), auto. */
+  /** Inference engine of the frozen-layer workers (default auto) and serving on Node (default wasm) (core/engine): wasm, ort (onnxruntime-node), auto. */
   EDGETUNE_ENGINE: z.preprocess(unset, z.enum(['auto', 'wasm', 'ort']).optional()),
   /** onnxruntime intra-op threads when serving on the ort engine (default min(2, cores)). */
   EDGETUNE_ENGINE_THREADS: int(1),

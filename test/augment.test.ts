@@ -1,7 +1,12 @@
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { applyAugmentation, drawAugmentation, IDENTITY_DRAW, NO_AUGMENTATION } from '../training/augment.js';
+import { decodeImage } from '../core/image.js';
+import { type AugmentConfig, applyAugmentation, drawAugmentation, IDENTITY_DRAW, NO_AUGMENTATION } from '../training/augment.js';
 import { createRng } from '../training/rng.js';
 import { epochDraws } from '../training/views.js';
+import { referenceAugmentation } from './helpers/augment-reference.js';
+import { ALPACA_DIR, hasAlpaca, skipReason } from './helpers/shared.js';
 
 const img = (w: number, h: number) => {
   const data = new Uint8Array(w * h * 3);
@@ -55,5 +60,47 @@ describe('augmentation', () => {
     expect(epochDraws(['b.jpg', 'a.jpg'], cfg, 42, 0)).toEqual([e0[1], e0[0]]);
     expect(epochDraws(['a.jpg', 'b.jpg'], cfg, 42, 1)).not.toEqual(e0);
     expect(epochDraws(['a.jpg'], NO_AUGMENTATION, 42, 0)).toEqual([null]);
+  });
+});
+
+if (!hasAlpaca) console.warn(skipReason('the alpaca photos'));
+describe.skipIf(!hasAlpaca)('augmentation pixels on real photos', () => {
+  it('are bit for bit those of the plain per-pixel loop (test/helpers/augment-reference.ts), alone or written into a batch', async () => {
+    const files: string[] = [];
+    for (const cls of ['alpaca', 'not_alpaca']) {
+      const names = (await readdir(path.join(ALPACA_DIR, cls))).sort().slice(0, 6);
+      files.push(...names.map((f) => path.join(ALPACA_DIR, cls, f)));
+    }
+    const configs: AugmentConfig[] = [
+      { flip: 'horizontal', rotation: 0.04, zoom: 0, contrast: 0 }, // the default recipe
+      { flip: 'horizontal', rotation: 0.2, zoom: 0, contrast: 0 }, // --recipe keras
+      { flip: 'horizontal_and_vertical', rotation: 0.5, zoom: 0.3, contrast: 0.4 },
+      { flip: 'vertical', rotation: 0, zoom: 0, contrast: 0.2 },
+    ];
+    const rng = createRng(3);
+    let compared = 0;
+    for (const [i, file] of files.entries()) {
+      const size = i % 2 ? 160 : 224;
+      const im = await decodeImage(await readFile(file), { size });
+      const batch = new Float32Array(3 * size * size * 3);
+      for (const cfg of configs) {
+        for (let k = 0; k < 3; k++) {
+          const draw = drawAugmentation(cfg, rng);
+          const ref = referenceAugmentation(im, draw);
+          const got = applyAugmentation(im, draw);
+          expect(Buffer.from(got.buffer).equals(Buffer.from(ref.buffer))).toBe(true);
+          applyAugmentation(im, draw, batch, k * size * size * 3);
+          const slot = batch.subarray(k * size * size * 3, (k + 1) * size * size * 3);
+          expect(Buffer.from(slot.buffer, slot.byteOffset, slot.byteLength).equals(Buffer.from(ref.buffer))).toBe(true);
+          compared++;
+        }
+      }
+    }
+    expect(compared).toBe(files.length * configs.length * 3);
+  }, 60_000);
+
+  it('refuses an output buffer too small for the view', () => {
+    const im = img(8, 8);
+    expect(() => applyAugmentation(im, IDENTITY_DRAW, new Float32Array(8 * 8 * 3), 3)).toThrow(/holds 192 values, need 195/);
   });
 });

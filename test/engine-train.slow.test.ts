@@ -1,6 +1,6 @@
 // Training with the frozen-layer workers on onnxruntime (EDGETUNE_ENGINE=ort): a run is reproducible
 // bit for bit for a given engine, machine and thread setting, and the manifest records the engine and
-// the CPU's instruction set.
+// the CPU's instruction set; without --engine training picks onnxruntime (auto).
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -37,7 +37,7 @@ describe('edgetune train with --engine ort (tiny)', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  const trainOnce = async (name: string) => {
+  const trainOnce = async (name: string, report: (e: { type: string; message?: string }) => void = () => {}) => {
     const out = path.join(dir, name);
     const opts = resolveTrainOptions({
       data: root,
@@ -50,7 +50,7 @@ describe('edgetune train with --engine ort (tiny)', () => {
       workers: 1,
       rotation: 0.1,
     });
-    const { model } = await runTraining(opts, () => {});
+    const { model } = await runTraining(opts, report);
     model.dispose();
     return out;
   };
@@ -67,5 +67,25 @@ describe('edgetune train with --engine ort (tiny)', () => {
     expect(manifest.engine?.frozenLayers).toMatch(/^1 worker threads, each onnxruntime-node \S+ \(CPU, 1 intra-op thread\)$/);
     expect(manifest.engine?.cpu.arch).toBe(process.arch);
     if (process.platform === 'linux' && process.arch === 'x64') expect(manifest.engine?.cpu.isa).toContain('avx2');
+  }, 300_000);
+
+  it('without --engine picks onnxruntime (auto) and says so; --engine wasm keeps tfjs', async () => {
+    const messages: string[] = [];
+    delete process.env.EDGETUNE_ENGINE;
+    try {
+      const auto = await trainOnce('auto', (e) => e.message && messages.push(e.message));
+      process.env.EDGETUNE_ENGINE = 'wasm';
+      const wasm = await trainOnce('wasm', (e) => e.message && messages.push(e.message));
+      const engineOf = async (d: string) =>
+        ManifestSchema.parse(JSON.parse(await readFile(path.join(d, 'manifest.json'), 'utf8'))).engine?.frozenLayers;
+      expect(await engineOf(auto)).toMatch(/^1 worker threads, each onnxruntime-node \S+ \(CPU, 1 intra-op thread\)$/);
+      expect(await engineOf(wasm)).toMatch(/^1 worker threads, each wasm \(SIMD, 1 thread\)$/);
+      expect(messages.filter((m) => m.startsWith('frozen layers:'))).toEqual([
+        'frozen layers: 1 worker threads on onnxruntime-node (CPU, 1 intra-op thread each)',
+        'frozen layers: 1 worker threads on tfjs wasm',
+      ]);
+    } finally {
+      process.env.EDGETUNE_ENGINE = 'ort';
+    }
   }, 300_000);
 });

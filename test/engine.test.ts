@@ -11,7 +11,8 @@ import { createEngine, type EngineOutput, resolveEngine } from '../core/engine/e
 import { loadModelArtifacts } from '../core/file-io.js';
 import { decodeImage } from '../core/image.js';
 import { tf } from '../core/tf.js';
-import { baseFromWeights } from '../training/workers/boundary-runner.js';
+import { fromFloat16, toFloat16 } from '../training/workers/boundary-float16.js';
+import { baseFromWeights, createBoundaryRunner, createEngineBoundaryRunner } from '../training/workers/boundary-runner.js';
 import { randomizeBatchNorm } from './helpers/fast-forward-fixtures.js';
 import { ALPACA_DIR, hasAlpaca, hasWeights10, skipReason, WEIGHTS_1_0 } from './helpers/shared.js';
 
@@ -230,5 +231,34 @@ describe.skipIf(!hasWeights10 || !hasAlpaca)('ort vs wasm on real photos, ImageN
     expect(maxAbs(w[0].data)).toBeGreaterThan(1); // real activations, not a dead network
     expect(boundary).toBeLessThan(TOL_BOUNDARY);
     expect(pooled).toBeLessThan(TOL_POOLED);
+  }, 60_000);
+
+  it(`the boundary runners of both engines on augmented views of the photos: float32 within ${TOL_BOUNDARY}, float16 within one step`, async () => {
+    const a = await loadModelArtifacts(WEIGHTS_1_0);
+    const weights = { weightSpecs: a.weightSpecs ?? [], weightData: a.weightData as ArrayBuffer };
+    const opts = { alpha: 1, inputSize: 224 };
+    const wasm = createBoundaryRunner(weights, opts);
+    const ort = await createEngineBoundaryRunner(weights, { ...opts, engine: 'ort' });
+    try {
+      const bytes = Uint8Array.from(pixels);
+      const draws = Array.from({ length: n }, (_, i) => ({
+        flipH: i % 2 === 0,
+        flipV: false,
+        angle: (i - 2.5) * 0.08,
+        zoom: 1,
+        contrast: 1,
+      }));
+      const job = { pixels: bytes, views: draws };
+      const [w32, o32] = [await wasm.run(job, 'float32'), await ort.run(job, 'float32')];
+      expect(maxAbsDiff(w32.data as Float32Array, o32.data as Float32Array)).toBeLessThan(TOL_BOUNDARY);
+      const [w16, o16] = [await wasm.run(job, 'float16'), await ort.run(job, 'float16')];
+      const [wf, of] = [fromFloat16(w16.data as Uint16Array), fromFloat16(o16.data as Uint16Array)];
+      // float16 steps are 2^-8 at the top of 0..6: the engines may round to neighbouring halves.
+      expect(maxAbsDiff(wf, of)).toBeLessThanOrEqual(2 ** -8);
+      expect(Array.from(o16.data)).toEqual(Array.from(toFloat16(o32.data as Float32Array)));
+    } finally {
+      wasm.dispose();
+      ort.dispose();
+    }
   }, 60_000);
 });

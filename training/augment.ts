@@ -55,45 +55,87 @@ function reflect(i: number, n: number): number {
 /**
  * Flip, then rotate/zoom about the centre with bilinear sampling and reflect fill (as Keras'
  * RandomFlip + RandomRotation + RandomZoom), then contrast. Pure JS: runs in worker threads.
- * Returns HWC RGB floats in 0..255, same size as the input.
+ * Returns HWC RGB floats in 0..255, same size as the input, written into `out` at `offset` when
+ * given (a batch buffer: no copy per view).
+ *
+ * The pixels are the training data: every value is computed with the same float64 operations in
+ * the same order as the plain per-pixel loop (test/helpers/augment-reference.ts, compared bit for
+ * bit on real photos in test/augment.test.ts). What is hoisted out of the loop are products that do
+ * not change along a row or a column; sums keep their order.
  */
-export function applyAugmentation(img: RgbImage, draw: AugmentDraw): Float32Array {
+export function applyAugmentation(img: RgbImage, draw: AugmentDraw, out?: Float32Array, offset = 0): Float32Array {
   const { width: w, height: h, data } = img;
-  const out = new Float32Array(w * h * 3);
+  const dst = out ?? new Float32Array(w * h * 3);
+  if (dst.length < offset + w * h * 3)
+    throw new Error(`applyAugmentation: the output holds ${dst.length} values, need ${offset + w * h * 3}`);
+  const view = offset === 0 && dst.length === w * h * 3 ? dst : dst.subarray(offset, offset + w * h * 3);
+  if (draw.angle !== 0 || draw.zoom !== 1) resample(data, w, h, draw, view);
+  else remap(data, w, h, draw.flipH, draw.flipV, view);
+  if (draw.contrast !== 1) adjustContrast(view, draw.contrast);
+  return out ? dst : view;
+}
+
+/** Flips only: every output pixel is one input pixel (integer source positions, no interpolation). */
+function remap(data: Uint8Array, w: number, h: number, flipH: boolean, flipV: boolean, out: Float32Array): void {
+  for (let y = 0; y < h; y++) {
+    const row = (flipV ? h - 1 - y : y) * w;
+    let o = y * w * 3;
+    if (!flipH) {
+      const i = row * 3;
+      for (let k = 0; k < w * 3; k++) out[o + k] = data[i + k];
+      continue;
+    }
+    for (let x = w - 1; x >= 0; x--, o += 3) {
+      const i = (row + x) * 3;
+      out[o] = data[i];
+      out[o + 1] = data[i + 1];
+      out[o + 2] = data[i + 2];
+    }
+  }
+}
+
+/** Rotation/zoom (and flips) with bilinear sampling and reflect fill. */
+function resample(data: Uint8Array, w: number, h: number, draw: AugmentDraw, out: Float32Array): void {
   const cx = (w - 1) / 2;
   const cy = (h - 1) / 2;
   const cos = Math.cos(draw.angle) * draw.zoom;
   const sin = Math.sin(draw.angle) * draw.zoom;
-  const geometric = draw.angle !== 0 || draw.zoom !== 1;
+  const nsin = -sin;
+  // Inverse map: output pixel -> source position in the (flipped) input, as
+  // sx = cos*dx + sin*dy + cx, sy = -sin*dx + cos*dy + cy (left to right).
+  const cosDx = new Float64Array(w);
+  const nsinDx = new Float64Array(w);
+  for (let x = 0; x < w; x++) {
+    const dx = x - cx;
+    cosDx[x] = cos * dx;
+    nsinDx[x] = nsin * dx;
+  }
+  const { flipH, flipV } = draw;
   for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      // Inverse map: output pixel -> source position in the (flipped) input.
-      let sx = x;
-      let sy = y;
-      if (geometric) {
-        const dx = x - cx;
-        const dy = y - cy;
-        sx = cos * dx + sin * dy + cx;
-        sy = -sin * dx + cos * dy + cy;
-      }
-      if (draw.flipH) sx = w - 1 - sx;
-      if (draw.flipV) sy = h - 1 - sy;
-      const o = (y * w + x) * 3;
+    const dy = y - cy;
+    const sinDy = sin * dy;
+    const cosDy = cos * dy;
+    let o = y * w * 3;
+    for (let x = 0; x < w; x++, o += 3) {
+      let sx = cosDx[x] + sinDy + cx;
+      let sy = nsinDx[x] + cosDy + cy;
+      if (flipH) sx = w - 1 - sx;
+      if (flipV) sy = h - 1 - sy;
       const x0f = Math.floor(sx);
       const y0f = Math.floor(sy);
       const fx = sx - x0f;
       const fy = sy - y0f;
-      if (fx === 0 && fy === 0 && x0f >= 0 && x0f < w && y0f >= 0 && y0f < h) {
-        const i = (y0f * w + x0f) * 3;
+      let x0 = x0f;
+      let x1 = x0f + 1;
+      let y0 = y0f;
+      let y1 = y0f + 1;
+      if (fx === 0 && fy === 0 && x0 >= 0 && x0 < w && y0 >= 0 && y0 < h) {
+        const i = (y0 * w + x0) * 3;
         out[o] = data[i];
         out[o + 1] = data[i + 1];
         out[o + 2] = data[i + 2];
         continue;
       }
-      let x0 = x0f;
-      let x1 = x0f + 1;
-      let y0 = y0f;
-      let y1 = y0f + 1;
       // Most samples fall inside the image; only the border pays for the reflect fill.
       if (x0 < 0 || x1 >= w) {
         x0 = reflect(x0, w);
@@ -107,17 +149,17 @@ export function applyAugmentation(img: RgbImage, draw: AugmentDraw): Float32Arra
       const b = (y0 * w + x1) * 3;
       const c = (y1 * w + x0) * 3;
       const d = (y1 * w + x1) * 3;
-      const wa = (1 - fx) * (1 - fy);
-      const wb = fx * (1 - fy);
-      const wc = (1 - fx) * fy;
+      const gx = 1 - fx;
+      const gy = 1 - fy;
+      const wa = gx * gy;
+      const wb = fx * gy;
+      const wc = gx * fy;
       const wd = fx * fy;
       out[o] = data[a] * wa + data[b] * wb + data[c] * wc + data[d] * wd;
       out[o + 1] = data[a + 1] * wa + data[b + 1] * wb + data[c + 1] * wc + data[d + 1] * wd;
       out[o + 2] = data[a + 2] * wa + data[b + 2] * wb + data[c + 2] * wc + data[d + 2] * wd;
     }
   }
-  if (draw.contrast !== 1) adjustContrast(out, draw.contrast);
-  return out;
 }
 
 function adjustContrast(px: Float32Array, factor: number): void {

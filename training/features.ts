@@ -1,4 +1,5 @@
 import { HEAD } from '../core/classifier.js';
+import { type EngineName, type EnginePreference, enginePreference, resolveEngine } from '../core/engine/engine.js';
 import type { RgbImage } from '../core/image.js';
 import type { LayersModel } from '../core/tf.js';
 import { tf } from '../core/tf.js';
@@ -129,10 +130,18 @@ export class InProcessExtractor extends LayerExtractor {
   }
 }
 
+/** Training's frozen layers run on onnxruntime when it loads, else on tfjs WASM (`--engine` / EDGETUNE_ENGINE overrides). */
+export const TRAINING_ENGINE: EnginePreference = 'auto';
+
+/** The engine of training's frozen-layer workers, and why onnxruntime is not used when auto falls back. */
+export function trainingEngine(explicit?: EnginePreference): Promise<{ name: EngineName; reason?: string }> {
+  return resolveEngine(enginePreference(explicit, TRAINING_ENGINE));
+}
+
 /**
- * The fast path: the frozen layers run in worker threads (one tfjs + WASM instance per core,
- * BatchNorm folded, fused kernels). Boundary activations come back as float16, halving the cache;
- * pooled features are averaged here from `out_relu` in float32.
+ * The fast path: the frozen layers run in worker threads (one engine instance per core: onnxruntime
+ * or tfjs WASM, BatchNorm folded, fused kernels). Boundary activations come back as float16, halving
+ * the cache; pooled features are averaged here from `out_relu` in float32.
  */
 export class PoolExtractor extends LayerExtractor {
   private pool: BoundaryPool | undefined;
@@ -147,7 +156,14 @@ export class PoolExtractor extends LayerExtractor {
   }
 
   constructor(
-    private readonly opts: { artifacts: tf.io.ModelArtifacts; alpha: number; inputSize: number; workers: number },
+    private readonly opts: {
+      artifacts: tf.io.ModelArtifacts;
+      alpha: number;
+      inputSize: number;
+      workers: number;
+      /** Default `--engine` / EDGETUNE_ENGINE, else TRAINING_ENGINE (auto). */
+      engine?: EnginePreference;
+    },
     private readonly imagesPerJob = 4,
   ) {
     super();
@@ -173,7 +189,9 @@ export class PoolExtractor extends LayerExtractor {
     const layers = [...new Set([...this.poolLayers, ...baseLayers])];
     await this.pool?.close();
     this.pool = undefined;
+    const engine = await trainingEngine(this.opts.engine);
     this.pool = await createBoundaryPool({
+      engine: engine.name,
       weights: this.opts.artifacts,
       alpha: this.opts.alpha,
       inputSize: this.opts.inputSize,
@@ -185,7 +203,7 @@ export class PoolExtractor extends LayerExtractor {
     });
     this.poolLayers = layers;
     this.started++;
-    this.description = this.pool.backend;
+    this.description = engine.reason ? `${this.pool.backend} (onnxruntime-node not used: ${engine.reason})` : this.pool.backend;
     return this.pool;
   }
 

@@ -6,7 +6,7 @@ import { augmentationGrid } from './augment-grid.js';
 import { clearCheckpoint } from './checkpoint.js';
 import type { DecodedImage } from './dataset.js';
 import { modelArtifacts } from './export.js';
-import { InProcessExtractor, PoolExtractor } from './features.js';
+import { InProcessExtractor, PoolExtractor, trainingEngine } from './features.js';
 import { augmentConfig, type TrainOptions } from './options.js';
 import type { Reporter } from './progress.js';
 import { type TrainResult, train } from './train.js';
@@ -110,10 +110,30 @@ async function reportExportPublish(result: TrainResult, opts: TrainOptions, repo
 async function defaultExtractorFactory(opts: TrainOptions, report: Reporter) {
   if (opts.workers === 0) return undefined;
   return async (model: LayersModel, alpha: number) => {
-    // tfjs-node(-gpu) runs its own threads (or the GPU): the layers themselves are the fast path there.
-    if (currentBackend()?.name.startsWith('tensorflow')) return new InProcessExtractor(model, 32);
-    const ex = new PoolExtractor({ artifacts: await modelArtifacts(model), alpha, inputSize: opts.imageSize, workers: opts.workers });
-    report({ type: 'info', message: `frozen layers: ${opts.workers} worker threads` });
+    // tfjs-node(-gpu) runs its own threads or the GPU: the layers themselves are the fast path there
+    // (a GPU runs this forward far faster than two CPU cores; onnxruntime's CUDA provider needs CUDA
+    // 12, the GPU image has 11.2 for tfjs-node-gpu), so --engine applies to the worker threads only.
+    const backend = currentBackend()?.name ?? '';
+    if (backend.startsWith('tensorflow')) {
+      report({
+        type: 'info',
+        message: `frozen layers: in this thread on tfjs ${backend} (the GPU when it has one; --engine is for worker threads)`,
+      });
+      return new InProcessExtractor(model, 32);
+    }
+    const engine = await trainingEngine();
+    const ex = new PoolExtractor({
+      artifacts: await modelArtifacts(model),
+      alpha,
+      inputSize: opts.imageSize,
+      workers: opts.workers,
+      engine: engine.name,
+    });
+    const on = engine.name === 'ort' ? 'onnxruntime-node (CPU, 1 intra-op thread each)' : 'tfjs wasm';
+    report({
+      type: 'info',
+      message: `frozen layers: ${opts.workers} worker threads on ${on}${engine.reason ? ` (onnxruntime-node not used: ${engine.reason})` : ''}`,
+    });
     return ex;
   };
 }

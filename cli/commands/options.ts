@@ -43,5 +43,7 @@ export function engineOption(v: string): 'auto' | 'wasm' | 'ort' {
   if (v !== 'auto' && v !== 'wasm' && v !== 'ort') throw new InvalidArgumentError(`engine must be wasm, ort or auto; got '${v}'`);
   return v;
 }
+export const TRAIN_ENGINE_HELP =
+  'frozen-layer workers: auto (default: onnxruntime-node on the CPU when it loads, else tfjs wasm), ort or wasm [EDGETUNE_ENGINE]';
 export const ENGINE_HELP =
   'inference engine: wasm (tfjs, default), ort (onnxruntime-node, CPU) or auto (ort when it loads) [EDGETUNE_ENGINE]';

@@ -8,7 +8,7 @@ import '../../core/export/tfjs-float16.js';
 import type { PublishFlags } from '../../training/job.js';
 import { DEFAULTS, KERAS_RECIPE, resolveTrainOptions, type TrainOptions } from '../../training/options.js';
 import { humanReporter, jsonReporter } from '../../training/progress.js';
-import { ENGINE_HELP, engineOption, int, num, run } from './options.js';
+import { engineOption, int, num, run, TRAIN_ENGINE_HELP } from './options.js';
 
 function exportOption(v: string) {
   try {
@@ -98,7 +98,7 @@ export function register(program: Command): void {
       bytesOption,
     )
     .option('--cache-dir <dir>', 'folder for the disk cache (default: the OS temp folder; removed after the run)')
-    .option('--engine <name>', `frozen-layer workers: ${ENGINE_HELP}`, engineOption)
+    .option('--engine <name>', TRAIN_ENGINE_HELP, engineOption)
     .option('--export <ids>', `after training: export and verify these formats into --out (${FORMAT_IDS.join(', ')})`, exportOption)
     .option('--publish <s3uri>', 'after training: verify, publish to s3://bucket/models/<name> and promote through the gate')
     .option('--checkpoint <uri>', 'write a checkpoint after every epoch and resume from it (s3:// or a folder)')

@@ -14,6 +14,12 @@ export interface EngineOutput {
   dims: number[];
 }
 
+/** An output of `runMixed`: float32, or float16 bit patterns (round to nearest even). */
+export interface MixedOutput {
+  data: Float32Array | Uint16Array;
+  dims: number[];
+}
+
 export interface InferenceEngine {
   readonly name: EngineName;
   /** For logs and manifests, e.g. `onnxruntime-node 1.23.2 (CPU, 1 intra-op thread)`. */
@@ -27,6 +33,11 @@ export interface InferenceEngine {
    * `only` (default every output), in that order. Layers not asked for are not computed.
    */
   run(pixels: Float32Array, n: number, only?: readonly string[]): Promise<EngineOutput[]>;
+  /**
+   * `run`, with the layers in `float16` returned as float16 bit patterns (Uint16Array) converted in
+   * the engine's own graph. Only on engines created with `float16Outputs` that can (ort: a Cast).
+   */
+  runMixed?(pixels: Float32Array, n: number, only: readonly string[], float16: readonly string[]): Promise<MixedOutput[]>;
   dispose(): Promise<void>;
 }
 
@@ -35,11 +46,16 @@ export interface EngineOptions {
   outputs?: readonly string[];
   /** Intra-op threads of onnxruntime (ignored by WASM, whose threads are the tfjs backend's). Default 1. */
   threads?: number;
+  /** Offer `runMixed` where the engine can convert to float16 itself (ort adds a Cast per output). */
+  float16Outputs?: boolean;
 }
 
-/** The engine preference: `--engine` / EDGETUNE_ENGINE, default wasm. */
-export function enginePreference(explicit?: EnginePreference): EnginePreference {
-  return explicit ?? edgetuneConfig().EDGETUNE_ENGINE ?? 'wasm';
+/**
+ * The engine preference: `--engine` / EDGETUNE_ENGINE, else `fallback` (wasm; training's frozen
+ * layers pass auto).
+ */
+export function enginePreference(explicit?: EnginePreference, fallback: EnginePreference = 'wasm'): EnginePreference {
+  return explicit ?? edgetuneConfig().EDGETUNE_ENGINE ?? fallback;
 }
 
 let ortProbe: Promise<string | undefined> | undefined;

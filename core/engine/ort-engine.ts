@@ -5,10 +5,10 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { LayersModel } from '@tensorflow/tfjs';
-import { writeOnnx } from '../export/onnx.js';
+import { onnxModelType, writeOnnx } from '../export/onnx.js';
 import { loadOnnxRuntime } from '../export/onnx-runtime.js';
 import { fusedGraph, subgraph } from '../graph/fused-graph.js';
-import type { EngineOptions, EngineOutput, InferenceEngine } from './engine.js';
+import type { EngineOptions, EngineOutput, InferenceEngine, MixedOutput } from './engine.js';
 
 const require = createRequire(import.meta.url);
 let version: string | undefined;
@@ -31,9 +31,36 @@ export function engineOnnx(model: LayersModel, outputs?: readonly string[]): Uin
   return writeOnnx(graph, { graphName: 'edgetune_engine' });
 }
 
+const FLOAT16 = 10;
+const float16Name = (layer: string) => `${layer}/float16`;
+
+/**
+ * `bytes` with a float16 copy of each of `layers` as a further graph output (`<layer>/float16`, a
+ * Cast): onnxruntime converts with its own kernel and hands back half the bytes.
+ */
+export function withFloat16Outputs(bytes: Uint8Array, layers: readonly string[]): Uint8Array {
+  const type = onnxModelType();
+  type ValueInfo = { name: string; type: { tensor_type: { elem_type: number } } };
+  const m = type.toObject(type.decode(bytes)) as { graph: { node: unknown[]; output: ValueInfo[] } };
+  for (const layer of layers) {
+    const out = m.graph.output.find((o) => o.name === layer);
+    if (!out) throw new Error(`ort engine: the graph has no output '${layer}'`);
+    m.graph.node.push({
+      name: float16Name(layer),
+      op_type: 'Cast',
+      input: [layer],
+      output: [float16Name(layer)],
+      attribute: [{ name: 'to', type: 2, i: FLOAT16 }],
+    });
+    m.graph.output.push({ ...out, name: float16Name(layer), type: { tensor_type: { ...out.type.tensor_type, elem_type: FLOAT16 } } });
+  }
+  return type.encode(type.fromObject(m)).finish();
+}
+
 export async function createOrtEngine(model: LayersModel, opts: EngineOptions = {}): Promise<InferenceEngine> {
   const outputs = [...(opts.outputs ?? [model.outputLayers[0].name])];
-  const bytes = engineOnnx(model, outputs);
+  let bytes = engineOnnx(model, outputs);
+  if (opts.float16Outputs) bytes = withFloat16Outputs(bytes, outputs);
   return ortEngineFromOnnx(bytes, model.inputs[0].shape.slice(1) as number[], opts.threads, outputs);
 }
 
@@ -54,7 +81,7 @@ export async function ortEngineFromOnnx(
     // Threads that spin between ops steal the core from the tfjs tail and the other worker.
     extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
   });
-  const names = [...(outputs ?? session.outputNames)];
+  const names = [...(outputs ?? session.outputNames.filter((n) => !n.endsWith('/float16')))];
   for (const n of names) if (!session.outputNames.includes(n)) throw new Error(`ort engine: the graph has no output '${n}'`);
   const input = session.inputNames[0];
   const outputShapes: Record<string, number[]> = {};
@@ -65,27 +92,46 @@ export async function ortEngineFromOnnx(
   }
   const v = await ortVersion();
   let queue: Promise<unknown> = Promise.resolve();
+  const runFetches = (pixels: Float32Array, n: number, only: readonly string[], float16: readonly string[]): Promise<MixedOutput[]> => {
+    for (const l of only) {
+      if (!outputShapes[l]) return Promise.reject(new Error(`ort engine: '${l}' is not one of its outputs (${names.join(', ')})`));
+    }
+    const half = new Set(float16);
+    const fetchOf = (l: string) => (half.has(l) && session.outputNames.includes(float16Name(l)) ? float16Name(l) : l);
+    // In session order: onnxruntime-node 1.23 keys fetched values by position in the session's
+    // outputs (fetching only the second output returns it under the first one's name), so a value
+    // is found under its own name, or else under the name at its position.
+    const fetches = [...new Set(only.map(fetchOf))].sort((a, b) => session.outputNames.indexOf(a) - session.outputNames.indexOf(b));
+    // One run at a time per session: concurrent runs would oversubscribe the threads we set.
+    const p = queue.then(async () => {
+      const x = new ort.Tensor('float32', pixels, [n, ...inputShape]);
+      const res = await session.run({ [input]: x }, fetches);
+      const keys = Object.keys(res);
+      const named = fetches.every((f, i) => keys[i] === f);
+      const byName = new Map(fetches.map((f, i) => [f, named ? res[f] : res[session.outputNames[i]]]));
+      return only.map((l): MixedOutput => {
+        const t = byName.get(fetchOf(l));
+        if (!t) throw new Error(`ort engine: no value for '${l}'`);
+        return { data: t.data as Float32Array | Uint16Array, dims: [...t.dims] };
+      });
+    });
+    queue = p.catch(() => {});
+    return p;
+  };
   return {
     name: 'ort',
     description: `onnxruntime-node ${v} (CPU, ${threads} intra-op thread${threads === 1 ? '' : 's'})`,
     outputs: names,
     outputShapes,
     run(pixels, n, only = names) {
-      for (const l of only) {
-        if (!outputShapes[l]) return Promise.reject(new Error(`ort engine: '${l}' is not one of its outputs (${names.join(', ')})`));
-      }
-      // One run at a time per session: concurrent runs would oversubscribe the threads we set.
-      const p = queue.then(async () => {
-        const x = new ort.Tensor('float32', pixels, [n, ...inputShape]);
-        // onnxruntime-node 1.23 names fetched values by position in the session's outputs (fetching
-        // only the second output returns it under the first one's name): fetch a prefix of them.
-        const last = Math.max(...only.map((l) => session.outputNames.indexOf(l)));
-        const res = await session.run({ [input]: x }, session.outputNames.slice(0, last + 1));
-        return only.map((name): EngineOutput => ({ data: res[name].data as Float32Array, dims: [...res[name].dims] }));
-      });
-      queue = p.catch(() => {});
-      return p;
+      return runFetches(pixels, n, only, []) as Promise<EngineOutput[]>;
     },
+    ...(session.outputNames.some((o) => o.endsWith('/float16'))
+      ? {
+          runMixed: (pixels: Float32Array, n: number, only: readonly string[], float16: readonly string[]) =>
+            runFetches(pixels, n, only, float16),
+        }
+      : {}),
     async dispose() {
       await queue;
       await session.release();

@@ -145,7 +145,7 @@ export async function createEngineBoundaryRunner(
   const model = baseFromWeights(weights, opts);
   let engine: InferenceEngine;
   try {
-    engine = await createEngine(model, opts.engine, { outputs: runnerLayers(opts), threads: opts.threads });
+    engine = await createEngine(model, opts.engine, { outputs: runnerLayers(opts), threads: opts.threads, float16Outputs: true });
   } finally {
     model.dispose();
   }
@@ -185,6 +185,7 @@ function runnerOver(engine: InferenceEngine, opts: BoundaryModelOptions & { batc
         shape: [n, ...rowShapes[r.layer]],
       }));
       const only = requests.map((r) => r.layer);
+      const half = requests.filter((r) => r.dtype === 'float16').map((r) => r.layer);
       for (let start = 0; start < n; start += batchSize) {
         const end = Math.min(n, start + batchSize);
         const px = new Float32Array((end - start) * imageBytes);
@@ -192,16 +193,22 @@ function runnerOver(engine: InferenceEngine, opts: BoundaryModelOptions & { batc
           const [img, draw] = views[v];
           const data = job.pixels.subarray(img * imageBytes, (img + 1) * imageBytes);
           const offset = (v - start) * imageBytes;
-          if (draw) px.set(applyAugmentation({ data, width: size, height: size }, draw), offset);
+          if (draw) applyAugmentation({ data, width: size, height: size }, draw, px, offset);
           else px.set(data, offset);
         }
-        // One pass through the network for every layer the job asks for.
-        const values = await engine.run(px, end - start, only);
+        // One pass through the network for every layer the job asks for; an engine that converts
+        // to float16 in its graph (ort) returns those layers ready.
+        const values = engine.runMixed ? await engine.runMixed(px, end - start, only, half) : await engine.run(px, end - start, only);
         for (const [k, o] of outputs.entries()) {
           const got = values[k].data;
           const len = rowLen(o.layer);
-          if (o.data instanceof Uint16Array) toFloat16(got, o.data.subarray(start * len, end * len) as Uint16Array<ArrayBuffer>);
-          else o.data.set(got, start * len);
+          if (o.data instanceof Uint16Array && got instanceof Float32Array) {
+            toFloat16(got, o.data.subarray(start * len, end * len) as Uint16Array<ArrayBuffer>);
+          } else if (o.data instanceof Uint16Array === got instanceof Uint16Array) {
+            o.data.set(got, start * len);
+          } else {
+            throw new Error(`boundary runner: ${o.layer} came back as ${got.constructor.name}, expected ${o.dtype}`);
+          }
         }
       }
       const [first] = outputs;
