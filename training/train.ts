@@ -19,7 +19,7 @@ import { boundaryLayerName } from './tail/base-layers.js';
 import { TimedExtractor } from './timed-extractor.js';
 import { loadData } from './train-data.js';
 import { buildModel } from './train-model.js';
-import { type PhaseContext, runFineTunePhase, runFrozenPhase, validationFeatures } from './train-phases.js';
+import { type PhaseContext, runFineTunePhase, runFrozenPhase, type TrainingRows, validationFeatures } from './train-phases.js';
 
 export interface TrainResult {
   manifest: Manifest;
@@ -123,10 +123,11 @@ async function trainCached(
     classWeights,
   };
   let val: Awaited<ReturnType<typeof validationFeatures>> | undefined;
+  const trainingRows: TrainingRows = {};
   try {
     t = performance.now();
     val = await validationFeatures(ctx);
-    const frozen = await runFrozenPhase(ctx, val);
+    const frozen = await runFrozenPhase(ctx, val, trainingRows);
     timings.frozenSeconds = seconds(t);
     let fineTuned: Metrics | undefined;
     if (opts.fineTuneEpochs > 0) {
@@ -146,8 +147,9 @@ async function trainCached(
       timings.testSeconds = seconds(t);
     }
     t = performance.now();
-    const post = await postTraining(ctx, val);
+    const post = await postTraining(ctx, val, trainingRows);
     timings.postTrainingSeconds = seconds(t);
+    trainingRows.boundary?.dispose();
 
     // exportModel adds its own time to the timings.
     const draft = draftManifest({
@@ -186,6 +188,7 @@ async function trainCached(
     };
   } finally {
     val?.boundary?.dispose();
+    trainingRows.boundary?.dispose();
     data.train.dispose();
     data.test.dispose();
     state.dispose();
