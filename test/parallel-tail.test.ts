@@ -4,7 +4,7 @@ import { initBackend } from '../core/backend.js';
 import { buildClassifier } from '../core/classifier.js';
 import type { LayersModel, Tensor, Tensor4D } from '../core/tf.js';
 import { tf } from '../core/tf.js';
-import { assignBatches, batchLogits, combineShards, createTrainingTail, shardSizes } from '../training/tail/parallel-tail.js';
+import { assignBatches, batchLogits, createTrainingTail, shardSizes } from '../training/tail/parallel-tail.js';
 import { createTail, type TailOptions } from '../training/tail/tail.js';
 
 const SIZE = 96;
@@ -78,40 +78,6 @@ describe('shardSizes', () => {
     expect(shardSizes(5, 2)).toEqual([2, 3]);
     expect(shardSizes(1, 2)).toEqual([0, 1]);
     expect(shardSizes(7, 3)).toEqual([2, 2, 3]);
-  });
-});
-
-describe('combineShards', () => {
-  /** Gradient-like values: wide magnitudes, both zeros, subnormals, exact ties of rounding. */
-  function shard(n: number, seed: number): Float32Array {
-    let k = seed;
-    const rand = () => {
-      k = (k * 1103515245 + 12345) % 2 ** 31;
-      return k / 2 ** 31;
-    };
-    const special = [0, -0, 1e-40, -1e-40, 2 ** -149, 3.4e38, -3.4e38, 1, 1 + 2 ** -23];
-    return Float32Array.from({ length: n }, (_, i) =>
-      i < special.length * 3 ? special[(i + seed) % special.length] : (rand() - 0.5) * 10 ** (rand() * 12 - 9),
-    );
-  }
-
-  it('equals tf.addN of the weighted shards on WASM bit for bit (2 and 3 shards, uneven sizes), and returns one shard as is', () => {
-    const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
-    for (const sizes of [
-      [16, 16],
-      [15, 16],
-      [7, 7, 6],
-      [1, 2, 29],
-    ]) {
-      const n = sizes.reduce((a, b) => a + b, 0);
-      const shards = sizes.map((_, k) => shard(5000, 11 + k));
-      const weights = sizes.map((s) => s / n);
-      const expected = tf.tidy(() => tf.addN(shards.map((g, k) => tf.mul(tf.tensor1d(g), weights[k]))).dataSync() as Float32Array);
-      expect(Array.from(bits(combineShards(shards, weights)))).toEqual(Array.from(bits(expected)));
-    }
-    const one = shard(10, 3);
-    expect(combineShards([one], [1])).toBe(one);
-    expect(() => combineShards([one, shard(9, 4)], [0.5, 0.5])).toThrow(/9 gradient values/);
   });
 });
 

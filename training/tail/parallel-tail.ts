@@ -199,26 +199,6 @@ function shardData(boundary: Tensor4D, labels: Tensor, mask: Tensor2D | undefine
   };
 }
 
-/**
- * sum_k weights[k] * shards[k], element by element, in float32: bit for bit what
- * tf.addN(shards.map((g, k) => tf.mul(g, weights[k]))) computes on WASM (each product rounded to
- * float32, then summed from zero in shard order, each sum rounded), without a tensor per shard
- * and variable. A single shard is returned as it is (weight 1).
- */
-export function combineShards(shards: readonly Float32Array[], weights: readonly number[]): Float32Array {
-  if (shards.length === 1) return shards[0];
-  const out = new Float32Array(shards[0].length);
-  const w = weights.map(Math.fround);
-  for (const [k, g] of shards.entries()) {
-    if (g.length !== out.length) throw new Error(`shard ${k} has ${g.length} gradient values; expected ${out.length}`);
-    const wk = w[k];
-    // A Float32Array store rounds to float32; a product or sum of two float32 values computed in
-    // double and rounded once equals the float32 operation.
-    for (let i = 0; i < out.length; i++) out[i] = out[i] + Math.fround(g[i] * wk);
-  }
-  return out;
-}
-
 function parallelTail(tail: Tail, workers: TailWorker[]): TrainingTail {
   const threads = workers.length + 1;
   let busy = false;
@@ -263,21 +243,17 @@ function parallelTail(tail: Tail, workers: TailWorker[]): TrainingTail {
         local = tail.computeGradients(b, l, training, m);
         owned.push(...local.grads);
       }
-      const parts: { n: number; loss: number; correct: number; grads: Float32Array }[] = local
-        ? [{ n: sizes[0], loss: local.loss, correct: local.correct, grads: packTensors(local.grads) }]
-        : [];
+      const parts: { n: number; loss: number; correct: number; grads: Tensor[] }[] = local ? [{ n: sizes[0], ...local }] : [];
       for (const [i, p] of replies.entries()) {
         if (!p) continue;
         const r = await p;
         if (r.type !== 'grads') throw new Error(`tail worker ${i}: unexpected reply ${r.type}`);
-        parts.push({ n: sizes[i + 1], loss: r.loss, correct: r.correct, grads: r.grads });
+        const grads = unpackTensors(r.grads, shapes());
+        owned.push(...grads);
+        parts.push({ n: sizes[i + 1], loss: r.loss, correct: r.correct, grads });
       }
-      const grads = unpackTensors(
-        combineShards(
-          parts.map((p) => p.grads),
-          parts.map((p) => p.n / n),
-        ),
-        shapes(),
+      const grads = tail.trainableVariables.map((_, v) =>
+        tf.tidy(() => (parts.length === 1 ? tf.clone(parts[0].grads[v]) : tf.addN(parts.map((p) => tf.mul(p.grads[v], p.n / n))))),
       );
       return {
         loss: parts.reduce((a, p) => a + p.loss * p.n, 0) / n,
