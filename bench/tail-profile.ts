@@ -51,7 +51,6 @@ export async function profileTail(args: string[]): Promise<void> {
   let gradsMs = 0;
   let adamMs = 0;
   let packMs = 0;
-  let unpackMs = 0;
   let combineMs = 0;
   const first = tail.computeGradients(boundary, labels, true); // warm-up: kernels, XNNPACK caches
   tail.applyGradients(first.grads, optimizer);
@@ -72,26 +71,26 @@ export async function profileTail(args: string[]): Promise<void> {
       if (typeof ms !== 'number' || k.name === 'forward') continue; // 'forward': customGrad's wrapper, its kernels count on their own
       byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + ms);
       if (k.name === 'BatchMatMul' || k.name === '_FusedMatMul') {
-        // [rows, k] @ [k, n]: rows = pixels of the shard for a forward or input-gradient product, channels for a filter gradient.
+        // [m, k] @ [k, n]: a filter gradient sums over the shard's pixels (k = pixels), an input gradient does not.
         const [[m, kk], [, n]] = (k.inputShapes as number[][]).map((s) => s.slice(-2));
-        const role = k.name === '_FusedMatMul' ? 'forward x @ W' : m >= batch * 49 ? 'input grad dz @ W^T' : 'filter grad x^T @ dz';
+        const pixels = batch * (size / 32) ** 2;
+        const role = k.name === '_FusedMatMul' ? 'forward x @ W' : kk === pixels ? 'filter grad (x^T dz or dz^T x)' : 'input grad dz @ W^T';
         const key = `${role} [${m}x${kk}]@[${kk}x${n}]`;
         byShape.set(key, (byShape.get(key) ?? 0) + ms);
       }
     }
-    // What the parallel step does around the shard: values packed for the workers, a worker's
-    // gradients unpacked, and the shards' gradients combined weighted by size.
+    // What the parallel step does around the shard on this thread: values packed for the workers,
+    // then a worker's flat gradients (here: this shard's again) unpacked and combined with this
+    // shard's, weighted by size (tf.mul + tf.addN per variable).
     t = performance.now();
     const values = packTensors(tail.trainableVariables);
     packMs += performance.now() - t;
+    const workerFlat = packTensors(grads);
     t = performance.now();
-    const flat = packTensors(grads);
     const other = unpackTensors(
-      flat,
+      workerFlat,
       grads.map((g) => g.shape),
     );
-    unpackMs += performance.now() - t;
-    t = performance.now();
     const combined = grads.map((g, i) => tf.tidy(() => tf.addN([tf.mul(g, 0.5), tf.mul(other[i], 0.5)])));
     for (const c of combined) c.dataSync();
     combineMs += performance.now() - t;
@@ -108,8 +107,7 @@ export async function profileTail(args: string[]): Promise<void> {
   console.log(`  forward only (logits, training)      ${per(forwardMs)}`);
   console.log(`  gradients (forward + backward)       ${per(gradsMs)}   kernels ${per(kernelTotal)}`);
   console.log(`  pack trainable values (to workers)   ${per(packMs)}`);
-  console.log(`  pack + unpack one shard's gradients  ${per(unpackMs)}`);
-  console.log(`  combine two shards' gradients        ${per(combineMs)}`);
+  console.log(`  unpack + combine a worker's gradients ${per(combineMs)}`);
   console.log(`  Adam step                            ${per(adamMs)}`);
   console.log('kernels by share of the gradient computation:');
   for (const [name, ms] of [...byKernel].sort((a, b) => b[1] - a[1]).slice(0, 20)) {
