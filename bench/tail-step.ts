@@ -2,6 +2,7 @@
 // the fast tail on WASM, the model's own layers with the registered kernels on WASM, and one
 // step on the cpu backend, and the data-parallel fast tail over worker threads (`parallel`).
 // Usage: npm run bench:tail [-- --sizes 224,160 --steps 5 --routes fast,layers,parallel --threads 2 --no-cpu --cpu-layers]
+//        npm run bench:tail -- --profile [--size 224 --batch 16]   (where a step's time goes: bench/tail-profile.ts)
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +17,11 @@ import { boundaryLayerName, createTail, type TailRoute } from '../training/tail/
 import { registerWasmGradKernels } from '../training/wasm-kernels/wasm-grad-kernels.js';
 
 const args = process.argv.slice(2);
+if (args.includes('--profile')) {
+  const { profileTail } = await import('./tail-profile.js');
+  await profileTail(args);
+  process.exit(0);
+}
 const opt = (name: string, dflt: string) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : dflt;

@@ -1,5 +1,6 @@
 // npm run bench:train: full alpaca runs in fresh processes, as a user runs them.
-// Prints, per run: wall time, time per phase, boundary forward images/s, peak RSS and both accuracies,
+// Prints, per run: wall time, CPU seconds over all threads (train() to the export; a loaded machine
+// inflates wall time far more than CPU time), time per phase, boundary forward images/s, peak RSS and both accuracies,
 // then the mean per configuration; and the naive (uncached, model.fit) pipeline's extrapolated time.
 //
 //   npm run bench:train                      # default flags, alpha 1.0 and 0.35, seeds 42 7 123; --recipe keras; naive
@@ -90,7 +91,8 @@ async function runOnce(config: string, seed: number): Promise<Run> {
 }
 
 const f = (n: number | undefined, d = 1) => (n === undefined || Number.isNaN(n) ? '-' : n.toFixed(d));
-const header = 'config          seed   wall s  decode  frozen  fine-tune  boundary img/s  peak RSS MiB  val acc frozen  val acc fine-tuned';
+const header =
+  'config          seed   wall s   CPU s  decode  frozen  fine-tune  post  export  boundary img/s  peak RSS MiB  val acc frozen  val acc fine-tuned';
 console.log(header);
 const runs: Run[] = [];
 for (const config of selected) {
@@ -99,13 +101,13 @@ for (const config of selected) {
     runs.push(r);
     const t = r.manifest.timings;
     console.log(
-      `${config.padEnd(15)} ${String(seed).padStart(4)} ${f(r.wall).padStart(8)} ${f(t.decodeSeconds).padStart(7)} ${f(t.frozenSeconds).padStart(7)} ${f(t.fineTuneSeconds).padStart(10)} ${f(t.boundaryImagesPerSecond).padStart(15)} ${f(r.peakRssMiB, 0).padStart(13)} ${f(r.manifest.metrics.frozen.valAccuracy, 4).padStart(15)} ${f(r.manifest.metrics.fineTuned?.valAccuracy, 4).padStart(19)}`,
+      `${config.padEnd(15)} ${String(seed).padStart(4)} ${f(r.wall).padStart(8)} ${f(t.totalCpuSeconds).padStart(7)} ${f(t.decodeSeconds).padStart(7)} ${f(t.frozenSeconds).padStart(7)} ${f(t.fineTuneSeconds).padStart(10)} ${f(t.postTrainingSeconds).padStart(5)} ${f(t.exportSeconds).padStart(7)} ${f(t.boundaryImagesPerSecond).padStart(15)} ${f(r.peakRssMiB, 0).padStart(13)} ${f(r.manifest.metrics.frozen.valAccuracy, 4).padStart(15)} ${f(r.manifest.metrics.fineTuned?.valAccuracy, 4).padStart(19)}`,
     );
   }
   const mine = runs.filter((r) => r.config === config);
   const mean = (g: (r: Run) => number | undefined) => mine.reduce((a, r) => a + (g(r) ?? Number.NaN), 0) / mine.length;
   console.log(
-    `${`${config} mean`.padEnd(20)} ${f(mean((r) => r.wall)).padStart(8)} ${''.padStart(36)} ${f(mean((r) => r.manifest.timings.boundaryImagesPerSecond)).padStart(15)} ${f(Math.max(...mine.map((r) => r.peakRssMiB)), 0).padStart(13)} ${f(
+    `${`${config} mean`.padEnd(20)} ${f(mean((r) => r.wall)).padStart(8)} ${f(mean((r) => r.manifest.timings.totalCpuSeconds)).padStart(7)} ${''.padStart(42)} ${f(mean((r) => r.manifest.timings.boundaryImagesPerSecond)).padStart(15)} ${f(Math.max(...mine.map((r) => r.peakRssMiB)), 0).padStart(13)} ${f(
       mean((r) => r.manifest.metrics.frozen.valAccuracy),
       4,
     ).padStart(15)} ${f(

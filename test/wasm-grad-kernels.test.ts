@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { tf } from '../core/tf.js';
 import { wasmMemory } from '../core/tfjs-internals.js';
-import { registerWasmGradKernels, relu6GradFromOutput } from '../training/wasm-kernels/wasm-grad-kernels.js';
+import { columnSumsOf, registerWasmGradKernels, relu6GradFromOutput } from '../training/wasm-kernels/wasm-grad-kernels.js';
 
 // Seeded pseudo-random values so a failure reproduces.
 function rand(shape: number[], seed: number): tf.Tensor {
@@ -139,6 +139,63 @@ describe('registered WASM gradient kernels match the cpu backend', () => {
     expectClose(onBackend('wasm', ours), onBackend('cpu', ref), 1e-7);
     expectClose(onBackend('cpu', ours), onBackend('cpu', ref), 1e-7);
     tf.dispose([x, dy, y]);
+  });
+
+  // The fast tail's 1x1-convolution gradients: the shapes of the alpha 1.0 tail at 224 (P = 16 x 7 x 7)
+  // and odd ones. Bit for bit, since the default engine's weights must not change with these.
+  const bits = (t: tf.Tensor) => Array.from(new Uint32Array((t.dataSync() as Float32Array).slice().buffer));
+  const pointwiseShapes: [number, number, number][] = [
+    [784, 160, 960],
+    [784, 960, 320],
+    [784, 320, 1280],
+    [400, 56, 336],
+    [37, 13, 29],
+    [5, 3, 1],
+  ];
+
+  it('column sums equal ones[1, P] @ x (what the tail used before) bit for bit, and sum in order from zero', () => {
+    for (const [p, , c] of pointwiseShapes) {
+      tf.tidy(() => {
+        const x = tf.mul(tf.randomNormal([p, c], 0, 1, 'float32', p + c), tf.randomUniform([p, c], 1e-8, 1e3, 'float32', c));
+        const viaProduct = tf.reshape(tf.matMul(tf.ones([1, p]) as tf.Tensor2D, x as tf.Tensor2D), [c]);
+        const ours = columnSumsOf(x as tf.Tensor2D);
+        expect(ours.shape).toEqual([c]);
+        expect(bits(ours)).toEqual(bits(viaProduct));
+        // And what that is: float32 additions over p in order, from 0.
+        const v = x.dataSync();
+        const seq = new Float32Array(c);
+        for (let r = 0; r < p; r++) for (let j = 0; j < c; j++) seq[j] += v[r * c + j];
+        expect(bits(ours)).toEqual(Array.from(new Uint32Array(seq.buffer)));
+      });
+    }
+    // On the cpu backend the product is the route (no kernel there).
+    tf.setBackend('cpu');
+    try {
+      const x = tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2]);
+      expect(Array.from(columnSumsOf(x).dataSync())).toEqual([9, 12]);
+      x.dispose();
+    } finally {
+      tf.setBackend('wasm');
+    }
+  });
+
+  it('a 1x1 filter gradient gives the same bits as x^T dz and as (dz^T x)^T, whichever side is packed', () => {
+    for (const [p, ci, co] of pointwiseShapes) {
+      tf.tidy(() => {
+        const x = tf.randomNormal([p, ci], 0, 1, 'float32', p + ci) as tf.Tensor2D;
+        const dz = tf.randomNormal([p, co], 0, 1e-3, 'float32', co) as tf.Tensor2D;
+        const a = tf.matMul(tf.transpose(x), dz);
+        const b = tf.transpose(tf.matMul(tf.transpose(dz), x));
+        expect(bits(a)).toEqual(bits(b));
+        const viaKernel = tf.grad((w: tf.Tensor) =>
+          tf.sum(
+            tf.mul(tf.conv2d(tf.reshape(x, [1, p, 1, ci]) as tf.Tensor4D, w as tf.Tensor4D, 1, 'valid'), tf.reshape(dz, [1, p, 1, co])),
+          ),
+        )(tf.zeros([1, 1, ci, co]));
+        // Conv2DBackpropFilter's 1x1 path (the layers route): the same product again.
+        expect(bits(tf.reshape(viaKernel, [ci, co]))).toEqual(bits(a));
+      });
+    }
   });
 
   it('does not leak tensors', () => {

@@ -49,6 +49,7 @@ export async function exportModel(
   verify: { images: readonly RgbImage[]; labels: readonly number[] },
 ): Promise<Manifest> {
   const started = performance.now();
+  const cpuStarted = process.cpuUsage();
   await mkdir(dir, { recursive: true });
   await saveModelArtifacts(dir, await modelArtifacts(model));
   const weights = await readFile(path.join(dir, 'weights.bin'));
@@ -67,13 +68,25 @@ export async function exportModel(
   const exportSeconds = (performance.now() - started) / 1000;
   const manifest = ManifestSchema.parse({
     ...draft,
-    timings: { ...draft.timings, exportSeconds, totalSeconds: (draft.timings.totalSeconds ?? 0) + exportSeconds },
+    timings: {
+      ...draft.timings,
+      exportSeconds,
+      totalSeconds: (draft.timings.totalSeconds ?? 0) + exportSeconds,
+      ...cpuTimings(draft.timings, process.cpuUsage(cpuStarted)),
+    },
     version: makeVersion(digest, now),
     createdAt: now.toISOString(),
     files: [{ path: 'weights.bin', bytes: weights.byteLength, sha256: digest }],
   });
   await writeFile(path.join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2));
   return manifest;
+}
+
+/** The export's CPU seconds, added to the draft's total when it has one (train() records CPU time). */
+function cpuTimings(timings: Record<string, number>, used: NodeJS.CpuUsage): Record<string, number> {
+  if (timings.totalCpuSeconds === undefined) return {};
+  const exportCpuSeconds = (used.user + used.system) / 1e6;
+  return { exportCpuSeconds, totalCpuSeconds: timings.totalCpuSeconds + exportCpuSeconds };
 }
 
 /** The model's topology and weights in memory, as `model.save` would write them. */

@@ -14,7 +14,7 @@ import { calibrate } from './calibration.js';
 import { chooseThreshold, classMeans, distances } from './open-set.js';
 import { deriveSeed } from './rng.js';
 import { memoryStore, type RowStore } from './row-store.js';
-import type { PhaseContext, ValidationFeatures } from './train-phases.js';
+import type { PhaseContext, TrainingRows, ValidationFeatures } from './train-phases.js';
 
 /** Default share of in-class validation photos the open-set threshold accepts. */
 export const OPEN_SET_TARGET = 0.95;
@@ -113,9 +113,10 @@ function concatScored(parts: Scored[]): Scored {
 
 /**
  * The post-training step: one call from train() after the phases, with the final weights written back.
- * Costs one frozen-layer pass over the un-augmented training images.
+ * Scores the un-augmented training rows phase 1 kept (`rows`) when it kept them, else runs the
+ * frozen layers over the training images once more (an augmented phase 1, a resumed run).
  */
-export async function postTraining(ctx: PhaseContext, val: ValidationFeatures): Promise<PostTraining> {
+export async function postTraining(ctx: PhaseContext, val: ValidationFeatures, rows: TrainingRows = {}): Promise<PostTraining> {
   const { opts, data, report } = ctx;
   const numClasses = data.classes.length;
   const fineTuned = opts.fineTuneEpochs > 0 && val.boundary !== undefined;
@@ -130,7 +131,15 @@ export async function postTraining(ctx: PhaseContext, val: ValidationFeatures): 
   try {
     // The training images a chunk at a time (they may be on disk): only embeddings and logits are kept.
     const parts: Scored[] = [];
-    for (let s = 0; s < data.train.length; s += POST_CHUNK) {
+    const kept = fineTuned ? rows.boundary : rows.pooled;
+    if (kept && kept.rows === data.train.length) {
+      for (let s = 0; s < kept.rows; s += POST_CHUNK) {
+        const idx = Array.from({ length: Math.min(POST_CHUNK, kept.rows - s) }, (_, i) => s + i);
+        parts.push(scoreRows(ctx, ff, memoryStore({ data: kept.gather(idx), shape: kept.shape, rows: idx.length })));
+        report({ type: 'progress', stage: 'features', done: s + idx.length, total: data.train.length });
+      }
+    }
+    for (let s = parts.length ? data.train.length : 0; s < data.train.length; s += POST_CHUNK) {
       const images = await data.train.read(s, s + POST_CHUNK);
       const block = await ctx.extractor.compute(
         images,

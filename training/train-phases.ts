@@ -8,7 +8,7 @@ import type { LayersModel } from '../core/tf.js';
 import { tf } from '../core/tf.js';
 import { adamPowers, setAdamPowers, setLearningRate } from '../core/tfjs-internals.js';
 import type { AugmentConfig } from './augment.js';
-import type { RunCache } from './cache-budget.js';
+import { CacheBudget, type RunCache } from './cache-budget.js';
 import { epochOrder } from './dataset.js';
 import type { FeatureExtractor } from './features.js';
 import { HeadTrainer } from './head.js';
@@ -48,6 +48,43 @@ export interface ValidationFeatures {
   boundary: RowStore | undefined;
 }
 
+/**
+ * Un-augmented training rows phase 1 computes anyway, kept for the post-training pass so it does
+ * not run the frozen layers over the training images a second time. Filled only when phase 1
+ * trains on un-augmented features (the default recipe); the caller disposes `boundary`.
+ */
+export interface TrainingRows {
+  /** Pooled features of the frozen base, [n, dim] (what post-training scores when phase 2 does not run). */
+  pooled?: RowStore;
+  /** Boundary activations, when phase 2 runs: on disk, so holding them through phase 2 costs no memory. */
+  boundary?: RowStore;
+}
+
+/** Draws on `inner`'s budget only for what must stay in memory; everything else goes to disk. */
+class DiskFirstBudget extends CacheBudget {
+  constructor(private readonly inner: CacheBudget) {
+    super(inner.total);
+  }
+  override get inUse(): number {
+    return this.inner.inUse;
+  }
+  override get peak(): number {
+    return this.inner.peak;
+  }
+  override get free(): number {
+    return this.inner.free;
+  }
+  override tryReserve(): boolean {
+    return false;
+  }
+  override take(bytes: number): void {
+    this.inner.take(bytes);
+  }
+  override release(bytes: number): void {
+    this.inner.release(bytes);
+  }
+}
+
 const seconds = (t0: number) => (performance.now() - t0) / 1000;
 
 /** Validation pooled features and, when phase 2 follows, their boundary activations, in one pass. */
@@ -71,8 +108,11 @@ export async function validationFeatures(ctx: PhaseContext): Promise<ValidationF
   return { pooled: pooled.float32(), dim: pooled.shape[0], boundary };
 }
 
-/** Phase 1: frozen base, head only, on pooled features. Returns the final head's validation metrics. */
-export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures): Promise<Metrics> {
+/**
+ * Phase 1: frozen base, head only, on pooled features. Returns the final head's validation metrics.
+ * `keep` receives the un-augmented training rows (see TrainingRows) when the phase computes them.
+ */
+export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures, keep?: TrainingRows): Promise<Metrics> {
   const { opts, report, data, state } = ctx;
   const numClasses = data.classes.length;
   const trainPaths = data.train.files.map((f) => f.relPath);
@@ -96,14 +136,27 @@ export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures)
     if (!feats) {
       const draws = set >= 0 ? epochDraws(trainPaths, ctx.aug, opts.seed, set) : trainPaths.map(() => null);
       report({ type: 'stage', stage: `features (epoch ${state.plan.done('frozen', e)})`, total: data.train.length });
-      const [store] = await computeStores(ctx.extractor, data.train, draws, [HEAD.pool], {
-        cache: ctx.cache,
-        name: 'pooled',
-        memoryOnly: [HEAD.pool],
-        rowBytes: val.dim * 4,
-        onProgress: (done) => report({ type: 'progress', stage: 'features', done, total: data.train.length }),
-      });
+      // The un-augmented pass also keeps the boundary rows post-training needs (one pass, not two).
+      const keepRows = keep && set < 0 && !keep.pooled;
+      const withBoundary = keepRows && opts.fineTuneEpochs > 0 && val.boundary !== undefined;
+      const [store, boundaryRows] = await computeStores(
+        ctx.extractor,
+        data.train,
+        draws,
+        withBoundary ? [HEAD.pool, ctx.boundary] : [HEAD.pool],
+        {
+          cache: withBoundary ? { ...ctx.cache, budget: new DiskFirstBudget(ctx.cache.budget) } : ctx.cache,
+          name: 'pooled',
+          memoryOnly: [HEAD.pool],
+          rowBytes: val.dim * 4 + (withBoundary ? (val.boundary as RowStore).dim * 4 : 0),
+          onProgress: (done) => report({ type: 'progress', stage: 'features', done, total: data.train.length }),
+        },
+      );
       feats = store.float32();
+      if (keepRows) {
+        keep.pooled = store;
+        keep.boundary = boundaryRows;
+      }
       if (set < 0 || opts.frozenViews) featureSets.set(set, feats);
       // Kept only by the map (or this epoch); the budget counts the sets kept.
       else store.dispose();

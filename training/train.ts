@@ -19,7 +19,7 @@ import { boundaryLayerName } from './tail/base-layers.js';
 import { TimedExtractor } from './timed-extractor.js';
 import { loadData } from './train-data.js';
 import { buildModel } from './train-model.js';
-import { type PhaseContext, runFineTunePhase, runFrozenPhase, validationFeatures } from './train-phases.js';
+import { type PhaseContext, runFineTunePhase, runFrozenPhase, type TrainingRows, validationFeatures } from './train-phases.js';
 
 export interface TrainResult {
   manifest: Manifest;
@@ -40,6 +40,11 @@ export interface TrainResult {
 export const CALIBRATION_IMAGES = 300;
 
 const seconds = (t0: number) => (performance.now() - t0) / 1000;
+/** CPU seconds of this process, all threads (the frozen-layer and tail workers are threads of it). */
+export const cpuSeconds = (since = 0) => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6 - since;
+};
 
 /**
  * The two-phase recipe on cached activations: the frozen layers run once per (image, view) in
@@ -56,6 +61,7 @@ export async function train(
   split?: Split,
 ): Promise<TrainResult> {
   const t0 = performance.now();
+  const cpu0 = cpuSeconds();
   const backend = await initBackend(undefined, (l) => report({ type: 'info', message: l }));
   const cache: RunCache = runCache ?? {
     budget: new CacheBudget(opts.cacheBudget ?? defaultCacheBudget()),
@@ -68,7 +74,7 @@ export async function train(
       report,
       cache,
       extractorFactory,
-      t0,
+      { wall: t0, cpu: cpu0 },
       backend,
       () => {
         keepValidation = true;
@@ -85,19 +91,22 @@ async function trainCached(
   report: Reporter,
   cache: RunCache,
   extractorFactory: ((model: LayersModel, alpha: number) => Promise<FeatureExtractor>) | undefined,
-  t0: number,
+  start: { wall: number; cpu: number },
   backend: Awaited<ReturnType<typeof initBackend>>,
   handOver: () => void,
   split: Split | undefined,
 ): Promise<TrainResult> {
+  let c = cpuSeconds();
   const data = await loadData(opts, report, cache, split);
+  const dataCpuSeconds = cpuSeconds(c);
   const trainCounts = data.classes.map((_, k) => data.trainLabels.filter((y) => y === k).length);
   const classWeights = resolveClassWeights(opts.classWeight, data.classes, trainCounts);
   const imbalance = imbalanceWarning(data.classes, trainCounts, opts.classWeight);
   if (imbalance) report({ type: 'warning', message: imbalance });
   let t = performance.now();
   const { model, base } = await buildModel(opts, data.classes.length, report);
-  const timings: Record<string, number> = { decodeSeconds: data.decodeSeconds, loadSeconds: seconds(t) };
+  // Wall seconds per phase, and CPU seconds over all threads (a loaded machine inflates the first, much less the second).
+  const timings: Record<string, number> = { decodeSeconds: data.decodeSeconds, loadSeconds: seconds(t), dataCpuSeconds };
 
   const runKey = sha256(JSON.stringify({ h: hyperparameters(opts), data: data.fingerprint, base: base.sha256 }));
   const state = await RunState.open(new EpochPlan(opts.epochs, opts.fineTuneEpochs), model, report, opts.checkpoint, runKey, {
@@ -123,16 +132,21 @@ async function trainCached(
     classWeights,
   };
   let val: Awaited<ReturnType<typeof validationFeatures>> | undefined;
+  const trainingRows: TrainingRows = {};
   try {
     t = performance.now();
+    c = cpuSeconds();
     val = await validationFeatures(ctx);
-    const frozen = await runFrozenPhase(ctx, val);
+    const frozen = await runFrozenPhase(ctx, val, trainingRows);
     timings.frozenSeconds = seconds(t);
+    timings.frozenCpuSeconds = cpuSeconds(c);
     let fineTuned: Metrics | undefined;
     if (opts.fineTuneEpochs > 0) {
       t = performance.now();
+      c = cpuSeconds();
       fineTuned = await runFineTunePhase(ctx, val);
       timings.fineTuneSeconds = seconds(t);
+      timings.fineTuneCpuSeconds = cpuSeconds(c);
     }
     let test: Metrics | undefined;
     if (data.test.length) {
@@ -146,8 +160,11 @@ async function trainCached(
       timings.testSeconds = seconds(t);
     }
     t = performance.now();
-    const post = await postTraining(ctx, val);
+    c = cpuSeconds();
+    const post = await postTraining(ctx, val, trainingRows);
     timings.postTrainingSeconds = seconds(t);
+    timings.postTrainingCpuSeconds = cpuSeconds(c);
+    trainingRows.boundary?.dispose();
 
     // exportModel adds its own time to the timings.
     const draft = draftManifest({
@@ -158,7 +175,7 @@ async function trainCached(
       metrics: { frozen, fineTuned, test },
       selection: state.selection(),
       classWeights,
-      timings: { ...timings, totalSeconds: seconds(t0) },
+      timings: { ...timings, totalSeconds: seconds(start.wall), totalCpuSeconds: cpuSeconds(start.cpu) },
       forward,
       backend: describeBackend(backend),
       frozenLayers: extractor.description,
@@ -186,6 +203,7 @@ async function trainCached(
     };
   } finally {
     val?.boundary?.dispose();
+    trainingRows.boundary?.dispose();
     data.train.dispose();
     data.test.dispose();
     state.dispose();

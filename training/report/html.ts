@@ -222,10 +222,19 @@ function timingsSection(m: Manifest): string {
     loadSeconds: 'Load base weights',
     frozenSeconds: 'Phase 1: base frozen',
     fineTuneSeconds: 'Phase 2: fine-tuning',
+    postTrainingSeconds: 'After training: calibration, open set, review',
     exportSeconds: 'Export',
     totalSeconds: 'Total',
+    dataCpuSeconds: 'CPU, all threads: listing and decoding',
+    frozenCpuSeconds: 'CPU, all threads: phase 1',
+    fineTuneCpuSeconds: 'CPU, all threads: phase 2',
+    postTrainingCpuSeconds: 'CPU, all threads: after training',
+    exportCpuSeconds: 'CPU, all threads: export',
+    totalCpuSeconds: 'CPU, all threads: total',
   };
-  const rows = Object.entries(m.timings).map(([k, v]): [string, string] => [names[k] ?? k, duration(v)]);
+  // Counts and rates are not durations.
+  const value = (k: string, v: number) => (k.endsWith('Seconds') ? duration(v) : Number.isInteger(v) ? String(v) : v.toFixed(1));
+  const rows = Object.entries(m.timings).map(([k, v]): [string, string] => [names[k] ?? k, value(k, v)]);
   return rows.length ? kvTable(rows) : '<p class="muted">No timings recorded.</p>';
 }
 

@@ -31,6 +31,9 @@ import { type SimdLoops, simdLoops } from './wasm-simd.js';
 
 type WasmBackend = WasmBackendInternals;
 
+/** Name of the column-sum kernel: out[j] = sum_p x[p, j] of a [P, C] float32 tensor, summed over p in order from 0. */
+export const COLUMN_SUMS = 'EdgetuneColumnSums';
+
 /** Name of the fused kernel: dx = dy where 0 < y < 6 (y = ReLU6 output), else 0. */
 export const RELU6_GRAD_FROM_OUTPUT = 'EdgetuneRelu6GradFromOutput';
 
@@ -89,10 +92,12 @@ function conv2DBackpropFilter({ inputs, backend, attrs }: Parameters<KernelFunc>
   const { inChannels, outChannels, outHeight, outWidth, batchSize } = info;
   const P = batchSize * outHeight * outWidth;
   if (isPointwise(info)) {
-    // dW[ci, co] = sum_p x[p, ci] dy[p, co]: the smaller side gets transposed.
+    // dW[ci, co] = sum_p x[p, ci] dy[p, co].
     const x2 = reshaped(x, [P, inChannels]);
     const dy2 = reshaped(dy, [P, outChannels]);
-    if (inChannels <= outChannels) {
+    // XNNPACK packs the right-hand side anew on every call: the product packs the narrower one
+    // (the same bits either way: each sum runs over p in order).
+    if (inChannels >= outChannels) {
       const out = matMulT(be, x2, dy2, true, false);
       return reshaped(out, filterShape);
     }
@@ -414,6 +419,37 @@ function makeDepthwiseBackpropInput(backendName: string): KernelFunc {
   };
 }
 
+/**
+ * Column sums of [P, C] on WASM, each summed over p in order from zero: bit for bit what
+ * ones[1, P] @ x gives there (XNNPACK's product), without packing x as the product's right-hand
+ * side on every call (for a bias gradient that packing is most of the product's time).
+ */
+function columnSums({ inputs, backend }: Parameters<KernelFunc>[0]): TensorInfo {
+  const { x } = inputs as { x: TensorInfo };
+  if (x.shape.length !== 2 || x.dtype !== 'float32') throw new Error(`${COLUMN_SUMS}: a float32 [P, C] tensor expected; got [${x.shape}]`);
+  const [p, c] = x.shape;
+  const be = wasmInternals(backend);
+  const simdHeap = heapSimd(backend, [x]);
+  const out = be.makeOutput([c], 'float32');
+  if (simdHeap) {
+    const ones = be.makeOutput([c], 'float32');
+    be.typedArrayFromHeap(out).fill(0);
+    be.typedArrayFromHeap(ones).fill(1);
+    const { loops, at } = simdHeap;
+    const [xAt, outAt, onesAt] = [at(x), at(out), at(ones)];
+    // acc += 1 * row: the product is exact, so each step is one float32 addition.
+    for (let r = 0; r < p; r++) loops.mulAcc(outAt, onesAt, xAt + r * c * 4, c);
+    be.disposeData(ones.dataId);
+    return out;
+  }
+  makeResident(be, [x]);
+  const xv = be.typedArrayFromHeap(x);
+  const ov = be.typedArrayFromHeap(out);
+  ov.fill(0);
+  for (let r = 0; r < p; r++) for (let j = 0; j < c; j++) ov[j] += xv[r * c + j];
+  return out;
+}
+
 const SIX_BITS = new Int32Array(new Float32Array([6]).buffer)[0];
 
 function int32View(f: Float32Array): Int32Array {
@@ -472,6 +508,15 @@ export function registerWasmGradKernels(): void {
   for (const backendName of ['wasm', 'cpu']) {
     register({ kernelName: RELU6_GRAD_FROM_OUTPUT, backendName, kernelFunc: makeRelu6GradFromOutput(backendName) });
   }
+  register({ kernelName: COLUMN_SUMS, backendName: 'wasm', kernelFunc: columnSums as KernelFunc });
+}
+
+/** Column sums of [P, C]: the WASM kernel, elsewhere ones[1, P] @ x (a matrix-vector product beats Sum over axis 0 on WASM). */
+export function columnSumsOf(x: tf.Tensor2D): tf.Tensor1D {
+  registerWasmGradKernels();
+  const [p, c] = x.shape;
+  if (!tf.getKernel(COLUMN_SUMS, tf.getBackend())) return tf.tidy(() => tf.reshape(tf.matMul(tf.ones([1, p]) as tf.Tensor2D, x), [c]));
+  return runKernel<tf.Tensor1D>(COLUMN_SUMS, { x });
 }
 
 /** dy masked where the ReLU6 output y is strictly inside (0, 6): ReLU6's gradient without its input. */

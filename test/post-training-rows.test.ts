@@ -1,0 +1,95 @@
+import { mkdtemp, readFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../core/backend.js';
+import { HEAD } from '../core/classifier.js';
+import { createFastForward } from '../core/fast-forward.js';
+import { decodeImage } from '../core/image.js';
+import { loadModel } from '../core/model-loader.js';
+import { decodeFloat32, nearestMeanDistance } from '../core/open-set-score.js';
+import { tf } from '../core/tf.js';
+import type { AugmentDraw } from '../training/augment.js';
+import { type FeatureExtractor, InProcessExtractor } from '../training/features.js';
+import { resolveTrainOptions } from '../training/options.js';
+import { type TrainResult, train } from '../training/train.js';
+import { makeDataset } from './helpers/images.js';
+
+// The post-training pass scores the un-augmented training rows phase 1 kept instead of running the
+// frozen layers over the training images again: fewer frozen-layer views, and the same rows (each
+// photo's open-set distance is what its own pooled embedding through the saved model gives).
+describe('post-training on the rows phase 1 kept', () => {
+  let result: TrainResult;
+  const views: { layers: string[]; rows: number; augmented: number }[] = [];
+  const EPOCHS = 2;
+
+  beforeAll(async () => {
+    process.env.EDGETUNE_OFFLINE = '1';
+    delete process.env.EDGETUNE_BASE_WEIGHTS;
+    await initBackend();
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'edgetune-post-rows-'));
+    const data = await makeDataset(path.join(dir, 'data'), { red: 10, blue: 10 }, 40);
+    const opts = resolveTrainOptions({
+      data,
+      out: path.join(dir, 'model'),
+      imageSize: 32,
+      batchSize: 8,
+      epochs: 2,
+      fineTuneEpochs: EPOCHS,
+      workers: 0,
+      rotation: 0.1,
+      seed: 3,
+    });
+    // Records every frozen-layer pass: which layers, how many views, how many of them augmented.
+    const counting = async (model: tf.LayersModel): Promise<FeatureExtractor> => {
+      const inner = new InProcessExtractor(model);
+      const note = (layers: string[], draws: readonly (AugmentDraw | null)[]) =>
+        views.push({ layers, rows: draws.length, augmented: draws.filter(Boolean).length });
+      return {
+        description: inner.description,
+        compute: (images, draws, layer, onProgress) => {
+          note([layer], draws);
+          return inner.compute(images, draws, layer, onProgress);
+        },
+        computeLayers: (images, draws, layers, onProgress) => {
+          note([...layers], draws);
+          return inner.computeLayers(images, draws, layers, onProgress);
+        },
+        close: () => inner.close(),
+      };
+    };
+    result = await train(opts, () => {}, counting);
+  }, 300_000);
+
+  it('runs the frozen layers over each un-augmented training image once (phase 1), never after the phases', () => {
+    const { train: nTrain, validation: nVal } = result.manifest.dataset.counts;
+    const plain = views.filter((v) => v.augmented === 0).reduce((a, v) => a + v.rows, 0);
+    const augmented = views.reduce((a, v) => a + v.augmented, 0);
+    expect(plain).toBe(nVal + nTrain);
+    expect(augmented).toBe(EPOCHS * nTrain);
+    // Phase 1's pass produced the boundary rows as well as the pooled features.
+    expect(views.some((v) => v.augmented === 0 && v.rows === nTrain && v.layers.length === 2)).toBe(true);
+  });
+
+  it('gives each training photo in the review the open-set distance of its own embedding through the saved model', async () => {
+    const m = result.manifest;
+    const openSet = m.openSet!;
+    const means = decodeFloat32(openSet.means, openSet.dim * m.classes.length);
+    const photos = result.review.highestLoss;
+    expect(photos.length).toBeGreaterThan(3);
+    const { model } = await loadModel(result.outDir);
+    const ff = createFastForward(model);
+    try {
+      for (const p of photos) {
+        const img = await decodeImage(await readFile(path.join(result.dataDir, p.path)), { size: 32 });
+        const emb = tf.tidy(() => ff.forward(tf.tensor4d(img.data, [1, 32, 32, 3], 'float32'), { to: HEAD.pool }).dataSync());
+        expect(nearestMeanDistance(emb, means, openSet.dim).distance).toBeCloseTo(p.distance, 4);
+      }
+    } finally {
+      ff.dispose();
+      model.dispose();
+      result.model.dispose();
+      result.close();
+    }
+  }, 120_000);
+});
