@@ -21,22 +21,21 @@ export interface ModelSource {
 
 export interface ServingModel {
   model: LayersModel;
-  /** [N,S,S,3] RGB 0..255 -> probabilities on tfjs; the fused executor when it reproduces model.predict. */
-  forward: (x: Tensor) => Tensor;
   /** [n,S,S,3] RGB 0..255 pixels -> the model's output rows, on the serving engine (tfjs or onnxruntime). */
   predict: Predict;
+  /**
+   * One pass, three outputs on the serving engine: [probabilities, logits, pooled embedding]; only for
+   * models whose manifest has a temperature or class means and whose graph has the classifier's
+   * `logits` and pooled layers (what calibration and the open-set score need).
+   */
+  predictAll?: PredictAll;
   /** The fused graph (on tfjs or onnxruntime: see `runtime`) or model.predict. */
   engine: 'fused' | 'layers';
   /** What runs `predict`, e.g. `tfjs wasm` or `onnxruntime-node 1.23.2 (CPU, 2 intra-op threads), ...`. */
   runtime: string;
-  /**
-   * One pass, three outputs: [probabilities, logits, pooled embedding]; only for graphs that have the
-   * classifier's `logits` and pooled layers (what calibration and the open-set score need).
-   */
-  forwardAll?: (x: Tensor) => Tensor[];
   /** The manifest's open-set class means, decoded at load (unit rows, classes x dim). */
   openSetMeans?: Float32Array;
-  /** Frees the model and any fused weights. */
+  /** Frees the model and any fused weights or onnxruntime session. */
   dispose: () => void;
   manifest: Manifest;
   version: string;
@@ -51,6 +50,10 @@ export interface ServingModel {
 }
 
 export type Predict = (pixels: Float32Array, n: number) => Promise<Float32Array>;
+export type PredictAll = (pixels: Float32Array, n: number) => Promise<[Float32Array, Float32Array, Float32Array]>;
+
+/** What an engine adds to a loaded model. */
+export type ServingEngine = Pick<ServingModel, 'predict' | 'predictAll' | 'engine' | 'runtime' | 'dispose'>;
 
 /** `predict` over a tfjs forward. */
 export function tfjsPredict(forward: (x: Tensor) => Tensor, size: number): Predict {
@@ -60,6 +63,19 @@ export function tfjsPredict(forward: (x: Tensor) => Tensor, size: number): Predi
       return (await out.data()) as Float32Array;
     } finally {
       out.dispose();
+    }
+  };
+}
+
+/** `predictAll` over a tfjs forward with the three outputs. */
+export function tfjsPredictAll(forwardAll: (x: Tensor) => Tensor[], size: number): PredictAll {
+  return async (pixels, n) => {
+    const outs = tf.tidy(() => forwardAll(tf.tensor4d(pixels, [n, size, size, 3])));
+    try {
+      const [p, z, e] = (await Promise.all(outs.map((o) => o.data()))) as Float32Array[];
+      return [p, z, e];
+    } finally {
+      tf.dispose(outs);
     }
   };
 }
@@ -202,25 +218,16 @@ export class ModelHolder {
       const size = loaded.manifest.input.size;
       const warn = (m: string, f: Record<string, unknown>) => log.warn(m, { ...ids, uri, ...f });
       const openSetMeans = decodeMeans(loaded.manifest);
-      const tfjs = chooseEngine(loaded.model, size, warn);
-      warmUp(tfjs.forward, size);
-      if (tfjs.forwardAll) warmUp((x) => (tfjs.forwardAll as (x: Tensor) => Tensor[])(x)[0], size);
-      if ((loaded.manifest.calibration || openSetMeans) && !tfjs.forwardAll) {
+      const needsAll = !!(loaded.manifest.calibration || openSetMeans);
+      const engine =
+        (await ortServing(loaded.model, size, needsAll, this.opts.engine ?? enginePreference(), warn)) ??
+        tfjsServing(loaded.model, size, needsAll, warn);
+      if (needsAll && !engine.predictAll) {
         log.warn('the model has calibration/open-set statistics but no logits or pooled layer: serving its plain probabilities', {
           ...ids,
           uri,
         });
       }
-      // Calibrated / open-set scores come from tfjs' forwardAll (the ONNX graph has no logits or pooled
-      // output yet): converting such a model for onnxruntime would only cost load time and memory.
-      const scoredOnTfjs = !!tfjs.forwardAll && !!(loaded.manifest.calibration || openSetMeans);
-      const engine = await withServingEngine(
-        tfjs,
-        loaded.model,
-        size,
-        scoredOnTfjs ? 'wasm' : (this.opts.engine ?? enginePreference()),
-        warn,
-      );
       const warmupMs = performance.now() - t1;
       const next: ServingModel = {
         model: loaded.model,
@@ -267,16 +274,23 @@ export class ModelHolder {
   }
 }
 
+/** The tfjs forward passes of a served model. */
+export interface TfjsForward {
+  /** [N,S,S,3] RGB 0..255 -> the model's output: the fused executor when it reproduces model.predict. */
+  forward: (x: Tensor) => Tensor;
+  /** [probabilities, logits, pooled embedding] in one pass, when the graph has those layers. */
+  forwardAll?: (x: Tensor) => Tensor[];
+  engine: 'fused' | 'layers';
+  runtime: string;
+  dispose: () => void;
+}
+
 /**
  * Uses core/fast-forward (BatchNorm folded into convs, ReLU6 fused: ~2-4x faster on WASM) when it
  * builds for this graph and reproduces model.predict on a random input; else model.predict.
  * EDGETUNE_FAST_FORWARD=0 turns it off.
  */
-export function chooseEngine(
-  model: LayersModel,
-  size: number,
-  warn: (msg: string, fields: Record<string, unknown>) => void,
-): Pick<ServingModel, 'forward' | 'forwardAll' | 'engine' | 'dispose'> & { runtime: string } {
+export function chooseEngine(model: LayersModel, size: number, warn: (msg: string, fields: Record<string, unknown>) => void): TfjsForward {
   const runtime = `tfjs ${tf.getBackend()}`;
   const heads = hasHeadLayers(model);
   const multi = heads
@@ -325,59 +339,110 @@ export function chooseEngine(
   }
 }
 
-/** Max |difference| of onnxruntime's output from tfjs' on the load-time check input, beyond which serving stays on tfjs. */
+/** Max |difference| of onnxruntime's probabilities from tfjs' on the load-time check input, beyond which serving stays on tfjs. */
 export const ORT_SERVING_TOLERANCE = 1e-4;
+/** The same for logits and the pooled embedding, relative to the largest |value| (at least 1). */
+export const ORT_FEATURE_TOLERANCE = 1e-4;
 
-/**
- * Adds `predict` on the chosen engine. On onnxruntime the fused graph is converted to ONNX at load,
- * in memory (a published model.onnx is not read), checked against the tfjs path on a seeded input,
- * and warmed up; when onnxruntime cannot load, the graph does not convert or the outputs differ,
- * serving stays on tfjs and says why.
- */
-export async function withServingEngine(
-  tfjs: ReturnType<typeof chooseEngine>,
+/** Serving on tfjs: the fused executor (or model.predict), warmed up. */
+export function tfjsServing(
   model: LayersModel,
   size: number,
+  needsAll: boolean,
+  warn: (msg: string, fields: Record<string, unknown>) => void,
+): ServingEngine {
+  const tfjs = chooseEngine(model, size, warn);
+  warmUp(tfjs.forward, size);
+  const forwardAll = needsAll ? tfjs.forwardAll : undefined;
+  if (forwardAll) warmUp((x) => forwardAll(x)[0], size);
+  return {
+    predict: tfjsPredict(tfjs.forward, size),
+    ...(forwardAll ? { predictAll: tfjsPredictAll(forwardAll, size) } : {}),
+    engine: tfjs.engine,
+    runtime: tfjs.runtime,
+    dispose: tfjs.dispose,
+  };
+}
+
+/**
+ * Serving on onnxruntime, or undefined when the preference is wasm or onnxruntime cannot serve this
+ * model (said with `warn`; the caller then serves on tfjs). The fused graph is converted to ONNX at
+ * load, in memory, with the logits and pooled embedding as extra outputs when scoring needs them,
+ * checked against model.predict (tfjs) on a seeded input and warmed up. The tfjs fused executor is
+ * not built on this path: nothing would run it.
+ */
+export async function ortServing(
+  model: LayersModel,
+  size: number,
+  needsAll: boolean,
   pref: EnginePreference,
   warn: (msg: string, fields: Record<string, unknown>) => void,
-): Promise<Pick<ServingModel, 'forward' | 'forwardAll' | 'predict' | 'engine' | 'runtime' | 'dispose'>> {
-  const onTfjs = { ...tfjs, predict: tfjsPredict(tfjs.forward, size) };
+): Promise<ServingEngine | undefined> {
   let chosen: Awaited<ReturnType<typeof resolveEngine>>;
   try {
     chosen = await resolveEngine(pref);
   } catch (e) {
     warn('onnxruntime requested but not available; serving on tfjs', { error: (e as Error).message });
-    return onTfjs;
+    return undefined;
   }
-  if (chosen.name === 'wasm') return onTfjs;
+  if (chosen.name === 'wasm') return undefined;
+  const all = needsAll && hasHeadLayers(model);
+  const output = model.outputLayers[0].name;
+  const outputs = all ? [output, HEAD.logits, HEAD.pool] : [output];
   let engine: InferenceEngine | undefined;
   try {
-    const threads = edgetuneConfig().EDGETUNE_ENGINE_THREADS ?? Math.min(2, os.availableParallelism?.() ?? os.cpus().length);
-    engine = await createEngine(model, 'ort', { threads });
+    const threads = servingThreads();
+    engine = await createEngine(model, 'ort', { threads, outputs });
     const ort = engine;
     const x = tf.randomUniform([2, size, size, 3], 0, 255, 'float32', 11);
     const pixels = x.dataSync() as Float32Array;
-    const ref = tf.tidy(() => tfjs.forward(x).dataSync() as Float32Array);
+    const reference = all
+      ? tf.model({ inputs: model.inputs, outputs: outputs.map((n) => model.getLayer(n).output as tf.SymbolicTensor) })
+      : model;
+    const ref = tf.tidy(() => {
+      const y = reference.predict(x);
+      return (Array.isArray(y) ? y : [y]).map((t) => t.dataSync() as Float32Array);
+    });
     x.dispose();
-    const [got] = await ort.run(pixels, 2);
-    let diff = 0;
-    for (let i = 0; i < ref.length; i++) diff = Math.max(diff, Math.abs(ref[i] - got.data[i]));
-    if (!(diff <= ORT_SERVING_TOLERANCE)) throw new Error(`onnxruntime output differs from tfjs by ${diff}`);
+    const got = await ort.run(pixels, 2);
+    ref.forEach((r, k) => {
+      let diff = 0;
+      let scale = 1;
+      for (let i = 0; i < r.length; i++) {
+        diff = Math.max(diff, Math.abs(r[i] - got[k].data[i]));
+        scale = Math.max(scale, Math.abs(r[i]));
+      }
+      const limit = k === 0 ? ORT_SERVING_TOLERANCE : ORT_FEATURE_TOLERANCE * scale;
+      if (!(diff <= limit)) throw new Error(`onnxruntime's '${outputs[k]}' differs from tfjs by ${diff} (limit ${limit})`);
+    });
     await ort.run(new Float32Array(size * size * 3), 1);
     return {
-      ...tfjs,
-      predict: async (px, n) => (await ort.run(px, n))[0].data,
+      predict: async (px, n) => (await ort.run(px, n, [output]))[0].data,
+      ...(all
+        ? {
+            predictAll: async (px: Float32Array, n: number) => {
+              const [p, z, e] = await ort.run(px, n);
+              return [p.data, z.data, e.data] as [Float32Array, Float32Array, Float32Array];
+            },
+          }
+        : {}),
+      engine: 'fused',
       runtime: `${ort.description}, converted at load from the fused graph`,
       dispose: () => {
         void ort.dispose();
-        tfjs.dispose();
+        model.dispose();
       },
     };
   } catch (e) {
     if (engine) await engine.dispose();
     warn('onnxruntime not used; serving on tfjs', { error: (e as Error).message });
-    return onTfjs;
+    return undefined;
   }
+}
+
+/** onnxruntime's intra-op threads for serving: EDGETUNE_ENGINE_THREADS, else up to 2. */
+function servingThreads(): number {
+  return edgetuneConfig().EDGETUNE_ENGINE_THREADS ?? Math.min(2, os.availableParallelism?.() ?? os.cpus().length);
 }
 
 /** One prediction at load, so the first request does not pay for WASM kernel setup. */
