@@ -98,6 +98,8 @@ interface Server {
   listenMs?: number;
   /** From the 'model loaded' line: what serves (e.g. onnxruntime-node ... converted at load). */
   runtime?: string;
+  /** onnxruntime only: the set-up steps' times. */
+  setupMs?: Record<string, number>;
   stop(): Promise<void>;
 }
 
@@ -161,6 +163,7 @@ async function startServer(entry: string, engine: string, env: Record<string, st
     loadMs: loaded?.loadMs,
     warmupMs: loaded?.warmupMs,
     runtime: loaded?.runtime,
+    setupMs: loaded?.setupMs,
     stop: async () => {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
@@ -361,7 +364,13 @@ try {
       medians.push(`${where} ${med.coldStartMs.toFixed(0)} ms`);
       process.stdout.write(
         `cold start (process start -> first 200), model from ${where}: median ${med.coldStartMs.toFixed(0)} ms ` +
-          `(listening at ${med.listenMs?.toFixed(0) ?? '?'} ms, model fetch+build ${med.loadMs ?? '?'} ms, engine setup+warm-up ${med.warmupMs ?? '?'} ms); ` +
+          `(listening at ${med.listenMs?.toFixed(0) ?? '?'} ms, model fetch+build ${med.loadMs ?? '?'} ms, engine setup+warm-up ${med.warmupMs ?? '?'} ms${
+            med.setupMs
+              ? ` = ${Object.entries(med.setupMs)
+                  .map(([k, v]) => `${k} ${v}`)
+                  .join(', ')}`
+              : ''
+          }); ` +
           `runs ${sorted.map((x) => x.coldStartMs.toFixed(0)).join(', ')} ms\n`,
       );
     }
