@@ -1,10 +1,10 @@
 import os from 'node:os';
 import type { LayersModel, Tensor } from '@tensorflow/tfjs';
-import { HEAD } from '../core/classifier.js';
+import { HEAD, toClassProbabilities } from '../core/classifier.js';
 import { edgetuneConfig } from '../core/config.js';
 import { createEngine, type EnginePreference, enginePreference, type InferenceEngine, resolveEngine } from '../core/engine/engine.js';
 import { createFastForward } from '../core/fast-forward.js';
-import type { Manifest } from '../core/manifest.js';
+import type { Manifest, Verification } from '../core/manifest.js';
 import { decodeFloat32 } from '../core/open-set-score.js';
 import { tf } from '../core/tf.js';
 import type { Logger } from './logger.js';
@@ -14,8 +14,8 @@ import type { HolderStatus } from './schemas.js';
 export interface ModelSource {
   loadModel(
     uri: string,
-    opts?: { verify?: boolean },
-  ): Promise<{ model: LayersModel; manifest: Manifest; uri: string; version: string; etag?: string }>;
+    opts?: { verify?: boolean; sameWeightsVerification?: boolean },
+  ): Promise<{ model: LayersModel; manifest: Manifest; uri: string; version: string; etag?: string; verification?: Verification }>;
   checkForUpdate(uri: string, knownEtag?: string): Promise<{ changed: false } | { changed: true; version: string; etag?: string }>;
 }
 
@@ -56,6 +56,8 @@ export type PredictAll = (pixels: Float32Array, n: number) => Promise<[Float32Ar
 export type ServingEngine = Pick<ServingModel, 'predict' | 'predictAll' | 'engine' | 'runtime' | 'dispose'> & {
   /** Where the engine's set-up time went (logged with 'model loaded'). */
   setupMs?: Record<string, number>;
+  /** What onnxruntime's outputs were checked against at load. */
+  checkedAgainst?: string;
 };
 
 /** `predict` over a tfjs forward. */
@@ -210,8 +212,10 @@ export class ModelHolder {
         if (!check.changed || check.version === current.version) return;
         log.info('model update found', { ...ids, uri, from: current.version, to: check.version });
       }
+      const pref = this.opts.engine ?? enginePreference();
       const t0 = performance.now();
-      const loaded = await source.loadModel(uri, { verify: true });
+      // onnxruntime can be checked against verification.json instead of a tfjs pass (see ortServing).
+      const loaded = await source.loadModel(uri, { verify: true, sameWeightsVerification: pref !== 'wasm' });
       const loadMs = performance.now() - t0;
       if (current && loaded.version === current.version) {
         loaded.model.dispose();
@@ -223,7 +227,7 @@ export class ModelHolder {
       const openSetMeans = decodeMeans(loaded.manifest);
       const needsAll = !!(loaded.manifest.calibration || openSetMeans);
       const engine =
-        (await ortServing(loaded.model, size, needsAll, this.opts.engine ?? enginePreference(), warn)) ??
+        (await ortServing(loaded.model, size, needsAll, pref, warn, loaded.verification)) ??
         tfjsServing(loaded.model, size, needsAll, warn);
       if (needsAll && !engine.predictAll) {
         log.warn('the model has calibration/open-set statistics but no logits or pooled layer: serving its plain probabilities', {
@@ -232,7 +236,7 @@ export class ModelHolder {
         });
       }
       const warmupMs = performance.now() - t1;
-      const { setupMs, ...parts } = engine;
+      const { setupMs, checkedAgainst, ...parts } = engine;
       const next: ServingModel = {
         model: loaded.model,
         ...parts,
@@ -262,7 +266,7 @@ export class ModelHolder {
         runtime: next.runtime,
         loadMs: next.loadMs,
         warmupMs: next.warmupMs,
-        ...(setupMs ? { setupMs } : {}),
+        ...(setupMs ? { setupMs, checkedAgainst } : {}),
       });
     } catch (e) {
       const message = (e as Error)?.message ?? String(e);
@@ -382,6 +386,7 @@ export async function ortServing(
   needsAll: boolean,
   pref: EnginePreference,
   warn: (msg: string, fields: Record<string, unknown>) => void,
+  verification?: Verification,
 ): Promise<ServingEngine | undefined> {
   let chosen: Awaited<ReturnType<typeof resolveEngine>>;
   try {
@@ -401,34 +406,59 @@ export async function ortServing(
     engine = await createEngine(model, 'ort', { threads, outputs });
     const ort = engine;
     const t1 = performance.now();
-    // One seeded image: the reference pass through the unfused layers model is the check's cost.
-    const x = tf.randomUniform([1, size, size, 3], 0, 255, 'float32', 11);
-    const pixels = x.dataSync() as Float32Array;
-    const reference = all
-      ? tf.model({ inputs: model.inputs, outputs: outputs.map((n) => model.getLayer(n).output as tf.SymbolicTensor) })
-      : model;
-    const ref = tf.tidy(() => {
-      const y = reference.predict(x);
-      return (Array.isArray(y) ? y : [y]).map((t) => t.dataSync() as Float32Array);
-    });
-    x.dispose();
-    const t2 = performance.now();
-    const got = await ort.run(pixels, 1);
-    ref.forEach((r, k) => {
+    const [vn, vh, vw] = verification?.shape ?? [0];
+    const sameShape = !!verification && vn > 0 && vh === size && vw === size && verification.probabilities.length === vn;
+    let t2: number;
+    let checkedAgainst: string;
+    if (sameShape && verification) {
+      // verification.json's probabilities came from these very weights (the loader only gives it
+      // then): real photos, and no tfjs pass, whose first run through the layers model is slow.
+      const pixels = Float32Array.from(Buffer.from(verification.pixels, 'base64'));
+      t2 = performance.now();
+      const [probs] = await ort.run(pixels, vn, [output]);
+      const got = toClassProbabilities(probs.data, verification.probabilities[0].length);
       let diff = 0;
-      let scale = 1;
-      for (let i = 0; i < r.length; i++) {
-        diff = Math.max(diff, Math.abs(r[i] - got[k].data[i]));
-        scale = Math.max(scale, Math.abs(r[i]));
-      }
-      const limit = k === 0 ? ORT_SERVING_TOLERANCE : ORT_FEATURE_TOLERANCE * scale;
-      if (!(diff <= limit)) throw new Error(`onnxruntime's '${outputs[k]}' differs from tfjs by ${diff} (limit ${limit})`);
-    });
+      got.forEach((row, i) => {
+        row.forEach((p, c) => {
+          diff = Math.max(diff, Math.abs(p - verification.probabilities[i][c]));
+        });
+      });
+      if (!(diff <= ORT_SERVING_TOLERANCE)) throw new Error(`onnxruntime's probabilities differ from verification.json's by ${diff}`);
+      checkedAgainst = `verification.json (${vn} images), max |dp| ${diff.toExponential(2)}`;
+    } else {
+      // One seeded image: the reference pass through the unfused layers model is the check's cost.
+      const x = tf.randomUniform([1, size, size, 3], 0, 255, 'float32', 11);
+      const pixels = x.dataSync() as Float32Array;
+      const reference = all
+        ? tf.model({ inputs: model.inputs, outputs: outputs.map((n) => model.getLayer(n).output as tf.SymbolicTensor) })
+        : model;
+      const ref = tf.tidy(() => {
+        const y = reference.predict(x);
+        return (Array.isArray(y) ? y : [y]).map((t) => t.dataSync() as Float32Array);
+      });
+      x.dispose();
+      t2 = performance.now();
+      const got = await ort.run(pixels, 1);
+      let worst = 0;
+      ref.forEach((r, k) => {
+        let diff = 0;
+        let scale = 1;
+        for (let i = 0; i < r.length; i++) {
+          diff = Math.max(diff, Math.abs(r[i] - got[k].data[i]));
+          scale = Math.max(scale, Math.abs(r[i]));
+        }
+        const limit = k === 0 ? ORT_SERVING_TOLERANCE : ORT_FEATURE_TOLERANCE * scale;
+        if (!(diff <= limit)) throw new Error(`onnxruntime's '${outputs[k]}' differs from tfjs by ${diff} (limit ${limit})`);
+        worst = Math.max(worst, diff);
+      });
+      checkedAgainst = `tfjs model.predict (1 seeded image, ${outputs.length} outputs), max |d| ${worst.toExponential(2)}`;
+    }
     const t3 = performance.now();
     await ort.run(new Float32Array(size * size * 3), 1);
     const ms = (a: number, b: number) => Math.round(b - a);
     return {
-      setupMs: { convertAndSession: ms(t0, t1), tfjsReference: ms(t1, t2), check: ms(t2, t3), warmUp: ms(t3, performance.now()) },
+      setupMs: { convertAndSession: ms(t0, t1), reference: ms(t1, t2), check: ms(t2, t3), warmUp: ms(t3, performance.now()) },
+      checkedAgainst,
       predict: async (px, n) => (await ort.run(px, n, [output]))[0].data,
       ...(all
         ? {

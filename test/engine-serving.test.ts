@@ -77,6 +77,8 @@ for (const classes of [
         /^onnxruntime-node \S+ \(CPU, \d intra-op threads?\), converted at load from the fused graph$/,
       );
       expect(loaded(wasm.log)?.runtime).toMatch(/^tfjs /);
+      // A folder's weights are the ones verification.json was computed from: no tfjs pass at load.
+      expect(loaded(ort.log)?.checkedAgainst).toMatch(/^verification\.json \(\d+ images\), max \|dp\| /);
       const [a, b] = await Promise.all([wasm, ort].map(async (r) => (await r.rt.app.request('/readyz')).json()));
       expect(b.model.engine).toBe(a.model.engine);
     });
@@ -192,6 +194,9 @@ describe('serving a calibrated open-set model on ort vs wasm', () => {
       accepted: 2,
       fittedOn: 'test',
     };
+    // Marked as a quantized copy: verification.json no longer describes the served weights, so the
+    // load-time check runs tfjs on all three outputs instead.
+    m.quantization = { dtype: 'float16', weightBytes: 1, unquantizedWeightBytes: 2, valAccuracy: 1, unquantizedValAccuracy: 1 };
     await writeFile(file, JSON.stringify(m));
     wasm = await runtimeOn(dir, 'wasm');
     ort = await runtimeOn(dir, 'ort');
@@ -213,6 +218,7 @@ describe('serving a calibrated open-set model on ort vs wasm', () => {
   it('serves it on onnxruntime (logits and pooled embedding as graph outputs), not on tfjs', () => {
     const loaded = ort.log.entries.find((e) => e.msg === 'model loaded');
     expect(loaded?.runtime).toMatch(/^onnxruntime-node .*converted at load from the fused graph$/);
+    expect(loaded?.checkedAgainst).toMatch(/^tfjs model\.predict \(1 seeded image, 3 outputs\)/);
     expect(ort.log.entries.filter((e) => e.level === 'warn')).toEqual([]);
   });
 
