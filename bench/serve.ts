@@ -1,7 +1,8 @@
-// npm run bench:serve -- --model <dir>
-// Latency (p50/p95/p99) and req/s at concurrency 1 and 8 against the bundled Node server, cold start
+// npm run bench:serve -- --model <dir> [--engine wasm,ort]
+// For each serving engine, in one run: latency (p50/p95/p99) and req/s at concurrency 1 and 8 against
+// the bundled Node server, the server's own decode / inference split of a request, cold start
 // (process start to the first 200 answer) with the model on the embedded S3 and from a folder, and
-// RSS after 2,000 requests. Real alpaca JPEGs from ../shared when present. Bounded in time.
+// RSS (now and peak) after 2,000 requests. Real alpaca JPEGs from ../shared. Bounded in time.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -39,16 +40,17 @@ const opts = new Command('bench:serve')
   .option('--max-seconds <n>', 'cap on the top-up phase that reaches --requests', posInt, 120)
   .option('--no-s3', 'skip publishing to the embedded S3 (cold start from the folder only)')
   .option(
-    '--engine <name>',
-    'serving engine of the server: wasm (tfjs) or ort (onnxruntime-node) [EDGETUNE_ENGINE]',
+    '--engine <names>',
+    'serving engines to measure, one after the other: wasm (tfjs), ort (onnxruntime-node) or wasm,ort',
     (v: string) => {
-      if (v !== 'wasm' && v !== 'ort') throw new InvalidArgumentError(`expected wasm or ort; got '${v}'`);
-      return v;
+      const names = v.split(',').map((x) => x.trim());
+      for (const n of names) if (n !== 'wasm' && n !== 'ort') throw new InvalidArgumentError(`expected wasm, ort or wasm,ort; got '${v}'`);
+      return names;
     },
-    'wasm',
+    ['wasm', 'ort'],
   )
   .parse()
-  .opts<{ model?: string; seconds: number; requests: number; coldStarts: number; maxSeconds: number; s3: boolean; engine: string }>();
+  .opts<{ model?: string; seconds: number; requests: number; coldStarts: number; maxSeconds: number; s3: boolean; engine: string[] }>();
 
 if (!opts.model || !existsSync(path.join(opts.model, 'model.json'))) {
   process.stderr.write(
@@ -94,16 +96,20 @@ interface Server {
   loadMs?: number;
   warmupMs?: number;
   listenMs?: number;
+  /** From the 'model loaded' line: what serves (e.g. onnxruntime-node ... converted at load). */
+  runtime?: string;
+  /** onnxruntime only: the set-up steps' times. */
+  setupMs?: Record<string, number>;
   stop(): Promise<void>;
 }
 
 /** Starts the bundled server and times process start -> first 200 from POST /v1/classify. */
-async function startServer(entry: string, env: Record<string, string>, body: Uint8Array<ArrayBuffer>): Promise<Server> {
+async function startServer(entry: string, engine: string, env: Record<string, string>, body: Uint8Array<ArrayBuffer>): Promise<Server> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const t0 = performance.now();
   const child = spawn(process.execPath, [entry], {
-    env: { ...process.env, ...env, EDGETUNE_ENGINE: opts.engine, PORT: String(port), LOG_LEVEL: 'info' },
+    env: { ...process.env, ...env, EDGETUNE_ENGINE: engine, PORT: String(port), LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -143,6 +149,10 @@ async function startServer(entry: string, env: Record<string, string>, body: Uin
       }
     })
     .find((e) => e?.msg === 'model loaded');
+  if (engine === 'ort' && !/^onnxruntime/.test(loaded?.runtime ?? '')) {
+    const why = stdout.split('\n').find((l) => /"level":"warn"/.test(l));
+    log(`WARNING: engine ort asked for, but the server runs on ${loaded?.runtime ?? '?'}: ${why ?? '(no warning logged)'}`);
+  }
   child.stdout?.removeAllListeners('data');
   child.stdout?.resume();
   return {
@@ -152,6 +162,8 @@ async function startServer(entry: string, env: Record<string, string>, body: Uin
     listenMs,
     loadMs: loaded?.loadMs,
     warmupMs: loaded?.warmupMs,
+    runtime: loaded?.runtime,
+    setupMs: loaded?.setupMs,
     stop: async () => {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
@@ -159,9 +171,41 @@ async function startServer(entry: string, env: Record<string, string>, body: Uin
   };
 }
 
-function rssMiB(pid: number): number {
-  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
+/** VmRSS (now) or VmHWM (peak) of a process, MiB. */
+function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
+  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`${field}:\\s+(\\d+) kB`));
   return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+interface Split {
+  n: number;
+  decode: number;
+  inference: number;
+  total: number;
+}
+
+/** p50 of the server's own timings (response `timings`) over sequential requests: where a request's time goes. */
+async function split(url: string, bodies: Uint8Array<ArrayBuffer>[], n: number): Promise<Split> {
+  const d: number[] = [];
+  const inf: number[] = [];
+  const tot: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const res = await fetch(`${url}/v1/classify`, {
+      method: 'POST',
+      body: bodies[i % bodies.length],
+      headers: { 'content-type': 'image/jpeg' },
+    });
+    const t = ((await res.json()) as { timings: { decodeMs: number; inferenceMs: number; totalMs: number } }).timings;
+    d.push(t.decodeMs);
+    inf.push(t.inferenceMs);
+    tot.push(t.totalMs);
+  }
+  const p50 = (xs: number[]) =>
+    percentile(
+      [...xs].sort((a, b) => a - b),
+      50,
+    );
+  return { n, decode: p50(d), inference: p50(inf), total: p50(tot) };
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -247,7 +291,6 @@ try {
   );
   const entry = buildNodeBundle(bundleOut);
 
-  const colds: Record<string, Server[]> = { folder: [] };
   let s3Env: Record<string, string> | undefined;
   if (opts.s3) {
     await initBackend('auto', () => {});
@@ -263,52 +306,84 @@ try {
       EDGETUNE_S3_ACCESS_KEY_ID: s3.credentials.accessKeyId,
       EDGETUNE_S3_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
     };
-    colds['embedded S3'] = [];
   }
-  for (let i = 0; i < opts.coldStarts; i++) {
-    const a = await startServer(entry, { MODEL_URI: modelDir }, first);
-    colds.folder.push(a);
-    await a.stop();
-    if (s3Env) {
-      const b = await startServer(entry, s3Env, first);
-      colds['embedded S3'].push(b);
-      await b.stop();
-    }
-  }
-
-  const server = await startServer(entry, s3Env ?? { MODEL_URI: modelDir }, first);
-  cleanups.push(() => server.stop());
-  const phases: Phase[] = [];
-  phases.push(await load(server.url, bodies, 'warm-up', 1, { amount: 20 }));
-  phases.push(await load(server.url, bodies, 'concurrency 1', 1, { seconds: opts.seconds }));
-  phases.push(await load(server.url, bodies, 'concurrency 8', 8, { seconds: opts.seconds }));
-  const sent = 1 + phases.reduce((n, p) => n + p.requests, 0);
-  if (sent < opts.requests) {
-    phases.push(await load(server.url, bodies, 'top-up', 8, { amount: opts.requests - sent, capSeconds: opts.maxSeconds }));
-  }
-  const total = 1 + phases.reduce((n, p) => n + p.requests, 0);
-  const rss = rssMiB(server.child.pid!);
-
   const f = (x: number) => x.toFixed(1).padStart(8);
-  process.stdout.write(
-    `\nclassify API on Node (${entry.replace(ROOT + '/', '')}, engine ${opts.engine}), ${manifest.input.size}px alpha ${manifest.backbone.alpha}\n`,
-  );
-  process.stdout.write(`phase            conns  requests  non-200     req/s   p50 ms   p95 ms   p99 ms\n`);
-  for (const p of phases) {
+  const summary: string[] = [];
+  for (const engine of opts.engine) {
+    log(`engine ${engine}: ${opts.coldStarts} cold starts per model location, then load phases`);
+    const colds: Record<string, Server[]> = { folder: [], ...(s3Env ? { 'embedded S3': [] } : {}) };
+    for (let i = 0; i < opts.coldStarts; i++) {
+      const a = await startServer(entry, engine, { MODEL_URI: modelDir }, first);
+      colds.folder.push(a);
+      await a.stop();
+      if (s3Env) {
+        const b = await startServer(entry, engine, s3Env, first);
+        colds['embedded S3'].push(b);
+        await b.stop();
+      }
+    }
+
+    const server = await startServer(entry, engine, s3Env ?? { MODEL_URI: modelDir }, first);
+    const phases: Phase[] = [];
+    let breakdown: Split;
+    let total: number;
+    let rss: number;
+    let peak: number;
+    try {
+      phases.push(await load(server.url, bodies, 'warm-up', 1, { amount: 20 }));
+      breakdown = await split(server.url, bodies, 64);
+      phases.push(await load(server.url, bodies, 'concurrency 1', 1, { seconds: opts.seconds }));
+      phases.push(await load(server.url, bodies, 'concurrency 8', 8, { seconds: opts.seconds }));
+      const sent = 1 + breakdown.n + phases.reduce((n, p) => n + p.requests, 0);
+      if (sent < opts.requests) {
+        phases.push(await load(server.url, bodies, 'top-up', 8, { amount: opts.requests - sent, capSeconds: opts.maxSeconds }));
+      }
+      total = 1 + breakdown.n + phases.reduce((n, p) => n + p.requests, 0);
+      rss = rssMiB(server.child.pid!);
+      peak = rssMiB(server.child.pid!, 'VmHWM');
+    } finally {
+      await server.stop();
+    }
+
     process.stdout.write(
-      `${p.name.padEnd(16)} ${String(p.connections).padStart(5)} ${String(p.requests).padStart(9)} ${String(p.non200).padStart(8)} ${f(p.rps)}  ${f(p.p50)} ${f(p.p95)} ${f(p.p99)}\n`,
+      `\nclassify API on Node (${entry.replace(ROOT + '/', '')}), engine ${engine}: ${server.runtime ?? '?'}; ${manifest.input.size}px alpha ${manifest.backbone.alpha}\n`,
+    );
+    process.stdout.write(`phase            conns  requests  non-200     req/s   p50 ms   p95 ms   p99 ms\n`);
+    for (const p of phases) {
+      process.stdout.write(
+        `${p.name.padEnd(16)} ${String(p.connections).padStart(5)} ${String(p.requests).padStart(9)} ${String(p.non200).padStart(8)} ${f(p.rps)}  ${f(p.p50)} ${f(p.p95)} ${f(p.p99)}\n`,
+      );
+    }
+    process.stdout.write(
+      `server timings, p50 of ${breakdown.n} sequential requests: decode ${breakdown.decode.toFixed(1)} ms, inference ${breakdown.inference.toFixed(1)} ms, total in the handler ${breakdown.total.toFixed(1)} ms\n`,
+    );
+    const medians: string[] = [];
+    for (const [where, runs] of Object.entries(colds)) {
+      const sorted = [...runs].sort((a, b) => a.coldStartMs - b.coldStartMs);
+      const med = sorted[Math.floor((sorted.length - 1) / 2)];
+      medians.push(`${where} ${med.coldStartMs.toFixed(0)} ms`);
+      process.stdout.write(
+        `cold start (process start -> first 200), model from ${where}: median ${med.coldStartMs.toFixed(0)} ms ` +
+          `(listening at ${med.listenMs?.toFixed(0) ?? '?'} ms, model fetch+build ${med.loadMs ?? '?'} ms, engine setup+warm-up ${med.warmupMs ?? '?'} ms${
+            med.setupMs
+              ? ` = ${Object.entries(med.setupMs)
+                  .map(([k, v]) => `${k} ${v}`)
+                  .join(', ')}`
+              : ''
+          }); ` +
+          `runs ${sorted.map((x) => x.coldStartMs.toFixed(0)).join(', ')} ms\n`,
+      );
+    }
+    process.stdout.write(`RSS after ${total} requests: ${rss.toFixed(0)} MiB (peak ${peak.toFixed(0)} MiB)\n`);
+    const c1 = phases.find((p) => p.name === 'concurrency 1') as Phase;
+    const c8 = phases.find((p) => p.name === 'concurrency 8') as Phase;
+    summary.push(
+      `${engine.padEnd(6)} ${f(c1.p50)} ${f(c1.p95)} ${f(c1.p99)} ${f(c8.rps)}  ${f(breakdown.decode)} ${f(breakdown.inference)}  ${f(peak)}  cold ${medians.join(', ')}`,
     );
   }
-  for (const [where, runs] of Object.entries(colds)) {
-    const sorted = [...runs].sort((a, b) => a.coldStartMs - b.coldStartMs);
-    const med = sorted[Math.floor((sorted.length - 1) / 2)];
-    process.stdout.write(
-      `cold start (process start -> first 200), model from ${where}: median ${med.coldStartMs.toFixed(0)} ms ` +
-        `(listening at ${med.listenMs?.toFixed(0) ?? '?'} ms, model fetch+build ${med.loadMs ?? '?'} ms, warm-up ${med.warmupMs ?? '?'} ms); ` +
-        `runs ${sorted.map((x) => x.coldStartMs.toFixed(0)).join(', ')} ms\n`,
-    );
-  }
-  process.stdout.write(`RSS after ${total} requests: ${rss.toFixed(0)} MiB\n`);
+  process.stdout.write(`\nsummary (c1 latency, c8 req/s, server split p50, peak RSS MiB)\n`);
+  process.stdout.write(`engine   p50 ms   p95 ms   p99 ms    req/s  decode ms  infer ms  peak RSS\n`);
+  for (const line of summary) process.stdout.write(`${line}\n`);
   process.stdout.write(
     `load average now ${os
       .loadavg()

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { io } from '@tensorflow/tfjs';
 import { initBackend } from './backend.js';
-import { type Manifest, ManifestSchema } from './manifest.js';
+import { type Manifest, ManifestSchema, type Verification, VerificationSchema } from './manifest.js';
 import { artifactsFromModelJson } from './model-json.js';
 import { cleanEtag, getObject, isNotFound } from './s3/client.js';
 import { isS3Uri, joinKey, parseS3Uri } from './s3/uri.js';
@@ -19,6 +19,11 @@ export interface LoadedModel {
   version: string;
   /** current.json's ETag for pointers, manifest.json's for pinned S3 versions, the manifest version for folders. */
   etag?: string;
+  /**
+   * With `sameWeightsVerification`: verification.json when its probabilities were computed from the
+   * very weights loaded (no quantization, or dtype none), else undefined.
+   */
+  verification?: Verification;
 }
 
 /** The model's files do not match its manifest: sha256 mismatch, missing file, bad manifest or pointer. */
@@ -198,7 +203,7 @@ async function readPointer(bucket: string, prefix: string, ifNoneMatch?: string)
  * (follows current.json) or a pinned version `s3://bucket/models/<name>/<version>`.
  * With verify (default) every weight file's sha256 is checked against manifest.files first.
  */
-export async function loadModel(uri: string, opts: { verify?: boolean } = {}): Promise<LoadedModel> {
+export async function loadModel(uri: string, opts: { verify?: boolean; sameWeightsVerification?: boolean } = {}): Promise<LoadedModel> {
   const verify = opts.verify ?? true;
   const r = await resolve(uri);
   let source: ModelSource;
@@ -222,9 +227,21 @@ export async function loadModel(uri: string, opts: { verify?: boolean } = {}): P
   }
   if (r.kind === 'local') etag = manifest.version;
   if (r.kind === 's3-version') etag = manifestEtag;
+  const unquantized = (manifest.quantization?.dtype ?? 'none') === 'none';
+  const verification = opts.sameWeightsVerification && unquantized ? await readVerification(source) : undefined;
   await initBackend();
   const model = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
-  return { model, manifest, uri: source.uri, version: manifest.version, etag };
+  return { model, manifest, uri: source.uri, version: manifest.version, etag, ...(verification ? { verification } : {}) };
+}
+
+/** verification.json of a model source, or undefined when it is missing or malformed (it is optional here). */
+async function readVerification(source: ModelSource): Promise<Verification | undefined> {
+  try {
+    const parsed = VerificationSchema.safeParse(JSON.parse((await source.read('verification.json')).body.toString('utf8')));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

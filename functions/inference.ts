@@ -2,7 +2,6 @@ import { toClassProbabilities } from '../core/classifier.js';
 import { temperedProbabilities } from '../core/head-convention.js';
 import type { RgbImage } from '../core/image.js';
 import { nearestMeanDistance } from '../core/open-set-score.js';
-import { tf } from '../core/tf.js';
 import type { ServingModel } from './model-holder.js';
 
 export interface Prediction {
@@ -42,38 +41,32 @@ export interface ScoredImage {
  * served exactly as predictBatch does.
  */
 export async function scoreBatch(
-  serving: Pick<ServingModel, 'predict' | 'forwardAll' | 'manifest' | 'openSetMeans'>,
+  serving: Pick<ServingModel, 'predict' | 'predictAll' | 'manifest' | 'openSetMeans'>,
   images: RgbImage[],
 ): Promise<ScoredImage[]> {
-  const { manifest, forwardAll } = serving;
+  const { manifest, predictAll } = serving;
   const size = manifest.input.size;
   const numClasses = manifest.classes.length;
   const means = serving.openSetMeans;
-  if (!forwardAll || (!manifest.calibration && !means)) {
+  if (!predictAll || (!manifest.calibration && !means)) {
     const probs = await predictBatch(serving.predict, images, size, numClasses);
     return probs.map((probabilities) => ({ probabilities, calibrated: false }));
   }
-  const input = pixelsOf(images, size);
-  const outs = tf.tidy(() => forwardAll(tf.tensor4d(input, [images.length, size, size, 3])));
-  try {
-    const [probs, logits, pooled] = (await Promise.all(outs.map((o) => o.data()))) as Float32Array[];
-    const units = logits.length / images.length;
-    const dim = pooled.length / images.length;
-    const t = manifest.calibration?.temperature;
-    const raw = toClassProbabilities(probs, numClasses);
-    return images.map((_, i) => {
-      const z = logits.subarray(i * units, (i + 1) * units);
-      const out: ScoredImage = t
-        ? { probabilities: temperedProbabilities(z, numClasses, t), calibrated: true }
-        : { probabilities: raw[i], calibrated: false };
-      if (means && manifest.openSet && dim === manifest.openSet.dim) {
-        out.distance = nearestMeanDistance(pooled.subarray(i * dim, (i + 1) * dim), means, dim).distance;
-      }
-      return out;
-    });
-  } finally {
-    tf.dispose(outs);
-  }
+  const [probs, logits, pooled] = await predictAll(pixelsOf(images, size), images.length);
+  const units = logits.length / images.length;
+  const dim = pooled.length / images.length;
+  const t = manifest.calibration?.temperature;
+  const raw = toClassProbabilities(probs, numClasses);
+  return images.map((_, i) => {
+    const z = logits.subarray(i * units, (i + 1) * units);
+    const out: ScoredImage = t
+      ? { probabilities: temperedProbabilities(z, numClasses, t), calibrated: true }
+      : { probabilities: raw[i], calibrated: false };
+    if (means && manifest.openSet && dim === manifest.openSet.dim) {
+      out.distance = nearestMeanDistance(pooled.subarray(i * dim, (i + 1) * dim), means, dim).distance;
+    }
+    return out;
+  });
 }
 
 function pixelsOf(images: RgbImage[], size: number): Float32Array {

@@ -1,10 +1,10 @@
 import os from 'node:os';
 import type { LayersModel, Tensor } from '@tensorflow/tfjs';
-import { HEAD } from '../core/classifier.js';
+import { HEAD, toClassProbabilities } from '../core/classifier.js';
 import { edgetuneConfig } from '../core/config.js';
 import { createEngine, type EnginePreference, enginePreference, type InferenceEngine, resolveEngine } from '../core/engine/engine.js';
 import { createFastForward } from '../core/fast-forward.js';
-import type { Manifest } from '../core/manifest.js';
+import type { Manifest, Verification } from '../core/manifest.js';
 import { decodeFloat32 } from '../core/open-set-score.js';
 import { tf } from '../core/tf.js';
 import type { Logger } from './logger.js';
@@ -14,29 +14,28 @@ import type { HolderStatus } from './schemas.js';
 export interface ModelSource {
   loadModel(
     uri: string,
-    opts?: { verify?: boolean },
-  ): Promise<{ model: LayersModel; manifest: Manifest; uri: string; version: string; etag?: string }>;
+    opts?: { verify?: boolean; sameWeightsVerification?: boolean },
+  ): Promise<{ model: LayersModel; manifest: Manifest; uri: string; version: string; etag?: string; verification?: Verification }>;
   checkForUpdate(uri: string, knownEtag?: string): Promise<{ changed: false } | { changed: true; version: string; etag?: string }>;
 }
 
 export interface ServingModel {
   model: LayersModel;
-  /** [N,S,S,3] RGB 0..255 -> probabilities on tfjs; the fused executor when it reproduces model.predict. */
-  forward: (x: Tensor) => Tensor;
   /** [n,S,S,3] RGB 0..255 pixels -> the model's output rows, on the serving engine (tfjs or onnxruntime). */
   predict: Predict;
+  /**
+   * One pass, three outputs on the serving engine: [probabilities, logits, pooled embedding]; only for
+   * models whose manifest has a temperature or class means and whose graph has the classifier's
+   * `logits` and pooled layers (what calibration and the open-set score need).
+   */
+  predictAll?: PredictAll;
   /** The fused graph (on tfjs or onnxruntime: see `runtime`) or model.predict. */
   engine: 'fused' | 'layers';
   /** What runs `predict`, e.g. `tfjs wasm` or `onnxruntime-node 1.23.2 (CPU, 2 intra-op threads), ...`. */
   runtime: string;
-  /**
-   * One pass, three outputs: [probabilities, logits, pooled embedding]; only for graphs that have the
-   * classifier's `logits` and pooled layers (what calibration and the open-set score need).
-   */
-  forwardAll?: (x: Tensor) => Tensor[];
   /** The manifest's open-set class means, decoded at load (unit rows, classes x dim). */
   openSetMeans?: Float32Array;
-  /** Frees the model and any fused weights. */
+  /** Frees the model and any fused weights or onnxruntime session. */
   dispose: () => void;
   manifest: Manifest;
   version: string;
@@ -51,6 +50,15 @@ export interface ServingModel {
 }
 
 export type Predict = (pixels: Float32Array, n: number) => Promise<Float32Array>;
+export type PredictAll = (pixels: Float32Array, n: number) => Promise<[Float32Array, Float32Array, Float32Array]>;
+
+/** What an engine adds to a loaded model. */
+export type ServingEngine = Pick<ServingModel, 'predict' | 'predictAll' | 'engine' | 'runtime' | 'dispose'> & {
+  /** Where the engine's set-up time went (logged with 'model loaded'). */
+  setupMs?: Record<string, number>;
+  /** What onnxruntime's outputs were checked against at load. */
+  checkedAgainst?: string;
+};
 
 /** `predict` over a tfjs forward. */
 export function tfjsPredict(forward: (x: Tensor) => Tensor, size: number): Predict {
@@ -60,6 +68,19 @@ export function tfjsPredict(forward: (x: Tensor) => Tensor, size: number): Predi
       return (await out.data()) as Float32Array;
     } finally {
       out.dispose();
+    }
+  };
+}
+
+/** `predictAll` over a tfjs forward with the three outputs. */
+export function tfjsPredictAll(forwardAll: (x: Tensor) => Tensor[], size: number): PredictAll {
+  return async (pixels, n) => {
+    const outs = tf.tidy(() => forwardAll(tf.tensor4d(pixels, [n, size, size, 3])));
+    try {
+      const [p, z, e] = (await Promise.all(outs.map((o) => o.data()))) as Float32Array[];
+      return [p, z, e];
+    } finally {
+      tf.dispose(outs);
     }
   };
 }
@@ -191,8 +212,10 @@ export class ModelHolder {
         if (!check.changed || check.version === current.version) return;
         log.info('model update found', { ...ids, uri, from: current.version, to: check.version });
       }
+      const pref = this.opts.engine ?? enginePreference();
       const t0 = performance.now();
-      const loaded = await source.loadModel(uri, { verify: true });
+      // onnxruntime can be checked against verification.json instead of a tfjs pass (see ortServing).
+      const loaded = await source.loadModel(uri, { verify: true, sameWeightsVerification: pref !== 'wasm' });
       const loadMs = performance.now() - t0;
       if (current && loaded.version === current.version) {
         loaded.model.dispose();
@@ -202,29 +225,21 @@ export class ModelHolder {
       const size = loaded.manifest.input.size;
       const warn = (m: string, f: Record<string, unknown>) => log.warn(m, { ...ids, uri, ...f });
       const openSetMeans = decodeMeans(loaded.manifest);
-      const tfjs = chooseEngine(loaded.model, size, warn);
-      warmUp(tfjs.forward, size);
-      if (tfjs.forwardAll) warmUp((x) => (tfjs.forwardAll as (x: Tensor) => Tensor[])(x)[0], size);
-      if ((loaded.manifest.calibration || openSetMeans) && !tfjs.forwardAll) {
+      const needsAll = !!(loaded.manifest.calibration || openSetMeans);
+      const engine =
+        (await ortServing(loaded.model, size, needsAll, pref, warn, loaded.verification)) ??
+        tfjsServing(loaded.model, size, needsAll, warn);
+      if (needsAll && !engine.predictAll) {
         log.warn('the model has calibration/open-set statistics but no logits or pooled layer: serving its plain probabilities', {
           ...ids,
           uri,
         });
       }
-      // Calibrated / open-set scores come from tfjs' forwardAll (the ONNX graph has no logits or pooled
-      // output yet): converting such a model for onnxruntime would only cost load time and memory.
-      const scoredOnTfjs = !!tfjs.forwardAll && !!(loaded.manifest.calibration || openSetMeans);
-      const engine = await withServingEngine(
-        tfjs,
-        loaded.model,
-        size,
-        scoredOnTfjs ? 'wasm' : (this.opts.engine ?? enginePreference()),
-        warn,
-      );
       const warmupMs = performance.now() - t1;
+      const { setupMs, checkedAgainst, ...parts } = engine;
       const next: ServingModel = {
         model: loaded.model,
-        ...engine,
+        ...parts,
         ...(openSetMeans ? { openSetMeans } : {}),
         manifest: loaded.manifest,
         version: loaded.version,
@@ -251,6 +266,7 @@ export class ModelHolder {
         runtime: next.runtime,
         loadMs: next.loadMs,
         warmupMs: next.warmupMs,
+        ...(setupMs ? { setupMs, checkedAgainst } : {}),
       });
     } catch (e) {
       const message = (e as Error)?.message ?? String(e);
@@ -267,16 +283,23 @@ export class ModelHolder {
   }
 }
 
+/** The tfjs forward passes of a served model. */
+export interface TfjsForward {
+  /** [N,S,S,3] RGB 0..255 -> the model's output: the fused executor when it reproduces model.predict. */
+  forward: (x: Tensor) => Tensor;
+  /** [probabilities, logits, pooled embedding] in one pass, when the graph has those layers. */
+  forwardAll?: (x: Tensor) => Tensor[];
+  engine: 'fused' | 'layers';
+  runtime: string;
+  dispose: () => void;
+}
+
 /**
  * Uses core/fast-forward (BatchNorm folded into convs, ReLU6 fused: ~2-4x faster on WASM) when it
  * builds for this graph and reproduces model.predict on a random input; else model.predict.
  * EDGETUNE_FAST_FORWARD=0 turns it off.
  */
-export function chooseEngine(
-  model: LayersModel,
-  size: number,
-  warn: (msg: string, fields: Record<string, unknown>) => void,
-): Pick<ServingModel, 'forward' | 'forwardAll' | 'engine' | 'dispose'> & { runtime: string } {
+export function chooseEngine(model: LayersModel, size: number, warn: (msg: string, fields: Record<string, unknown>) => void): TfjsForward {
   const runtime = `tfjs ${tf.getBackend()}`;
   const heads = hasHeadLayers(model);
   const multi = heads
@@ -325,59 +348,147 @@ export function chooseEngine(
   }
 }
 
-/** Max |difference| of onnxruntime's output from tfjs' on the load-time check input, beyond which serving stays on tfjs. */
+/** Max |difference| of onnxruntime's probabilities from tfjs' on the load-time check input, beyond which serving stays on tfjs. */
 export const ORT_SERVING_TOLERANCE = 1e-4;
+/** Photos of verification.json the load-time check runs. */
+const VERIFICATION_CHECK_IMAGES = 2;
+/** The same for logits and the pooled embedding, relative to the largest |value| (at least 1). */
+export const ORT_FEATURE_TOLERANCE = 1e-4;
 
-/**
- * Adds `predict` on the chosen engine. On onnxruntime the fused graph is converted to ONNX at load,
- * in memory (a published model.onnx is not read), checked against the tfjs path on a seeded input,
- * and warmed up; when onnxruntime cannot load, the graph does not convert or the outputs differ,
- * serving stays on tfjs and says why.
- */
-export async function withServingEngine(
-  tfjs: ReturnType<typeof chooseEngine>,
+/** Serving on tfjs: the fused executor (or model.predict), warmed up. */
+export function tfjsServing(
   model: LayersModel,
   size: number,
+  needsAll: boolean,
+  warn: (msg: string, fields: Record<string, unknown>) => void,
+): ServingEngine {
+  const tfjs = chooseEngine(model, size, warn);
+  warmUp(tfjs.forward, size);
+  const forwardAll = needsAll ? tfjs.forwardAll : undefined;
+  if (forwardAll) warmUp((x) => forwardAll(x)[0], size);
+  return {
+    predict: tfjsPredict(tfjs.forward, size),
+    ...(forwardAll ? { predictAll: tfjsPredictAll(forwardAll, size) } : {}),
+    engine: tfjs.engine,
+    runtime: tfjs.runtime,
+    dispose: tfjs.dispose,
+  };
+}
+
+/**
+ * Serving on onnxruntime, or undefined when the preference is wasm or onnxruntime cannot serve this
+ * model (said with `warn`; the caller then serves on tfjs). The fused graph is converted to ONNX at
+ * load, in memory, with the logits and pooled embedding as extra outputs when scoring needs them,
+ * checked against model.predict (tfjs) on a seeded input and warmed up. The tfjs fused executor is
+ * not built on this path: nothing would run it.
+ */
+export async function ortServing(
+  model: LayersModel,
+  size: number,
+  needsAll: boolean,
   pref: EnginePreference,
   warn: (msg: string, fields: Record<string, unknown>) => void,
-): Promise<Pick<ServingModel, 'forward' | 'forwardAll' | 'predict' | 'engine' | 'runtime' | 'dispose'>> {
-  const onTfjs = { ...tfjs, predict: tfjsPredict(tfjs.forward, size) };
+  verification?: Verification,
+): Promise<ServingEngine | undefined> {
   let chosen: Awaited<ReturnType<typeof resolveEngine>>;
   try {
     chosen = await resolveEngine(pref);
   } catch (e) {
     warn('onnxruntime requested but not available; serving on tfjs', { error: (e as Error).message });
-    return onTfjs;
+    return undefined;
   }
-  if (chosen.name === 'wasm') return onTfjs;
+  if (chosen.name === 'wasm') return undefined;
+  const all = needsAll && hasHeadLayers(model);
+  const output = model.outputLayers[0].name;
+  const outputs = all ? [output, HEAD.logits, HEAD.pool] : [output];
   let engine: InferenceEngine | undefined;
   try {
-    const threads = edgetuneConfig().EDGETUNE_ENGINE_THREADS ?? Math.min(2, os.availableParallelism?.() ?? os.cpus().length);
-    engine = await createEngine(model, 'ort', { threads });
+    const threads = servingThreads();
+    const t0 = performance.now();
+    engine = await createEngine(model, 'ort', { threads, outputs });
     const ort = engine;
-    const x = tf.randomUniform([2, size, size, 3], 0, 255, 'float32', 11);
-    const pixels = x.dataSync() as Float32Array;
-    const ref = tf.tidy(() => tfjs.forward(x).dataSync() as Float32Array);
-    x.dispose();
-    const [got] = await ort.run(pixels, 2);
-    let diff = 0;
-    for (let i = 0; i < ref.length; i++) diff = Math.max(diff, Math.abs(ref[i] - got.data[i]));
-    if (!(diff <= ORT_SERVING_TOLERANCE)) throw new Error(`onnxruntime output differs from tfjs by ${diff}`);
+    const t1 = performance.now();
+    const [vn, vh, vw] = verification?.shape ?? [0];
+    const sameShape = !!verification && vn > 0 && vh === size && vw === size && verification.probabilities.length === vn;
+    let t2: number;
+    let checkedAgainst: string;
+    if (sameShape && verification) {
+      // verification.json's probabilities came from these very weights (the loader only gives it
+      // then): real photos, and no tfjs pass, whose first run through the layers model is slow.
+      // Two of its photos: each one costs a full-size inference here, at start-up.
+      const k = Math.min(vn, VERIFICATION_CHECK_IMAGES);
+      const pixels = Float32Array.from(Buffer.from(verification.pixels, 'base64').subarray(0, k * size * size * 3));
+      t2 = performance.now();
+      const [probs] = await ort.run(pixels, k, [output]);
+      const got = toClassProbabilities(probs.data, verification.probabilities[0].length);
+      let diff = 0;
+      got.forEach((row, i) => {
+        row.forEach((p, c) => {
+          diff = Math.max(diff, Math.abs(p - verification.probabilities[i][c]));
+        });
+      });
+      if (!(diff <= ORT_SERVING_TOLERANCE)) throw new Error(`onnxruntime's probabilities differ from verification.json's by ${diff}`);
+      checkedAgainst = `verification.json (${k} images), max |dp| ${diff.toExponential(2)}`;
+    } else {
+      // One seeded image: the reference pass through the unfused layers model is the check's cost.
+      const x = tf.randomUniform([1, size, size, 3], 0, 255, 'float32', 11);
+      const pixels = x.dataSync() as Float32Array;
+      const reference = all
+        ? tf.model({ inputs: model.inputs, outputs: outputs.map((n) => model.getLayer(n).output as tf.SymbolicTensor) })
+        : model;
+      const ref = tf.tidy(() => {
+        const y = reference.predict(x);
+        return (Array.isArray(y) ? y : [y]).map((t) => t.dataSync() as Float32Array);
+      });
+      x.dispose();
+      t2 = performance.now();
+      const got = await ort.run(pixels, 1);
+      let worst = 0;
+      ref.forEach((r, k) => {
+        let diff = 0;
+        let scale = 1;
+        for (let i = 0; i < r.length; i++) {
+          diff = Math.max(diff, Math.abs(r[i] - got[k].data[i]));
+          scale = Math.max(scale, Math.abs(r[i]));
+        }
+        const limit = k === 0 ? ORT_SERVING_TOLERANCE : ORT_FEATURE_TOLERANCE * scale;
+        if (!(diff <= limit)) throw new Error(`onnxruntime's '${outputs[k]}' differs from tfjs by ${diff} (limit ${limit})`);
+        worst = Math.max(worst, diff);
+      });
+      checkedAgainst = `tfjs model.predict (1 seeded image, ${outputs.length} outputs), max |d| ${worst.toExponential(2)}`;
+    }
+    const t3 = performance.now();
     await ort.run(new Float32Array(size * size * 3), 1);
+    const ms = (a: number, b: number) => Math.round(b - a);
     return {
-      ...tfjs,
-      predict: async (px, n) => (await ort.run(px, n))[0].data,
+      setupMs: { convertAndSession: ms(t0, t1), reference: ms(t1, t2), check: ms(t2, t3), warmUp: ms(t3, performance.now()) },
+      checkedAgainst,
+      predict: async (px, n) => (await ort.run(px, n, [output]))[0].data,
+      ...(all
+        ? {
+            predictAll: async (px: Float32Array, n: number) => {
+              const [p, z, e] = await ort.run(px, n);
+              return [p.data, z.data, e.data] as [Float32Array, Float32Array, Float32Array];
+            },
+          }
+        : {}),
+      engine: 'fused',
       runtime: `${ort.description}, converted at load from the fused graph`,
       dispose: () => {
         void ort.dispose();
-        tfjs.dispose();
+        model.dispose();
       },
     };
   } catch (e) {
     if (engine) await engine.dispose();
     warn('onnxruntime not used; serving on tfjs', { error: (e as Error).message });
-    return onTfjs;
+    return undefined;
   }
+}
+
+/** onnxruntime's intra-op threads for serving: EDGETUNE_ENGINE_THREADS, else up to 2. */
+function servingThreads(): number {
+  return edgetuneConfig().EDGETUNE_ENGINE_THREADS ?? Math.min(2, os.availableParallelism?.() ?? os.cpus().length);
 }
 
 /** One prediction at load, so the first request does not pay for WASM kernel setup. */

@@ -123,6 +123,9 @@ async function bundle(name: string, entry: string, opts: { external: string[]; p
   });
   copyWasm(dir);
   copyDocs(dir);
+  // core/export/onnx.ts reads the ONNX schema beside the running module: serving on onnxruntime
+  // converts the model at load with it (without it the bundle silently served on tfjs).
+  copyFileSync(path.join(ROOT, 'core/export/onnx.proto'), path.join(dir, 'onnx.proto'));
   return dir;
 }
 

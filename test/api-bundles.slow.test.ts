@@ -84,6 +84,8 @@ describe('esbuild bundles', () => {
     );
     expect(ready.statusCode).toBe(200);
     expect(JSON.parse(ready.body as string)).toMatchObject({ ready: true, backend: expect.stringMatching(/^wasm/) });
+    // Serving on onnxruntime converts the model at load with the ONNX schema the bundle ships.
+    expect((await readFile(path.join(dir, 'onnx.proto'))).equals(await readFile(path.join(REPO_DIR, 'core/export/onnx.proto')))).toBe(true);
     expect(classify.statusCode).toBe(200);
     const j = JSON.parse(classify.body as string);
     expect(j.predictions).toHaveLength(2);
