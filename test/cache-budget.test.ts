@@ -34,9 +34,10 @@ describe('memory limit and default budget', () => {
     expect(memoryLimitBytes({ constrained: () => 0, files: [path.join(dir, 'missing')], total: () => 8 * GiB })).toBe(8 * GiB);
   });
 
-  it('is 1 GiB, a quarter of the limit when that is small', () => {
-    expect(defaultCacheBudget(14 * GiB)).toBe(GiB);
-    expect(defaultCacheBudget(2 * GiB)).toBe(GiB / 2);
+  it('is 256 MiB, a quarter of the limit when that is small', () => {
+    expect(defaultCacheBudget(14 * GiB)).toBe(GiB / 4);
+    expect(defaultCacheBudget(2 * GiB)).toBe(GiB / 4);
+    expect(defaultCacheBudget(GiB / 2)).toBe(GiB / 8);
     expect(defaultCacheBudget()).toBeGreaterThan(0);
   });
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ManifestSchema } from '../core/manifest.js';
 import { dataReport } from '../training/data-report.js';
-import { type DatasetFile, hashDatasetFiles, type Split } from '../training/dataset.js';
+import { type DatasetFile, type DecodedFile, decodeStream, type Split } from '../training/dataset.js';
 import { formatDuration, humanReporter, jsonReporter, ProgressClock, type TrainEvent } from '../training/progress.js';
 import { dataChecksSection } from '../training/report/data-section.js';
 import { reportHtml } from '../training/report/html.js';
@@ -17,28 +17,31 @@ afterAll(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true 
 const file = (relPath: string, label: number, sha256?: string): DatasetFile => ({ relPath, absPath: `/x/${relPath}`, label, sha256 });
 const emptySplit = (): Split => ({ train: [], validation: [], test: [] });
 
-describe('hashDatasetFiles', () => {
-  it('streams the sha256 of each file, the same as hashing the bytes whole; an unreadable file gets none', async () => {
+describe('decodeStream hashes', () => {
+  it('sets the sha256 of each file from the bytes it decodes (one read); an unreadable file gets none, an undecodable one does', async () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'edgetune-hash-'));
     dirs.push(root);
     const files: DatasetFile[] = [];
-    for (let i = 0; i < 5; i++) {
+    for (let i = 0; i < 4; i++) {
       const p = path.join(root, `${i}.png`);
-      // One file larger than a read chunk (64 KiB), so the stream really comes in pieces.
-      await writeFile(p, i === 4 ? Buffer.alloc(300_000, 7) : await makeImage('png', { color: [i * 40, 0, 0] }));
+      await writeFile(p, await makeImage('png', { color: [i * 40, 0, 0] }));
       files.push({ relPath: `${i}.png`, absPath: p, label: 0 });
     }
+    await writeFile(path.join(root, 'bad.png'), Buffer.alloc(300_000, 7));
+    files.push({ relPath: 'bad.png', absPath: path.join(root, 'bad.png'), label: 0 });
     files.push({ relPath: 'gone.png', absPath: path.join(root, 'gone.png'), label: 0 });
-    const progress: number[] = [];
-    await hashDatasetFiles(files, { concurrency: 2, onProgress: (d) => progress.push(d) });
-    for (const f of files.slice(0, 5))
-      expect(f.sha256).toBe(
-        createHash('sha256')
-          .update(await readFile(f.absPath))
-          .digest('hex'),
-      );
+    const out: DecodedFile[] = [];
+    for await (const r of decodeStream(files, { size: 8, concurrency: 2 })) out.push(r);
+    for (const f of files.slice(0, 5)) {
+      const want = createHash('sha256')
+        .update(await readFile(f.absPath))
+        .digest('hex');
+      expect(f.sha256).toBe(want);
+      expect(out.find((r) => r.file === f)?.hash).toBe(want);
+    }
+    expect(out.find((r) => r.file.relPath === 'bad.png')?.error).toBeTruthy();
     expect(files[5].sha256).toBeUndefined();
-    expect(progress).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(out.map((r) => r.index)).toEqual([0, 1, 2, 3, 4, 5]);
   });
 });
 

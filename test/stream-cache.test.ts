@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { buildClassifier, HEAD } from '../core/classifier.js';
+import { toProbabilities } from '../core/head-convention.js';
 import type { LayersModel } from '../core/tf.js';
 import { tf } from '../core/tf.js';
 import type { AugmentDraw } from '../training/augment.js';
@@ -18,6 +19,7 @@ import { resolveTrainOptions } from '../training/options.js';
 import { memoryStore } from '../training/row-store.js';
 import { SpillArea } from '../training/spill.js';
 import { train } from '../training/train.js';
+import { tailProbabilities } from '../training/train-phases.js';
 import { computeStores } from '../training/view-cache.js';
 import { randomizeBatchNorm } from './helpers/fast-forward-fixtures.js';
 import { makeDataset } from './helpers/images.js';
@@ -130,4 +132,37 @@ describe('train with everything spilled to disk', () => {
     expect(disk.sha).toBe(mem.sha);
     expect(tf.memory().numTensors).toBe(before);
   }, 300_000);
+});
+
+describe('validation probabilities of the fine-tuned tail', () => {
+  it('are gathered a few batches per call, never the whole split at once, and come out as from one call', async () => {
+    const dim = 262_144; // 32 rows of float32 are 32 MiB: one batch per call
+    const rows = 70;
+    const data = new Float32Array(rows * dim).map((_, k) => ((k * 7919) % 1000) / 1000 - 0.5);
+    const store = memoryStore({ data, shape: [dim], rows });
+    const calls: number[][] = [];
+    // Three logits of a row: its mean, its first and its last value (a batch's logits depend on its rows only).
+    const logitsOf = (b: Float32Array) => {
+      const n = b.length / dim;
+      const out = new Float32Array(n * 3);
+      for (let r = 0; r < n; r++) {
+        let sum = 0;
+        for (let k = 0; k < dim; k++) sum += b[r * dim + k];
+        out.set([sum / dim, b[r * dim], b[(r + 1) * dim - 1]], r * 3);
+      }
+      return out;
+    };
+    const tail = {
+      threads: 1,
+      evaluateLogits: async (batches: readonly Float32Array[]) => {
+        calls.push(batches.map((b) => b.length / dim));
+        return batches.map(logitsOf);
+      },
+    };
+    const probs = await tailProbabilities(tail, store, 3);
+    expect(calls).toEqual([[32], [32], [6]]);
+    const want = tf.tidy(() => toProbabilities(tf.tensor2d(logitsOf(data), [rows, 3]), 3).dataSync() as Float32Array);
+    expect(bits(probs)).toEqual(bits(want));
+    store.dispose();
+  });
 });

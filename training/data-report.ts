@@ -2,8 +2,8 @@ import type { DataReport } from '../core/manifest.js';
 import type { DatasetFile, Split } from './dataset.js';
 
 /**
- * Class balance and exact duplicates (by the sha256 of the file bytes, see hashDatasetFiles) of
- * the listed files, before any decode: the same photo under two labels, or on both sides of the
+ * Class balance and exact duplicates (by the sha256 of the file bytes, set as decodeStream reads
+ * each file once) of the listed files: the same photo under two labels, or on both sides of the
  * split (which leaks validation into training). Near-duplicates are not looked for.
  */
 

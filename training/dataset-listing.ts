@@ -1,12 +1,12 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { type DataReport, dataReport } from './data-report.js';
-import { DatasetError, type DatasetListing, hashDatasetFiles, listDataset, type SkippedFile, type Split, splitDataset } from './dataset.js';
+import { DatasetError, type DatasetListing, listDataset, type SkippedFile, type Split, splitDataset } from './dataset.js';
 import { listFromLabels, resolveLabelsFile } from './label-manifest.js';
 import type { TrainOptions } from './options.js';
 import type { Reporter } from './progress.js';
 
-/** A run's dataset before any decode: listed (class folders or a label manifest), hashed, split, checked. */
+/** A run's dataset before any decode: listed (class folders or a label manifest) and split; no file read yet. */
 export interface ListedData {
   /** Local folder of the dataset (an s3:// dataset is synced to one first). */
   dir: string;
@@ -14,14 +14,18 @@ export interface ListedData {
   split: Split;
   /** Listed rows of a label manifest that are not used (missing, not images, no label). */
   skipped: SkippedFile[];
-  report: DataReport;
+  /** The label manifest's file name and its unlisted images, for the data report. */
+  labels?: { file: string; unlisted: readonly string[] };
   /** For the fingerprint: with a label manifest the path does not fix the class or the split, so they are hashed too. */
   assigned?: { labels: Map<string, string>; splits: Map<string, string> };
 }
 
 const MAX_LINES = 20;
 
-/** Syncs an s3:// dataset, lists it, hashes the file bytes (streamed), splits it and reports balance and duplicates. */
+/**
+ * Syncs an s3:// dataset, lists it and splits it. No file is read here: the bytes are hashed when
+ * they are decoded, and the data report (reportDataQuality) is built from those hashes.
+ */
 export async function listAndSplit(
   opts: Pick<TrainOptions, 'data' | 'labels' | 'validationSplit' | 'testSplit' | 'seed' | 'stratified'>,
   report: Reporter,
@@ -68,8 +72,6 @@ export async function listAndSplit(
     listing = await listDataset(dir);
   }
 
-  report({ type: 'stage', stage: `hashing ${listing.files.length} files`, total: listing.files.length });
-  await hashDatasetFiles(listing.files, { onProgress: (done, total) => report({ type: 'progress', stage: 'hash', done, total }) });
   const split =
     given ??
     splitDataset(listing, {
@@ -78,20 +80,30 @@ export async function listAndSplit(
       seed: opts.seed,
       stratified: opts.stratified,
     });
-  const quality = dataReport(listing.classes, split, labelsFile ? { labels: { file: path.basename(labelsFile), unlisted } } : {});
-  const { duplicates: d, smallest, largest } = quality;
-  info(
-    `class balance: smallest ${smallest.class} (${smallest.count}), largest ${largest.class} (${largest.count}); ` +
-      `${d.groups} set(s) of identical files (${d.crossClass} across classes, ${d.crossSplit} across the split)` +
-      (split.test.length ? `; ${split.test.length} test images held out` : ''),
-  );
-  for (const w of quality.warnings) report({ type: 'warning', message: w });
-
   const assigned = labelsFile
     ? {
         labels: new Map(listing.files.map((f) => [f.relPath, listing.classes[f.label]])),
         splits: new Map(listing.files.filter((f) => f.split).map((f) => [f.relPath, f.split as string])),
       }
     : undefined;
-  return { dir, listing, split, skipped, report: quality, assigned };
+  return { dir, listing, split, skipped, labels: labelsFile ? { file: path.basename(labelsFile), unlisted } : undefined, assigned };
+}
+
+/**
+ * Class balance and exact duplicates of the listed files, from the sha256 each file got when it
+ * was read (decodeStream sets `file.sha256`), with the info line and the warnings.
+ */
+export function reportDataQuality(listed: ListedData, report: Reporter): DataReport {
+  const { listing, split } = listed;
+  const quality = dataReport(listing.classes, split, listed.labels ? { labels: listed.labels } : {});
+  const { duplicates: d, smallest, largest } = quality;
+  report({
+    type: 'info',
+    message:
+      `class balance: smallest ${smallest.class} (${smallest.count}), largest ${largest.class} (${largest.count}); ` +
+      `${d.groups} set(s) of identical files (${d.crossClass} across classes, ${d.crossSplit} across the split)` +
+      (split.test.length ? `; ${split.test.length} test images held out` : ''),
+  });
+  for (const w of quality.warnings) report({ type: 'warning', message: w });
+  return quality;
 }

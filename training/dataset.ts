@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { decodeImage, IMAGE_EXTENSIONS, type ResizeMode, type RgbImage } from '../core/image.js';
@@ -19,7 +18,7 @@ export interface DatasetFile {
   label: number;
   /** Pre-assigned by a label manifest's split column; unset files are split randomly. */
   split?: 'train' | 'validation' | 'test';
-  /** sha256 (hex) of the file bytes, set by hashDatasetFiles before any decode. */
+  /** sha256 (hex) of the file bytes, set by decodeStream when it reads them (unset if unreadable). */
   sha256?: string;
 }
 
@@ -138,33 +137,6 @@ export function splitDataset(listing: DatasetListing, opts: SplitOptions): Split
   return split;
 }
 
-/**
- * sha256 of each file's bytes, streamed (no file is held whole), bounded concurrency; sets
- * `file.sha256`. An unreadable file keeps no hash (decoding reports it later).
- */
-export async function hashDatasetFiles(
-  files: readonly DatasetFile[],
-  opts: { concurrency?: number; onProgress?: (done: number, total: number) => void } = {},
-): Promise<void> {
-  const { concurrency = 8, onProgress } = opts;
-  let next = 0;
-  let done = 0;
-  const worker = async () => {
-    while (next < files.length) {
-      const file = files[next++];
-      try {
-        const h = createHash('sha256');
-        for await (const chunk of createReadStream(file.absPath)) h.update(chunk as Buffer);
-        file.sha256 = h.digest('hex');
-      } catch {
-        file.sha256 = undefined;
-      }
-      onProgress?.(++done, files.length);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, worker));
-}
-
 export interface DecodedImage extends RgbImage {
   file: DatasetFile;
 }
@@ -201,6 +173,7 @@ export interface DecodedFile {
 
 /**
  * Decodes files in order with bounded parallelism, so memory stays bounded whatever the file count.
+ * Sets each readable file's `sha256` from the same bytes.
  */
 export async function* decodeStream(files: readonly DatasetFile[], opts: DecodeOptions): AsyncGenerator<DecodedFile> {
   const { size, resize = 'stretch', concurrency = 8, onProgress } = opts;
@@ -222,8 +195,9 @@ export async function* decodeStream(files: readonly DatasetFile[], opts: DecodeO
     let hash: string | undefined;
     try {
       const bytes = await readFile(file.absPath);
-      // Listing already hashed the same bytes (hashDatasetFiles); otherwise hash them here.
-      hash = file.sha256 ?? createHash('sha256').update(bytes).digest('hex');
+      // Each file is read once: its hash for the fingerprint and the data report comes from these bytes.
+      hash = createHash('sha256').update(bytes).digest('hex');
+      file.sha256 = hash;
       return { index, file, hash, image: { ...(await decodeImage(bytes, { size, resize })), file } };
     } catch (e) {
       return { index, file, hash, error: (e as Error).message };

@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { DataReport } from '../core/manifest.js';
 import { formatMiB, type RunCache } from './cache-budget.js';
 import { datasetFingerprint, decodeStream, type SkippedFile, type Split } from './dataset.js';
-import { listAndSplit } from './dataset-listing.js';
+import { listAndSplit, reportDataQuality } from './dataset-listing.js';
 import { type ImageSet, ImageSetBuilder } from './image-set.js';
 import type { TrainOptions } from './options.js';
 import type { Reporter } from './progress.js';
@@ -30,18 +30,20 @@ export interface TrainData {
   decodeSeconds: number;
   /** The validation images used (relative paths, in `validation` order), for the manifest. */
   validationFiles: string[];
-  /** Class balance and duplicates, before decoding. */
+  /** Class balance and duplicates, from the hashes taken as the files were read for decoding. */
   dataReport: DataReport;
 }
 
 /**
  * Lists (syncing an s3:// dataset first), splits (or takes `given`, e.g. a cross-validation fold)
- * and decodes the dataset in one bounded pass: each image is decoded, hashed and appended to its
- * side's image set, never all held at once unless the cache budget has room for them.
+ * and decodes the dataset in one bounded pass: each file is read once, hashed (the fingerprint and
+ * the data report's duplicates) and decoded, and the image appended to its side's image set,
+ * never all held at once unless the cache budget has room for them.
  */
 export async function loadData(opts: TrainOptions, report: Reporter, cache: RunCache, given?: Split): Promise<TrainData> {
   const t = performance.now();
-  const { dir, listing, split, skipped: unused, report: dataReport, assigned } = await listAndSplit(opts, report, {}, given);
+  const listed = await listAndSplit(opts, report, {}, given);
+  const { dir, listing, split, skipped: unused, assigned } = listed;
   const files = [...split.train, ...split.validation, ...split.test];
   report({ type: 'stage', stage: `decoding ${files.length} images`, total: files.length });
   const trainB = new ImageSetBuilder(cache, 'train-images', opts.imageSize, split.train.length);
@@ -70,6 +72,7 @@ export async function loadData(opts: TrainOptions, report: Reporter, cache: RunC
     for (const b of [trainB, valB, testB]) b.finish().dispose();
     throw e;
   }
+  const dataReport = reportDataQuality(listed, report);
   skipped.sort((a, b) => (a.file < b.file ? -1 : 1));
   for (const s of skipped) report({ type: 'warning', message: `skipped ${s.file}: ${s.reason}` });
   const train = trainB.finish();

@@ -328,22 +328,32 @@ function rows(flat: Float32Array, numClasses: number): number[][] {
   return r;
 }
 
-/** Validation probabilities in batches of `batch` rows, the batches spread over the tail's threads. */
-async function tailProbabilities(
-  tail: { evaluateLogits(batches: readonly Float32Array[]): Promise<Float32Array[]> },
+/** Float32 input of one tailProbabilities call, at most (a few batches; never the whole split). */
+const LOGITS_CALL_BYTES = 32 * 1024 ** 2;
+
+/**
+ * Validation probabilities in batches of `batch` rows, the batches spread over the tail's threads,
+ * gathered a group of batches at a time so that memory does not grow with the validation split.
+ * Each batch's logits depend only on its rows, so the grouping does not change them.
+ */
+export async function tailProbabilities(
+  tail: { threads: number; evaluateLogits(batches: readonly Float32Array[]): Promise<Float32Array[]> },
   block: RowStore,
   numClasses: number,
   batch = 32,
 ): Promise<Float32Array> {
   const n = block.rows;
-  const starts: number[] = [];
-  for (let s = 0; s < n; s += batch) starts.push(s);
-  const sizes = starts.map((s) => Math.min(batch, n - s));
-  const logits = await tail.evaluateLogits(starts.map((s, k) => block.gather(Array.from({ length: sizes[k] }, (_, i) => s + i))));
+  const perCall = Math.max(tail.threads, Math.floor(LOGITS_CALL_BYTES / (batch * block.dim * 4)));
   const out = new Float32Array(n * numClasses);
-  for (const [k, s] of starts.entries()) {
-    const p = tf.tidy(() => toProbabilities(tf.tensor2d(logits[k], [sizes[k], logits[k].length / sizes[k]]), numClasses).dataSync());
-    out.set(p, s * numClasses);
+  for (let g = 0; g < n; g += perCall * batch) {
+    const starts: number[] = [];
+    for (let s = g; s < Math.min(n, g + perCall * batch); s += batch) starts.push(s);
+    const sizes = starts.map((s) => Math.min(batch, n - s));
+    const logits = await tail.evaluateLogits(starts.map((s, k) => block.gather(Array.from({ length: sizes[k] }, (_, i) => s + i))));
+    for (const [k, s] of starts.entries()) {
+      const p = tf.tidy(() => toProbabilities(tf.tensor2d(logits[k], [sizes[k], logits[k].length / sizes[k]]), numClasses).dataSync());
+      out.set(p, s * numClasses);
+    }
   }
   return out;
 }

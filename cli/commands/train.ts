@@ -94,7 +94,7 @@ export function register(program: Command): void {
     )
     .option(
       '--cache-budget <size>',
-      'memory for decoded images, features and views, e.g. 512M, 2G; the rest is cached on disk (default: 1G, a quarter of the memory limit below 4G)',
+      'memory for decoded images, features and views, e.g. 512M, 2G; the rest is cached on disk (default: 256M, a quarter of the memory limit below 1G)',
       bytesOption,
     )
     .option('--cache-dir <dir>', 'folder for the disk cache (default: the OS temp folder; removed after the run)')
