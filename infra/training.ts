@@ -18,8 +18,8 @@ export const GPU_INSTANCE_CLASSES = [ec2.InstanceClass.G4DN, ec2.InstanceClass.G
 
 /**
  * Root volume of a GPU host (GiB). The run's disk cache (decoded images and boundary views past
- * the memory budget, training/cache-budget.ts) needs about 0.4 GB per 1,000 photos at 224 with
- * alpha 1.0, next to the ~10 GB image; 100 GiB covers about 200,000 photos.
+ * the memory budget, training/cache-budget.ts) needs at most about 0.56 GB per 1,000 photos at 224
+ * with alpha 1.0 (README, "Data at any scale"), next to the ~10 GB image; 100 GiB covers about 150,000 photos.
  */
 export const TRAIN_DISK_GIB = 100;
 /** Where the job's disk cache lives on the host, and in the container (TMPDIR). */
