@@ -143,3 +143,21 @@ export function calibrate(
     reliabilityAfter: reliabilityBins(after, labels, bins),
   };
 }
+
+/** ECE from each row's top-1 confidence and whether its top-1 was right (e.g. rows scored outside training). */
+export function topConfidenceEce(confidence: ArrayLike<number>, correct: ArrayLike<boolean>, bins = 10): number {
+  const n = confidence.length;
+  if (!n) return 0;
+  const conf = new Float64Array(bins);
+  const acc = new Float64Array(bins);
+  const count = new Float64Array(bins);
+  for (let i = 0; i < n; i++) {
+    const b = Math.min(bins - 1, Math.floor(confidence[i] * bins));
+    count[b]++;
+    conf[b] += confidence[i];
+    acc[b] += correct[i] ? 1 : 0;
+  }
+  let e = 0;
+  for (let b = 0; b < bins; b++) if (count[b]) e += Math.abs(acc[b] - conf[b]) / n;
+  return e;
+}
