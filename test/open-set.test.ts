@@ -116,6 +116,10 @@ describe('Mahalanobis open-set score (shared shrunk low-rank covariance)', () =>
     expect(Math.abs(fit.basis[0])).toBeGreaterThan(0.9);
     expect(fit.variances[0]).toBeGreaterThan(10 * fit.residual);
     expect(fit.rows).toBe(300);
+    // Over the row cap the covariance comes from an even stride of the rows, still fitting the nuisance.
+    const capped = fitMahalanobis(train, dim, labels, 3, { rank: 4, maxRows: 100 });
+    expect(capped.rows).toBe(100);
+    expect(Math.abs(capped.basis[0])).toBeGreaterThan(0.9);
   });
 
   it('flags a left-out class that the cosine score mostly accepts, at 95% in-class acceptance', () => {

@@ -9,7 +9,7 @@ import { createRng } from './rng.js';
 export const OPEN_SET_RANK = 16;
 export const OPEN_SET_SHRINKAGE = 0.1;
 /** The covariance is estimated on at most this many rows (an even stride over the training rows). */
-export const OPEN_SET_MAX_ROWS = 1024;
+export const OPEN_SET_MAX_ROWS = 512;
 
 /** Unit-length class means [numClasses * dim] of the L2-normalised rows of `embeddings`. */
 export function classMeans(embeddings: Float32Array, dim: number, labels: ArrayLike<number>, numClasses: number): Float32Array {
@@ -101,7 +101,7 @@ export function symmetricEigen(a: Float64Array, k: number): { values: Float64Arr
 /**
  * Statistics of the Mahalanobis score: class means of the L2-normalised embeddings, and the shared
  * within-class covariance S, shrunk to (1 - shrinkage) S + shrinkage (tr S / dim) I and kept as its top
- * `rank` eigenvectors (orthogonal iteration on the centred rows, then Rayleigh-Ritz) plus one residual
+ * `rank` eigenvectors (orthogonal iteration on the rows' Gram matrix, then Rayleigh-Ritz) plus one residual
  * variance for the remaining directions. Deterministic (fixed start, fixed iteration count).
  */
 export function fitMahalanobis(
@@ -144,56 +144,69 @@ export function fitMahalanobis(
     }
   }
   trace /= rowsUsed;
-  // S V for the rank rows of V: (1/m) A^T (A V)
-  const times = (v: Float64Array): Float64Array => {
-    const out = new Float64Array(rank * dim);
-    const av = new Float64Array(rowsUsed);
-    for (let k = 0; k < rank; k++) {
-      for (let r = 0; r < rowsUsed; r++) {
-        let s = 0;
-        for (let d = 0; d < dim; d++) s += a[r * dim + d] * v[k * dim + d];
-        av[r] = s / rowsUsed;
-      }
-      for (let r = 0; r < rowsUsed; r++) for (let d = 0; d < dim; d++) out[k * dim + d] += av[r] * a[r * dim + d];
+  // The iteration runs in sample space: G = A A^T / m (m x m, m <= maxRows) has the same non-zero
+  // eigenvalues as S = A^T A / m, and u = A^T w / sqrt(m lambda) maps its eigenvectors w to S's.
+  // That is m^2 dim / 2 for G once instead of 2 m dim rank per iteration on S.
+  const m = rowsUsed;
+  const g = new Float64Array(m * m);
+  for (let i = 0; i < m; i++)
+    for (let j = i; j < m; j++) {
+      let s = 0;
+      for (let d = 0; d < dim; d++) s += a[i * dim + d] * a[j * dim + d];
+      g[i * m + j] = g[j * m + i] = s / m;
     }
+  const times = (w: Float64Array): Float64Array => {
+    const out = new Float64Array(rank * m);
+    for (let k = 0; k < rank; k++)
+      for (let i = 0; i < m; i++) {
+        let s = 0;
+        for (let j = 0; j < m; j++) s += g[i * m + j] * w[k * m + j];
+        out[k * m + i] = s;
+      }
     return out;
   };
-  const orthonormalise = (v: Float64Array): Float64Array => {
+  const orthonormalise = (w: Float64Array): Float64Array => {
     for (let k = 0; k < rank; k++) {
       for (let q = 0; q < k; q++) {
         let p = 0;
-        for (let d = 0; d < dim; d++) p += v[k * dim + d] * v[q * dim + d];
-        for (let d = 0; d < dim; d++) v[k * dim + d] -= p * v[q * dim + d];
+        for (let i = 0; i < m; i++) p += w[k * m + i] * w[q * m + i];
+        for (let i = 0; i < m; i++) w[k * m + i] -= p * w[q * m + i];
       }
       let s = 0;
-      for (let d = 0; d < dim; d++) s += v[k * dim + d] ** 2;
+      for (let i = 0; i < m; i++) s += w[k * m + i] ** 2;
       s = Math.sqrt(s) || 1;
-      for (let d = 0; d < dim; d++) v[k * dim + d] /= s;
+      for (let i = 0; i < m; i++) w[k * m + i] /= s;
     }
-    return v;
+    return w;
   };
-  let v: Float64Array = new Float64Array(rank * dim);
-  for (let k = 0; k < rank; k++) for (let d = 0; d < dim; d++) v[k * dim + d] = Math.sin(1 + 7.3 * k + 1.7 * d);
-  v = orthonormalise(v);
-  for (let it = 0; it < (opts.iterations ?? 30); it++) v = orthonormalise(times(v));
-  const sv = times(v);
+  let w: Float64Array = new Float64Array(rank * m);
+  for (let k = 0; k < rank; k++) for (let i = 0; i < m; i++) w[k * m + i] = Math.sin(1 + 7.3 * k + 1.7 * i);
+  w = orthonormalise(w);
+  for (let it = 0; it < (opts.iterations ?? 60); it++) w = orthonormalise(times(w));
+  const gw = times(w);
   const h = new Float64Array(rank * rank);
   for (let p = 0; p < rank; p++)
     for (let q = 0; q < rank; q++) {
       let s = 0;
-      for (let d = 0; d < dim; d++) s += v[p * dim + d] * sv[q * dim + d];
+      for (let i = 0; i < m; i++) s += w[p * m + i] * gw[q * m + i];
       h[p * rank + q] = s;
     }
   for (let p = 0; p < rank; p++)
     for (let q = p + 1; q < rank; q++) h[p * rank + q] = h[q * rank + p] = (h[p * rank + q] + h[q * rank + p]) / 2;
   const eig = symmetricEigen(h, rank);
   const basis = new Float32Array(rank * dim);
-  for (let k = 0; k < rank; k++)
-    for (let d = 0; d < dim; d++) {
-      let s = 0;
-      for (let q = 0; q < rank; q++) s += eig.vectors[q * rank + k] * v[q * dim + d];
-      basis[k * dim + d] = s;
+  const tiny = 1e-12 * (trace || 1);
+  for (let k = 0; k < rank; k++) {
+    // A direction with no variance (fewer distinct rows than the rank) stays a zero row: it adds nothing.
+    if (!(eig.values[k] > tiny)) continue;
+    const scale = 1 / Math.sqrt(m * eig.values[k]);
+    const wk = new Float64Array(m);
+    for (let q = 0; q < rank; q++) for (let i = 0; i < m; i++) wk[i] += eig.vectors[q * rank + k] * w[q * m + i];
+    for (let i = 0; i < m; i++) {
+      const c = wk[i] * scale;
+      if (c !== 0) for (let d = 0; d < dim; d++) basis[k * dim + d] += c * a[i * dim + d];
     }
+  }
   const mu = trace / dim;
   const kept = eig.values.reduce((s, e) => s + Math.max(0, e), 0);
   const rest = Math.max(0, trace - kept) / (dim - rank);
