@@ -7,7 +7,10 @@
 //    training (never seen: neither training nor validation); outside = the synthetic shape photos
 //    (not real photos of another class: we have none).
 // The temperature and the threshold are fitted on the validation split of each run (never on the
-// held-out photos); the held-out figures are therefore selection-free.
+// held-out photos); the held-out figures are therefore selection-free. The bench prints, per run:
+// the flagged / rejected rates at the threshold and at both ends of its 95% bootstrap interval, the
+// AUROC of the distance (in-class held-out vs outside), and the ECE before / after temperature
+// scaling on the held-out in-class photos (not fitted on them).
 //
 //   npm run bench:open-set                          # seed 42, alpha 0.35
 //   npm run bench:open-set -- --seeds 42,7,123 --alpha 1.0
@@ -17,10 +20,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { initBackend } from '../core/backend.js';
+import { topConfidenceEce } from '../training/calibration.js';
 import { DEMO_CLASSES, generateDemoDataset } from '../training/demo-data.js';
 import { runTraining } from '../training/job.js';
 import { resolveTrainOptions } from '../training/options.js';
-import { describeSummary, type ReviewSummary, reviewFolder } from '../training/review.js';
+import { describeSummary, type ReviewRow, type ReviewSummary, reviewFolder } from '../training/review.js';
 
 const repo = path.resolve(import.meta.dirname, '..');
 const shared = process.env.EDGETUNE_SHARED_DIR ?? path.resolve(repo, '../shared');
@@ -59,6 +63,28 @@ interface Row {
   threshold: number;
   interval: [number, number];
   valAccepted: number;
+  metric: string;
+  auroc: number;
+  /** [flagged outside, rejected in-class] at the interval's low and high ends. */
+  atLow: [number, number];
+  atHigh: [number, number];
+  heldOutEceBefore: number;
+  heldOutEceAfter: number;
+}
+
+const distancesOf = (rows: ReviewRow[]) => rows.filter((r) => r.distance !== undefined).map((r) => r.distance as number);
+const above = (d: number[], t: number) => (d.length ? d.filter((x) => x > t).length / d.length : Number.NaN);
+function auroc(inside: number[], outside: number[]): number {
+  let s = 0;
+  for (const a of inside) for (const b of outside) s += b > a ? 1 : b === a ? 0.5 : 0;
+  return s / (inside.length * outside.length);
+}
+function heldOutEce(rows: ReviewRow[]): number {
+  const r = rows.filter((x) => x.predicted);
+  return topConfidenceEce(
+    r.map((x) => x.probability),
+    r.map((x) => x.predicted === x.label),
+  );
 }
 
 async function main() {
@@ -101,9 +127,12 @@ async function main() {
       const { manifest, model } = await trainOn(data, path.join(tmp, `model-${name.split(' ')[0]}-${seed}`), seed);
       const a = await reviewFolder(model, manifest, inside);
       const b = await reviewFolder(model, manifest, outside);
+      const raw = await reviewFolder(model, { ...manifest, calibration: undefined, openSet: undefined }, inside);
       model.dispose();
       const c = manifest.calibration!;
       const o = manifest.openSet!;
+      const di = distancesOf(a.rows);
+      const dout = distancesOf(b.rows);
       rows.push({
         dataset: name,
         seed,
@@ -115,10 +144,20 @@ async function main() {
         threshold: o.threshold,
         interval: o.interval,
         valAccepted: o.accepted,
+        metric: o.metric,
+        auroc: auroc(di, dout),
+        atLow: [above(dout, o.interval[0]), above(di, o.interval[0])],
+        atHigh: [above(dout, o.interval[1]), above(di, o.interval[1])],
+        heldOutEceBefore: heldOutEce(raw.rows),
+        heldOutEceAfter: heldOutEce(a.rows),
       });
+      const r = rows[rows.length - 1];
       console.log(`\n== ${name}, seed ${seed} (${((performance.now() - t0) / 1000).toFixed(0)} s) ==`);
       console.log(
         `T ${c.temperature.toFixed(3)}, validation ECE ${c.eceBefore.toFixed(4)} -> ${c.eceAfter.toFixed(4)} (fitted on the ${c.fittedOn}); threshold ${o.threshold.toFixed(4)} [95% ${o.interval[0].toFixed(4)}, ${o.interval[1].toFixed(4)}] for ${100 * o.target}% of validation accepted`,
+      );
+      console.log(
+        `${o.metric}: AUROC ${r.auroc.toFixed(3)}; at the interval's ends flagged ${(100 * r.atLow[0]).toFixed(1)}%-${(100 * r.atHigh[0]).toFixed(1)}%, in-class rejected ${(100 * r.atHigh[1]).toFixed(1)}%-${(100 * r.atLow[1]).toFixed(1)}%; held-out ECE ${r.heldOutEceBefore.toFixed(4)} -> ${r.heldOutEceAfter.toFixed(4)} (${a.summary.inClass} photos T was not fitted on)`,
       );
       console.log(`-- held-out in-class photos (${inside}):\n${describeSummary(a.summary)}`);
       console.log(`-- outside photos (${outside}):\n${describeSummary(b.summary)}`);
@@ -129,7 +168,7 @@ async function main() {
     const rs = rows.filter((r) => r.dataset === name);
     const mean = (f: (r: Row) => number) => rs.reduce((s, r) => s + f(r), 0) / rs.length;
     console.log(
-      `${name}: seeds ${rs.map((r) => r.seed).join('/')}: outside flagged unknown ${mean((r) => pct(r.outside.outsideFlagged, r.outside.outside)).toFixed(1)}%, held-out in-class rejected ${mean((r) => pct(r.inClass.inClassRejected, r.inClass.inClass)).toFixed(1)}%, held-out accuracy ${mean((r) => pct(r.inClass.inClassCorrect, r.inClass.inClass)).toFixed(1)}%, T ${mean((r) => r.temperature).toFixed(3)}, validation ECE ${mean((r) => r.eceBefore).toFixed(4)} -> ${mean((r) => r.eceAfter).toFixed(4)}`,
+      `${name}: seeds ${rs.map((r) => r.seed).join('/')}: outside flagged unknown ${mean((r) => pct(r.outside.outsideFlagged, r.outside.outside)).toFixed(1)}%, held-out in-class rejected ${mean((r) => pct(r.inClass.inClassRejected, r.inClass.inClass)).toFixed(1)}%, held-out accuracy ${mean((r) => pct(r.inClass.inClassCorrect, r.inClass.inClass)).toFixed(1)}%, AUROC ${mean((r) => r.auroc).toFixed(3)}, flagged at the interval's ends ${mean((r) => 100 * r.atLow[0]).toFixed(1)}%-${mean((r) => 100 * r.atHigh[0]).toFixed(1)}%, T ${mean((r) => r.temperature).toFixed(3)}, validation ECE (fitted on) ${mean((r) => r.eceBefore).toFixed(4)} -> ${mean((r) => r.eceAfter).toFixed(4)}, held-out ECE (not fitted on) ${mean((r) => r.heldOutEceBefore).toFixed(4)} -> ${mean((r) => r.heldOutEceAfter).toFixed(4)}`,
     );
   }
   await rm(tmp, { recursive: true, force: true });

@@ -70,15 +70,24 @@ export const CalibrationSchema = z.object({
 });
 export type Calibration = z.infer<typeof CalibrationSchema>;
 
-/** "None of the classes" (training/open-set.ts, core/open-set-score.ts): cosine distance to the nearest class mean. */
+/**
+ * "None of the classes" (training/open-set.ts, core/open-set-score.ts): the Mahalanobis distance under a
+ * shared shrunk low-rank covariance, or (models trained before it) the cosine distance, to the nearest class mean.
+ */
 export const OpenSetSchema = z.object({
-  metric: z.literal('cosine-nearest-class-mean'),
+  metric: z.enum(['cosine-nearest-class-mean', 'mahalanobis-shared-lowrank']),
   /** The layer whose output is the embedding (the pooled features). */
   layer: z.string(),
   dim: z.number().int().positive(),
-  /** base64 float32 [classes x dim], unit rows in class order: the training images after training, un-augmented. */
+  /** base64 float32 [classes x dim] in class order, from the training images after training, un-augmented. */
   means: z.string(),
   meansFrom: z.string(),
+  /** Mahalanobis only: base64 float32 [rank x dim] eigenvectors of the shared covariance, their shrunk variances, the rest's variance. */
+  rank: z.number().int().positive().optional(),
+  basis: z.string().optional(),
+  variances: z.string().optional(),
+  residual: z.number().positive().optional(),
+  shrinkage: z.number().min(0).max(1).optional(),
   /** Share of in-class held-out photos the threshold is chosen to accept. */
   target: z.number(),
   /** A photo whose distance is above this is `unknown`. */

@@ -1,7 +1,7 @@
 import { toClassProbabilities } from '../core/classifier.js';
 import { temperedProbabilities } from '../core/head-convention.js';
 import type { RgbImage } from '../core/image.js';
-import { nearestMeanDistance } from '../core/open-set-score.js';
+import { openSetDistance } from '../core/open-set-score.js';
 import type { ServingModel } from './model-holder.js';
 
 export interface Prediction {
@@ -63,7 +63,7 @@ export async function scoreBatch(
       ? { probabilities: temperedProbabilities(z, numClasses, t), calibrated: true }
       : { probabilities: raw[i], calibrated: false };
     if (means && manifest.openSet && dim === manifest.openSet.dim) {
-      out.distance = nearestMeanDistance(pooled.subarray(i * dim, (i + 1) * dim), means, dim).distance;
+      out.distance = openSetDistance(pooled.subarray(i * dim, (i + 1) * dim), means).distance;
     }
     return out;
   });

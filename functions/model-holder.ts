@@ -5,7 +5,7 @@ import { edgetuneConfig } from '../core/config.js';
 import { createEngine, type EnginePreference, enginePreference, type InferenceEngine, resolveEngine } from '../core/engine/engine.js';
 import { createFastForward } from '../core/fast-forward.js';
 import type { Manifest, Verification } from '../core/manifest.js';
-import { decodeFloat32 } from '../core/open-set-score.js';
+import { decodeOpenSetStats, type OpenSetStats } from '../core/open-set-score.js';
 import { tf } from '../core/tf.js';
 import type { Logger } from './logger.js';
 import type { HolderStatus } from './schemas.js';
@@ -34,7 +34,7 @@ export interface ServingModel {
   /** What runs `predict`, e.g. `tfjs wasm` or `onnxruntime-node 1.23.2 (CPU, 2 intra-op threads), ...`. */
   runtime: string;
   /** The manifest's open-set class means, decoded at load (unit rows, classes x dim). */
-  openSetMeans?: Float32Array;
+  openSetMeans?: OpenSetStats;
   /** Frees the model and any fused weights or onnxruntime session. */
   dispose: () => void;
   manifest: Manifest;
@@ -504,10 +504,10 @@ function hasHeadLayers(model: LayersModel): boolean {
 }
 
 /** The manifest's class means as float32 rows; a malformed field fails the load (the previous model keeps serving). */
-function decodeMeans(m: Manifest): Float32Array | undefined {
+function decodeMeans(m: Manifest): OpenSetStats | undefined {
   if (!m.openSet) return undefined;
   try {
-    return decodeFloat32(m.openSet.means, m.classes.length * m.openSet.dim);
+    return decodeOpenSetStats(m.openSet, m.classes.length);
   } catch (e) {
     throw new Error(`manifest.openSet: ${(e as Error).message}`);
   }

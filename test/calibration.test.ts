@@ -74,4 +74,16 @@ describe('temperature scaling', () => {
     expect(Number.isFinite(nll([[800]], [0], 2, 1))).toBe(true);
     expect(fitTemperature([], [], 3)).toBe(1);
   });
+  it('keeps T = 1 when every held-out row is right (the likelihood has no minimum), and says so', () => {
+    const logits = [[3], [-2], [4], [1.5], [-0.5]];
+    const labels = [1, 0, 1, 1, 0];
+    expect(fitTemperature(logits, labels, 2)).toBeLessThan(0.051);
+    const r = calibrate(logits, labels, 2, 'validation split (5 images)');
+    expect(r.temperature).toBe(1);
+    expect(r.fittedOn).toMatch(/bound T = 0\.050.*kept at 1/);
+    expect(r.eceAfter).toBe(r.eceBefore);
+    const mixed = calibrate([[3], [-2], [4], [1.5], [-0.5], [0.7]], [1, 0, 1, 1, 0, 0], 2, 'x');
+    expect(mixed.temperature).not.toBe(1);
+    expect(mixed.fittedOn).toBe('x');
+  });
 });

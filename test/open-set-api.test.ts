@@ -8,7 +8,7 @@ import { createFastForward } from '../core/fast-forward.js';
 import { temperedProbabilities } from '../core/head-convention.js';
 import { decodeImage } from '../core/image.js';
 import { loadModel } from '../core/model-loader.js';
-import { encodeFloat32 } from '../core/open-set-score.js';
+import { decodeOpenSetStats, encodeFloat32, openSetDistance } from '../core/open-set-score.js';
 import { tf } from '../core/tf.js';
 import { configFromEnv } from '../functions/config.js';
 import { memoryLogger } from '../functions/logger.js';
@@ -205,7 +205,61 @@ describe('calibrated probabilities and unknown photos', () => {
     await bad.ready;
     const r = await bad.app.request('/readyz');
     expect(r.status).toBe(503);
-    expect(JSON.stringify(log.entries)).toMatch(/manifest.openSet: class means/);
+    expect(JSON.stringify(log.entries)).toMatch(/manifest.openSet: open-set statistics/);
     bad.holder.dispose();
+  });
+  it('serves the Mahalanobis score: the distance the shared scorer gives, unknown above the threshold', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'edgetune-openset-maha-'));
+    dirs.push(dir);
+    await makeModelDir(dir, { classes: ['alpaca', 'not_alpaca'], inputSize: 32 });
+    const a = await embed(dir, inside);
+    const b = await embed(dir, outside);
+    const dim = a.pool.length;
+    const mean = unit(a.pool);
+    const means = new Float32Array(2 * dim);
+    means.set(mean, 0);
+    means.set(mean, dim);
+    const basis = new Float32Array(2 * dim);
+    basis[0] = 1;
+    basis[dim + 1] = 1;
+    const stored = {
+      metric: 'mahalanobis-shared-lowrank' as const,
+      dim,
+      means: encodeFloat32(means),
+      rank: 2,
+      basis: encodeFloat32(basis),
+      variances: encodeFloat32(Float32Array.from([0.01, 0.005])),
+      residual: 1e-4,
+    };
+    const expected = openSetDistance(b.pool, decodeOpenSetStats(stored, 2)).distance;
+    expect(expected).toBeGreaterThan(1e-3);
+    await patchManifest(dir, (m) => {
+      m.openSet = {
+        ...stored,
+        shrinkage: 0.1,
+        layer: HEAD.pool,
+        meansFrom: 'test',
+        target: 0.95,
+        threshold: expected / 2,
+        interval: [expected / 4, expected],
+        bootstrap: 10,
+        n: 1,
+        accepted: 1,
+        fittedOn: 'test',
+      };
+    });
+    const maha = createRuntime(configFromEnv({ MODEL_URI: dir }), decodeImage, { log: memoryLogger(), backendLog: quiet });
+    await maha.ready;
+    try {
+      const inJ = await (await post(maha.app, inside)).json();
+      expect(inJ.openSet.unknown).toBe(false);
+      expect(inJ.openSet.distance).toBeLessThan(1e-4);
+      const outJ = await (await post(maha.app, outside)).json();
+      expect(outJ.label).toBeNull();
+      expect(outJ.reason).toBe('unknown');
+      expect(outJ.openSet.distance).toBeCloseTo(expected, 4);
+    } finally {
+      maha.holder.dispose();
+    }
   });
 });

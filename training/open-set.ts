@@ -2,8 +2,14 @@
 // training, un-augmented), and a distance threshold chosen on the validation split so that a stated
 // share of in-class validation photos is accepted, with a bootstrap interval for the threshold
 // (with ~65 validation images it is set by a handful of photos).
-import { nearestMeanDistance } from '../core/open-set-score.js';
+import { nearestMeanDistance, type OpenSetStats, openSetDistance } from '../core/open-set-score.js';
 import { createRng } from './rng.js';
+
+/** Defaults of the Mahalanobis score, chosen on selection data (README, "I don't know"). */
+export const OPEN_SET_RANK = 16;
+export const OPEN_SET_SHRINKAGE = 0.1;
+/** The covariance is estimated on at most this many rows (an even stride over the training rows). */
+export const OPEN_SET_MAX_ROWS = 512;
 
 /** Unit-length class means [numClasses * dim] of the L2-normalised rows of `embeddings`. */
 export function classMeans(embeddings: Float32Array, dim: number, labels: ArrayLike<number>, numClasses: number): Float32Array {
@@ -28,12 +34,186 @@ export function classMeans(embeddings: Float32Array, dim: number, labels: ArrayL
   return out;
 }
 
-/** Nearest-class-mean distance of every row. */
+/** Nearest-class-mean cosine distance of every row. */
 export function distances(embeddings: Float32Array, dim: number, means: Float32Array): Float64Array {
   const n = embeddings.length / dim;
   const out = new Float64Array(n);
   for (let i = 0; i < n; i++) out[i] = nearestMeanDistance(embeddings.subarray(i * dim, (i + 1) * dim), means, dim).distance;
   return out;
+}
+
+/** The open-set distance of every row under fitted statistics. */
+export function scoreRows(embeddings: Float32Array, stats: OpenSetStats): Float64Array {
+  const dim = stats.dim;
+  const n = embeddings.length / dim;
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = openSetDistance(embeddings.subarray(i * dim, (i + 1) * dim), stats).distance;
+  return out;
+}
+
+/** Eigenvalues (descending) and eigenvectors (columns of `vectors`, row-major k x k) of a symmetric k x k matrix, by cyclic Jacobi. */
+export function symmetricEigen(a: Float64Array, k: number): { values: Float64Array; vectors: Float64Array } {
+  const m = Float64Array.from(a);
+  const v = new Float64Array(k * k);
+  for (let i = 0; i < k; i++) v[i * k + i] = 1;
+  for (let sweep = 0; sweep < 100; sweep++) {
+    let off = 0;
+    for (let p = 0; p < k; p++) for (let q = p + 1; q < k; q++) off += m[p * k + q] ** 2;
+    if (off < 1e-30) break;
+    for (let p = 0; p < k; p++) {
+      for (let q = p + 1; q < k; q++) {
+        const apq = m[p * k + q];
+        if (Math.abs(apq) < 1e-300) continue;
+        const theta = (m[q * k + q] - m[p * k + p]) / (2 * apq);
+        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
+        const c = 1 / Math.sqrt(t * t + 1);
+        const s = t * c;
+        for (let r = 0; r < k; r++) {
+          const mrp = m[r * k + p];
+          const mrq = m[r * k + q];
+          m[r * k + p] = c * mrp - s * mrq;
+          m[r * k + q] = s * mrp + c * mrq;
+        }
+        for (let r = 0; r < k; r++) {
+          const mpr = m[p * k + r];
+          const mqr = m[q * k + r];
+          m[p * k + r] = c * mpr - s * mqr;
+          m[q * k + r] = s * mpr + c * mqr;
+        }
+        for (let r = 0; r < k; r++) {
+          const vrp = v[r * k + p];
+          const vrq = v[r * k + q];
+          v[r * k + p] = c * vrp - s * vrq;
+          v[r * k + q] = s * vrp + c * vrq;
+        }
+      }
+    }
+  }
+  const order = Array.from({ length: k }, (_, i) => i).sort((x, y) => m[y * k + y] - m[x * k + x]);
+  const values = Float64Array.from(order, (i) => m[i * k + i]);
+  const vectors = new Float64Array(k * k);
+  order.forEach((src, dst) => {
+    for (let r = 0; r < k; r++) vectors[r * k + dst] = v[r * k + src];
+  });
+  return { values, vectors };
+}
+
+/**
+ * Statistics of the Mahalanobis score: class means of the L2-normalised embeddings, and the shared
+ * within-class covariance S, shrunk to (1 - shrinkage) S + shrinkage (tr S / dim) I and kept as its top
+ * `rank` eigenvectors (orthogonal iteration on the rows' Gram matrix, then Rayleigh-Ritz) plus one residual
+ * variance for the remaining directions. Deterministic (fixed start, fixed iteration count).
+ */
+export function fitMahalanobis(
+  embeddings: Float32Array,
+  dim: number,
+  labels: ArrayLike<number>,
+  numClasses: number,
+  opts: { rank?: number; shrinkage?: number; maxRows?: number; iterations?: number } = {},
+): Required<Pick<OpenSetStats, 'means' | 'basis' | 'variances' | 'residual'>> & { rank: number; shrinkage: number; rows: number } {
+  const shrinkage = opts.shrinkage ?? OPEN_SET_SHRINKAGE;
+  const n = labels.length;
+  const rank = Math.max(1, Math.min(opts.rank ?? OPEN_SET_RANK, dim - 1, n - numClasses));
+  const unit = new Float64Array(n * dim);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let d = 0; d < dim; d++) s += embeddings[i * dim + d] ** 2;
+    s = Math.sqrt(s) || 1;
+    for (let d = 0; d < dim; d++) unit[i * dim + d] = embeddings[i * dim + d] / s;
+  }
+  const sums = new Float64Array(numClasses * dim);
+  const counts = new Array<number>(numClasses).fill(0);
+  for (let i = 0; i < n; i++) {
+    counts[labels[i]]++;
+    for (let d = 0; d < dim; d++) sums[labels[i] * dim + d] += unit[i * dim + d];
+  }
+  for (let c = 0; c < numClasses; c++) {
+    if (!counts[c]) throw new Error(`class ${c} has no training embedding`);
+    for (let d = 0; d < dim; d++) sums[c * dim + d] /= counts[c];
+  }
+  const stride = Math.max(1, Math.ceil(n / (opts.maxRows ?? OPEN_SET_MAX_ROWS)));
+  const rowsUsed = Math.ceil(n / stride);
+  const a = new Float64Array(rowsUsed * dim);
+  let trace = 0;
+  for (let r = 0; r < rowsUsed; r++) {
+    const i = r * stride;
+    for (let d = 0; d < dim; d++) {
+      const v = unit[i * dim + d] - sums[labels[i] * dim + d];
+      a[r * dim + d] = v;
+      trace += v * v;
+    }
+  }
+  trace /= rowsUsed;
+  // The iteration runs in sample space: G = A A^T / m (m x m, m <= maxRows) has the same non-zero
+  // eigenvalues as S = A^T A / m, and u = A^T w / sqrt(m lambda) maps its eigenvectors w to S's.
+  // That is m^2 dim / 2 for G once instead of 2 m dim rank per iteration on S.
+  const m = rowsUsed;
+  const g = new Float64Array(m * m);
+  for (let i = 0; i < m; i++)
+    for (let j = i; j < m; j++) {
+      let s = 0;
+      for (let d = 0; d < dim; d++) s += a[i * dim + d] * a[j * dim + d];
+      g[i * m + j] = g[j * m + i] = s / m;
+    }
+  const times = (w: Float64Array): Float64Array => {
+    const out = new Float64Array(rank * m);
+    for (let k = 0; k < rank; k++)
+      for (let i = 0; i < m; i++) {
+        let s = 0;
+        for (let j = 0; j < m; j++) s += g[i * m + j] * w[k * m + j];
+        out[k * m + i] = s;
+      }
+    return out;
+  };
+  const orthonormalise = (w: Float64Array): Float64Array => {
+    for (let k = 0; k < rank; k++) {
+      for (let q = 0; q < k; q++) {
+        let p = 0;
+        for (let i = 0; i < m; i++) p += w[k * m + i] * w[q * m + i];
+        for (let i = 0; i < m; i++) w[k * m + i] -= p * w[q * m + i];
+      }
+      let s = 0;
+      for (let i = 0; i < m; i++) s += w[k * m + i] ** 2;
+      s = Math.sqrt(s) || 1;
+      for (let i = 0; i < m; i++) w[k * m + i] /= s;
+    }
+    return w;
+  };
+  let w: Float64Array = new Float64Array(rank * m);
+  for (let k = 0; k < rank; k++) for (let i = 0; i < m; i++) w[k * m + i] = Math.sin(1 + 7.3 * k + 1.7 * i);
+  w = orthonormalise(w);
+  for (let it = 0; it < (opts.iterations ?? 60); it++) w = orthonormalise(times(w));
+  const gw = times(w);
+  const h = new Float64Array(rank * rank);
+  for (let p = 0; p < rank; p++)
+    for (let q = 0; q < rank; q++) {
+      let s = 0;
+      for (let i = 0; i < m; i++) s += w[p * m + i] * gw[q * m + i];
+      h[p * rank + q] = s;
+    }
+  for (let p = 0; p < rank; p++)
+    for (let q = p + 1; q < rank; q++) h[p * rank + q] = h[q * rank + p] = (h[p * rank + q] + h[q * rank + p]) / 2;
+  const eig = symmetricEigen(h, rank);
+  const basis = new Float32Array(rank * dim);
+  const tiny = 1e-12 * (trace || 1);
+  for (let k = 0; k < rank; k++) {
+    // A direction with no variance (fewer distinct rows than the rank) stays a zero row: it adds nothing.
+    if (!(eig.values[k] > tiny)) continue;
+    const scale = 1 / Math.sqrt(m * eig.values[k]);
+    const wk = new Float64Array(m);
+    for (let q = 0; q < rank; q++) for (let i = 0; i < m; i++) wk[i] += eig.vectors[q * rank + k] * w[q * m + i];
+    for (let i = 0; i < m; i++) {
+      const c = wk[i] * scale;
+      if (c !== 0) for (let d = 0; d < dim; d++) basis[k * dim + d] += c * a[i * dim + d];
+    }
+  }
+  const mu = trace / dim;
+  const kept = eig.values.reduce((s, e) => s + Math.max(0, e), 0);
+  const rest = Math.max(0, trace - kept) / (dim - rank);
+  const variances = Float32Array.from(eig.values, (e) => (1 - shrinkage) * Math.max(0, e) + shrinkage * mu);
+  const residual = (1 - shrinkage) * rest + shrinkage * mu;
+  if (!(residual > 0)) throw new Error('open-set: the training embeddings have no spread to fit a covariance on');
+  return { means: Float32Array.from(sums), basis, variances, residual, rank, shrinkage, rows: rowsUsed };
 }
 
 /** The smallest distance that accepts at least `target` of `d` (d <= threshold is accepted). */

@@ -11,7 +11,7 @@ import type { Calibration, OpenSet } from '../core/manifest.js';
 import { encodeFloat32 } from '../core/open-set-score.js';
 import { tf } from '../core/tf.js';
 import { calibrate } from './calibration.js';
-import { chooseThreshold, classMeans, distances } from './open-set.js';
+import { chooseThreshold, fitMahalanobis, scoreRows as openSetScores } from './open-set.js';
 import { deriveSeed } from './rng.js';
 import { memoryStore, type RowStore } from './row-store.js';
 import type { PhaseContext, TrainingRows, ValidationFeatures } from './train-phases.js';
@@ -157,9 +157,10 @@ export async function postTraining(ctx: PhaseContext, val: ValidationFeatures, r
 
   const valLabels = data.validationLabels;
   const calibration = calibrate(va.logits, valLabels, numClasses, `validation split (${data.validation.length} images)`);
-  const means = classMeans(tr.embeddings, tr.dim, data.trainLabels, numClasses);
-  const valDist = distances(va.embeddings, va.dim, means);
-  const trainDist = distances(tr.embeddings, tr.dim, means);
+  const fit = fitMahalanobis(tr.embeddings, tr.dim, data.trainLabels, numClasses);
+  const stats = { metric: 'mahalanobis-shared-lowrank' as const, dim: tr.dim, ...fit };
+  const valDist = openSetScores(va.embeddings, stats);
+  const trainDist = openSetScores(tr.embeddings, stats);
   const thr = chooseThreshold(
     valDist,
     OPEN_SET_TARGET,
@@ -167,11 +168,16 @@ export async function postTraining(ctx: PhaseContext, val: ValidationFeatures, r
     deriveSeed(opts.seed, 'open-set'),
   );
   const openSet: OpenSet = {
-    metric: 'cosine-nearest-class-mean',
+    metric: stats.metric,
     layer: HEAD.pool,
     dim: tr.dim,
-    means: encodeFloat32(means),
-    meansFrom: `training split (${data.train.length} images, un-augmented, after training)`,
+    means: encodeFloat32(fit.means),
+    meansFrom: `training split (${data.train.length} images, un-augmented, after training; covariance on ${fit.rows} of them)`,
+    rank: fit.rank,
+    basis: encodeFloat32(fit.basis),
+    variances: encodeFloat32(fit.variances),
+    residual: fit.residual,
+    shrinkage: fit.shrinkage,
     ...thr,
   };
   report({

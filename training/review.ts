@@ -10,7 +10,7 @@ import { createFastForward, type FastForward } from '../core/fast-forward.js';
 import { argmax, probabilityRows, temperedProbabilities } from '../core/head-convention.js';
 import { decodeImage, type RgbImage } from '../core/image.js';
 import type { Manifest } from '../core/manifest.js';
-import { decodeFloat32, nearestMeanDistance } from '../core/open-set-score.js';
+import { decodeOpenSetStats, openSetDistance } from '../core/open-set-score.js';
 import type { LayersModel } from '../core/tf.js';
 import { tf } from '../core/tf.js';
 import { DUPLICATE_MAX_IMAGES, DUPLICATE_SIMILARITY } from './post-training.js';
@@ -65,7 +65,7 @@ async function walk(root: string, dir = root): Promise<string[]> {
 function scorer(model: LayersModel, manifest: Manifest) {
   const ff: FastForward = createFastForward(model);
   const numClasses = manifest.classes.length;
-  const means = manifest.openSet ? decodeFloat32(manifest.openSet.means, numClasses * manifest.openSet.dim) : undefined;
+  const stats = manifest.openSet ? decodeOpenSetStats(manifest.openSet, numClasses) : undefined;
   const T = manifest.calibration?.temperature;
   return {
     score(images: RgbImage[]) {
@@ -85,7 +85,7 @@ function scorer(model: LayersModel, manifest: Manifest) {
         return {
           probabilities: T ? temperedProbabilities(logits.subarray(i * units, (i + 1) * units), numClasses, T) : raw[i],
           embedding: emb,
-          distance: means ? nearestMeanDistance(emb, means, dim).distance : undefined,
+          distance: stats && stats.dim === dim ? openSetDistance(emb, stats).distance : undefined,
         };
       });
     },

@@ -336,10 +336,10 @@ function calibrationSection(m: Manifest, assets: ReportAssets): string {
   const o = m.openSet;
   if (!c && !o) return '';
   const cal = c
-    ? `<dl class="kv"><dt>temperature</dt><dd>${c.temperature.toFixed(3)} (fitted on the ${esc(c.fittedOn)}; never on a test split)</dd><dt>ECE</dt><dd>${f4(c.eceBefore)} → ${f4(c.eceAfter)} (${c.bins} bins, same photos: the after figure is fitted on them)</dd><dt>NLL</dt><dd>${f4(c.nllBefore)} → ${f4(c.nllAfter)}</dd></dl>`
+    ? `<dl class="kv"><dt>temperature</dt><dd>${c.temperature.toFixed(3)} (fitted on the ${esc(c.fittedOn)}; never on a test split)</dd><dt>ECE</dt><dd>${f4(c.eceBefore)} → ${f4(c.eceAfter)} (${c.bins} bins, on the photos T was fitted on, so the after figure flatters; bench:open-set measures it on held-out photos)</dd><dt>NLL</dt><dd>${f4(c.nllBefore)} → ${f4(c.nllAfter)}</dd></dl>`
     : '';
   const open = o
-    ? `<dl class="kv"><dt>unknown above</dt><dd>cosine distance ${f4(o.threshold)} to the nearest class mean (95% bootstrap interval ${f4(o.interval[0])}–${f4(o.interval[1])}, ${o.bootstrap} resamples)</dd><dt>chosen for</dt><dd>${pct(o.target)} of in-class photos accepted; ${pct(o.accepted)} of the ${o.n} photos of the ${esc(o.fittedOn)} are</dd><dt>class means</dt><dd>${esc(o.meansFrom)}</dd></dl>`
+    ? `<dl class="kv"><dt>unknown above</dt><dd>${o.metric === 'mahalanobis-shared-lowrank' ? `Mahalanobis score (shared covariance, rank ${o.rank ?? '?'}, shrinkage ${o.shrinkage ?? '?'})` : 'cosine distance'} ${f4(o.threshold)} to the nearest class mean (95% bootstrap interval ${f4(o.interval[0])}–${f4(o.interval[1])}, ${o.bootstrap} resamples)</dd><dt>chosen for</dt><dd>${pct(o.target)} of in-class photos accepted; ${pct(o.accepted)} of the ${o.n} photos of the ${esc(o.fittedOn)} are</dd><dt>class means</dt><dd>${esc(o.meansFrom)}</dd></dl>`
     : '';
   return `<h2>Calibration and "unknown"</h2><div class="cols"><div>${cal}${open}</div><div>${figure(assets.reliability, 'Reliability diagram', 'Accuracy against confidence before and after temperature scaling; the diagonal is perfect calibration.')}</div></div>`;
 }
