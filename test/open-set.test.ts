@@ -164,3 +164,21 @@ describe('ECE from top-1 confidences', () => {
     expect(topConfidenceEce([0.95, 0.95], [false, false])).toBeCloseTo(0.95, 12);
   });
 });
+
+describe('Mahalanobis fit without within-class spread', () => {
+  it('falls back to the identity (a Euclidean distance to the class means) instead of failing the run', () => {
+    const dim = 6;
+    // Two classes, each one repeated embedding: no covariance to fit.
+    const a = [1, 0, 0, 0, 0, 0];
+    const b = [0, 1, 0, 0, 0, 0];
+    const train = Float32Array.from([...a, ...a, ...a, ...b, ...b, ...b]);
+    const fit = fitMahalanobis(train, dim, [0, 0, 0, 1, 1, 1], 2, { rank: 2 });
+    expect(fit.identity).toBe(true);
+    expect(fit.residual).toBe(1);
+    const stats = { metric: 'mahalanobis-shared-lowrank' as const, dim, ...fit };
+    expect(openSetDistance(a, stats)).toEqual({ distance: 0, nearest: 0 });
+    const off = openSetDistance([0, 0, 1, 0, 0, 0], stats);
+    expect(off.distance).toBeGreaterThan(0);
+    expect(openSetDistance(b, stats).nearest).toBe(1);
+  });
+});

@@ -7,7 +7,7 @@ import { HEAD } from '../core/classifier.js';
 import { createFastForward } from '../core/fast-forward.js';
 import { decodeImage } from '../core/image.js';
 import { loadModel } from '../core/model-loader.js';
-import { decodeFloat32, nearestMeanDistance } from '../core/open-set-score.js';
+import { decodeOpenSetStats, openSetDistance } from '../core/open-set-score.js';
 import { tf } from '../core/tf.js';
 import type { AugmentDraw } from '../training/augment.js';
 import { type FeatureExtractor, InProcessExtractor } from '../training/features.js';
@@ -74,7 +74,7 @@ describe('post-training on the rows phase 1 kept', () => {
   it('gives each training photo in the review the open-set distance of its own embedding through the saved model', async () => {
     const m = result.manifest;
     const openSet = m.openSet!;
-    const means = decodeFloat32(openSet.means, openSet.dim * m.classes.length);
+    const stats = decodeOpenSetStats(openSet, m.classes.length);
     const photos = result.review.highestLoss;
     expect(photos.length).toBeGreaterThan(3);
     const { model } = await loadModel(result.outDir);
@@ -83,7 +83,7 @@ describe('post-training on the rows phase 1 kept', () => {
       for (const p of photos) {
         const img = await decodeImage(await readFile(path.join(result.dataDir, p.path)), { size: 32 });
         const emb = tf.tidy(() => ff.forward(tf.tensor4d(img.data, [1, 32, 32, 3], 'float32'), { to: HEAD.pool }).dataSync());
-        expect(nearestMeanDistance(emb, means, openSet.dim).distance).toBeCloseTo(p.distance, 4);
+        expect(openSetDistance(emb, stats).distance).toBeCloseTo(p.distance, 4);
       }
     } finally {
       ff.dispose();

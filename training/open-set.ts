@@ -110,7 +110,13 @@ export function fitMahalanobis(
   labels: ArrayLike<number>,
   numClasses: number,
   opts: { rank?: number; shrinkage?: number; maxRows?: number; iterations?: number } = {},
-): Required<Pick<OpenSetStats, 'means' | 'basis' | 'variances' | 'residual'>> & { rank: number; shrinkage: number; rows: number } {
+): Required<Pick<OpenSetStats, 'means' | 'basis' | 'variances' | 'residual'>> & {
+  rank: number;
+  shrinkage: number;
+  rows: number;
+  /** No within-class spread (every photo of a class embeds the same): the covariance is the identity, a Euclidean distance. */
+  identity?: true;
+} {
   const shrinkage = opts.shrinkage ?? OPEN_SET_SHRINKAGE;
   const n = labels.length;
   const rank = Math.max(1, Math.min(opts.rank ?? OPEN_SET_RANK, dim - 1, n - numClasses));
@@ -212,7 +218,11 @@ export function fitMahalanobis(
   const rest = Math.max(0, trace - kept) / (dim - rank);
   const variances = Float32Array.from(eig.values, (e) => (1 - shrinkage) * Math.max(0, e) + shrinkage * mu);
   const residual = (1 - shrinkage) * rest + shrinkage * mu;
-  if (!(residual > 0)) throw new Error('open-set: the training embeddings have no spread to fit a covariance on');
+  if (!(residual > 0)) {
+    // Nothing to fit a covariance on (e.g. each class one repeated photo): fall back to the identity.
+    variances.fill(1);
+    return { means: Float32Array.from(sums), basis, variances, residual: 1, rank, shrinkage, rows: rowsUsed, identity: true };
+  }
   return { means: Float32Array.from(sums), basis, variances, residual, rank, shrinkage, rows: rowsUsed };
 }
 

@@ -157,7 +157,14 @@ export async function postTraining(ctx: PhaseContext, val: ValidationFeatures, r
 
   const valLabels = data.validationLabels;
   const calibration = calibrate(va.logits, valLabels, numClasses, `validation split (${data.validation.length} images)`);
-  const fit = fitMahalanobis(tr.embeddings, tr.dim, data.trainLabels, numClasses);
+  const { identity, ...fit } = fitMahalanobis(tr.embeddings, tr.dim, data.trainLabels, numClasses);
+  if (identity) {
+    report({
+      type: 'warning',
+      message:
+        'open-set: the training photos of each class embed identically (no spread to fit a covariance on); the unknown score is a plain distance to the class means',
+    });
+  }
   const stats = { metric: 'mahalanobis-shared-lowrank' as const, dim: tr.dim, ...fit };
   const valDist = openSetScores(va.embeddings, stats);
   const trainDist = openSetScores(tr.embeddings, stats);
@@ -172,7 +179,7 @@ export async function postTraining(ctx: PhaseContext, val: ValidationFeatures, r
     layer: HEAD.pool,
     dim: tr.dim,
     means: encodeFloat32(fit.means),
-    meansFrom: `training split (${data.train.length} images, un-augmented, after training; covariance on ${fit.rows} of them)`,
+    meansFrom: `training split (${data.train.length} images, un-augmented, after training; ${identity ? 'no spread: identity covariance' : `covariance on ${fit.rows} of them`})`,
     rank: fit.rank,
     basis: encodeFloat32(fit.basis),
     variances: encodeFloat32(fit.variances),
