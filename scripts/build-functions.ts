@@ -77,7 +77,10 @@ const noOnnxRuntime: Plugin = {
 const serverStubs: Plugin = {
   name: 'server-stubs',
   setup(b) {
-    b.onResolve({ filter: /^(@tensorflow\/tfjs-(backend-webgl|data|converter)|node-fetch|s3rver)$/ }, (a) => ({ path: a.path, namespace: 'stub' }));
+    b.onResolve({ filter: /^(@tensorflow\/tfjs-(backend-webgl|data|converter)|node-fetch|s3rver)$/ }, (a) => ({
+      path: a.path,
+      namespace: 'stub',
+    }));
     b.onLoad({ filter: /.*/, namespace: 'stub' }, (a) => ({ contents: STUBS[a.path], loader: 'js' }));
   },
 };
