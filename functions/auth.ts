@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
@@ -40,8 +40,10 @@ export function parseKeySecret(secret: string): string[] {
   return (keys as string[]).map((k) => k.trim()).filter(Boolean);
 }
 
-export async function keysFromSecret(arn: string, client: SecretsManagerClient = new SecretsManagerClient({})): Promise<string[]> {
-  const out = await client.send(new GetSecretValueCommand({ SecretId: arn }));
+export async function keysFromSecret(arn: string, client?: SecretsManagerClient): Promise<string[]> {
+  // Loaded here, not at start-up: most servers never read a secret, and evaluating the SDK is cold-start time.
+  const sm = await import('@aws-sdk/client-secrets-manager');
+  const out = await (client ?? new sm.SecretsManagerClient({})).send(new sm.GetSecretValueCommand({ SecretId: arn }));
   if (!out.SecretString) throw new Error(`secret ${arn} has no SecretString`);
   const keys = parseKeySecret(out.SecretString);
   if (keys.length === 0) throw new Error(`secret ${arn} holds no API keys`);

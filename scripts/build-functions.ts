@@ -49,13 +49,15 @@ const forbidSharp: Plugin = {
 
 /**
  * Modules a deployed server never runs, replaced to cut bundle size and cold-start parse time:
- * the WebGL backend and tf.data (the @tensorflow/tfjs umbrella in core/tf.ts imports them; only the
+ * the WebGL backend, tf.data and the graph-model converter (the @tensorflow/tfjs umbrella in core/tf.ts imports them; only the
  * version exports it reads are kept), node-fetch (tfjs' HTTP fallback; Node 20 has fetch), and
  * s3rver (the embedded S3 of the CLI, reached through core/s3/client.ts).
  */
 const STUBS: Record<string, string> = {
   '@tensorflow/tfjs-backend-webgl': "export const version_webgl = 'not bundled';",
   '@tensorflow/tfjs-data': "export const version_data = 'not bundled';",
+  // Graph models (tf.loadGraphModel) are never loaded by a server: only layers models.
+  '@tensorflow/tfjs-converter': "export const version_converter = 'not bundled';",
   // Lazy: reading globalThis.fetch at load would evaluate Node's undici (~80 ms) during init.
   'node-fetch': 'module.exports = (...args) => globalThis.fetch(...args);',
   s3rver: "module.exports = class { constructor() { throw new Error('the embedded S3 (s3rver) is not part of the deployed bundle'); } };",
@@ -75,7 +77,10 @@ const noOnnxRuntime: Plugin = {
 const serverStubs: Plugin = {
   name: 'server-stubs',
   setup(b) {
-    b.onResolve({ filter: /^(@tensorflow\/tfjs-(backend-webgl|data)|node-fetch|s3rver)$/ }, (a) => ({ path: a.path, namespace: 'stub' }));
+    b.onResolve({ filter: /^(@tensorflow\/tfjs-(backend-webgl|data|converter)|node-fetch|s3rver)$/ }, (a) => ({
+      path: a.path,
+      namespace: 'stub',
+    }));
     b.onLoad({ filter: /.*/, namespace: 'stub' }, (a) => ({ contents: STUBS[a.path], loader: 'js' }));
   },
 };

@@ -8,7 +8,7 @@ import { initBackend } from '../core/backend.js';
 import { buildClassifier, HEAD } from '../core/classifier.js';
 import { ExportsSchema, exportFormats, exportFrozenOnnx, tfjsProbabilities } from '../core/export/export-formats.js';
 import { parseFormats } from '../core/export/formats.js';
-import { readOnnx, writeOnnx } from '../core/export/onnx.js';
+import { onnxModelType, readOnnx, writeOnnx } from '../core/export/onnx.js';
 import { onnxProbabilities, onnxSession } from '../core/export/onnx-runtime.js';
 import { createFastForward } from '../core/fast-forward.js';
 import { fusedGraph } from '../core/graph/fused-graph.js';
@@ -99,6 +99,19 @@ describe.each([2, 3])('ONNX export of a random-weight classifier with %i classes
     const a = writeOnnx(fusedGraph(model), { classes, metadata: { k: 'v' } });
     const b = writeOnnx(fusedGraph(model), { classes, metadata: { k: 'v' } });
     expect(Buffer.compare(Buffer.from(a), Buffer.from(b))).toBe(0);
+  });
+
+  it('the plain-object encoding is a valid ModelProto, byte-identical to the message encoding (float32 and float16)', () => {
+    // writeOnnx encodes its plain object without verify/fromObject (cold start): decoding it and
+    // re-encoding through protobufjs' message path must give the same bytes.
+    const type = onnxModelType();
+    for (const weights of ['float32', 'float16'] as const) {
+      const bytes = writeOnnx(fusedGraph(model), { classes, weights, metadata: { k: 'v' } });
+      const message = type.decode(bytes);
+      expect(type.verify(message)).toBeNull();
+      const again = type.encode(type.fromObject(type.toObject(message, { longs: Number }))).finish();
+      expect(Buffer.compare(Buffer.from(bytes), Buffer.from(again))).toBe(0);
+    }
   });
 });
 
