@@ -161,7 +161,7 @@ async function anchor(opts: TrainOptions, weightsPrefix: string, splitFile: stri
 }
 
 console.log(
-  `bench:anchor: ours = bin/edgetune.mjs train (tfjs WASM, 2 workers); PyTorch ${torchVersion ?? 'absent'} = bench/anchor/train.py (${values.threads} threads, malloc thresholds set); alpaca, seeds ${seeds.join(' ')}${
+  `bench:anchor: ours = bin/edgetune.mjs train (its default engine for the frozen layers, onnxruntime-node when it loads, else tfjs WASM; 2 workers; the tail on tfjs WASM); PyTorch ${torchVersion ?? 'absent'} = bench/anchor/train.py (${values.threads} threads, malloc thresholds set); alpaca, seeds ${seeds.join(' ')}${
     Object.keys(overrides).length ? `; overrides ${JSON.stringify(overrides)}` : ''
   }`,
 );
