@@ -46,7 +46,8 @@ const seeds = values.seeds!.split(',').map(Number);
 const only = new Set(values.only!.split(','));
 
 async function trainOn(data: string, out: string, seed: number) {
-  const opts = resolveTrainOptions({ data, out, seed, baseWeights: weights, workers: 2 });
+  // --temperature fit: the bench measures what applying the temperature does to held-out calibration.
+  const opts = resolveTrainOptions({ data, out, seed, baseWeights: weights, workers: 2, temperature: 'fit' });
   const { manifest, model } = await runTraining(opts, () => {});
   return { manifest, model };
 }

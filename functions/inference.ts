@@ -55,7 +55,8 @@ export async function scoreBatch(
   const [probs, logits, pooled] = await predictAll(pixelsOf(images, size), images.length);
   const units = logits.length / images.length;
   const dim = pooled.length / images.length;
-  const t = manifest.calibration?.temperature;
+  // T = 1 (temperature scaling off, or a fit kept at 1) serves the model's own probabilities.
+  const t = manifest.calibration?.temperature === 1 ? undefined : manifest.calibration?.temperature;
   const raw = toClassProbabilities(probs, numClasses);
   return images.map((_, i) => {
     const z = logits.subarray(i * units, (i + 1) * units);

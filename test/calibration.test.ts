@@ -53,6 +53,17 @@ describe('temperature scaling', () => {
     expect(r.reliabilityAfter.reduce((s, b) => s + b.count, 0)).toBe(2000);
   });
 
+  it('with apply = false (--temperature off, the default) reports the fit but keeps T = 1', () => {
+    const { logits, labels } = sample(2000, 4, 3, 4);
+    const fitted = calibrate(logits, labels, 4, 'synthetic');
+    const off = calibrate(logits, labels, 4, 'synthetic', 10, false);
+    expect(off.temperature).toBe(1);
+    expect(off.eceAfter).toBe(off.eceBefore);
+    expect(off.nllAfter).toBe(off.nllBefore);
+    expect(off.fittedOn).toContain(`fitted T = ${fitted.temperature.toFixed(3)}`);
+    expect(off.fittedOn).toContain('not applied');
+  });
+
   it('bins and ECE by hand on four rows', () => {
     const probs = [
       [0.95, 0.05],

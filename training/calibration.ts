@@ -135,11 +135,17 @@ export function calibrate(
   numClasses: number,
   fittedOn: string,
   bins = 10,
+  apply = true,
 ): CalibrationResult {
   const fitted = fitTemperature(logits, labels, numClasses);
   const atBound = TEMPERATURE_RANGE.some((b) => Math.abs(Math.log(fitted / b)) < 1e-3);
-  const temperature = atBound ? 1 : fitted;
+  let temperature = atBound ? 1 : fitted;
   if (atBound) fittedOn = `${fittedOn}; the fit reached the bound T = ${fitted.toFixed(3)} (no minimum), so T is kept at 1`;
+  else if (!apply) {
+    const would = expectedCalibrationError(scaledProbabilities(logits, numClasses, fitted), labels, bins);
+    fittedOn = `${fittedOn}; fitted T = ${fitted.toFixed(3)} (validation ECE ${would.toFixed(4)} with it) is not applied: --temperature off, the default (--temperature fit applies it)`;
+    temperature = 1;
+  }
   const before = scaledProbabilities(logits, numClasses, 1);
   const after = scaledProbabilities(logits, numClasses, temperature);
   return {

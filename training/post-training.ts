@@ -156,7 +156,14 @@ export async function postTraining(ctx: PhaseContext, val: ValidationFeatures, r
   }
 
   const valLabels = data.validationLabels;
-  const calibration = calibrate(va.logits, valLabels, numClasses, `validation split (${data.validation.length} images)`);
+  const calibration = calibrate(
+    va.logits,
+    valLabels,
+    numClasses,
+    `validation split (${data.validation.length} images)`,
+    10,
+    opts.temperature === 'fit',
+  );
   const { identity, ...fit } = fitMahalanobis(tr.embeddings, tr.dim, data.trainLabels, numClasses);
   if (identity) {
     report({

@@ -75,6 +75,10 @@ export function register(program: Command): void {
     .option('--restore-best', "keep each phase's epoch of lowest validation loss (Keras restore_best_weights; default: the last epoch)")
     .option('--patience <n>', 'stop a phase after n epochs without a lower validation loss (default: run every epoch)', int('patience'))
     .option('--class-weight <w>', 'loss weight per class: balanced (n / (classes * count)), none, or <class>=<w>,... (default none)')
+    .option(
+      '--temperature <mode>',
+      'temperature scaling of served probabilities: fit (applied) or off (fitted and reported, T = 1 served) (default off: it made held-out calibration worse on alpaca)',
+    )
     .option('--seed <n>', `seed for the split, shuffling and augmentation (default ${DEFAULTS.seed})`, int('seed'))
     .option('--flip <mode>', `random flip: horizontal, vertical, horizontal_and_vertical, none (default ${DEFAULTS.flip})`)
     .option('--rotation <factor>', `random rotation, fraction of a turn (default ${DEFAULTS.rotation}; Keras recipe 0.2)`, num('rotation'))
