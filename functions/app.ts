@@ -281,7 +281,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
     const lease = borrowModel(c);
     try {
       const { serving } = lease;
-      const openSet = serving.openSetMeans && serving.predictAll ? serving.manifest.openSet : undefined;
+      const openSet = serving.openSetStats && serving.predictAll ? serving.manifest.openSet : undefined;
       if (override !== undefined && !openSet) {
         throw new HttpProblem(
           400,

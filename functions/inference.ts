@@ -31,7 +31,7 @@ export interface ScoredImage {
   /** Probabilities in class order: softmax(z / T) when the model is calibrated, else the model's own. */
   probabilities: number[];
   calibrated: boolean;
-  /** Open-set distance to the nearest class mean, when the model has class means. */
+  /** Open-set distance to the nearest class mean, when the model has open-set statistics. */
   distance?: number;
 }
 
@@ -41,14 +41,14 @@ export interface ScoredImage {
  * served exactly as predictBatch does.
  */
 export async function scoreBatch(
-  serving: Pick<ServingModel, 'predict' | 'predictAll' | 'manifest' | 'openSetMeans'>,
+  serving: Pick<ServingModel, 'predict' | 'predictAll' | 'manifest' | 'openSetStats'>,
   images: RgbImage[],
 ): Promise<ScoredImage[]> {
   const { manifest, predictAll } = serving;
   const size = manifest.input.size;
   const numClasses = manifest.classes.length;
-  const means = serving.openSetMeans;
-  if (!predictAll || (!manifest.calibration && !means)) {
+  const stats = serving.openSetStats;
+  if (!predictAll || (!manifest.calibration && !stats)) {
     const probs = await predictBatch(serving.predict, images, size, numClasses);
     return probs.map((probabilities) => ({ probabilities, calibrated: false }));
   }
@@ -63,8 +63,8 @@ export async function scoreBatch(
     const out: ScoredImage = t
       ? { probabilities: temperedProbabilities(z, numClasses, t), calibrated: true }
       : { probabilities: raw[i], calibrated: false };
-    if (means && manifest.openSet && dim === manifest.openSet.dim) {
-      out.distance = openSetDistance(pooled.subarray(i * dim, (i + 1) * dim), means).distance;
+    if (stats && manifest.openSet && dim === manifest.openSet.dim) {
+      out.distance = openSetDistance(pooled.subarray(i * dim, (i + 1) * dim), stats).distance;
     }
     return out;
   });

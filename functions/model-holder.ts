@@ -25,7 +25,7 @@ export interface ServingModel {
   predict: Predict;
   /**
    * One pass, three outputs on the serving engine: [probabilities, logits, pooled embedding]; only for
-   * models whose manifest has a temperature or class means and whose graph has the classifier's
+   * models whose manifest has a temperature or open-set statistics and whose graph has the classifier's
    * `logits` and pooled layers (what calibration and the open-set score need).
    */
   predictAll?: PredictAll;
@@ -33,8 +33,8 @@ export interface ServingModel {
   engine: 'fused' | 'layers';
   /** What runs `predict`, e.g. `tfjs wasm` or `onnxruntime-node 1.23.2 (CPU, 2 intra-op threads), ...`. */
   runtime: string;
-  /** The manifest's open-set class means, decoded at load (unit rows, classes x dim). */
-  openSetMeans?: OpenSetStats;
+  /** The manifest's open-set statistics (class means and, for Mahalanobis, the covariance basis), decoded at load. */
+  openSetStats?: OpenSetStats;
   /** Frees the model and any fused weights or onnxruntime session. */
   dispose: () => void;
   manifest: Manifest;
@@ -224,8 +224,8 @@ export class ModelHolder {
       const t1 = performance.now();
       const size = loaded.manifest.input.size;
       const warn = (m: string, f: Record<string, unknown>) => log.warn(m, { ...ids, uri, ...f });
-      const openSetMeans = decodeMeans(loaded.manifest);
-      const needsAll = !!(loaded.manifest.calibration || openSetMeans);
+      const openSetStats = decodeOpenSet(loaded.manifest);
+      const needsAll = !!(loaded.manifest.calibration || openSetStats);
       const engine =
         (await ortServing(loaded.model, size, needsAll, pref, warn, loaded.verification)) ??
         tfjsServing(loaded.model, size, needsAll, warn);
@@ -240,7 +240,7 @@ export class ModelHolder {
       const next: ServingModel = {
         model: loaded.model,
         ...parts,
-        ...(openSetMeans ? { openSetMeans } : {}),
+        ...(openSetStats ? { openSetStats } : {}),
         manifest: loaded.manifest,
         version: loaded.version,
         etag: loaded.etag,
@@ -503,8 +503,8 @@ function hasHeadLayers(model: LayersModel): boolean {
   return names.has(HEAD.logits) && names.has(HEAD.pool);
 }
 
-/** The manifest's class means as float32 rows; a malformed field fails the load (the previous model keeps serving). */
-function decodeMeans(m: Manifest): OpenSetStats | undefined {
+/** The manifest's open-set statistics; a malformed field fails the load (the previous model keeps serving). */
+function decodeOpenSet(m: Manifest): OpenSetStats | undefined {
   if (!m.openSet) return undefined;
   try {
     return decodeOpenSetStats(m.openSet, m.classes.length);
