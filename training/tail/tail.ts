@@ -171,11 +171,6 @@ function maskGrad(dy: Tensor, y: Tensor, act: Act): Tensor {
   return act === 'relu6' ? relu6GradFromOutput(dy, y) : dy;
 }
 
-/** Column sums of [p, c] (bias gradients): see columnSumsOf. */
-function columnSums(x: Tensor2D): Tensor1D {
-  return columnSumsOf(x);
-}
-
 // tf.fused.* runs matmul/convolution, bias add and activation as separate kernels whenever a
 // gradient is being recorded (tfjs cannot differentiate the fused kernel with an activation).
 // The units define their own gradients, so their forward pass calls the fused kernels directly.
@@ -222,7 +217,7 @@ function pointwiseUnit(x: Tensor4D, w: Tensor2D, b: Tensor1D, act: Act, needDx: 
         // XNNPACK packs a product's right-hand side on every call: pack the narrower of x and dz
         // (both orders give the same bits; each sum runs over the pixels in order).
         const dw = ci >= co ? tf.matMul(tf.transpose(xs), dz) : tf.transpose(tf.matMul(tf.transpose(dz), xs));
-        return [dx, dw, columnSums(dz)];
+        return [dx, dw, columnSumsOf(dz)];
       },
     };
   }) as unknown as CustomGradFunc);
@@ -250,7 +245,7 @@ function depthwiseUnit(x: Tensor4D, k: Tensor4D, b: Tensor1D, g: DwGeom, act: Ac
           ? runKernel('DepthwiseConv2dNativeBackpropInput', { dy: dz, filter: ks }, { ...attrs, inputShape: xs.shape })
           : tf.zeros(xs.shape);
         const c = dz.shape[3];
-        return [dx, dk, columnSums(tf.reshape(dz, [dz.size / c, c]) as Tensor2D)];
+        return [dx, dk, columnSumsOf(tf.reshape(dz, [dz.size / c, c]) as Tensor2D)];
       },
     };
   }) as unknown as CustomGradFunc);
