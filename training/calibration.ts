@@ -75,6 +75,18 @@ export interface ReliabilityBin {
 
 /** Top-1 confidence reliability bins (equal width), the data of a reliability diagram. */
 export function reliabilityBins(probabilities: readonly number[][], labels: ArrayLike<number>, bins = 10): ReliabilityBin[] {
+  const confidence = new Float64Array(probabilities.length);
+  const correct = probabilities.map((p, i) => {
+    let top = 0;
+    for (let j = 1; j < p.length; j++) if (p[j] > p[top]) top = j;
+    confidence[i] = p[top];
+    return top === labels[i];
+  });
+  return confidenceBins(confidence, correct, bins);
+}
+
+/** Reliability bins from each row's top-1 confidence and whether its top-1 was right. */
+function confidenceBins(confidence: ArrayLike<number>, correct: ArrayLike<boolean>, bins: number): ReliabilityBin[] {
   const out: ReliabilityBin[] = Array.from({ length: bins }, (_, b) => ({
     lo: b / bins,
     hi: (b + 1) / bins,
@@ -82,15 +94,13 @@ export function reliabilityBins(probabilities: readonly number[][], labels: Arra
     confidence: 0,
     accuracy: 0,
   }));
-  probabilities.forEach((p, i) => {
-    let top = 0;
-    for (let j = 1; j < p.length; j++) if (p[j] > p[top]) top = j;
-    const conf = p[top];
+  for (let i = 0; i < confidence.length; i++) {
+    const conf = confidence[i];
     const b = Math.min(bins - 1, Math.floor(conf * bins));
     out[b].count++;
     out[b].confidence += conf;
-    out[b].accuracy += top === labels[i] ? 1 : 0;
-  });
+    out[b].accuracy += correct[i] ? 1 : 0;
+  }
   for (const b of out) {
     if (b.count) {
       b.confidence /= b.count;
@@ -100,11 +110,13 @@ export function reliabilityBins(probabilities: readonly number[][], labels: Arra
   return out;
 }
 
-/** Expected calibration error: sum over bins of (bin share) * |accuracy - confidence|. */
+const eceOf = (bins: readonly ReliabilityBin[], n: number) =>
+  bins.reduce((s, b) => s + (b.count / n) * Math.abs(b.accuracy - b.confidence), 0);
+
 export function expectedCalibrationError(probabilities: readonly number[][], labels: ArrayLike<number>, bins = 10): number {
   const n = probabilities.length;
   if (!n) return 0;
-  return reliabilityBins(probabilities, labels, bins).reduce((s, b) => s + (b.count / n) * Math.abs(b.accuracy - b.confidence), 0);
+  return eceOf(reliabilityBins(probabilities, labels, bins), n);
 }
 
 export interface CalibrationResult {
@@ -165,16 +177,5 @@ export function calibrate(
 export function topConfidenceEce(confidence: ArrayLike<number>, correct: ArrayLike<boolean>, bins = 10): number {
   const n = confidence.length;
   if (!n) return 0;
-  const conf = new Float64Array(bins);
-  const acc = new Float64Array(bins);
-  const count = new Float64Array(bins);
-  for (let i = 0; i < n; i++) {
-    const b = Math.min(bins - 1, Math.floor(confidence[i] * bins));
-    count[b]++;
-    conf[b] += confidence[i];
-    acc[b] += correct[i] ? 1 : 0;
-  }
-  let e = 0;
-  for (let b = 0; b < bins; b++) if (count[b]) e += Math.abs(acc[b] - conf[b]) / n;
-  return e;
+  return eceOf(confidenceBins(confidence, correct, bins), n);
 }
