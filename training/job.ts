@@ -121,14 +121,10 @@ async function defaultExtractorFactory(opts: TrainOptions, report: Reporter) {
       });
       return new InProcessExtractor(model, 32);
     }
+    // The pool resolves the same engine itself (the probe is cached) and keeps the fallback's reason
+    // for the manifest; a resolved name passed in would lose it.
     const engine = await trainingEngine();
-    const ex = new PoolExtractor({
-      artifacts: await modelArtifacts(model),
-      alpha,
-      inputSize: opts.imageSize,
-      workers: opts.workers,
-      engine: engine.name,
-    });
+    const ex = new PoolExtractor({ artifacts: await modelArtifacts(model), alpha, inputSize: opts.imageSize, workers: opts.workers });
     const on = engine.name === 'ort' ? 'onnxruntime-node (CPU, 1 intra-op thread each)' : 'tfjs wasm';
     report({
       type: 'info',
