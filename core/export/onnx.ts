@@ -326,7 +326,7 @@ export function writeOnnx(graph: FusedGraph, opts: OnnxWriteOptions = {}): Uint8
   };
   // The plain object already has the message's field types (numbers, strings, Uint8Array), so it is
   // encoded as is: verify + fromObject walked and copied every initializer's bytes again, ~100 ms
-  // of a cold start. test/onnx-encode.test.ts checks the bytes equal the fromObject encoding.
+  // of a cold start. test/export-onnx.test.ts checks the bytes equal the fromObject encoding.
   return onnxModelType().encode(model).finish();
 }
 
