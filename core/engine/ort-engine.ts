@@ -41,7 +41,9 @@ const float16Name = (layer: string) => `${layer}/float16`;
 export function withFloat16Outputs(bytes: Uint8Array, layers: readonly string[]): Uint8Array {
   const type = onnxModelType();
   type ValueInfo = { name: string; type: { tensor_type: { elem_type: number } } };
-  const m = type.toObject(type.decode(bytes)) as { graph: { node: unknown[]; output: ValueInfo[] } };
+  // The decoded message is encoded again as is, with plain objects for what is added (as writeOnnx
+  // encodes): no toObject / fromObject copy of every initializer.
+  const m = type.decode(bytes) as unknown as { graph: { node: unknown[]; output: ValueInfo[] } };
   for (const layer of layers) {
     const out = m.graph.output.find((o) => o.name === layer);
     if (!out) throw new Error(`ort engine: the graph has no output '${layer}'`);
@@ -54,7 +56,7 @@ export function withFloat16Outputs(bytes: Uint8Array, layers: readonly string[])
     });
     m.graph.output.push({ ...out, name: float16Name(layer), type: { tensor_type: { ...out.type.tensor_type, elem_type: FLOAT16 } } });
   }
-  return type.encode(type.fromObject(m)).finish();
+  return type.encode(m).finish();
 }
 
 export async function createOrtEngine(model: LayersModel, opts: EngineOptions = {}): Promise<InferenceEngine> {
