@@ -21,8 +21,8 @@ import { memoryLogger } from '../functions/logger.js';
 import { ModelHolder } from '../functions/model-holder.js';
 import { createRuntime } from '../functions/runtime.js';
 import { maxAbsDiff, predictVerification, publishModel } from '../store/model-store.js';
-import { exportModel, type ManifestDraft } from '../training/export.js';
 import { makeModelDir } from './helpers/model-dir.js';
+import { exportedFrom } from './helpers/serving-dir.js';
 import { makePhoto } from './helpers/tiny-model.js';
 
 const quiet = () => {};
@@ -87,18 +87,7 @@ beforeAll(async () => {
   process.env.EDGETUNE_S3_ENDPOINT = s3.endpoint;
   plain = await makeModelDir(path.join(tmp, 'plain'), { classes: ['alpaca', 'llama', 'other'], inputSize: SIZE, seed: 3 });
   // Training's export on the same weights and verification images.
-  const { model, manifest } = await loadModel(plain);
-  const v = VerificationSchema.parse(JSON.parse(await readFile(path.join(plain, 'verification.json'), 'utf8')));
-  const per = SIZE * SIZE * 3;
-  const pixels = Buffer.from(v.pixels, 'base64');
-  const images = v.labels.map((_, i) => ({ data: new Uint8Array(pixels.subarray(i * per, (i + 1) * per)), width: SIZE, height: SIZE }));
-  const { version: _v, files: _f, createdAt: _c, ...draft } = manifest;
-  exported = path.join(tmp, 'exported');
-  try {
-    await exportModel(exported, model, draft as ManifestDraft, { images, labels: v.labels });
-  } finally {
-    model.dispose();
-  }
+  exported = await exportedFrom(plain, path.join(tmp, 'exported'));
   photos = await Promise.all([1, 2, 3, 4, 5, 6].map((s) => makePhoto('jpeg', 120, 90, s)));
 }, 120_000);
 
