@@ -1,7 +1,10 @@
 import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs';
 import { logitUnits, outputActivation } from './head-convention.js';
+import { HEAD, PREPROCESS } from './head-names.js';
 import { mobileNetV2Features } from './mobilenet-v2.js';
 import { tf } from './tf.js';
+
+export { HEAD, PREPROCESS };
 
 export interface ClassifierOptions {
   alpha: number;
@@ -11,16 +14,6 @@ export interface ClassifierOptions {
   /** Seeds the classifier's initial weights (Keras' glorot_uniform), so a training run is reproducible. */
   seed?: number;
 }
-
-export const PREPROCESS = { scale: 1 / 127.5, offset: -1 } as const;
-/** Names of the layers the classifier adds around the Keras base. */
-export const HEAD = {
-  preprocess: 'preprocess',
-  pool: 'global_average_pooling2d',
-  dropout: 'dropout',
-  logits: 'logits',
-  probabilities: 'probabilities',
-} as const;
 
 /**
  * The exported model: RGB 0..255 in, probabilities out.

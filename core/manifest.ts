@@ -165,6 +165,32 @@ export const PublishedFormatSchema = z.object({
 });
 export type PublishedFormat = z.infer<typeof PublishedFormatSchema>;
 
+/**
+ * The serving artifact (core/serving-onnx.ts): the fused inference graph of exactly the weights the
+ * version serves (published versions: the quantized weights as tfjs dequantizes them), as ONNX, so
+ * onnxruntime serves without tfjs. Absent in folders and versions made before it (converted at load).
+ */
+export const ServingSchema = z.object({
+  onnx: z.object({
+    /** Relative to the version folder (serving.onnx). */
+    file: z.string().min(1),
+    bytes: z.number().int().positive(),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+    /** Graph outputs in order: the model's output, then the logits and pooled embedding when the head has them. */
+    outputs: z.array(z.string().min(1)).min(1),
+    /** One image: [height, width, 3], NHWC RGB 0..255. */
+    inputShape: z.tuple([z.number().int().positive(), z.number().int().positive(), z.literal(3)]),
+    /** The weights the graph was written from. */
+    weights: z.enum(['float32', 'float16', 'uint8']),
+  }),
+  /** What onnxruntime must reproduce at load: tfjs' class probabilities of the first `images` verification.json images, on these weights. */
+  check: z.object({
+    images: z.number().int().positive(),
+    probabilities: z.array(z.array(z.number())).min(1),
+  }),
+});
+export type Serving = z.infer<typeof ServingSchema>;
+
 export const ManifestSchema = z.object({
   schemaVersion: z.literal(1),
   name: z.string().min(1),
@@ -247,6 +273,8 @@ export const ManifestSchema = z.object({
     .optional(),
   /** Filled in by publishing: every format uploaded with the version (absent in versions published before formats were). */
   formats: z.array(PublishedFormatSchema).optional(),
+  /** The ahead-of-time ONNX graph onnxruntime serves (training and publishing write it). */
+  serving: ServingSchema.optional(),
 });
 export type Manifest = z.infer<typeof ManifestSchema>;
 

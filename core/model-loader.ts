@@ -1,18 +1,18 @@
-import { readFile } from 'node:fs/promises';
+// Reads a model's files (a folder, an S3 pointer or a pinned S3 version), checked against its
+// manifest. Nothing here evaluates tfjs until a layers model is built (loadModel, loadLayers):
+// serving from serving.onnx (loadServing) reads the manifest, the ONNX and the check images only.
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { io } from '@tensorflow/tfjs';
-import { initBackend } from './backend.js';
-import { type Manifest, ManifestSchema, type Verification, VerificationSchema } from './manifest.js';
-import { artifactsFromModelJson } from './model-json.js';
+import type { io, LayersModel } from '@tensorflow/tfjs';
+import { type Manifest, ManifestSchema, type Serving, type Verification, VerificationSchema } from './manifest.js';
 import { cleanEtag, getObject, isNotFound } from './s3/client.js';
 import { isS3Uri, joinKey, parseS3Uri } from './s3/uri.js';
-import { tf } from './tf.js';
 import { isVersion, parseCurrent, sha256 } from './versioning.js';
 import { formatIssues } from './zod-issues.js';
 
 export interface LoadedModel {
-  model: tf.LayersModel;
+  model: LayersModel;
   manifest: Manifest;
   /** The URI actually loaded: for a pointer, the version folder it named. */
   uri: string;
@@ -37,7 +37,8 @@ export class ModelIntegrityError extends Error {
 /** Where a model's files come from: a folder or an S3 prefix. */
 export interface ModelSource {
   uri: string;
-  read(file: string): Promise<{ body: Buffer; etag?: string }>;
+  /** A file of the model; with `maxBytes`, a larger one is refused before it is read. */
+  read(file: string, opts?: { maxBytes?: number }): Promise<{ body: Buffer; etag?: string }>;
 }
 
 type Resolved =
@@ -70,10 +71,10 @@ export function s3Source(bucket: string, prefix: string): ModelSource {
   const uri = `s3://${bucket}/${prefix}`;
   return {
     uri,
-    async read(file) {
+    async read(file, opts = {}) {
       const target = `s3://${bucket}/${joinKey(prefix, file)}`;
       try {
-        return await getObject(target);
+        return await getObject(target, { maxBytes: opts.maxBytes });
       } catch (e) {
         if (isNotFound(e)) throw new ModelIntegrityError(`missing file ${target}`);
         throw e;
@@ -85,9 +86,13 @@ export function s3Source(bucket: string, prefix: string): ModelSource {
 export function localSource(dir: string): ModelSource {
   return {
     uri: dir,
-    async read(file) {
+    async read(file, opts = {}) {
       const p = path.join(dir, file);
       try {
+        if (opts.maxBytes !== undefined) {
+          const { size } = await stat(p);
+          if (size > opts.maxBytes) throw new ModelIntegrityError(`${p} is ${size} bytes, more than the ${opts.maxBytes} allowed`);
+        }
         return { body: await readFile(p) };
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new ModelIntegrityError(`missing file ${p}`);
@@ -120,21 +125,29 @@ function safeRelative(file: string, where: string): string {
   return norm;
 }
 
+async function readManifest(source: ModelSource): Promise<{ manifest: Manifest; manifestEtag?: string }> {
+  const m = await source.read('manifest.json');
+  const where = `${source.uri}/manifest.json`;
+  return { manifest: parseManifestStrict(parseJson(m.body, where), where), manifestEtag: m.etag };
+}
+
 /**
- * Reads model.json, manifest.json and the weight files, checks every weight file's sha256 and size
- * against manifest.files, and returns tfjs artifacts (quantized weights are dequantized by tfjs).
+ * Reads model.json, manifest.json (unless `known` was read already) and the weight files, checks
+ * every weight file's sha256 and size against manifest.files, and returns tfjs artifacts (quantized
+ * weights are dequantized by tfjs).
  */
 export async function readVerifiedArtifacts(
   source: ModelSource,
   verify = true,
+  known?: { manifest: Manifest; manifestEtag?: string },
 ): Promise<{ artifacts: io.ModelArtifacts; manifest: Manifest; manifestEtag?: string }> {
-  const m = await source.read('manifest.json');
-  const manifest = parseManifestStrict(parseJson(m.body, `${source.uri}/manifest.json`), `${source.uri}/manifest.json`);
+  const { manifest, manifestEtag } = known ?? (await readManifest(source));
   const modelJson = parseJson((await source.read('model.json')).body, `${source.uri}/model.json`) as io.ModelJSON;
   if (!modelJson || typeof modelJson !== 'object' || !modelJson.modelTopology || !Array.isArray(modelJson.weightsManifest)) {
     throw new ModelIntegrityError(`${source.uri}/model.json is not a tfjs layers model (no modelTopology/weightsManifest)`);
   }
   const expected = new Map(manifest.files.map((f) => [safeRelative(f.path, source.uri), f]));
+  const { artifactsFromModelJson } = await import('./model-json.js');
   const artifacts = await artifactsFromModelJson(modelJson, async (p) => {
     const rel = safeRelative(p, source.uri);
     const want = expected.get(rel);
@@ -150,7 +163,69 @@ export async function readVerifiedArtifacts(
     }
     return body;
   });
-  return { manifest, manifestEtag: m.etag, artifacts };
+  return { manifest, manifestEtag, artifacts };
+}
+
+/** Largest serving.onnx the loader reads (float32 alpha 1.4 at 224 px is ~25 MB). */
+export const MAX_SERVING_ONNX_BYTES = 256 * 1024 * 1024;
+
+/** A version's serving.onnx and what checks it at load, read and verified. */
+export interface ServingOnnxFiles {
+  bytes: Uint8Array;
+  record: Serving;
+  /** The first `record.check.images` images of verification.json, NHWC RGB 0..255. */
+  checkPixels: Float32Array;
+}
+
+/**
+ * serving.onnx as manifest.serving records it (size-limited, sha256 checked) and the first
+ * verification.json images its check runs; undefined when the manifest records none. A file that
+ * does not match its record is a ModelIntegrityError.
+ */
+export async function readServingOnnx(source: ModelSource, manifest: Manifest): Promise<ServingOnnxFiles | undefined> {
+  const record = manifest.serving;
+  if (!record) return undefined;
+  const rel = safeRelative(record.onnx.file, source.uri);
+  const where = `${source.uri}/${rel}`;
+  if (record.onnx.bytes > MAX_SERVING_ONNX_BYTES) {
+    throw new ModelIntegrityError(
+      `${where}: manifest.serving names ${record.onnx.bytes} bytes, more than the ${MAX_SERVING_ONNX_BYTES} allowed`,
+    );
+  }
+  const [h, w] = record.onnx.inputShape;
+  if (h !== manifest.input.size || w !== manifest.input.size) {
+    throw new ModelIntegrityError(`${where}: takes ${h}x${w} images, the manifest's input is ${manifest.input.size} px`);
+  }
+  let body: Buffer;
+  try {
+    ({ body } = await source.read(rel, { maxBytes: record.onnx.bytes }));
+  } catch (e) {
+    if (e instanceof ModelIntegrityError) throw e;
+    const message = (e as Error).message;
+    if (/more than the \d+ allowed/.test(message))
+      throw new ModelIntegrityError(`${where}: larger than manifest.serving says (${message})`);
+    throw e;
+  }
+  const got = sha256(body);
+  if (body.byteLength !== record.onnx.bytes || got !== record.onnx.sha256) {
+    throw new ModelIntegrityError(
+      `${where}: sha256 mismatch: expected ${record.onnx.sha256} (${record.onnx.bytes} bytes), got ${got} (${body.byteLength} bytes)`,
+    );
+  }
+  const vWhere = `${source.uri}/verification.json`;
+  const parsed = VerificationSchema.safeParse(parseJson((await source.read('verification.json')).body, vWhere));
+  if (!parsed.success) throw new ModelIntegrityError(`${vWhere} (the serving check's images): ${formatIssues(parsed.error)}`);
+  const [n, vh, vw] = parsed.data.shape;
+  const k = record.check.images;
+  const pixels = Buffer.from(parsed.data.pixels, 'base64');
+  if (vh !== h || vw !== w || n < k || pixels.byteLength < k * h * w * 3 || record.check.probabilities.length !== k) {
+    throw new ModelIntegrityError(`${vWhere} does not hold the ${k} ${h}x${w} images manifest.serving.check was computed on`);
+  }
+  return {
+    bytes: new Uint8Array(body.buffer, body.byteOffset, body.byteLength),
+    record,
+    checkPixels: Float32Array.from(pixels.subarray(0, k * h * w * 3)),
+  };
 }
 
 export type Pointer = { current: ReturnType<typeof parseCurrent>; etag?: string };
@@ -198,12 +273,27 @@ async function readPointer(bucket: string, prefix: string, ifNoneMatch?: string)
   return p;
 }
 
+/** A version opened for serving: its manifest and, when asked for and recorded, its serving ONNX; the tfjs model on demand. */
+export interface ServingLoad {
+  manifest: Manifest;
+  uri: string;
+  version: string;
+  etag?: string;
+  onnx?: ServingOnnxFiles;
+  /**
+   * The same version's tfjs layers model (its weights' sha256 checked with verify), with
+   * verification.json when `sameWeightsVerification` and the weights are those it was computed from.
+   * Evaluates tfjs on first use.
+   */
+  loadLayers(opts?: { sameWeightsVerification?: boolean }): Promise<{ model: LayersModel; verification?: Verification }>;
+}
+
 /**
- * Loads a model from a local folder (or file:// URI), an S3 pointer `s3://bucket/models/<name>`
- * (follows current.json) or a pinned version `s3://bucket/models/<name>/<version>`.
- * With verify (default) every weight file's sha256 is checked against manifest.files first.
+ * Opens a model from a local folder (or file:// URI), an S3 pointer `s3://bucket/models/<name>`
+ * (follows current.json) or a pinned version `s3://bucket/models/<name>/<version>`: reads and
+ * schema-checks manifest.json, and with `onnx` reads serving.onnx (readServingOnnx).
  */
-export async function loadModel(uri: string, opts: { verify?: boolean; sameWeightsVerification?: boolean } = {}): Promise<LoadedModel> {
+export async function loadServing(uri: string, opts: { verify?: boolean; onnx?: boolean } = {}): Promise<ServingLoad> {
   const verify = opts.verify ?? true;
   const r = await resolve(uri);
   let source: ModelSource;
@@ -221,17 +311,41 @@ export async function loadModel(uri: string, opts: { verify?: boolean; sameWeigh
     const dirName = path.posix.basename(r.prefix);
     if (isVersion(dirName)) expectVersion = dirName;
   }
-  const { artifacts, manifest, manifestEtag } = await readVerifiedArtifacts(source, verify);
+  const known = await readManifest(source);
+  const { manifest, manifestEtag } = known;
   if (expectVersion && manifest.version !== expectVersion) {
     throw new ModelIntegrityError(`${source.uri}: manifest.json names version ${manifest.version}, expected ${expectVersion}`);
   }
   if (r.kind === 'local') etag = manifest.version;
   if (r.kind === 's3-version') etag = manifestEtag;
-  const unquantized = (manifest.quantization?.dtype ?? 'none') === 'none';
-  const verification = opts.sameWeightsVerification && unquantized ? await readVerification(source) : undefined;
-  await initBackend();
-  const model = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
-  return { model, manifest, uri: source.uri, version: manifest.version, etag, ...(verification ? { verification } : {}) };
+  const onnx = opts.onnx ? await readServingOnnx(source, manifest) : undefined;
+  return {
+    manifest,
+    uri: source.uri,
+    version: manifest.version,
+    etag,
+    ...(onnx ? { onnx } : {}),
+    async loadLayers(o = {}) {
+      const { artifacts } = await readVerifiedArtifacts(source, verify, known);
+      const unquantized = (manifest.quantization?.dtype ?? 'none') === 'none';
+      const verification = o.sameWeightsVerification && unquantized ? await readVerification(source) : undefined;
+      const [{ initBackend }, { tf }] = await Promise.all([import('./backend.js'), import('./tf.js')]);
+      await initBackend();
+      const model = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
+      return { model, ...(verification ? { verification } : {}) };
+    },
+  };
+}
+
+/**
+ * Loads a model (see loadServing for the URIs) as a tfjs layers model. With verify (default)
+ * every weight file's sha256 is checked against manifest.files first.
+ */
+export async function loadModel(uri: string, opts: { verify?: boolean; sameWeightsVerification?: boolean } = {}): Promise<LoadedModel> {
+  const opened = await loadServing(uri, { verify: opts.verify });
+  const { model, verification } = await opened.loadLayers({ sameWeightsVerification: opts.sameWeightsVerification });
+  const { manifest, version, etag } = opened;
+  return { model, manifest, uri: opened.uri, version, etag, ...(verification ? { verification } : {}) };
 }
 
 /** verification.json of a model source, or undefined when it is missing or malformed (it is optional here). */

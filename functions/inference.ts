@@ -1,7 +1,6 @@
-import { toClassProbabilities } from '../core/classifier.js';
-import { temperedProbabilities } from '../core/head-convention.js';
 import type { RgbImage } from '../core/image.js';
 import { openSetDistance } from '../core/open-set-score.js';
+import { temperedProbabilities, probabilityRows as toClassProbabilities } from '../core/probability-rows.js';
 import type { ServingModel } from './model-holder.js';
 
 export interface Prediction {

@@ -1,12 +1,14 @@
+// Holds the served model. Nothing here evaluates tfjs: a version with serving.onnx is served by
+// onnxruntime from that file (core/model-loader.ts loadServing); any other is built as a tfjs layers
+// model by functions/tfjs-serving.ts, imported on first need.
 import os from 'node:os';
-import type { LayersModel, Tensor } from '@tensorflow/tfjs';
-import { HEAD, toClassProbabilities } from '../core/classifier.js';
+import type { LayersModel } from '@tensorflow/tfjs';
 import { edgetuneConfig } from '../core/config.js';
-import { createEngine, type EnginePreference, enginePreference, type InferenceEngine, resolveEngine } from '../core/engine/engine.js';
-import { createFastForward } from '../core/fast-forward.js';
+import { type EnginePreference, enginePreference, type InferenceEngine, resolveEngine } from '../core/engine/engine.js';
 import type { Manifest, Verification } from '../core/manifest.js';
+import type { ServingLoad, ServingOnnxFiles } from '../core/model-loader.js';
 import { decodeOpenSetStats, type OpenSetStats } from '../core/open-set-score.js';
-import { tf } from '../core/tf.js';
+import { probabilityRows } from '../core/probability-rows.js';
 import type { Logger } from './logger.js';
 import type { HolderStatus } from './schemas.js';
 
@@ -17,10 +19,11 @@ export interface ModelSource {
     opts?: { verify?: boolean; sameWeightsVerification?: boolean },
   ): Promise<{ model: LayersModel; manifest: Manifest; uri: string; version: string; etag?: string; verification?: Verification }>;
   checkForUpdate(uri: string, knownEtag?: string): Promise<{ changed: false } | { changed: true; version: string; etag?: string }>;
+  /** Opens a version without building it (core/model-loader.ts); sources without it are served through loadModel. */
+  loadServing?(uri: string, opts?: { verify?: boolean; onnx?: boolean }): Promise<ServingLoad>;
 }
 
 export interface ServingModel {
-  model: LayersModel;
   /** [n,S,S,3] RGB 0..255 pixels -> the model's output rows, on the serving engine (tfjs or onnxruntime). */
   predict: Predict;
   /**
@@ -60,31 +63,6 @@ export type ServingEngine = Pick<ServingModel, 'predict' | 'predictAll' | 'engin
   checkedAgainst?: string;
 };
 
-/** `predict` over a tfjs forward. */
-export function tfjsPredict(forward: (x: Tensor) => Tensor, size: number): Predict {
-  return async (pixels, n) => {
-    const out = tf.tidy(() => forward(tf.tensor4d(pixels, [n, size, size, 3])));
-    try {
-      return (await out.data()) as Float32Array;
-    } finally {
-      out.dispose();
-    }
-  };
-}
-
-/** `predictAll` over a tfjs forward with the three outputs. */
-export function tfjsPredictAll(forwardAll: (x: Tensor) => Tensor[], size: number): PredictAll {
-  return async (pixels, n) => {
-    const outs = tf.tidy(() => forwardAll(tf.tensor4d(pixels, [n, size, size, 3])));
-    try {
-      const [p, z, e] = (await Promise.all(outs.map((o) => o.data()))) as Float32Array[];
-      return [p, z, e];
-    } finally {
-      tf.dispose(outs);
-    }
-  };
-}
-
 export interface HolderOptions {
   refreshSeconds: number;
   log: Logger;
@@ -92,6 +70,8 @@ export interface HolderOptions {
   now?: () => number;
   /** Serving engine (core/engine): default `--engine` / EDGETUNE_ENGINE, else wasm. */
   engine?: EnginePreference;
+  /** Starts the tfjs backend before a version is built as a layers model (the runtime's: its log and .wasm folder). */
+  prepareTfjs?: () => Promise<void>;
 }
 
 async function defaultSource(): Promise<ModelSource> {
@@ -214,21 +194,31 @@ export class ModelHolder {
       }
       const pref = this.opts.engine ?? enginePreference();
       const t0 = performance.now();
-      // onnxruntime can be checked against verification.json instead of a tfjs pass (see ortServing).
-      const loaded = await source.loadModel(uri, { verify: true, sameWeightsVerification: pref !== 'wasm' });
-      const loadMs = performance.now() - t0;
-      if (current && loaded.version === current.version) {
-        loaded.model.dispose();
+      const opened = await openVersion(source, uri, pref);
+      if (current && opened.version === current.version) {
+        opened.release?.();
         return;
       }
-      const t1 = performance.now();
-      const size = loaded.manifest.input.size;
       const warn = (m: string, f: Record<string, unknown>) => log.warn(m, { ...ids, uri, ...f });
-      const openSetStats = decodeOpenSet(loaded.manifest);
-      const needsAll = !!(loaded.manifest.calibration || openSetStats);
-      const engine =
-        (await ortServing(loaded.model, size, needsAll, pref, warn, loaded.verification)) ??
-        tfjsServing(loaded.model, size, needsAll, warn);
+      const openSetStats = decodeOpenSet(opened.manifest);
+      const needsAll = !!(opened.manifest.calibration || openSetStats);
+      let loadMs = performance.now() - t0;
+      let t1 = performance.now();
+      let engine = opened.onnx ? await ortFromServingOnnx(opened.onnx, opened.manifest, needsAll, pref, warn) : undefined;
+      if (!engine) {
+        await this.opts.prepareTfjs?.();
+        const t = performance.now();
+        // onnxruntime can be checked against verification.json instead of a tfjs pass (see ortServing).
+        const { model, verification } = await opened.loadLayers({ sameWeightsVerification: pref !== 'wasm' });
+        loadMs += performance.now() - t;
+        t1 = performance.now();
+        const { ortServing, tfjsServing } = await import('./tfjs-serving.js');
+        const size = opened.manifest.input.size;
+        // A serving.onnx onnxruntime could not serve is not converted again: the same graph would fail the same way.
+        engine =
+          (opened.onnx ? undefined : await ortServing(model, size, needsAll, pref, warn, verification)) ??
+          tfjsServing(model, size, needsAll, warn);
+      }
       if (needsAll && !engine.predictAll) {
         log.warn('the model has calibration/open-set statistics but no logits or pooled layer: serving its plain probabilities', {
           ...ids,
@@ -236,9 +226,9 @@ export class ModelHolder {
         });
       }
       const warmupMs = performance.now() - t1;
+      const loaded = opened;
       const { setupMs, checkedAgainst, ...parts } = engine;
       const next: ServingModel = {
-        model: loaded.model,
         ...parts,
         ...(openSetStats ? { openSetStats } : {}),
         manifest: loaded.manifest,
@@ -283,186 +273,88 @@ export class ModelHolder {
   }
 }
 
-/** The tfjs forward passes of a served model. */
-export interface TfjsForward {
-  /** [N,S,S,3] RGB 0..255 -> the model's output: the fused executor when it reproduces model.predict. */
-  forward: (x: Tensor) => Tensor;
-  /** [probabilities, logits, pooled embedding] in one pass, when the graph has those layers. */
-  forwardAll?: (x: Tensor) => Tensor[];
-  engine: 'fused' | 'layers';
-  runtime: string;
-  dispose: () => void;
-}
-
-/**
- * Uses core/fast-forward (BatchNorm folded into convs, ReLU6 fused: ~2-4x faster on WASM) when it
- * builds for this graph and reproduces model.predict on a random input; else model.predict.
- * EDGETUNE_FAST_FORWARD=0 turns it off.
- */
-export function chooseEngine(model: LayersModel, size: number, warn: (msg: string, fields: Record<string, unknown>) => void): TfjsForward {
-  const runtime = `tfjs ${tf.getBackend()}`;
-  const heads = hasHeadLayers(model);
-  const multi = heads
-    ? tf.model({
-        inputs: model.inputs,
-        outputs: [
-          model.outputs[0],
-          model.getLayer(HEAD.logits).output as tf.SymbolicTensor,
-          model.getLayer(HEAD.pool).output as tf.SymbolicTensor,
-        ],
-      })
-    : undefined;
-  const layers = {
-    forward: (x: Tensor) => model.predict(x) as Tensor,
-    ...(multi ? { forwardAll: (x: Tensor) => multi.predict(x) as Tensor[] } : {}),
-    engine: 'layers' as const,
-    runtime,
-    dispose: () => model.dispose(),
-  };
-  if (edgetuneConfig().EDGETUNE_FAST_FORWARD === '0') return layers;
-  let ff: ReturnType<typeof createFastForward> | undefined;
-  try {
-    ff = createFastForward(model);
-    const fused = ff;
-    // Doubles as the warm-up of both paths (the caller's warm-up then finds the kernels ready).
-    const diff = tf.tidy(() => {
-      const x = tf.randomUniform([1, size, size, 3], 0, 255, 'float32', 7);
-      return tf.max(tf.abs(tf.sub(model.predict(x) as Tensor, fused.forward(x)))).dataSync()[0];
-    });
-    if (!(diff <= 1e-3)) throw new Error(`fused output differs from model.predict by ${diff}`);
-    const outputs = [fused.outputName, HEAD.logits, HEAD.pool];
-    return {
-      forward: (x) => fused.forward(x),
-      ...(heads ? { forwardAll: (x: Tensor) => fused.forwardMany(x, { to: outputs }) } : {}),
-      engine: 'fused',
-      runtime,
-      dispose: () => {
-        fused.dispose();
-        model.dispose();
-      },
-    };
-  } catch (e) {
-    ff?.dispose();
-    warn('fused executor not used; serving with model.predict', { error: (e as Error).message });
-    return layers;
-  }
-}
-
 /** Max |difference| of onnxruntime's probabilities from tfjs' on the load-time check input, beyond which serving stays on tfjs. */
 export const ORT_SERVING_TOLERANCE = 1e-4;
 /** Photos of verification.json the load-time check runs. */
-const VERIFICATION_CHECK_IMAGES = 2;
+export const VERIFICATION_CHECK_IMAGES = 2;
 /** The same for logits and the pooled embedding, relative to the largest |value| (at least 1). */
 export const ORT_FEATURE_TOLERANCE = 1e-4;
 
-/** Serving on tfjs: the fused executor (or model.predict), warmed up. */
-export function tfjsServing(
-  model: LayersModel,
-  size: number,
-  needsAll: boolean,
-  warn: (msg: string, fields: Record<string, unknown>) => void,
-): ServingEngine {
-  const tfjs = chooseEngine(model, size, warn);
-  warmUp(tfjs.forward, size);
-  const forwardAll = needsAll ? tfjs.forwardAll : undefined;
-  if (forwardAll) warmUp((x) => forwardAll(x)[0], size);
+/** onnxruntime's intra-op threads for serving: EDGETUNE_ENGINE_THREADS, else up to 2. */
+export function servingThreads(): number {
+  return edgetuneConfig().EDGETUNE_ENGINE_THREADS ?? Math.min(2, os.availableParallelism?.() ?? os.cpus().length);
+}
+
+/** The manifest's open-set statistics; a malformed field fails the load (the previous model keeps serving). */
+function decodeOpenSet(m: Manifest): OpenSetStats | undefined {
+  if (!m.openSet) return undefined;
+  try {
+    return decodeOpenSetStats(m.openSet, m.classes.length);
+  } catch (e) {
+    throw new Error(`manifest.openSet: ${(e as Error).message}`);
+  }
+}
+
+type Opened = ServingLoad & { release?: () => void };
+
+/** The version `uri` names, opened through the source's loadServing, or loaded at once through loadModel (sources without it). */
+async function openVersion(source: ModelSource, uri: string, pref: EnginePreference): Promise<Opened> {
+  if (source.loadServing) return source.loadServing(uri, { verify: true, onnx: pref !== 'wasm' });
+  const loaded = await source.loadModel(uri, { verify: true, sameWeightsVerification: pref !== 'wasm' });
+  const { model, verification, ...rest } = loaded;
   return {
-    predict: tfjsPredict(tfjs.forward, size),
-    ...(forwardAll ? { predictAll: tfjsPredictAll(forwardAll, size) } : {}),
-    engine: tfjs.engine,
-    runtime: tfjs.runtime,
-    dispose: tfjs.dispose,
+    ...rest,
+    loadLayers: async () => ({ model, ...(verification ? { verification } : {}) }),
+    release: () => model.dispose(),
   };
 }
 
 /**
- * Serving on onnxruntime, or undefined when the preference is wasm or onnxruntime cannot serve this
- * model (said with `warn`; the caller then serves on tfjs). The fused graph is converted to ONNX at
- * load, in memory, with the logits and pooled embedding as extra outputs when scoring needs them,
- * checked against model.predict (tfjs) on a seeded input and warmed up. The tfjs fused executor is
- * not built on this path: nothing would run it.
+ * Serving on onnxruntime from serving.onnx, or undefined when the preference is wasm or onnxruntime
+ * cannot serve it (said with `warn`; the caller then serves on tfjs): a session on the file's bytes,
+ * checked against the tfjs probabilities its record holds (manifest.serving.check), warmed up.
  */
-export async function ortServing(
-  model: LayersModel,
-  size: number,
+export async function ortFromServingOnnx(
+  files: ServingOnnxFiles,
+  manifest: Manifest,
   needsAll: boolean,
   pref: EnginePreference,
   warn: (msg: string, fields: Record<string, unknown>) => void,
-  verification?: Verification,
 ): Promise<ServingEngine | undefined> {
-  let chosen: Awaited<ReturnType<typeof resolveEngine>>;
   try {
-    chosen = await resolveEngine(pref);
+    if ((await resolveEngine(pref)).name === 'wasm') return undefined;
   } catch (e) {
     warn('onnxruntime requested but not available; serving on tfjs', { error: (e as Error).message });
     return undefined;
   }
-  if (chosen.name === 'wasm') return undefined;
-  const all = needsAll && hasHeadLayers(model);
-  const output = model.outputLayers[0].name;
-  const outputs = all ? [output, HEAD.logits, HEAD.pool] : [output];
+  const { record, bytes, checkPixels } = files;
+  const outputs = record.onnx.outputs;
+  const output = outputs[0];
+  const all = needsAll && outputs.length === 3;
   let engine: InferenceEngine | undefined;
   try {
-    const threads = servingThreads();
     const t0 = performance.now();
-    engine = await createEngine(model, 'ort', { threads, outputs });
+    const { ortEngineFromOnnx } = await import('../core/engine/ort-engine.js');
+    engine = await ortEngineFromOnnx(bytes, [...record.onnx.inputShape], servingThreads(), outputs);
     const ort = engine;
     const t1 = performance.now();
-    const [vn, vh, vw] = verification?.shape ?? [0];
-    const sameShape = !!verification && vn > 0 && vh === size && vw === size && verification.probabilities.length === vn;
-    let t2: number;
-    let checkedAgainst: string;
-    if (sameShape && verification) {
-      // verification.json's probabilities came from these very weights (the loader only gives it
-      // then): real photos, and no tfjs pass, whose first run through the layers model is slow.
-      // Two of its photos: each one costs a full-size inference here, at start-up.
-      const k = Math.min(vn, VERIFICATION_CHECK_IMAGES);
-      const pixels = Float32Array.from(Buffer.from(verification.pixels, 'base64').subarray(0, k * size * size * 3));
-      t2 = performance.now();
-      const [probs] = await ort.run(pixels, k, [output]);
-      const got = toClassProbabilities(probs.data, verification.probabilities[0].length);
-      let diff = 0;
-      got.forEach((row, i) => {
-        row.forEach((p, c) => {
-          diff = Math.max(diff, Math.abs(p - verification.probabilities[i][c]));
-        });
+    const want = record.check.probabilities;
+    const [probs] = await ort.run(checkPixels, record.check.images, [output]);
+    const got = probabilityRows(probs.data, manifest.classes.length);
+    let diff = got.length === want.length ? 0 : Number.POSITIVE_INFINITY;
+    got.forEach((row, i) => {
+      row.forEach((p, c) => {
+        diff = Math.max(diff, Math.abs(p - (want[i]?.[c] ?? Number.NaN)));
       });
-      if (!(diff <= ORT_SERVING_TOLERANCE)) throw new Error(`onnxruntime's probabilities differ from verification.json's by ${diff}`);
-      checkedAgainst = `verification.json (${k} images), max |dp| ${diff.toExponential(2)}`;
-    } else {
-      // One seeded image: the reference pass through the unfused layers model is the check's cost.
-      const x = tf.randomUniform([1, size, size, 3], 0, 255, 'float32', 11);
-      const pixels = x.dataSync() as Float32Array;
-      const reference = all
-        ? tf.model({ inputs: model.inputs, outputs: outputs.map((n) => model.getLayer(n).output as tf.SymbolicTensor) })
-        : model;
-      const ref = tf.tidy(() => {
-        const y = reference.predict(x);
-        return (Array.isArray(y) ? y : [y]).map((t) => t.dataSync() as Float32Array);
-      });
-      x.dispose();
-      t2 = performance.now();
-      const got = await ort.run(pixels, 1);
-      let worst = 0;
-      ref.forEach((r, k) => {
-        let diff = 0;
-        let scale = 1;
-        for (let i = 0; i < r.length; i++) {
-          diff = Math.max(diff, Math.abs(r[i] - got[k].data[i]));
-          scale = Math.max(scale, Math.abs(r[i]));
-        }
-        const limit = k === 0 ? ORT_SERVING_TOLERANCE : ORT_FEATURE_TOLERANCE * scale;
-        if (!(diff <= limit)) throw new Error(`onnxruntime's '${outputs[k]}' differs from tfjs by ${diff} (limit ${limit})`);
-        worst = Math.max(worst, diff);
-      });
-      checkedAgainst = `tfjs model.predict (1 seeded image, ${outputs.length} outputs), max |d| ${worst.toExponential(2)}`;
-    }
-    const t3 = performance.now();
-    await ort.run(new Float32Array(size * size * 3), 1);
+    });
+    if (!(diff <= ORT_SERVING_TOLERANCE)) throw new Error(`onnxruntime's probabilities differ from manifest.serving.check's by ${diff}`);
+    const t2 = performance.now();
+    const [h, w] = record.onnx.inputShape;
+    await ort.run(new Float32Array(h * w * 3), 1);
     const ms = (a: number, b: number) => Math.round(b - a);
     return {
-      setupMs: { convertAndSession: ms(t0, t1), reference: ms(t1, t2), check: ms(t2, t3), warmUp: ms(t3, performance.now()) },
-      checkedAgainst,
+      setupMs: { session: ms(t0, t1), check: ms(t1, t2), warmUp: ms(t2, performance.now()) },
+      checkedAgainst: `manifest.serving.check (${record.check.images} verification.json images), max |dp| ${diff.toExponential(2)}`,
       predict: async (px, n) => (await ort.run(px, n, [output]))[0].data,
       ...(all
         ? {
@@ -473,42 +365,12 @@ export async function ortServing(
           }
         : {}),
       engine: 'fused',
-      runtime: `${ort.description}, converted at load from the fused graph`,
-      dispose: () => {
-        void ort.dispose();
-        model.dispose();
-      },
+      runtime: `${ort.description}, from ${record.onnx.file} (${record.onnx.weights} weights)`,
+      dispose: () => void ort.dispose(),
     };
   } catch (e) {
     if (engine) await engine.dispose();
-    warn('onnxruntime not used; serving on tfjs', { error: (e as Error).message });
+    warn(`onnxruntime could not serve ${record.onnx.file}; serving on tfjs`, { error: (e as Error).message });
     return undefined;
-  }
-}
-
-/** onnxruntime's intra-op threads for serving: EDGETUNE_ENGINE_THREADS, else up to 2. */
-function servingThreads(): number {
-  return edgetuneConfig().EDGETUNE_ENGINE_THREADS ?? Math.min(2, os.availableParallelism?.() ?? os.cpus().length);
-}
-
-/** One prediction at load, so the first request does not pay for WASM kernel setup. */
-export function warmUp(forward: (x: Tensor) => Tensor, size: number): void {
-  tf.tidy(() => {
-    forward(tf.zeros([1, size, size, 3])).dataSync();
-  });
-}
-
-function hasHeadLayers(model: LayersModel): boolean {
-  const names = new Set(model.layers.map((l) => l.name));
-  return names.has(HEAD.logits) && names.has(HEAD.pool);
-}
-
-/** The manifest's open-set statistics; a malformed field fails the load (the previous model keeps serving). */
-function decodeOpenSet(m: Manifest): OpenSetStats | undefined {
-  if (!m.openSet) return undefined;
-  try {
-    return decodeOpenSetStats(m.openSet, m.classes.length);
-  } catch (e) {
-    throw new Error(`manifest.openSet: ${(e as Error).message}`);
   }
 }

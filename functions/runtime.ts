@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import { currentBackend, describeBackend, initBackend } from '../core/backend.js';
 import { createApp } from './app.js';
 import { keysFromSecret, parseKeySecret } from './auth.js';
 import type { ServeConfig } from './config.js';
@@ -15,7 +14,7 @@ export interface Runtime {
 }
 
 /**
- * Wires one serving process: tfjs backend, model holder, API keys and the Hono app. The adapter
+ * Wires one serving process: model holder (with the tfjs backend, started when a version needs it), API keys and the Hono app. The adapter
  * chooses the decoder (sharp in Node/Lambda, WASM at the edge). The app answers at once (503
  * until the model is in), so a slow model load never blocks health checks.
  */
@@ -32,10 +31,20 @@ export function createRuntime(
   } = {},
 ): Runtime {
   const log = opts.log ?? (config.logLevel === 'silent' ? silentLogger : jsonLogger());
-  const holder = new ModelHolder(config.modelUri, { refreshSeconds: config.refreshSeconds, log, source: opts.source });
-  const apiKeys = apiKeySource(config, opts.loadSecret);
   const backendLog = opts.backendLog ?? ((line: string) => log.info(line));
-  const ready = initBackend('auto', backendLog, { wasmDir: opts.wasmDir }).then(() => holder.start());
+  // tfjs is evaluated only for a version served from its layers model: never when serving.onnx serves.
+  let backend: typeof import('../core/backend.js') | undefined;
+  let started: Promise<void> | undefined;
+  const prepareTfjs = () => {
+    started ??= import('../core/backend.js').then(async (b) => {
+      await b.initBackend('auto', backendLog, { wasmDir: opts.wasmDir });
+      backend = b;
+    });
+    return started;
+  };
+  const holder = new ModelHolder(config.modelUri, { refreshSeconds: config.refreshSeconds, log, source: opts.source, prepareTfjs });
+  const apiKeys = apiKeySource(config, opts.loadSecret);
+  const ready = holder.start();
   const app = createApp({
     config,
     holder,
@@ -43,8 +52,8 @@ export function createRuntime(
     log,
     apiKeys,
     backend: () => {
-      const b = currentBackend();
-      return b ? describeBackend(b) : undefined;
+      const b = backend?.currentBackend();
+      return b && backend ? backend.describeBackend(b) : undefined;
     },
   });
   return { app, holder, ready };

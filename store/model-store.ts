@@ -6,11 +6,20 @@ import { toClassProbabilities } from '../core/classifier.js';
 import type { FormatId } from '../core/export/formats.js';
 import { type Manifest, type PublishedFormat, type Verification, VerificationSchema } from '../core/manifest.js';
 import { modelJsonText } from '../core/model-json.js';
-import { loadModel, localSource, ModelIntegrityError, readCurrentPointer, readVerifiedArtifacts, s3Source } from '../core/model-loader.js';
+import {
+  loadModel,
+  localSource,
+  ModelIntegrityError,
+  readCurrentPointer,
+  readServingOnnx,
+  readVerifiedArtifacts,
+  s3Source,
+} from '../core/model-loader.js';
 import { type QuantizeDtype, quantizeWeights } from '../core/quantize.js';
 import { getObjectIfExists, headObject, listObjects, putObject, s3Client } from '../core/s3/client.js';
 import { mapLimit } from '../core/s3/retry.js';
 import { joinKey, parseS3Uri } from '../core/s3/uri.js';
+import { buildServingOnnx } from '../core/serving-onnx.js';
 import { tf } from '../core/tf.js';
 import { type Current, isVersion, newVersionName, sha256 } from '../core/versioning.js';
 import { formatIssues } from '../core/zod-issues.js';
@@ -273,6 +282,7 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
   let gateAccuracy: number;
   let qProbs: number[][];
   let tfjsFigures: Pick<PublishedFormat, 'maxAbsDiff' | 'accuracy' | 'referenceAccuracy' | 'measuredOn'>;
+  let serving: ReturnType<typeof buildServingOnnx>;
   try {
     const origProbs = await predictVerification(original, verification, nClasses);
     const selfDiff = maxAbsDiff(origProbs, verification.probabilities);
@@ -329,6 +339,9 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
       );
     }
     lap('quantize');
+    // What onnxruntime serves: the fused graph of the quantized weights as tfjs dequantizes them.
+    serving = buildServingOnnx(quantized, verification, dtype === 'none' ? 'float32' : dtype);
+    lap('servingOnnx');
   } finally {
     original.dispose();
     quantized?.dispose();
@@ -359,12 +372,15 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
     files: [weightFile],
     quantization,
     formats: [tfjsFormat, ...staged.records],
+    serving: serving?.record,
   };
+  if (!serving) delete manifest.serving;
   const reportFiles = await listFilesRecursive(path.join(dir, 'report'));
   const uploads: Array<{ rel: string; body: () => Promise<Buffer | string>; type: string }> = [
     { rel: 'weights.bin', body: async () => q.data, type: 'application/octet-stream' },
     { rel: 'model.json', body: async () => modelJson, type: 'application/json' },
     { rel: 'verification.json', body: () => readFile(path.join(dir, 'verification.json')), type: 'application/json' },
+    ...(serving ? [{ rel: serving.record.onnx.file, body: async () => Buffer.from(serving.bytes), type: 'application/octet-stream' }] : []),
     ...staged.uploads.map((u) => ({ rel: u.rel, body: async () => u.body, type: u.type })),
     ...reportFiles.map((f) => ({
       rel: path.relative(dir, f).split(path.sep).join('/'),
@@ -401,6 +417,10 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
     await verifyUploadedFormats(bucket, versionPrefix, staged.uploads);
     const loaded = await loadModel(versionUri, { verify: true });
     try {
+      // serving.onnx read back like the weights: its size and sha256 against the manifest uploaded.
+      if (serving && !(await readServingOnnx(s3Source(bucket, versionPrefix), loaded.manifest))) {
+        throw new ModelIntegrityError(`${versionUri}/manifest.json lost its serving record`);
+      }
       const probs = await predictVerification(loaded.model, verification, nClasses);
       const exact = maxAbsDiff(probs, qProbs);
       if (exact > EXACT_TOLERANCE) {
@@ -417,7 +437,7 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
       }
       verifiedDiff = diff;
       log(
-        `verified ${versionUri}: sha256 of ${manifest.files.length} weight file(s)${staged.uploads.length ? ` and ${staged.uploads.length} format file(s)` : ''} ok, max |dp| vs verification.json ${diff.toExponential(2)}`,
+        `verified ${versionUri}: sha256 of ${manifest.files.length} weight file(s)${serving ? `, ${serving.record.onnx.file}` : ''}${staged.uploads.length ? ` and ${staged.uploads.length} format file(s)` : ''} ok, max |dp| vs verification.json ${diff.toExponential(2)}`,
       );
     } finally {
       loaded.model.dispose();

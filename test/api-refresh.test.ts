@@ -9,7 +9,8 @@ import { tf } from '../core/tf.js';
 import { createApp } from '../functions/app.js';
 import { configFromEnv } from '../functions/config.js';
 import { memoryLogger } from '../functions/logger.js';
-import { chooseEngine, ModelHolder, type ModelSource } from '../functions/model-holder.js';
+import { ModelHolder, type ModelSource } from '../functions/model-holder.js';
+import { chooseEngine } from '../functions/tfjs-serving.js';
 import { makeModelDir } from './helpers/model-dir.js';
 import { makePhoto } from './helpers/tiny-model.js';
 
@@ -75,7 +76,7 @@ describe('model holder: background refresh and atomic swap', () => {
     await holder.settle();
     expect(calls).toEqual({ check: 1, load: 2 });
     expect(holder.status().model?.version).toBe(v2);
-    const old = tf.tidy(() => (lease.serving.model.predict(tf.zeros([1, 32, 32, 3])) as tf.Tensor).dataSync());
+    const old = await lease.serving.predict(new Float32Array(32 * 32 * 3), 1);
     expect(old.length).toBe(1);
     lease.release();
     expect(tf.memory().numTensors).toBe(tensorsWithOneModel); // the old model's weights are gone

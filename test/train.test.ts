@@ -137,6 +137,9 @@ describe('edgetune train with more than two classes', () => {
     expect(m.confusion).toHaveLength(3);
     expect(m.perClass.map((c) => c.support)).toEqual([2, 2, 2]);
     expect(m.auc).toBeUndefined();
+    // The export writes the serving graph onnxruntime serves (test/serving-onnx.test.ts checks its record).
+    expect(manifest.serving?.onnx).toMatchObject({ file: 'serving.onnx', inputShape: [32, 32, 3], weights: 'float32' });
+    expect((await readFile(path.join(out, 'serving.onnx'))).byteLength).toBe(manifest.serving?.onnx.bytes);
     const loaded = await loadModel(out);
     const p = tf.tidy(() => (loaded.model.predict(tf.zeros([2, 32, 32, 3])) as tf.Tensor).arraySync() as number[][]);
     for (const row of p) expect(row.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);

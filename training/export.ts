@@ -4,6 +4,7 @@ import { toClassProbabilities } from '../core/classifier.js';
 import { saveModelArtifacts } from '../core/file-io.js';
 import type { RgbImage } from '../core/image.js';
 import { type Manifest, ManifestSchema, type Verification } from '../core/manifest.js';
+import { buildServingOnnx } from '../core/serving-onnx.js';
 import type { LayersModel, Tensor } from '../core/tf.js';
 import { tf } from '../core/tf.js';
 import { makeVersion, sha256 } from '../core/versioning.js';
@@ -39,8 +40,9 @@ export async function predictProbabilities(
 export type ManifestDraft = Omit<Manifest, 'version' | 'files' | 'createdAt'>;
 
 /**
- * Writes model.json + weights.bin, verification.json and manifest.json (with the weights'
- * sha256) into `dir`. The manifest goes last: a folder with a manifest is a complete model.
+ * Writes model.json + weights.bin, verification.json, serving.onnx (the fused graph onnxruntime
+ * serves, core/serving-onnx.ts) and manifest.json (with the weights' sha256 and the serving record)
+ * into `dir`. The manifest goes last: a folder with a manifest is a complete model.
  */
 export async function exportModel(
   dir: string,
@@ -63,6 +65,8 @@ export async function exportModel(
     probabilities: images.length ? await predictProbabilities(model, images, draft.classes.length) : [],
   };
   await writeFile(path.join(dir, 'verification.json'), JSON.stringify(verification));
+  const serving = buildServingOnnx(model, verification, 'float32');
+  if (serving) await writeFile(path.join(dir, serving.record.onnx.file), serving.bytes);
   const now = new Date();
   // The draft's timings end where the export starts; the export's own time is known only here.
   const exportSeconds = (performance.now() - started) / 1000;
@@ -77,6 +81,7 @@ export async function exportModel(
     version: makeVersion(digest, now),
     createdAt: now.toISOString(),
     files: [{ path: 'weights.bin', bytes: weights.byteLength, sha256: digest }],
+    ...(serving ? { serving: serving.record } : {}),
   });
   await writeFile(path.join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2));
   return manifest;

@@ -5,7 +5,7 @@
 // the trainable tail (training/tail/) its structure (the same ops, without the folded values).
 // Tensors are NHWC; kernels keep tfjs' layouts (Conv2D HWIO, DepthwiseConv2D [kh, kw, in, multiplier]).
 import type { LayersModel, Tensor } from '@tensorflow/tfjs';
-import { PREPROCESS } from '../classifier.js';
+import { PREPROCESS } from '../head-names.js';
 
 type Layer = LayersModel['layers'][number];
 

@@ -167,11 +167,15 @@ export interface S3Object {
 }
 
 /** GET an object's bytes (with retries). Throws the SDK's NoSuchKey error when absent. */
-export async function getObject(uri: string, extra: { ifNoneMatch?: string } = {}): Promise<S3Object> {
+export async function getObject(uri: string, extra: { ifNoneMatch?: string; maxBytes?: number } = {}): Promise<S3Object> {
   const { bucket, key } = parseS3Uri(uri);
   return withRetry(
     async () => {
       const out = await s3Client().send(new GetObjectCommand({ Bucket: bucket, Key: key, IfNoneMatch: extra.ifNoneMatch }));
+      if (extra.maxBytes !== undefined && (out.ContentLength ?? 0) > extra.maxBytes) {
+        (out.Body as { destroy?: () => void } | undefined)?.destroy?.();
+        throw new Error(`${uri} is ${out.ContentLength} bytes, more than the ${extra.maxBytes} allowed`);
+      }
       const body = Buffer.from(await out.Body!.transformToByteArray());
       return { body, etag: out.ETag };
     },

@@ -1,0 +1,76 @@
+// Serving from serving.onnx never evaluates tfjs (issue 18's cold start): a child process serves a
+// folder with serving.onnx on onnxruntime and answers a classify request while a resolve hook
+// records every module it loads; tfjs-core's global engine must not exist and no @tensorflow
+// package, core/tf.ts, core/backend.ts or functions/tfjs-serving.ts may have been resolved. The same
+// child on the wasm engine is the control: there, tfjs is loaded.
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../core/backend.js';
+import { makeModelDir } from './helpers/model-dir.js';
+import { exportedFrom } from './helpers/serving-dir.js';
+import { REPO_DIR } from './helpers/shared.js';
+
+const run = promisify(execFile);
+let tmp: string;
+let dir: string;
+
+beforeAll(async () => {
+  await initBackend('auto', () => {});
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'edgetune-no-tfjs-'));
+  const plain = await makeModelDir(path.join(tmp, 'plain'), { inputSize: 48, seed: 5 });
+  dir = await exportedFrom(plain, path.join(tmp, 'exported'));
+}, 60_000);
+afterAll(async () => {
+  if (tmp) await rm(tmp, { recursive: true, force: true });
+});
+
+async function probe(engine: 'ort' | 'wasm') {
+  const resolved = path.join(tmp, `resolved-${engine}.txt`);
+  const { stdout } = await run(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '--import',
+      path.join(REPO_DIR, 'test/helpers/record-resolved.mjs'),
+      path.join(REPO_DIR, 'test/helpers/serve-probe.ts'),
+    ],
+    {
+      cwd: REPO_DIR,
+      env: { ...process.env, MODEL_URI: dir, EDGETUNE_ENGINE: engine, EDGETUNE_TEST_RESOLVED: resolved, LOG_LEVEL: 'silent' },
+      timeout: 90_000,
+    },
+  );
+  const out = JSON.parse(stdout.trim().split('\n').at(-1) as string) as {
+    status: number;
+    runtime?: string;
+    warnings: string[];
+    tfjsEvaluated: boolean;
+  };
+  const urls = (await readFile(resolved, 'utf8')).split('\n').filter(Boolean);
+  const tfjs = urls.filter((u) => /\/@tensorflow\/|\/core\/(tf|backend)\.ts$|\/functions\/tfjs-serving\.ts$/.test(u));
+  return { ...out, urls, tfjs };
+}
+
+describe('serving from serving.onnx', () => {
+  it('answers on onnxruntime without evaluating tfjs; the wasm engine (control) does load it', async () => {
+    const [ort, wasm] = [await probe('ort'), await probe('wasm')];
+    expect(ort.status).toBe(200);
+    expect(ort.runtime).toMatch(/from serving\.onnx \(float32 weights\)$/);
+    expect(ort.warnings).toEqual([]);
+    // The hook saw the serving modules, so an empty tfjs list means something.
+    expect(ort.urls.some((u) => u.endsWith('/functions/model-holder.ts'))).toBe(true);
+    expect(ort.urls.some((u) => u.endsWith('/core/engine/ort-engine.ts'))).toBe(true);
+    expect(ort.tfjs).toEqual([]);
+    expect(ort.tfjsEvaluated).toBe(false);
+
+    expect(wasm.status).toBe(200);
+    expect(wasm.runtime).toMatch(/^tfjs /);
+    expect(wasm.tfjsEvaluated).toBe(true);
+    expect(wasm.tfjs.length).toBeGreaterThan(0);
+  }, 180_000);
+});
