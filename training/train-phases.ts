@@ -38,6 +38,8 @@ export interface PhaseContext {
   cache: RunCache;
   /** Loss weight per class (--class-weight); undefined: the plain mean loss. */
   classWeights?: number[];
+  /** Where the fine-tune tail's 1x1 products run (training/tail/tail-gemm.ts); default wasm. */
+  tailGemm?: 'wasm' | 'ort';
 }
 
 /** The un-augmented validation views, computed once for both phases. */
@@ -230,10 +232,14 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
       seed: deriveSeed(opts.seed, 'dropout:tail'),
       classWeights: ctx.classWeights,
       dropoutDrawsDone: first * Math.ceil(n / opts.batchSize),
+      gemm: ctx.tailGemm ?? 'wasm',
     },
     { threads: Math.max(1, opts.workers) },
   );
-  report({ type: 'info', message: `fine-tune step: ${tail.route} tail on ${tail.threads} thread(s)` });
+  report({
+    type: 'info',
+    message: `fine-tune step: ${tail.route} tail on ${tail.threads} thread(s), 1x1 products on ${tail.gemm === 'ort' ? 'onnxruntime' : 'tfjs wasm'}`,
+  });
   const optimizer = tf.train.adam(opts.fineTuneLr);
   let metrics: Metrics | undefined;
   try {
