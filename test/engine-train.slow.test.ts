@@ -77,8 +77,7 @@ describe('edgetune train with --engine ort (tiny)', () => {
       const auto = await trainOnce('auto', (e) => e.message && messages.push(e.message));
       process.env.EDGETUNE_ENGINE = 'wasm';
       const wasm = await trainOnce('wasm', (e) => e.message && messages.push(e.message));
-      const engineOf = async (d: string) =>
-        ManifestSchema.parse(JSON.parse(await readFile(path.join(d, 'manifest.json'), 'utf8'))).engine;
+      const engineOf = async (d: string) => ManifestSchema.parse(JSON.parse(await readFile(path.join(d, 'manifest.json'), 'utf8'))).engine;
       expect((await engineOf(auto))?.frozenLayers).toMatch(/^1 worker threads, each onnxruntime-node \S+ \(CPU, 1 intra-op thread\)$/);
       expect((await engineOf(wasm))?.frozenLayers).toMatch(/^1 worker threads, each wasm \(SIMD, 1 thread\)$/);
       expect((await engineOf(auto))?.tail).toMatch(/1x1 products on onnxruntime-node/);
