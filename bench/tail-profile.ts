@@ -3,7 +3,7 @@
 // data-parallel step adds around it (packing values, copying shards, combining gradients).
 // Kernel times come from tf.profile (wall time per kernel, this thread); kernels our gradient
 // kernels call internally are counted inside them.
-// Usage: npm run bench:tail -- --profile [--size 224 --batch 16 --steps 3]
+// Usage: npm run bench:tail -- --profile [--size 224 --batch 16 --steps 3 --gemm ort|wasm]
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,6 +27,7 @@ export async function profileTail(args: string[]): Promise<void> {
   const batch = Number(opt('batch', '16'));
   const steps = Number(opt('steps', '3'));
   const fineTuneAt = Number(opt('fine-tune-at', '120'));
+  const gemm = opt('gemm', 'ort') as 'ort' | 'wasm';
   const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
   const weightsPath = path.resolve(repo, '../shared/weights/mobilenet_v2_1.0_224_imagenet/model.json');
   registerWasmGradKernels();
@@ -39,10 +40,10 @@ export async function profileTail(args: string[]): Promise<void> {
     Array.from({ length: batch }, (_, i) => i % 2),
     'int32',
   );
-  const tail = createTail(model, { fineTuneAt, numClasses: 2, route: 'fast', seed: 1 });
+  const tail = createTail(model, { fineTuneAt, numClasses: 2, route: 'fast', seed: 1, gemm });
   const optimizer = tf.train.adam(1e-4);
   console.log(
-    `tail profile: ${size}x${size}, shard of ${batch} rows, boundary [${shape.slice(1)}], one WASM thread; load average ${os.loadavg()[0].toFixed(1)} (indicative)`,
+    `tail profile: ${size}x${size}, shard of ${batch} rows, boundary [${shape.slice(1)}], one WASM thread, 1x1 products on ${gemm}; load average ${os.loadavg()[0].toFixed(1)} (indicative)`,
   );
 
   const byKernel = new Map<string, number>();

@@ -1,7 +1,8 @@
 // Seconds per phase-2 step (batch 32, fineTuneAt 120, alpha 1.0) on cached boundary activations:
 // the fast tail on WASM, the model's own layers with the registered kernels on WASM, and one
 // step on the cpu backend, and the data-parallel fast tail over worker threads (`parallel`).
-// Usage: npm run bench:tail [-- --sizes 224,160 --steps 5 --routes fast,layers,parallel --threads 2 --no-cpu --cpu-layers]
+// Usage: npm run bench:tail [-- --sizes 224,160 --steps 5 --routes fast,layers,parallel --threads 2 --gemm ort,wasm --no-cpu --cpu-layers]
+//        (--gemm: where the fast tail's 1x1 products run, onnxruntime or tfjs WASM; default both)
 //        npm run bench:tail -- --profile [--size 224 --batch 16]   (where a step's time goes: bench/tail-profile.ts)
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -33,6 +34,7 @@ const fineTuneAt = Number(opt('fine-tune-at', '120'));
 type BenchRoute = TailRoute | 'parallel';
 const routes = opt('routes', 'parallel,fast,layers').split(',') as BenchRoute[];
 const threads = Number(opt('threads', '2'));
+const gemms = opt('gemm', 'ort,wasm').split(',') as ('ort' | 'wasm')[];
 const withCpu = !args.includes('--no-cpu');
 // The standard layers on the cpu backend use its naive convolution gradients: > 10 minutes a step.
 const cpuRoutes: TailRoute[] = args.includes('--cpu-layers') ? ['fast', 'layers'] : ['fast'];
@@ -83,7 +85,7 @@ function busiest(before: Map<string, number> | undefined, after: Map<string, num
 }
 
 /** Wall seconds, and CPU seconds (closer to an idle machine's wall time when the CPU is shared). */
-async function timeSteps(route: BenchRoute, backend: string, size: number, n: number): Promise<Timing> {
+async function timeSteps(route: BenchRoute, backend: string, size: number, n: number, gemm: 'ort' | 'wasm' = 'wasm'): Promise<Timing> {
   tf.setBackend(backend);
   const model = buildClassifier({ alpha: 1.0, inputSize: size, numClasses: 2 });
   if (weights) applyBaseWeights(model, weights);
@@ -95,8 +97,8 @@ async function timeSteps(route: BenchRoute, backend: string, size: number, n: nu
   );
   const tail =
     route === 'parallel'
-      ? await createTrainingTail(model, { fineTuneAt, numClasses: 2, route: 'fast' }, { threads })
-      : createTail(model, { fineTuneAt, numClasses: 2, route });
+      ? await createTrainingTail(model, { fineTuneAt, numClasses: 2, route: 'fast', gemm }, { threads })
+      : createTail(model, { fineTuneAt, numClasses: 2, route, ...(route === 'fast' ? { gemm } : {}) });
   const optimizer = tf.train.adam(1e-4);
   const all: number[] = [];
   const cpu: number[] = [];
@@ -129,12 +131,14 @@ async function timeSteps(route: BenchRoute, backend: string, size: number, n: nu
 
 for (const size of sizes) {
   for (const route of routes) {
-    const r = await timeSteps(route, 'wasm', size, steps);
-    const label = route === 'parallel' ? `parallel (${threads} threads)` : route;
-    console.log(
-      `${size}x${size} ${label.padEnd(6)} wasm: ${r.perStep.toFixed(3)} s/step wall, ${r.cpuPerStep.toFixed(3)} s CPU all threads, ` +
-        `${r.busiestPerStep.map((s) => s.toFixed(2)).join(' + ')} s CPU two busiest threads (median of ${r.all.length}; wall ${r.all.map((s) => s.toFixed(2)).join(' ')})`,
-    );
+    for (const gemm of route === 'layers' ? (['wasm'] as const) : gemms) {
+      const r = await timeSteps(route, 'wasm', size, steps, gemm);
+      const label = `${route === 'parallel' ? `parallel (${threads} threads)` : route}${route === 'layers' ? '' : `, products on ${gemm}`}`;
+      console.log(
+        `${size}x${size} ${label.padEnd(6)} wasm: ${r.perStep.toFixed(3)} s/step wall, ${r.cpuPerStep.toFixed(3)} s CPU all threads, ` +
+          `${r.busiestPerStep.map((s) => s.toFixed(2)).join(' + ')} s CPU two busiest threads (median of ${r.all.length}; wall ${r.all.map((s) => s.toFixed(2)).join(' ')})`,
+      );
+    }
   }
   if (withCpu) {
     for (const route of cpuRoutes) {

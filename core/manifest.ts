@@ -250,6 +250,8 @@ export const ManifestSchema = z.object({
   engine: z
     .object({
       frozenLayers: z.string(),
+      /** What ran the fine-tune tail: tfjs, with its 1x1 products on onnxruntime or not. */
+      tail: z.string().optional(),
       cpu: z.object({ model: z.string(), arch: z.string(), cores: z.number().int(), isa: z.array(z.string()) }),
     })
     .optional(),

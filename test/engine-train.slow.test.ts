@@ -65,6 +65,7 @@ describe('edgetune train with --engine ort (tiny)', () => {
     expect(await sha(b)).toBe(await sha(a));
     const manifest = ManifestSchema.parse(JSON.parse(await readFile(path.join(a, 'manifest.json'), 'utf8')));
     expect(manifest.engine?.frozenLayers).toMatch(/^1 worker threads, each onnxruntime-node \S+ \(CPU, 1 intra-op thread\)$/);
+    expect(manifest.engine?.tail).toMatch(/1x1 products on onnxruntime-node/);
     expect(manifest.engine?.cpu.arch).toBe(process.arch);
     if (process.platform === 'linux' && process.arch === 'x64') expect(manifest.engine?.cpu.isa).toContain('avx2');
   }, 300_000);
@@ -76,10 +77,15 @@ describe('edgetune train with --engine ort (tiny)', () => {
       const auto = await trainOnce('auto', (e) => e.message && messages.push(e.message));
       process.env.EDGETUNE_ENGINE = 'wasm';
       const wasm = await trainOnce('wasm', (e) => e.message && messages.push(e.message));
-      const engineOf = async (d: string) =>
-        ManifestSchema.parse(JSON.parse(await readFile(path.join(d, 'manifest.json'), 'utf8'))).engine?.frozenLayers;
-      expect(await engineOf(auto)).toMatch(/^1 worker threads, each onnxruntime-node \S+ \(CPU, 1 intra-op thread\)$/);
-      expect(await engineOf(wasm)).toMatch(/^1 worker threads, each wasm \(SIMD, 1 thread\)$/);
+      const engineOf = async (d: string) => ManifestSchema.parse(JSON.parse(await readFile(path.join(d, 'manifest.json'), 'utf8'))).engine;
+      expect((await engineOf(auto))?.frozenLayers).toMatch(/^1 worker threads, each onnxruntime-node \S+ \(CPU, 1 intra-op thread\)$/);
+      expect((await engineOf(wasm))?.frozenLayers).toMatch(/^1 worker threads, each wasm \(SIMD, 1 thread\)$/);
+      expect((await engineOf(auto))?.tail).toMatch(/1x1 products on onnxruntime-node/);
+      expect((await engineOf(wasm))?.tail).toBe('tfjs wasm (1x1 products on XNNPACK)');
+      expect(messages.filter((m) => m.startsWith('fine-tune step:'))).toEqual([
+        'fine-tune step: fast tail on 1 thread(s), 1x1 products on onnxruntime',
+        'fine-tune step: fast tail on 1 thread(s), 1x1 products on tfjs wasm',
+      ]);
       expect(messages.filter((m) => m.startsWith('frozen layers:'))).toEqual([
         'frozen layers: 1 worker threads on onnxruntime-node (CPU, 1 intra-op thread each)',
         'frozen layers: 1 worker threads on tfjs wasm',

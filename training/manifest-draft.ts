@@ -45,6 +45,8 @@ export function draftManifest(p: {
   backend: string;
   /** The frozen-layer extractor's description (its engine and threads). */
   frozenLayers?: string;
+  /** What ran the fine-tune tail (training/tail/tail-gemm.ts). */
+  tail?: string;
 }): ManifestDraft {
   const { opts, data, base, forward } = p;
   const numClasses = data.classes.length;
@@ -89,6 +91,6 @@ export function draftManifest(p: {
         : {}),
     },
     backend: p.backend,
-    ...(p.frozenLayers ? { engine: { frozenLayers: p.frozenLayers, cpu: cpuInfo() } } : {}),
+    ...(p.frozenLayers ? { engine: { frozenLayers: p.frozenLayers, ...(p.tail ? { tail: p.tail } : {}), cpu: cpuInfo() } } : {}),
   } as ManifestDraft;
 }

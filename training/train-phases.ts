@@ -38,6 +38,8 @@ export interface PhaseContext {
   cache: RunCache;
   /** Loss weight per class (--class-weight); undefined: the plain mean loss. */
   classWeights?: number[];
+  /** Where the fine-tune tail's 1x1 products run (training/tail/tail-gemm.ts); default wasm. */
+  tailGemm?: 'wasm' | 'ort';
 }
 
 /** The un-augmented validation views, computed once for both phases. */
@@ -220,7 +222,6 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
   let next =
     first < opts.fineTuneEpochs ? viewsFor(first, (done) => report({ type: 'progress', stage: 'boundary', done, total: n })) : undefined;
   const { createTrainingTail } = await import('./tail/parallel-tail.js');
-  // The step is split over as many threads as there are frozen-layer workers (one core each).
   const tail = await createTrainingTail(
     model,
     {
@@ -230,10 +231,14 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
       seed: deriveSeed(opts.seed, 'dropout:tail'),
       classWeights: ctx.classWeights,
       dropoutDrawsDone: first * Math.ceil(n / opts.batchSize),
+      gemm: ctx.tailGemm ?? 'wasm',
     },
-    { threads: Math.max(1, opts.workers) },
+    { threads: tailThreads(opts.workers, ctx.tailGemm ?? 'wasm') },
   );
-  report({ type: 'info', message: `fine-tune step: ${tail.route} tail on ${tail.threads} thread(s)` });
+  report({
+    type: 'info',
+    message: `fine-tune step: ${tail.route} tail on ${tail.threads} thread(s), 1x1 products on ${tail.gemm === 'ort' ? 'onnxruntime' : 'tfjs wasm'}`,
+  });
   const optimizer = tf.train.adam(opts.fineTuneLr);
   let metrics: Metrics | undefined;
   try {
@@ -356,4 +361,16 @@ export async function tailProbabilities(
     }
   }
   return out;
+}
+
+/**
+ * Threads of a phase-2 step. On tfjs' own products the step is split over as many threads as there
+ * are frozen-layer workers (one core each). With the products on onnxruntime a step costs ~2.7x less
+ * CPU and the split's overhead (copying values and gradients between threads) becomes a large share
+ * of it: alpha 1.0 default run, phase 2 took 50.5 CPU-s on one tail thread against 58.3 on two
+ * (peak RSS 1.28 vs 1.49 GiB), so the tail gets half the workers' cores and the frozen-layer
+ * workers, computing the next epoch's views meanwhile, the rest.
+ */
+export function tailThreads(workers: number, gemm: 'wasm' | 'ort'): number {
+  return gemm === 'ort' ? Math.max(1, Math.floor(workers / 2)) : Math.max(1, workers);
 }

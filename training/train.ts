@@ -16,6 +16,7 @@ import type { Reporter } from './progress.js';
 import { EpochPlan, RunState } from './run-state.js';
 import { SpillArea } from './spill.js';
 import { boundaryLayerName } from './tail/base-layers.js';
+import { chooseTailGemm } from './tail/tail-gemm.js';
 import { TimedExtractor } from './timed-extractor.js';
 import { loadData } from './train-data.js';
 import { buildModel } from './train-model.js';
@@ -119,6 +120,7 @@ async function trainCached(
     extractorFactory ? await extractorFactory(model, base.alpha) : new InProcessExtractor(model),
     forward,
   );
+  const tailGemm = opts.fineTuneEpochs > 0 ? await chooseTailGemm() : undefined;
   const ctx: PhaseContext = {
     opts,
     report,
@@ -130,6 +132,7 @@ async function trainCached(
     boundary: boundaryLayerName(opts.fineTuneAt),
     cache,
     classWeights,
+    ...(tailGemm ? { tailGemm: tailGemm.gemm } : {}),
   };
   let val: Awaited<ReturnType<typeof validationFeatures>> | undefined;
   const trainingRows: TrainingRows = {};
@@ -179,6 +182,7 @@ async function trainCached(
       forward,
       backend: describeBackend(backend),
       frozenLayers: extractor.description,
+      ...(tailGemm ? { tail: tailGemm.description } : {}),
     });
     draft.calibration = post.calibration;
     draft.openSet = post.openSet;

@@ -24,7 +24,8 @@ export interface ParallelOptions {
 }
 
 /** The `Tail` contract with an asynchronous step; `threads` is 1 when it runs in this thread only. */
-export interface TrainingTail extends Pick<Tail, 'route' | 'boundaryName' | 'boundaryShape' | 'logits' | 'features' | 'writeBack'> {
+export interface TrainingTail
+  extends Pick<Tail, 'route' | 'gemm' | 'boundaryName' | 'boundaryShape' | 'logits' | 'features' | 'writeBack'> {
   readonly threads: number;
   /** The main thread's variables: the ones the optimizer updates and `writeBack` copies. */
   readonly trainableVariables: tf.Variable[];
@@ -75,6 +76,7 @@ export async function createTrainingTail(
 function base(tail: Tail) {
   return {
     route: tail.route,
+    gemm: tail.gemm,
     boundaryName: tail.boundaryName,
     boundaryShape: tail.boundaryShape,
     get trainableVariables() {

@@ -12,6 +12,7 @@
 // layers (same names), so the exported model stays the standard layers model.
 import type { GradSaveFunc, LayerVariable, NamedTensorMap, Tensor, Tensor1D, Tensor2D, Tensor4D } from '@tensorflow/tfjs';
 import { HEAD } from '../../core/classifier.js';
+import { ortGemm } from '../../core/engine/ort-gemm.js';
 import { type ConvStructure, graphStructure, type OpStructure, type Pads } from '../../core/graph/fused-graph.js';
 import { classTargets, correctPredictions, logitUnits } from '../../core/head-convention.js';
 import type { LayersModel } from '../../core/tf.js';
@@ -39,6 +40,11 @@ export interface TailOptions {
   classWeights?: number[];
   /** Dropout draws already taken from the seeded stream (one per training step): a resumed run continues it. */
   dropoutDrawsDone?: number;
+  /**
+   * Where the fast route's 1x1 convolution products (forward and both gradients) run: tfjs WASM
+   * (XNNPACK, the default) or onnxruntime's CPU kernels (core/engine/ort-gemm.ts). Other ops stay on tfjs.
+   */
+  gemm?: 'wasm' | 'ort';
 }
 
 // A type alias (not an interface) so it can be returned from tf.tidy.
@@ -56,6 +62,8 @@ export type GradientsResult = TrainStepResult & {
 
 export interface Tail {
   readonly route: TailRoute;
+  /** Where the 1x1 convolutions' products run (TailOptions.gemm). */
+  readonly gemm: 'wasm' | 'ort';
   /** Name of the classifier layer whose output feeds the tail. */
   readonly boundaryName: string;
   /** Shape of one boundary activation, [h, w, c]. */
@@ -198,26 +206,53 @@ function fusedDepthwiseKernel(x: Tensor4D, k: Tensor4D, bias: Tensor1D, g: DwGeo
   );
 }
 
+/** The three matrix products of a 1x1 convolution unit: act(x @ w + b), dz @ w^T and x^T @ dz. */
+export interface PointwiseProducts {
+  forward(x: Tensor2D, w: Tensor2D, bias: Tensor1D, act: Act): Tensor2D;
+  inputGrad(dz: Tensor2D, w: Tensor2D): Tensor2D;
+  filterGrad(x: Tensor2D, dz: Tensor2D): Tensor2D;
+}
+
+export const wasmProducts: PointwiseProducts = {
+  forward: fusedMatMulKernel,
+  // Explicit transposes: WASM's BatchMatMul with transpose flags is ~10x slower.
+  inputGrad: (dz, w) => tf.matMul(dz, tf.transpose(w)),
+  // XNNPACK packs a product's right-hand side on every call: pack the narrower of x and dz
+  // (both orders give the same bits; each sum runs over the pixels in order).
+  filterGrad: (x, dz) =>
+    x.shape[1] >= dz.shape[1] ? tf.matMul(tf.transpose(x), dz) : (tf.transpose(tf.matMul(tf.transpose(dz), x)) as Tensor2D),
+};
+
+/** The same products as onnxruntime Gemm calls (transposes are Gemm's flags, the bias and ReLU6 in its graph). */
+export const ortProducts: PointwiseProducts = {
+  forward: (x, w, bias, act) => ortGemm(x, w, { bias, activation: act }),
+  inputGrad: (dz, w) => ortGemm(dz, w, { transB: true }),
+  filterGrad: (x, dz) => ortGemm(x, dz, { transA: true }),
+};
+
 /** act(x @ w + b) over the pixels of an NHWC tensor: a 1x1 convolution with folded BatchNorm. */
-function pointwiseUnit(x: Tensor4D, w: Tensor2D, b: Tensor1D, act: Act, needDx: boolean): Tensor4D {
+function pointwiseUnit(
+  x: Tensor4D,
+  w: Tensor2D,
+  b: Tensor1D,
+  act: Act,
+  needDx: boolean,
+  products: PointwiseProducts = wasmProducts,
+): Tensor4D {
   const [n, h, wd, ci] = x.shape;
   const co = w.shape[1];
   const p = n * h * wd;
   const f = tf.customGrad(((xi: Tensor, wi: Tensor, bi: Tensor, save: GradSaveFunc) => {
     const x2 = tf.reshape(xi, [p, ci]) as Tensor2D;
-    const y = fusedMatMulKernel(x2, wi as Tensor2D, bi as Tensor1D, act);
+    const y = products.forward(x2, wi as Tensor2D, bi as Tensor1D, act);
     save([x2, wi, y]);
     return {
       value: tf.reshape(y, [n, h, wd, co]),
       gradFunc: (dy: Tensor, saved: Tensor[]) => {
         const [xs, ws, ys] = saved as [Tensor2D, Tensor2D, Tensor2D];
         const dz = maskGrad(tf.reshape(dy, [p, co]), ys, act) as Tensor2D;
-        // Explicit transposes: WASM's BatchMatMul with transpose flags is ~10x slower.
-        const dx = needDx ? tf.reshape(tf.matMul(dz, tf.transpose(ws)), [n, h, wd, ci]) : tf.zeros([n, h, wd, ci]);
-        // XNNPACK packs a product's right-hand side on every call: pack the narrower of x and dz
-        // (both orders give the same bits; each sum runs over the pixels in order).
-        const dw = ci >= co ? tf.matMul(tf.transpose(xs), dz) : tf.transpose(tf.matMul(tf.transpose(dz), xs));
-        return [dx, dw, columnSumsOf(dz)];
+        const dx = needDx ? tf.reshape(products.inputGrad(dz, ws), [n, h, wd, ci]) : tf.zeros([n, h, wd, ci]);
+        return [dx, products.filterGrad(xs, dz), columnSumsOf(dz)];
       },
     };
   }) as unknown as CustomGradFunc);
@@ -288,7 +323,13 @@ function padOf(pads: Pads): (x: Tensor) => Tensor {
     ]);
 }
 
-function buildFastSteps(model: LayersModel, graph: TailGraph, own: (w: LayerVariable) => tf.Variable, constants: Tensor[]): Step[] {
+function buildFastSteps(
+  model: LayersModel,
+  graph: TailGraph,
+  own: (w: LayerVariable) => tf.Variable,
+  constants: Tensor[],
+  products: PointwiseProducts,
+): Step[] {
   const layer = (name: string) => model.getLayer(name);
   const constant = (t: Tensor) => {
     constants.push(t);
@@ -356,7 +397,7 @@ function buildFastSteps(model: LayersModel, graph: TailGraph, own: (w: LayerVari
       run: ([x], _t, needDx) => {
         const s = p.scale();
         const shift = p.shift(s, bias as Tensor1D | undefined);
-        if (pointwise) return pointwiseUnit(x as Tensor4D, tf.mul(tf.reshape(k, [ci, co]), s) as Tensor2D, shift, act, needDx);
+        if (pointwise) return pointwiseUnit(x as Tensor4D, tf.mul(tf.reshape(k, [ci, co]), s) as Tensor2D, shift, act, needDx, products);
         const z = tf.add(tf.conv2d(prePad(x) as Tensor4D, tf.mul(k, s) as Tensor4D, strides, pad), shift);
         return act === 'relu6' ? tf.relu6(z) : z;
       },
@@ -454,6 +495,11 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
   const bShape = model.getLayer(boundaryName).outputShape as (number | null)[];
   const boundaryShape = bShape.slice(1) as [number, number, number];
   const route = opts.route ?? defaultRoute();
+  const gemm = opts.gemm ?? 'wasm';
+  if (gemm === 'ort' && (route !== 'fast' || tf.getBackend() !== 'wasm')) {
+    throw new Error(`gemm 'ort' runs the fast tail's products on the wasm backend; this tail is '${route}' on ${tf.getBackend()}`);
+  }
+  const products = gemm === 'ort' ? ortProducts : wasmProducts;
 
   const checkBoundary = (b: Tensor4D) => {
     if (b.rank !== 4 || b.shape.slice(1).some((d, i) => d !== boundaryShape[i])) {
@@ -481,7 +527,7 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
       owned.push({ layerVar: w, v });
       return v;
     };
-    const steps = buildFastSteps(model, graph, own, constants);
+    const steps = buildFastSteps(model, graph, own, constants, products);
     trainableVariables = owned.map((o) => o.v);
     variableNames = owned.map((o) => keyOf(o.layerVar));
     forward = (b, dropout, until) => {
@@ -536,6 +582,7 @@ export function createTail(model: LayersModel, opts: TailOptions): Tail {
   };
   return {
     route,
+    gemm,
     boundaryName,
     boundaryShape,
     get trainableVariables() {
