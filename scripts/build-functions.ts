@@ -112,8 +112,14 @@ async function bundle(name: string, entry: string, opts: { external: string[]; p
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   await build({
-    entryPoints: [path.join(ROOT, entry)],
-    outfile: path.join(dir, 'index.mjs'),
+    entryPoints: { index: path.join(ROOT, entry) },
+    outdir: dir,
+    // Code behind dynamic imports (tfjs, when serving.onnx serves) goes into chunks beside
+    // index.mjs that are parsed only when imported; beside it, because modules find their files
+    // (onnx.proto, the .wasm files) next to import.meta.url.
+    splitting: true,
+    chunkNames: 'chunk-[hash]',
+    outExtension: { '.js': '.mjs' },
     bundle: true,
     platform: 'node',
     target: 'node20',
