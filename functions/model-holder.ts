@@ -12,6 +12,8 @@ import { probabilityRows } from '../core/probability-rows.js';
 import type { Logger } from './logger.js';
 import type { HolderStatus } from './schemas.js';
 
+/** Serving runs on onnxruntime-node where it loads (Node, Lambda), else on tfjs WASM (Lambda@Edge); `--engine` / EDGETUNE_ENGINE overrides. */
+export const SERVING_ENGINE: EnginePreference = 'auto';
 /** The store's loader contract (core/model-loader.ts); injectable so tests can make loads fail. */
 export interface ModelSource {
   loadModel(
@@ -68,7 +70,7 @@ export interface HolderOptions {
   log: Logger;
   source?: ModelSource;
   now?: () => number;
-  /** Serving engine (core/engine): default `--engine` / EDGETUNE_ENGINE, else wasm. */
+  /** Serving engine (core/engine): default `--engine` / EDGETUNE_ENGINE, else SERVING_ENGINE (auto). */
   engine?: EnginePreference;
   /** Starts the tfjs backend before a version is built as a layers model (the runtime's: its log and .wasm folder). */
   prepareTfjs?: () => Promise<void>;
@@ -192,7 +194,7 @@ export class ModelHolder {
         if (!check.changed || check.version === current.version) return;
         log.info('model update found', { ...ids, uri, from: current.version, to: check.version });
       }
-      const pref = this.opts.engine ?? enginePreference();
+      const pref = this.opts.engine ?? enginePreference(undefined, SERVING_ENGINE);
       const t0 = performance.now();
       const opened = await openVersion(source, uri, pref);
       if (current && opened.version === current.version) {

@@ -46,4 +46,4 @@ export function engineOption(v: string): 'auto' | 'wasm' | 'ort' {
 export const TRAIN_ENGINE_HELP =
   'frozen-layer workers: auto (default: onnxruntime-node on the CPU when it loads, else tfjs wasm), ort or wasm [EDGETUNE_ENGINE]';
 export const ENGINE_HELP =
-  'inference engine: wasm (tfjs, default), ort (onnxruntime-node, CPU) or auto (ort when it loads) [EDGETUNE_ENGINE]';
+  'inference engine: auto (default: onnxruntime-node on the CPU when it loads, else tfjs wasm), ort or wasm [EDGETUNE_ENGINE]';
