@@ -72,6 +72,9 @@ async function startRunner(init: WorkerInit): Promise<{ runner: BoundaryRunner; 
 
 await serveWorker<WorkerRequest>(async () => {
   const { runner, backend } = await startRunner(workerData as WorkerInit);
+  // One job at a time: the pool queues many, and an async engine (ort) would otherwise start them
+  // all at once, each holding its input and output buffers while it waits for the session.
+  let queue: Promise<unknown> = Promise.resolve();
   return {
     ready: {
       type: 'ready',
@@ -82,10 +85,14 @@ await serveWorker<WorkerRequest>(async () => {
     } satisfies WorkerReply,
     async handle(msg) {
       if (msg.type !== 'job') throw new Error(`unknown request ${msg.type}`);
-      const t0 = performance.now();
-      const out = await runner.run(msg.job, msg.dtype);
+      const run = queue.then(async () => {
+        const t0 = performance.now();
+        return { out: await runner.run(msg.job, msg.dtype), ms: performance.now() - t0 };
+      });
+      queue = run.catch(() => {});
+      const { out, ms } = await run;
       return {
-        reply: { type: 'result', id: msg.id, ...out, ms: performance.now() - t0 } satisfies WorkerReply,
+        reply: { type: 'result', id: msg.id, ...out, ms } satisfies WorkerReply,
         transfer: outputBuffers(out),
       };
     },
