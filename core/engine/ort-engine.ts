@@ -50,4 +50,3 @@ export async function createOrtEngine(model: LayersModel, opts: EngineOptions = 
   if (opts.float16Outputs) bytes = withFloat16Outputs(bytes, outputs);
   return ortEngineFromOnnx(bytes, model.inputs[0].shape.slice(1) as number[], opts.threads, outputs);
 }
-

@@ -92,9 +92,7 @@ export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<Bou
   // The same ONNX bytes for every worker and for the in-thread runner: the same activations.
   const onnx = engine === 'ort' ? boundaryOnnx(weights, model) : undefined;
   if (count === 0) {
-    const runner = onnx
-      ? await createOrtBoundaryRunner(onnx, { ...model, threads: engineThreads })
-      : createBoundaryRunner(weights, model);
+    const runner = onnx ? await createOrtBoundaryRunner(onnx, { ...model, threads: engineThreads }) : createBoundaryRunner(weights, model);
     return inProcessPool(runner, dtype, opts.inputSize);
   }
   const init: WorkerInit = onnx ? { ...model, engine: 'ort', engineThreads, onnx } : { ...model, engine: 'wasm', weights };
