@@ -112,6 +112,7 @@ export function runnerLayers(opts: BoundaryModelOptions): string[] {
   return [...new Set([opts.boundaryLayer ?? DEFAULT_BOUNDARY, ...(opts.extraLayers ?? [])])];
 }
 
+/** The boundary runner over `engine` (either kind): augmentation into batches of `batchSize` views, every requested layer from one pass. */
 export function runnerOver(engine: InferenceEngine, opts: BoundaryModelOptions & { batchSize?: number }): BoundaryRunner {
   const boundary = opts.boundaryLayer ?? DEFAULT_BOUNDARY;
   const layers = runnerLayers(opts);
