@@ -122,6 +122,10 @@ export function runnerOver(engine: InferenceEngine, opts: BoundaryModelOptions &
   const batchSize = Math.max(1, opts.batchSize ?? 4);
   const rowLen = (l: string) => rowShapes[l][0] * rowShapes[l][1] * rowShapes[l][2];
   const imageBytes = size * size * 3;
+  // The batch's float32 pixels, reused from run to run (every value is written anew): a fresh batch
+  // per call left megabytes of garbage per job in a worker until its next GC. A run that finds it
+  // taken (runs overlapping) uses its own.
+  let spare: Float32Array | undefined;
   return {
     rowShape: rowShapes[boundary],
     rowShapes,
@@ -143,30 +147,36 @@ export function runnerOver(engine: InferenceEngine, opts: BoundaryModelOptions &
       }));
       const only = requests.map((r) => r.layer);
       const half = requests.filter((r) => r.dtype === 'float16').map((r) => r.layer);
-      for (let start = 0; start < n; start += batchSize) {
-        const end = Math.min(n, start + batchSize);
-        const px = new Float32Array((end - start) * imageBytes);
-        for (let v = start; v < end; v++) {
-          const [img, draw] = views[v];
-          const data = job.pixels.subarray(img * imageBytes, (img + 1) * imageBytes);
-          const offset = (v - start) * imageBytes;
-          if (draw) applyAugmentation({ data, width: size, height: size }, draw, px, offset);
-          else px.set(data, offset);
-        }
-        // One pass through the network for every layer the job asks for; an engine that converts
-        // to float16 in its graph (ort) returns those layers ready.
-        const values = engine.runMixed ? await engine.runMixed(px, end - start, only, half) : await engine.run(px, end - start, only);
-        for (const [k, o] of outputs.entries()) {
-          const got = values[k].data;
-          const len = rowLen(o.layer);
-          if (o.data instanceof Uint16Array && got instanceof Float32Array) {
-            toFloat16(got, o.data.subarray(start * len, end * len) as Uint16Array<ArrayBuffer>);
-          } else if (o.data instanceof Uint16Array === got instanceof Uint16Array) {
-            o.data.set(got, start * len);
-          } else {
-            throw new Error(`boundary runner: ${o.layer} came back as ${got.constructor.name}, expected ${o.dtype}`);
+      const batch = spare ?? new Float32Array(batchSize * imageBytes);
+      spare = undefined;
+      try {
+        for (let start = 0; start < n; start += batchSize) {
+          const end = Math.min(n, start + batchSize);
+          const px = end - start === batchSize ? batch : batch.subarray(0, (end - start) * imageBytes);
+          for (let v = start; v < end; v++) {
+            const [img, draw] = views[v];
+            const data = job.pixels.subarray(img * imageBytes, (img + 1) * imageBytes);
+            const offset = (v - start) * imageBytes;
+            if (draw) applyAugmentation({ data, width: size, height: size }, draw, px, offset);
+            else px.set(data, offset);
+          }
+          // One pass through the network for every layer the job asks for; an engine that converts
+          // to float16 in its graph (ort) returns those layers ready.
+          const values = engine.runMixed ? await engine.runMixed(px, end - start, only, half) : await engine.run(px, end - start, only);
+          for (const [k, o] of outputs.entries()) {
+            const got = values[k].data;
+            const len = rowLen(o.layer);
+            if (o.data instanceof Uint16Array && got instanceof Float32Array) {
+              toFloat16(got, o.data.subarray(start * len, end * len) as Uint16Array<ArrayBuffer>);
+            } else if (o.data instanceof Uint16Array === got instanceof Uint16Array) {
+              o.data.set(got, start * len);
+            } else {
+              throw new Error(`boundary runner: ${o.layer} came back as ${got.constructor.name}, expected ${o.dtype}`);
+            }
           }
         }
+      } finally {
+        spare = batch;
       }
       const [first] = outputs;
       return { data: first.data, dtype: first.dtype, shape: first.shape, outputs };
