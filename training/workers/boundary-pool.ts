@@ -114,6 +114,9 @@ export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<Bou
     throw e;
   }
 
+  // Streams waiting for a place in a worker's queue: several streams share the workers' places.
+  let freed: (() => void)[] = [];
+  const placeFreed = () => new Promise<void>((resolve) => freed.push(resolve));
   const send = async (slot: Slot, job: BoundaryJob): Promise<BoundaryOutput> => {
     slot.busy++;
     try {
@@ -123,6 +126,9 @@ export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<Bou
       return { data: m.data, dtype: m.dtype, shape: m.shape, outputs: m.outputs };
     } finally {
       slot.busy--;
+      const waiting = freed;
+      freed = [];
+      for (const resolve of waiting) resolve();
     }
   };
 
@@ -144,7 +150,13 @@ export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<Bou
       }
     };
     fill();
-    while (running.size) {
+    while (running.size || next < jobs.length) {
+      if (!running.size) {
+        // Every place is taken by other streams' jobs: wait for one to finish.
+        await placeFreed();
+        fill();
+        continue;
+      }
       const [index, out] = await Promise.race(running.values());
       running.delete(index);
       fill();
