@@ -134,6 +134,23 @@ describe('boundary pool (2 worker threads)', () => {
     await expect(p16.run([job])).rejects.toThrow(/closed/);
   });
 
+  it('serves concurrent runs that share the queue places (inFlight 1): each gets all its results', async () => {
+    const p1 = await createBoundaryPool({ weights, alpha: ALPHA, inputSize: SIZE, workers: 1, dtype: 'float32', inFlight: 1 });
+    try {
+      const a = [0, 1, 2].map((i) => ({ pixels: images[i], views: null }));
+      const b = [2, 0].map((i) => ({ pixels: images[i], views: [DRAWS[i]] }));
+      const [ra, rb] = await Promise.all([p1.run(a), p1.run(b)]);
+      expect(ra.map((r) => r.index)).toEqual([0, 1, 2]);
+      expect(rb.map((r) => r.index)).toEqual([0, 1]);
+      const [sa, sb] = [await pool.run(a), await pool.run(b)];
+      for (const [got, want] of [...ra.map((r, i) => [r, sa[i]]), ...rb.map((r, i) => [r, sb[i]])]) {
+        expect(got.data).toEqual(want.data);
+      }
+    } finally {
+      await p1.close();
+    }
+  });
+
   it('runs in-process with workers: 0', async () => {
     const p0 = await createBoundaryPool({ weights, alpha: ALPHA, inputSize: SIZE, workers: 0, dtype: 'float32' });
     const [r] = await p0.run([{ pixels: images[0], views: null }]);

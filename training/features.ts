@@ -198,8 +198,10 @@ export class PoolExtractor extends LayerExtractor {
       boundaryLayer: layers[0],
       extraLayers: layers.slice(1),
       workers: this.opts.workers,
-      // Queue a whole epoch at once: the workers keep going while the main thread trains.
-      inFlight: Number.POSITIVE_INFINITY,
+      // Enough jobs queued per worker that it keeps going while the main thread trains. A whole
+      // epoch queued at once (as before) copies every job's pixels into the workers up front: the
+      // default alpha 0.35 run peaked about 80 MiB higher with it, and was no faster.
+      inFlight: 8,
     });
     this.poolLayers = layers;
     this.started++;

@@ -1,5 +1,6 @@
-// Worker-thread pool for the boundary forward pass: tfjs' WASM backend runs one thread per
-// instance in Node, so N workers (each its own tfjs + WASM) use N cores.
+// Worker-thread pool for the boundary forward pass: one engine thread per worker, so N workers use N
+// cores. On the wasm engine each worker is its own tfjs + WASM instance; on the ort engine the pool
+// writes the frozen layers' ONNX once, here, and each worker only opens an onnxruntime session on it.
 import os from 'node:os';
 import type { io } from '@tensorflow/tfjs';
 import { type EnginePreference, enginePreference, resolveEngine } from '../../core/engine/engine.js';
@@ -12,8 +13,9 @@ import {
   type BoundaryOutput,
   type BoundaryRunner,
   type BoundaryWeights,
+  boundaryOnnx,
   createBoundaryRunner,
-  createEngineBoundaryRunner,
+  createOrtBoundaryRunner,
   DEFAULT_BOUNDARY,
   jobViews,
 } from './boundary-runner.js';
@@ -49,6 +51,8 @@ export interface BoundaryPool {
   /** [h, w, c] of every layer a job may ask for (the boundary and `extraLayers`). */
   readonly rowShapes: Record<string, [number, number, number]>;
   readonly backend: string;
+  /** Worker threads that loaded tfjs: all of them on the wasm engine, none on ort. */
+  readonly tfjsWorkers: number;
   /** Results in completion order; `onProgress(outputsDone, outputsTotal)`. */
   stream(jobs: readonly BoundaryJob[], onProgress?: (done: number, total: number) => void): AsyncIterable<BoundaryResult>;
   /** All results, in job order. */
@@ -77,23 +81,21 @@ export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<Bou
   const dtype = opts.dtype ?? 'float16';
   const count = opts.workers ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
   const engine = (await resolveEngine(enginePreference(opts.engine))).name;
-  const init: WorkerInit = {
-    engine,
-    engineThreads: Math.max(1, opts.engineThreads ?? 1),
-    weights,
+  const model: BoundaryModelOptions & { batchSize?: number } = {
     alpha: opts.alpha,
     inputSize: opts.inputSize,
     boundaryLayer: opts.boundaryLayer ?? DEFAULT_BOUNDARY,
     extraLayers: opts.extraLayers,
     batchSize: opts.batchSize,
   };
+  const engineThreads = Math.max(1, opts.engineThreads ?? 1);
+  // The same ONNX bytes for every worker and for the in-thread runner: the same activations.
+  const onnx = engine === 'ort' ? boundaryOnnx(weights, model) : undefined;
   if (count === 0) {
-    const runner =
-      engine === 'wasm'
-        ? createBoundaryRunner(weights, init)
-        : await createEngineBoundaryRunner(weights, { ...init, engine, threads: init.engineThreads });
+    const runner = onnx ? await createOrtBoundaryRunner(onnx, { ...model, threads: engineThreads }) : createBoundaryRunner(weights, model);
     return inProcessPool(runner, dtype, opts.inputSize);
   }
+  const init: WorkerInit = onnx ? { ...model, engine: 'ort', engineThreads, onnx } : { ...model, engine: 'wasm', weights };
 
   const slots: Slot[] = [];
   // One worker failing fails the pool: every waiting and later job is rejected.
@@ -112,6 +114,9 @@ export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<Bou
     throw e;
   }
 
+  // Streams waiting for a place in a worker's queue: several streams share the workers' places.
+  let freed: (() => void)[] = [];
+  const placeFreed = () => new Promise<void>((resolve) => freed.push(resolve));
   const send = async (slot: Slot, job: BoundaryJob): Promise<BoundaryOutput> => {
     slot.busy++;
     try {
@@ -121,6 +126,9 @@ export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<Bou
       return { data: m.data, dtype: m.dtype, shape: m.shape, outputs: m.outputs };
     } finally {
       slot.busy--;
+      const waiting = freed;
+      freed = [];
+      for (const resolve of waiting) resolve();
     }
   };
 
@@ -142,7 +150,13 @@ export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<Bou
       }
     };
     fill();
-    while (running.size) {
+    while (running.size || next < jobs.length) {
+      if (!running.size) {
+        // Every place is taken by other streams' jobs: wait for one to finish.
+        await placeFreed();
+        fill();
+        continue;
+      }
       const [index, out] = await Promise.race(running.values());
       running.delete(index);
       fill();
@@ -157,6 +171,7 @@ export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<Bou
     rowShape: info[0].rowShape,
     rowShapes: info[0].rowShapes,
     backend: `${count} worker threads, each ${info[0].backend}`,
+    tfjsWorkers: info.filter((i) => i.tfjs).length,
     stream,
     async run(jobs, onProgress) {
       const results: BoundaryResult[] = new Array(jobs.length);
@@ -185,6 +200,7 @@ function inProcessPool(runner: BoundaryRunner, dtype: BoundaryDtype, inputSize: 
     rowShape: runner.rowShape,
     rowShapes: runner.rowShapes,
     backend: `in-process (this thread), ${runner.engine}`,
+    tfjsWorkers: 0,
     stream,
     async run(jobs, onProgress) {
       const results: BoundaryResult[] = [];
