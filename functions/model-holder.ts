@@ -336,7 +336,7 @@ export async function ortFromServingOnnx(
   let engine: InferenceEngine | undefined;
   try {
     const t0 = performance.now();
-    const { ortEngineFromOnnx } = await import('../core/engine/ort-engine.js');
+    const { ortEngineFromOnnx } = await import('../core/engine/ort-session.js');
     engine = await ortEngineFromOnnx(bytes, [...record.onnx.inputShape], servingThreads(), outputs);
     const ort = engine;
     const t1 = performance.now();

@@ -64,7 +64,7 @@ describe('serving from serving.onnx', () => {
     expect(ort.warnings).toEqual([]);
     // The hook saw the serving modules, so an empty tfjs list means something.
     expect(ort.urls.some((u) => u.endsWith('/functions/model-holder.ts'))).toBe(true);
-    expect(ort.urls.some((u) => u.endsWith('/core/engine/ort-engine.ts'))).toBe(true);
+    expect(ort.urls.some((u) => u.endsWith('/core/engine/ort-session.ts'))).toBe(true);
     expect(ort.tfjs).toEqual([]);
     expect(ort.tfjsEvaluated).toBe(false);
 
