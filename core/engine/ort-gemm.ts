@@ -6,7 +6,7 @@
 // tfjs kernels are synchronous, and onnxruntime-node's public run() is a Promise; its native binding
 // runs synchronously (the public run only defers it with setImmediate). This module is the one place
 // that uses the binding directly (dist/binding.js, asserted for the version it was written for).
-// Inputs and the output are views of the WASM heap: onnxruntime reads and writes them in place.
+// The inputs are passed as views of the WASM heap; the result is copied into the output tensor's place there.
 import { createRequire } from 'node:module';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs';
 import { onnxModelType } from '../export/onnx.js';
@@ -160,7 +160,12 @@ function ortGemmKernel({ inputs, backend, attrs }: Parameters<KernelFunc>[0]): T
     ...(bias ? { c: new Tensor('float32', be.typedArrayFromHeap(bias), bias.shape) } : {}),
   };
   const y = be.typedArrayFromHeap(out);
-  session.run(feeds, { y: new Tensor('float32', y, [m, n]) }, {});
+  const result = session.run(feeds, { y: new Tensor('float32', y, [m, n]) }, {}) as { y?: { data?: Float32Array } };
+  // onnxruntime-node 1.23 writes into the fetch it is given and also returns a copy of it; the copy
+  // is what is taken (a memcpy of the output), so a version that only returns one stays correct.
+  const got = result.y?.data;
+  if (!got || got.length !== y.length) throw new Error(`${ORT_GEMM_KERNEL}: onnxruntime returned no [${m}, ${n}] result`);
+  if (got.buffer !== y.buffer || got.byteOffset !== y.byteOffset) y.set(got);
   return out;
 }
 
