@@ -3,7 +3,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { buildClassifier } from '../core/classifier.js';
-import { disposeOrtGemm, ORT_GEMM_KERNEL, ortGemm, ortGemmUnavailable } from '../core/engine/ort-gemm.js';
+import {
+  disposeOrtGemm,
+  ORT_GEMM_KERNEL,
+  ortGemm,
+  ortGemmThreads,
+  ortGemmUnavailable,
+  setOrtGemmThreads,
+} from '../core/engine/ort-gemm.js';
 import type { LayersModel, Tensor, Tensor2D, Tensor4D } from '../core/tf.js';
 import { tf } from '../core/tf.js';
 import { createTrainingTail } from '../training/tail/parallel-tail.js';
@@ -49,6 +56,26 @@ describe.skipIf(!!unavailable)('ortGemm (onnxruntime Gemm on the WASM heap)', ()
       expect(Array.from(ortGemm(a, b, { bias }).dataSync())).toEqual(Array.from(ortGemm(a, b, { bias }).dataSync()));
     });
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('gives the same bits on one intra-op thread and on two (MLAS splits the output, not the sum)', () => {
+    const saved = ortGemmThreads();
+    try {
+      tf.tidy(() => {
+        // Large enough that onnxruntime splits the product between threads.
+        const a = tf.randomNormal([784, 960], 0, 1, 'float32', 6) as Tensor2D;
+        const b = tf.randomNormal([960, 160], 0, 1, 'float32', 7) as Tensor2D;
+        const dz = tf.randomNormal([784, 160], 0, 1, 'float32', 8) as Tensor2D;
+        const runs = [1, 2].map((t) => {
+          setOrtGemmThreads(t);
+          // The tail's three products: forward, input gradient (b^T), filter gradient (a^T).
+          return [ortGemm(a, b), ortGemm(dz, b, { transB: true }), ortGemm(a, dz, { transA: true })].map((x) => Array.from(x.dataSync()));
+        });
+        for (let i = 0; i < 3; i++) expect(runs[1][i]).toEqual(runs[0][i]);
+      });
+    } finally {
+      setOrtGemmThreads(saved);
+    }
   });
 
   it('reads and writes the heap correctly after it grows', () => {

@@ -8,6 +8,7 @@
 // that uses the binding directly (dist/binding.js, asserted for the version it was written for).
 // The inputs are passed as views of the WASM heap; the result is copied into the output tensor's place there.
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs';
 import { onnxModelType } from '../export/onnx.js';
 import { tf } from '../tf.js';
@@ -111,21 +112,38 @@ export function gemmOnnx(transA: boolean, transB: boolean, bias: boolean, act: A
 
 const sessions = new Map<string, NativeSession>();
 
+/**
+ * Intra-op threads of each product: up to 2. MLAS splits a product over the output, never over the
+ * summed dimension, so every thread count gives the same bits (test/ort-gemm.test.ts). In a training
+ * run the frozen-layer workers use the cores while they compute an epoch's views; once they are
+ * done the tail's products get the second core (alpha 1.0 default run, idle: ~41 s against ~44 s
+ * on one thread, noisy machine, 3 and 5 runs).
+ */
+let gemmThreads = Math.min(2, os.availableParallelism?.() ?? os.cpus().length);
+
+export const ortGemmThreads = (): number => gemmThreads;
+
+/** Sets the intra-op threads of the products created from now on (tests). */
+export function setOrtGemmThreads(threads: number): void {
+  if (!Number.isInteger(threads) || threads < 1) throw new Error(`ort gemm threads must be a positive integer; got ${threads}`);
+  gemmThreads = threads;
+}
+
 function sessionFor(transA: boolean, transB: boolean, bias: boolean, act: Act): NativeSession {
-  const key = `${+transA}${+transB}${+bias}${act}`;
+  const key = `${+transA}${+transB}${+bias}${act}/${gemmThreads}`;
   let s = sessions.get(key);
   if (!s) {
     const { binding } = loadNative();
     const bytes = gemmOnnx(transA, transB, bias, act);
     s = new binding.InferenceSession();
-    // One thread: the calling thread runs the product (the tail's threads and the frozen-layer
-    // workers are the parallelism), so the result does not depend on a thread pool.
     s.loadModel(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength, {
       executionProviders: [{ name: 'cpu' }],
       graphOptimizationLevel: 'all',
       executionMode: 'sequential',
-      intraOpNumThreads: 1,
+      intraOpNumThreads: gemmThreads,
       interOpNumThreads: 1,
+      // A spinning thread would take the core from the frozen-layer workers between products.
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
     });
     sessions.set(key, s);
   }

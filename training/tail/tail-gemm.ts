@@ -1,4 +1,4 @@
-import { ortGemmUnavailable } from '../../core/engine/ort-gemm.js';
+import { ortGemmThreads, ortGemmUnavailable } from '../../core/engine/ort-gemm.js';
 import { tf } from '../../core/tf.js';
 import { trainingEngine } from '../features.js';
 
@@ -19,5 +19,8 @@ export async function chooseTailGemm(): Promise<TailGemm> {
   if (engine.name !== 'ort') return { gemm: 'wasm', description: 'tfjs wasm (1x1 products on XNNPACK)' };
   const why = ortGemmUnavailable();
   if (why) return { gemm: 'wasm', description: `tfjs wasm (1x1 products on XNNPACK; onnxruntime not used: ${why})` };
-  return { gemm: 'ort', description: 'tfjs wasm, 1x1 products on onnxruntime-node (CPU, 1 thread per tail thread)' };
+  return {
+    gemm: 'ort',
+    description: `tfjs wasm, 1x1 products on onnxruntime-node (CPU, ${ortGemmThreads()} intra-op thread${ortGemmThreads() === 1 ? '' : 's'})`,
+  };
 }
