@@ -24,6 +24,8 @@ const shared = process.env.EDGETUNE_SHARED_DIR ?? path.resolve(repo, '../shared'
 const data = path.join(shared, 'datasets/alpaca');
 const weights = (alpha: string) => path.join(shared, `weights/mobilenet_v2_${alpha}_224_imagenet/model.json`);
 const PYTHON = process.env.ANCHOR_PYTHON ?? '/usr/bin/python3';
+// Measured once, before any run: PyTorch's OpenMP wait policy follows the machine's load, not ours.
+const loadedAtStart = os.loadavg()[0] > os.cpus().length;
 
 const { values } = parseArgs({
   options: {
@@ -144,9 +146,14 @@ async function anchor(opts: TrainOptions, weightsPrefix: string, splitFile: stri
   };
   await writeFile(cfgFile, JSON.stringify(cfg));
   let result: Record<string, number | string | null> | undefined;
-  const wall = await run(PYTHON, [path.join(repo, 'bench/anchor/train.py'), cfgFile], process.env, (line) => {
-    if (line.startsWith('{')) result = JSON.parse(line);
-  });
+  const wall = await run(
+    PYTHON,
+    [path.join(repo, 'bench/anchor/train.py'), cfgFile],
+    { ...process.env, ANCHOR_OVERSUBSCRIBED: loadedAtStart ? '1' : '0' },
+    (line) => {
+      if (line.startsWith('{')) result = JSON.parse(line);
+    },
+  );
   if (!result) throw new Error('the PyTorch script printed no result');
   const r = result as Record<string, number | null>;
   ompPolicies.add(String(result.ompWaitPolicy));
@@ -220,7 +227,7 @@ try {
   else {
     const [load] = os.loadavg();
     console.log(
-      `PyTorch OMP_WAIT_POLICY: ${[...ompPolicies].join(', ')} (PASSIVE is chosen when the load average is above the core count); load average at the end ${load.toFixed(1)} on ${os.cpus().length} cores${load > os.cpus().length ? ': the machine was loaded, the figures are not idle figures' : ''}`,
+      `PyTorch OMP_WAIT_POLICY: ${[...ompPolicies].join(', ')} (PASSIVE is chosen when the load average was above the core count when the bench started: ${loadedAtStart ? 'it was, the figures are not idle figures' : 'it was not'}); load average at the end ${load.toFixed(1)} on ${os.cpus().length} cores (our own runs included)`,
     );
   }
 } finally {
