@@ -357,15 +357,7 @@ export async function ortFromServingOnnx(
     return {
       setupMs: { session: ms(t0, t1), check: ms(t1, t2), warmUp: ms(t2, performance.now()) },
       checkedAgainst: `manifest.serving.check (${record.check.images} verification.json images), max |dp| ${diff.toExponential(2)}`,
-      predict: async (px, n) => (await ort.run(px, n, [output]))[0].data,
-      ...(all
-        ? {
-            predictAll: async (px: Float32Array, n: number) => {
-              const [p, z, e] = await ort.run(px, n);
-              return [p.data, z.data, e.data] as [Float32Array, Float32Array, Float32Array];
-            },
-          }
-        : {}),
+      ...ortPredictors(ort, output, all),
       engine: 'fused',
       runtime: `${ort.description}, from ${record.onnx.file} (${record.onnx.weights} weights)`,
       dispose: () => void ort.dispose(),
@@ -375,4 +367,19 @@ export async function ortFromServingOnnx(
     warn(`onnxruntime could not serve ${record.onnx.file}; serving on tfjs`, { error: (e as Error).message });
     return undefined;
   }
+}
+
+/** `predict` (the model output) and, with `all`, `predictAll` (all three outputs) over an onnxruntime engine. */
+export function ortPredictors(ort: InferenceEngine, output: string, all: boolean): Pick<ServingModel, 'predict' | 'predictAll'> {
+  return {
+    predict: async (px, n) => (await ort.run(px, n, [output]))[0].data,
+    ...(all
+      ? {
+          predictAll: async (px: Float32Array, n: number) => {
+            const [p, z, e] = await ort.run(px, n);
+            return [p.data, z.data, e.data] as [Float32Array, Float32Array, Float32Array];
+          },
+        }
+      : {}),
+  };
 }

@@ -11,6 +11,7 @@ import { tf } from '../core/tf.js';
 import {
   ORT_FEATURE_TOLERANCE,
   ORT_SERVING_TOLERANCE,
+  ortPredictors,
   type Predict,
   type PredictAll,
   type ServingEngine,
@@ -216,15 +217,7 @@ export async function ortServing(
     return {
       setupMs: { convertAndSession: ms(t0, t1), reference: ms(t1, t2), check: ms(t2, t3), warmUp: ms(t3, performance.now()) },
       checkedAgainst,
-      predict: async (px, n) => (await ort.run(px, n, [output]))[0].data,
-      ...(all
-        ? {
-            predictAll: async (px: Float32Array, n: number) => {
-              const [p, z, e] = await ort.run(px, n);
-              return [p.data, z.data, e.data] as [Float32Array, Float32Array, Float32Array];
-            },
-          }
-        : {}),
+      ...ortPredictors(ort, output, all),
       engine: 'fused',
       runtime: `${ort.description}, converted at load from the fused graph`,
       dispose: () => {

@@ -5,12 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { ortUnavailable } from '../core/engine/engine.js';
 import { buildMobileNetV2 } from '../core/mobilenet-v2.js';
-import { tf } from '../core/tf.js';
 import type { AugmentDraw } from '../training/augment.js';
 import { fromFloat16 } from '../training/workers/boundary-float16.js';
 import { createBoundaryPool } from '../training/workers/boundary-pool.js';
 import { type BoundaryWeights, createBoundaryRunner } from '../training/workers/boundary-runner.js';
-import { randomizeBatchNorm } from './helpers/fast-forward-fixtures.js';
+import { randomizeBatchNorm, weightsOf } from './helpers/fast-forward-fixtures.js';
 
 const SIZE = 64;
 const ALPHA = 0.35;
@@ -19,18 +18,6 @@ const OUT = 'out_relu';
 
 const noOrt = await ortUnavailable();
 if (noOrt) console.warn(`skipping the ort boundary pool tests: ${noOrt}`);
-
-async function weightsOf(model: LayersModel): Promise<BoundaryWeights> {
-  let got: BoundaryWeights | undefined;
-  await model.save(
-    tf.io.withSaveHandler(async (a) => {
-      got = { weightSpecs: a.weightSpecs ?? [], weightData: a.weightData as ArrayBuffer };
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }),
-  );
-  if (!got) throw new Error('no weights saved');
-  return got;
-}
 
 const image = (seed: number) => new Uint8Array(SIZE * SIZE * 3).map((_, i) => (i * 29 + seed * 53 + ((i * seed) >> 4)) % 256);
 const DRAWS: AugmentDraw[] = [

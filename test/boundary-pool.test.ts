@@ -7,23 +7,11 @@ import { type AugmentDraw, applyAugmentation } from '../training/augment.js';
 import { fromFloat16, toFloat16 } from '../training/workers/boundary-float16.js';
 import { type BoundaryPool, createBoundaryPool } from '../training/workers/boundary-pool.js';
 import { type BoundaryWeights, createBoundaryRunner } from '../training/workers/boundary-runner.js';
-import { randomizeBatchNorm } from './helpers/fast-forward-fixtures.js';
+import { randomizeBatchNorm, weightsOf } from './helpers/fast-forward-fixtures.js';
 
 const SIZE = 64;
 const ALPHA = 0.35;
 const BOUNDARY = 'block_13_expand_relu';
-
-async function weightsOf(model: LayersModel): Promise<BoundaryWeights> {
-  let got: BoundaryWeights | undefined;
-  await model.save(
-    tf.io.withSaveHandler(async (a) => {
-      got = { weightSpecs: a.weightSpecs ?? [], weightData: a.weightData as ArrayBuffer };
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }),
-  );
-  if (!got) throw new Error('no weights saved');
-  return got;
-}
 
 function image(seed: number): Uint8Array {
   return new Uint8Array(SIZE * SIZE * 3).map((_, i) => (i * 31 + seed * 17 + ((i * seed) >> 5)) % 256);

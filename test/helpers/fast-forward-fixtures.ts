@@ -1,5 +1,6 @@
 import type { LayersModel } from '@tensorflow/tfjs';
 import { tf } from '../../core/tf.js';
+import type { BoundaryWeights } from '../../training/workers/boundary-runner.js';
 
 /**
  * Sets every BatchNormalization layer to seeded random statistics far from identity (gamma 0.5..1.5,
@@ -20,4 +21,17 @@ export function randomizeBatchNorm(model: LayersModel, seed = 1): void {
     layer.setWeights(values);
     tf.dispose(values);
   }
+}
+
+/** The weights of `model` as the boundary pool takes them (specs + one buffer), through a save handler. */
+export async function weightsOf(model: LayersModel): Promise<BoundaryWeights> {
+  let got: BoundaryWeights | undefined;
+  await model.save(
+    tf.io.withSaveHandler(async (a) => {
+      got = { weightSpecs: a.weightSpecs ?? [], weightData: a.weightData as ArrayBuffer };
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
+  if (!got) throw new Error('no weights saved');
+  return got;
 }
