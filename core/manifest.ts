@@ -170,6 +170,9 @@ export type PublishedFormat = z.infer<typeof PublishedFormatSchema>;
  * version serves (published versions: the quantized weights as tfjs dequantizes them), as ONNX, so
  * onnxruntime serves without tfjs. Absent in folders and versions made before it (converted at load).
  */
+/** verification.json photos a server runs at load to check onnxruntime (serving.onnx's record, or a conversion at load). */
+export const SERVING_CHECK_IMAGES = 2;
+
 export const ServingSchema = z.object({
   onnx: z.object({
     /** Relative to the version folder (serving.onnx). */

@@ -4,14 +4,13 @@
 // without evaluating tfjs; this builder needs tfjs (it reads the layers model).
 import { engineOnnx } from './engine/ort-engine.js';
 import { HEAD } from './head-names.js';
-import type { Serving, Verification } from './manifest.js';
+import { SERVING_CHECK_IMAGES, type Serving, type Verification } from './manifest.js';
 import { probabilityRows } from './probability-rows.js';
 import { type LayersModel, type Tensor, tf } from './tf.js';
 import { sha256 } from './versioning.js';
 
 export const SERVING_ONNX_FILE = 'serving.onnx';
-/** verification.json images the load-time check runs: each costs a full-size inference at start-up. */
-export const SERVING_CHECK_IMAGES = 2;
+export { SERVING_CHECK_IMAGES } from './manifest.js';
 
 /** The model's output, then the logits and pooled embedding when the head has them (calibration and open-set need them). */
 export function servingOutputs(model: LayersModel): string[] {

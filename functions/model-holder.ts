@@ -277,8 +277,6 @@ export class ModelHolder {
 
 /** Max |difference| of onnxruntime's probabilities from tfjs' on the load-time check input, beyond which serving stays on tfjs. */
 export const ORT_SERVING_TOLERANCE = 1e-4;
-/** Photos of verification.json the load-time check runs. */
-export const VERIFICATION_CHECK_IMAGES = 2;
 /** The same for logits and the pooled embedding, relative to the largest |value| (at least 1). */
 export const ORT_FEATURE_TOLERANCE = 1e-4;
 

@@ -6,7 +6,7 @@ import { HEAD, toClassProbabilities } from '../core/classifier.js';
 import { edgetuneConfig } from '../core/config.js';
 import { createEngine, type EnginePreference, type InferenceEngine, resolveEngine } from '../core/engine/engine.js';
 import { createFastForward } from '../core/fast-forward.js';
-import type { Verification } from '../core/manifest.js';
+import { SERVING_CHECK_IMAGES, type Verification } from '../core/manifest.js';
 import { tf } from '../core/tf.js';
 import {
   ORT_FEATURE_TOLERANCE,
@@ -16,7 +16,6 @@ import {
   type PredictAll,
   type ServingEngine,
   servingThreads,
-  VERIFICATION_CHECK_IMAGES,
 } from './model-holder.js';
 
 /** `predict` over a tfjs forward. */
@@ -170,7 +169,7 @@ export async function ortServing(
       // verification.json's probabilities came from these very weights (the loader only gives it
       // then): real photos, and no tfjs pass, whose first run through the layers model is slow.
       // Two of its photos: each one costs a full-size inference here, at start-up.
-      const k = Math.min(vn, VERIFICATION_CHECK_IMAGES);
+      const k = Math.min(vn, SERVING_CHECK_IMAGES);
       const pixels = Float32Array.from(Buffer.from(verification.pixels, 'base64').subarray(0, k * size * size * 3));
       t2 = performance.now();
       const [probs] = await ort.run(pixels, k, [output]);
