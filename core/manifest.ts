@@ -165,14 +165,14 @@ export const PublishedFormatSchema = z.object({
 });
 export type PublishedFormat = z.infer<typeof PublishedFormatSchema>;
 
+/** verification.json photos a server runs at load to check onnxruntime (serving.onnx's record, or a conversion at load). */
+export const SERVING_CHECK_IMAGES = 2;
+
 /**
  * The serving artifact (core/serving-onnx.ts): the fused inference graph of exactly the weights the
  * version serves (published versions: the quantized weights as tfjs dequantizes them), as ONNX, so
  * onnxruntime serves without tfjs. Absent in folders and versions made before it (converted at load).
  */
-/** verification.json photos a server runs at load to check onnxruntime (serving.onnx's record, or a conversion at load). */
-export const SERVING_CHECK_IMAGES = 2;
-
 export const ServingSchema = z.object({
   onnx: z.object({
     /** Relative to the version folder (serving.onnx). */

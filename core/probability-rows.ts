@@ -42,3 +42,14 @@ export function temperedProbabilities(z: ArrayLike<number>, numClasses: number, 
   const s = e.reduce((a, b) => a + b, 0);
   return e.map((v) => v / s);
 }
+
+/** The largest |a - b| over two sets of probability rows; infinite when their shapes differ, NaN when a value is. */
+export function maxAbsDiff(a: number[][], b: number[][]): number {
+  if (a.length !== b.length) return Number.POSITIVE_INFINITY;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i].length !== b[i].length) return Number.POSITIVE_INFINITY;
+    for (let j = 0; j < a[i].length; j++) d = Math.max(d, Math.abs(a[i][j] - b[i][j]));
+  }
+  return d;
+}

@@ -5,12 +5,10 @@
 import { engineOnnx } from './engine/ort-engine.js';
 import { HEAD } from './head-names.js';
 import { SERVING_CHECK_IMAGES, type Serving, type Verification } from './manifest.js';
-import { probabilityRows } from './probability-rows.js';
-import { type LayersModel, type Tensor, tf } from './tf.js';
+import type { LayersModel } from './tf.js';
 import { sha256 } from './versioning.js';
 
 export const SERVING_ONNX_FILE = 'serving.onnx';
-export { SERVING_CHECK_IMAGES } from './manifest.js';
 
 /** The model's output, then the logits and pooled embedding when the head has them (calibration and open-set need them). */
 export function servingOutputs(model: LayersModel): string[] {
@@ -21,11 +19,14 @@ export function servingOutputs(model: LayersModel): string[] {
 
 /**
  * serving.onnx for `model` (the weights as served) and its manifest record; undefined when
- * verification.json has no image to check it on.
+ * verification.json has no image to check it on. `probabilities` are `model`'s own rows on
+ * verification.json's images (the callers have computed them already); the first ones become the
+ * check onnxruntime must reproduce at load.
  */
 export function buildServingOnnx(
   model: LayersModel,
   verification: Verification,
+  probabilities: number[][],
   weights: Serving['onnx']['weights'],
 ): { bytes: Uint8Array; record: Serving } | undefined {
   const [n, h, w] = verification.shape;
@@ -35,20 +36,14 @@ export function buildServingOnnx(
   if (mh !== h || mw !== w || mc !== 3) {
     throw new Error(`verification.json holds ${h}x${w} images; the model takes [${mh}, ${mw}, ${mc}]`);
   }
-  const units = model.outputs[0].shape[1] as number;
-  const pixels = Buffer.from(verification.pixels, 'base64');
-  if (pixels.byteLength < k * h * w * 3) throw new Error(`verification.json's pixels hold fewer than ${k} images of ${h}x${w}`);
-  const out = tf.tidy(
-    () =>
-      (model.predict(tf.tensor4d(Float32Array.from(pixels.subarray(0, k * h * w * 3)), [k, h, w, 3])) as Tensor).dataSync() as Float32Array,
-  );
+  if (probabilities.length < k) throw new Error(`serving check: ${k} probability rows needed, got ${probabilities.length}`);
   const outputs = servingOutputs(model);
   const bytes = engineOnnx(model, outputs);
   return {
     bytes,
     record: {
       onnx: { file: SERVING_ONNX_FILE, bytes: bytes.byteLength, sha256: sha256(bytes), outputs, inputShape: [h, w, 3], weights },
-      check: { images: k, probabilities: probabilityRows(out, units === 1 ? 2 : units) },
+      check: { images: k, probabilities: probabilities.slice(0, k) },
     },
   };
 }

@@ -8,7 +8,7 @@ import { type EnginePreference, enginePreference, type InferenceEngine, resolveE
 import type { Manifest, Verification } from '../core/manifest.js';
 import type { ServingLoad, ServingOnnxFiles } from '../core/model-loader.js';
 import { decodeOpenSetStats, type OpenSetStats } from '../core/open-set-score.js';
-import { probabilityRows } from '../core/probability-rows.js';
+import { maxAbsDiff, probabilityRows } from '../core/probability-rows.js';
 import type { Logger } from './logger.js';
 import type { HolderStatus } from './schemas.js';
 
@@ -228,15 +228,14 @@ export class ModelHolder {
         });
       }
       const warmupMs = performance.now() - t1;
-      const loaded = opened;
       const { setupMs, checkedAgainst, ...parts } = engine;
       const next: ServingModel = {
         ...parts,
         ...(openSetStats ? { openSetStats } : {}),
-        manifest: loaded.manifest,
-        version: loaded.version,
-        etag: loaded.etag,
-        uri: loaded.uri,
+        manifest: opened.manifest,
+        version: opened.version,
+        etag: opened.etag,
+        uri: opened.uri,
         loadedAt: new Date().toISOString(),
         loadMs: Math.round(loadMs),
         warmupMs: Math.round(warmupMs),
@@ -340,13 +339,7 @@ export async function ortFromServingOnnx(
     const t1 = performance.now();
     const want = record.check.probabilities;
     const [probs] = await ort.run(checkPixels, record.check.images, [output]);
-    const got = probabilityRows(probs.data, manifest.classes.length);
-    let diff = got.length === want.length ? 0 : Number.POSITIVE_INFINITY;
-    got.forEach((row, i) => {
-      row.forEach((p, c) => {
-        diff = Math.max(diff, Math.abs(p - (want[i]?.[c] ?? Number.NaN)));
-      });
-    });
+    const diff = maxAbsDiff(probabilityRows(probs.data, manifest.classes.length), want);
     if (!(diff <= ORT_SERVING_TOLERANCE)) throw new Error(`onnxruntime's probabilities differ from manifest.serving.check's by ${diff}`);
     const t2 = performance.now();
     const [h, w] = record.onnx.inputShape;

@@ -7,6 +7,7 @@ import { edgetuneConfig } from '../core/config.js';
 import { createEngine, type EnginePreference, type InferenceEngine, resolveEngine } from '../core/engine/engine.js';
 import { createFastForward } from '../core/fast-forward.js';
 import { SERVING_CHECK_IMAGES, type Verification } from '../core/manifest.js';
+import { maxAbsDiff } from '../core/probability-rows.js';
 import { tf } from '../core/tf.js';
 import {
   ORT_FEATURE_TOLERANCE,
@@ -173,13 +174,10 @@ export async function ortServing(
       const pixels = Float32Array.from(Buffer.from(verification.pixels, 'base64').subarray(0, k * size * size * 3));
       t2 = performance.now();
       const [probs] = await ort.run(pixels, k, [output]);
-      const got = toClassProbabilities(probs.data, verification.probabilities[0].length);
-      let diff = 0;
-      got.forEach((row, i) => {
-        row.forEach((p, c) => {
-          diff = Math.max(diff, Math.abs(p - verification.probabilities[i][c]));
-        });
-      });
+      const diff = maxAbsDiff(
+        toClassProbabilities(probs.data, verification.probabilities[0].length),
+        verification.probabilities.slice(0, k),
+      );
       if (!(diff <= ORT_SERVING_TOLERANCE)) throw new Error(`onnxruntime's probabilities differ from verification.json's by ${diff}`);
       checkedAgainst = `verification.json (${k} images), max |dp| ${diff.toExponential(2)}`;
     } else {

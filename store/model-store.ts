@@ -15,6 +15,7 @@ import {
   readVerifiedArtifacts,
   s3Source,
 } from '../core/model-loader.js';
+import { maxAbsDiff } from '../core/probability-rows.js';
 import { type QuantizeDtype, quantizeWeights } from '../core/quantize.js';
 import { getObjectIfExists, headObject, listObjects, putObject, s3Client } from '../core/s3/client.js';
 import { mapLimit } from '../core/s3/retry.js';
@@ -101,16 +102,6 @@ export async function predictVerification(model: tf.LayersModel, v: Verification
   } finally {
     out.dispose();
   }
-}
-
-export function maxAbsDiff(a: number[][], b: number[][]): number {
-  if (a.length !== b.length) return Number.POSITIVE_INFINITY;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) {
-    if (a[i].length !== b[i].length) return Number.POSITIVE_INFINITY;
-    for (let j = 0; j < a[i].length; j++) d = Math.max(d, Math.abs(a[i][j] - b[i][j]));
-  }
-  return d;
 }
 
 function accuracyOn(probs: number[][], labels: number[]): number {
@@ -340,7 +331,7 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
     }
     lap('quantize');
     // What onnxruntime serves: the fused graph of the quantized weights as tfjs dequantizes them.
-    serving = buildServingOnnx(quantized, verification, dtype === 'none' ? 'float32' : dtype);
+    serving = buildServingOnnx(quantized, verification, qProbs, dtype === 'none' ? 'float32' : dtype);
     lap('servingOnnx');
   } finally {
     original.dispose();
@@ -372,9 +363,8 @@ export async function publishModel(modelDir: string, target: string, opts: Publi
     files: [weightFile],
     quantization,
     formats: [tfjsFormat, ...staged.records],
-    serving: serving?.record,
+    ...(serving ? { serving: serving.record } : {}),
   };
-  if (!serving) delete manifest.serving;
   const reportFiles = await listFilesRecursive(path.join(dir, 'report'));
   const uploads: Array<{ rel: string; body: () => Promise<Buffer | string>; type: string }> = [
     { rel: 'weights.bin', body: async () => q.data, type: 'application/octet-stream' },

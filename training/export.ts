@@ -65,7 +65,7 @@ export async function exportModel(
     probabilities: images.length ? await predictProbabilities(model, images, draft.classes.length) : [],
   };
   await writeFile(path.join(dir, 'verification.json'), JSON.stringify(verification));
-  const serving = buildServingOnnx(model, verification, 'float32');
+  const serving = buildServingOnnx(model, verification, verification.probabilities, 'float32');
   if (serving) await writeFile(path.join(dir, serving.record.onnx.file), serving.bytes);
   const now = new Date();
   // The draft's timings end where the export starts; the export's own time is known only here.
