@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { io, LayersModel } from '@tensorflow/tfjs';
 import { type Manifest, ManifestSchema, type Serving, type Verification, VerificationSchema } from './manifest.js';
-import { cleanEtag, getObject, isNotFound } from './s3/client.js';
+import { cleanEtag, getObject, isNotFound, ObjectTooLargeError } from './s3/client.js';
 import { isS3Uri, joinKey, parseS3Uri } from './s3/uri.js';
 import { isVersion, parseCurrent, sha256 } from './versioning.js';
 import { formatIssues } from './zod-issues.js';
@@ -77,6 +77,7 @@ export function s3Source(bucket: string, prefix: string): ModelSource {
         return await getObject(target, { maxBytes: opts.maxBytes });
       } catch (e) {
         if (isNotFound(e)) throw new ModelIntegrityError(`missing file ${target}`);
+        if (e instanceof ObjectTooLargeError) throw new ModelIntegrityError(e.message);
         throw e;
       }
     },
@@ -196,16 +197,8 @@ export async function readServingOnnx(source: ModelSource, manifest: Manifest): 
   if (h !== manifest.input.size || w !== manifest.input.size) {
     throw new ModelIntegrityError(`${where}: takes ${h}x${w} images, the manifest's input is ${manifest.input.size} px`);
   }
-  let body: Buffer;
-  try {
-    ({ body } = await source.read(rel, { maxBytes: record.onnx.bytes }));
-  } catch (e) {
-    if (e instanceof ModelIntegrityError) throw e;
-    const message = (e as Error).message;
-    if (/more than the \d+ allowed/.test(message))
-      throw new ModelIntegrityError(`${where}: larger than manifest.serving says (${message})`);
-    throw e;
-  }
+  // Both sources refuse a larger file (a ModelIntegrityError) before reading it.
+  const { body } = await source.read(rel, { maxBytes: record.onnx.bytes });
   const got = sha256(body);
   if (body.byteLength !== record.onnx.bytes || got !== record.onnx.sha256) {
     throw new ModelIntegrityError(

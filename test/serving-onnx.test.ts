@@ -233,6 +233,12 @@ describe('serving.onnx: served on onnxruntime without a tfjs model', () => {
     // A truncated file (shorter than its record) is refused the same way.
     await writeFile(path.join(dir, SERVING_ONNX_FILE), onnx.subarray(0, 1000));
     await expect(loadServing(dir, { onnx: true })).rejects.toThrow(/sha256 mismatch/);
+    // A longer one is refused before it is read, naming its size.
+    await writeFile(path.join(dir, SERVING_ONNX_FILE), Buffer.concat([onnx, Buffer.alloc(10)]));
+    await expect(loadServing(dir, { onnx: true })).rejects.toThrow(ModelIntegrityError);
+    await expect(loadServing(dir, { onnx: true })).rejects.toThrow(
+      new RegExp(`is ${onnx.length + 10} bytes, more than the ${onnx.length} allowed`),
+    );
     holder.dispose();
   });
 });

@@ -166,7 +166,12 @@ export interface S3Object {
   etag?: string;
 }
 
-/** GET an object's bytes (with retries). Throws the SDK's NoSuchKey error when absent. */
+/** An object larger than the `maxBytes` its reader allows (getObject); its body is not read. */
+export class ObjectTooLargeError extends Error {
+  override name = 'ObjectTooLargeError';
+}
+
+/** GET an object's bytes (with retries). Throws the SDK's NoSuchKey error when absent, ObjectTooLargeError above `maxBytes`. */
 export async function getObject(uri: string, extra: { ifNoneMatch?: string; maxBytes?: number } = {}): Promise<S3Object> {
   const { bucket, key } = parseS3Uri(uri);
   return withRetry(
@@ -174,7 +179,7 @@ export async function getObject(uri: string, extra: { ifNoneMatch?: string; maxB
       const out = await s3Client().send(new GetObjectCommand({ Bucket: bucket, Key: key, IfNoneMatch: extra.ifNoneMatch }));
       if (extra.maxBytes !== undefined && (out.ContentLength ?? 0) > extra.maxBytes) {
         (out.Body as { destroy?: () => void } | undefined)?.destroy?.();
-        throw new Error(`${uri} is ${out.ContentLength} bytes, more than the ${extra.maxBytes} allowed`);
+        throw new ObjectTooLargeError(`${uri} is ${out.ContentLength} bytes, more than the ${extra.maxBytes} allowed`);
       }
       const body = Buffer.from(await out.Body!.transformToByteArray());
       return { body, etag: out.ETag };
