@@ -2,6 +2,7 @@
 // phase 2 the tail above the freeze boundary on boundary activations. Both end every epoch
 // through RunState.finishEpoch.
 import { HEAD } from '../core/classifier.js';
+import type { EngineName } from '../core/engine/engine.js';
 import { toProbabilities } from '../core/head-convention.js';
 import type { Metrics } from '../core/manifest.js';
 import type { LayersModel } from '../core/tf.js';
@@ -39,7 +40,7 @@ export interface PhaseContext {
   /** Loss weight per class (--class-weight); undefined: the plain mean loss. */
   classWeights?: number[];
   /** Where the fine-tune tail's 1x1 products run (training/tail/tail-gemm.ts); default wasm. */
-  tailGemm?: 'wasm' | 'ort';
+  tailGemm?: EngineName;
 }
 
 /** The un-augmented validation views, computed once for both phases. */
@@ -371,6 +372,6 @@ export async function tailProbabilities(
  * (peak RSS 1.28 vs 1.49 GiB), so the tail gets half the workers' cores and the frozen-layer
  * workers, computing the next epoch's views meanwhile, the rest.
  */
-export function tailThreads(workers: number, gemm: 'wasm' | 'ort'): number {
+export function tailThreads(workers: number, gemm: EngineName): number {
   return gemm === 'ort' ? Math.max(1, Math.floor(workers / 2)) : Math.max(1, workers);
 }

@@ -13,6 +13,7 @@ import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs';
 import { onnxModelType } from '../export/onnx.js';
 import { tf } from '../tf.js';
 import { makeResident, runKernel, wasmInternals } from '../tfjs-internals.js';
+import { ortNodeVersion } from './ort-session.js';
 
 /** onnxruntime-node versions whose binding this module was written against. */
 const BINDING_VERSIONS = /^1\.23\./;
@@ -27,7 +28,6 @@ interface NativeSession {
 interface Native {
   binding: { InferenceSession: new () => NativeSession };
   Tensor: new (type: 'float32', data: Float32Array, dims: readonly number[]) => unknown;
-  version: string;
 }
 
 let native: Native | undefined;
@@ -38,13 +38,14 @@ function loadNative(): Native {
   if (nativeError) throw new Error(nativeError);
   try {
     const require = createRequire(import.meta.url);
-    const version = (require('onnxruntime-node/package.json') as { version: string }).version;
+    const version = ortNodeVersion();
+    if (!version) throw new Error('onnxruntime-node is not installed');
     if (!BINDING_VERSIONS.test(version))
       throw new Error(`onnxruntime-node ${version}: its native binding is unverified here (written for 1.23)`);
     const ort = require('onnxruntime-node') as { Tensor: Native['Tensor'] };
     const b = require('onnxruntime-node/dist/binding.js') as { binding: Native['binding']; initOrt: () => void };
     b.initOrt();
-    native = { binding: b.binding, Tensor: ort.Tensor, version };
+    native = { binding: b.binding, Tensor: ort.Tensor };
     return native;
   } catch (e) {
     nativeError = `onnxruntime-node's synchronous binding is not available (${(e as Error).message})`;

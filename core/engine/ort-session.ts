@@ -2,23 +2,22 @@
 // tfjs here: the boundary workers of the ort engine load this module and never tfjs
 // (training/workers/worker-boundary.ts); writing the ONNX is core/engine/ort-engine.ts.
 
-import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { loadOnnxRuntime } from '../export/onnx-runtime.js';
 import type { EngineOutput, InferenceEngine, MixedOutput } from './engine.js';
 
 const require = createRequire(import.meta.url);
-let version: string | undefined;
-async function ortVersion(): Promise<string> {
-  if (!version) {
+let version: string | null | undefined;
+/** onnxruntime-node's installed version (its package.json), or undefined when it is not installed. */
+export function ortNodeVersion(): string | undefined {
+  if (version === undefined) {
     try {
-      const pkg = require.resolve('onnxruntime-node/package.json');
-      version = (JSON.parse(await readFile(pkg, 'utf8')) as { version: string }).version;
+      version = (require('onnxruntime-node/package.json') as { version: string }).version;
     } catch {
-      version = 'unknown version';
+      version = null;
     }
   }
-  return version;
+  return version ?? undefined;
 }
 
 /** The graph output holding the float16 copy of `layer` (ort-engine.ts `withFloat16Outputs`). */
@@ -52,7 +51,7 @@ export async function ortEngineFromOnnx(
     const m = Array.isArray(meta) ? meta.find((o) => o.name === n) : undefined;
     outputShapes[n] = (m?.shape ?? []).slice(1).map((d) => (typeof d === 'number' ? d : -1));
   }
-  const v = await ortVersion();
+  const v = ortNodeVersion() ?? 'unknown version';
   let queue: Promise<unknown> = Promise.resolve();
   const runFetches = (pixels: Float32Array, n: number, only: readonly string[], float16: readonly string[]): Promise<MixedOutput[]> => {
     for (const l of only) {

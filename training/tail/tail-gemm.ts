@@ -1,9 +1,10 @@
+import type { EngineName } from '../../core/engine/engine.js';
 import { ortGemmThreads, ortGemmUnavailable } from '../../core/engine/ort-gemm.js';
 import { tf } from '../../core/tf.js';
 import { trainingEngine } from '../features.js';
 
 export interface TailGemm {
-  gemm: 'wasm' | 'ort';
+  gemm: EngineName;
   /** For the log and the manifest (`engine.tail`). */
   description: string;
 }

@@ -12,6 +12,7 @@
 // layers (same names), so the exported model stays the standard layers model.
 import type { GradSaveFunc, LayerVariable, NamedTensorMap, Tensor, Tensor1D, Tensor2D, Tensor4D } from '@tensorflow/tfjs';
 import { HEAD } from '../../core/classifier.js';
+import type { EngineName } from '../../core/engine/engine.js';
 import { ortGemm } from '../../core/engine/ort-gemm.js';
 import { type ConvStructure, graphStructure, type OpStructure, type Pads } from '../../core/graph/fused-graph.js';
 import { classTargets, correctPredictions, logitUnits } from '../../core/head-convention.js';
@@ -44,7 +45,7 @@ export interface TailOptions {
    * Where the fast route's 1x1 convolution products (forward and both gradients) run: tfjs WASM
    * (XNNPACK, the default) or onnxruntime's CPU kernels (core/engine/ort-gemm.ts). Other ops stay on tfjs.
    */
-  gemm?: 'wasm' | 'ort';
+  gemm?: EngineName;
 }
 
 // A type alias (not an interface) so it can be returned from tf.tidy.
@@ -63,7 +64,7 @@ export type GradientsResult = TrainStepResult & {
 export interface Tail {
   readonly route: TailRoute;
   /** Where the 1x1 convolutions' products run (TailOptions.gemm). */
-  readonly gemm: 'wasm' | 'ort';
+  readonly gemm: EngineName;
   /** Name of the classifier layer whose output feeds the tail. */
   readonly boundaryName: string;
   /** Shape of one boundary activation, [h, w, c]. */

@@ -9,8 +9,6 @@ import { serveWorker } from './worker-channel.js';
 
 interface WorkerInitBase extends BoundaryModelOptions {
   batchSize?: number;
-  /** onnxruntime intra-op threads of this worker. */
-  engineThreads?: number;
 }
 
 /** The wasm engine (the default): the worker builds the base from `weights` in its own tfjs. */
@@ -24,6 +22,8 @@ export interface WasmWorkerInit extends WorkerInitBase {
 export interface OrtWorkerInit extends WorkerInitBase {
   engine: 'ort';
   onnx: Uint8Array;
+  /** onnxruntime intra-op threads of this worker. */
+  engineThreads?: number;
 }
 
 export type WorkerInit = WasmWorkerInit | OrtWorkerInit;
