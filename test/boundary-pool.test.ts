@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import type { LayersModel, Tensor } from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
@@ -103,6 +105,27 @@ describe('boundary pool (2 worker threads)', () => {
     runner.dispose();
     expect(pool.rowShape).toEqual([4, 4, 192]);
     expect(pool.workers).toBe(2);
+  });
+
+  it.runIf(process.platform === 'linux')('runs its workers at nice 19 (their threads only) unless told not to', async () => {
+    // Nice value of each thread of this process (field 19 of /proc/<pid>/task/<tid>/stat).
+    const niced = () =>
+      readdirSync('/proc/self/task').filter((t) => {
+        try {
+          return readFileSync(`/proc/self/task/${t}/stat`, 'utf8').split(') ')[1].split(' ')[16] === '19';
+        } catch {
+          return false; // a thread that ended meanwhile
+        }
+      }).length;
+    expect(os.getPriority()).toBe(0);
+    const start = niced();
+    const normal = await createBoundaryPool({ weights, alpha: ALPHA, inputSize: SIZE, workers: 1, background: false });
+    expect(niced()).toBe(start);
+    await normal.close();
+    const low = await createBoundaryPool({ weights, alpha: ALPHA, inputSize: SIZE, workers: 2 });
+    expect(niced()).toBeGreaterThanOrEqual(start + 2);
+    expect(os.getPriority()).toBe(0);
+    await low.close();
   });
 
   it('reports a bad job as an error', async () => {

@@ -37,6 +37,12 @@ export interface BoundaryPoolOptions extends BoundaryModelOptions {
   engine?: EnginePreference;
   /** onnxruntime intra-op threads per worker; default 1 (the workers, one per core, are the parallelism). */
   engineThreads?: number;
+  /**
+   * Workers run at the lowest CPU priority (Linux nice 19, their own threads only), so the main
+   * thread's work comes first when both want a core. Default true: in phase 2 the tail's steps are
+   * the run's critical path and the workers compute the next epoch's views in what time is left.
+   */
+  background?: boolean;
 }
 
 export interface BoundaryResult extends BoundaryOutput {
@@ -95,7 +101,10 @@ export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<Bou
     const runner = onnx ? await createOrtBoundaryRunner(onnx, { ...model, threads: engineThreads }) : createBoundaryRunner(weights, model);
     return inProcessPool(runner, dtype, opts.inputSize);
   }
-  const init: WorkerInit = onnx ? { ...model, engine: 'ort', engineThreads, onnx } : { ...model, engine: 'wasm', weights };
+  const background = opts.background ?? true;
+  const init: WorkerInit = onnx
+    ? { ...model, background, engine: 'ort', engineThreads, onnx }
+    : { ...model, background, engine: 'wasm', weights };
 
   const slots: Slot[] = [];
   // One worker failing fails the pool: every waiting and later job is rejected.

@@ -2,6 +2,7 @@
 // tfjs + WASM instance and builds the base from the weights it is sent; on the ort engine it gets the
 // ONNX the pool wrote and loads only onnxruntime: no tfjs, no WASM heap beside the session.
 // Started through worker-entry.mjs, which registers tsx so this TypeScript file loads anywhere.
+import os from 'node:os';
 import { workerData } from 'node:worker_threads';
 import type { BoundaryDtype, BoundaryJob, BoundaryModelOptions, BoundaryRunner, BoundaryWeights, LayerOutput } from './boundary-job.js';
 import { createOrtBoundaryRunner, outputBuffers } from './boundary-job.js';
@@ -9,6 +10,8 @@ import { serveWorker } from './worker-channel.js';
 
 interface WorkerInitBase extends BoundaryModelOptions {
   batchSize?: number;
+  /** Lower this thread's CPU priority (boundary-pool.ts `background`). */
+  background?: boolean;
 }
 
 /** The wasm engine (the default): the worker builds the base from `weights` in its own tfjs. */
@@ -70,8 +73,25 @@ async function startRunner(init: WorkerInit): Promise<{ runner: BoundaryRunner; 
   return { runner: createBoundaryRunner(init.weights, init), backend: describeBackend(info) };
 }
 
+/**
+ * Linux: nice 19 for this thread alone (setpriority of thread id 0 is the calling thread there; the
+ * onnxruntime session runs on it, with one intra-op thread, and the threads it starts inherit it).
+ * Elsewhere setpriority would lower the whole process, so nothing changes.
+ */
+function lowerThreadPriority(): boolean {
+  if (process.platform !== 'linux') return false;
+  try {
+    os.setPriority(19);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 await serveWorker<WorkerRequest>(async () => {
-  const { runner, backend } = await startRunner(workerData as WorkerInit);
+  const init = workerData as WorkerInit;
+  if (init.background) lowerThreadPriority();
+  const { runner, backend } = await startRunner(init);
   // One job at a time: the pool queues many, and an async engine (ort) would otherwise start them
   // all at once, each holding its input and output buffers while it waits for the session.
   let queue: Promise<unknown> = Promise.resolve();
