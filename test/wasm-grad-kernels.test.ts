@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { tf } from '../core/tf.js';
-import { wasmMemory } from '../core/tfjs-internals.js';
+import { heapOffset, wasmMemory } from '../core/tfjs-internals.js';
 import { columnSumsOf, registerWasmGradKernels, relu6GradFromOutput } from '../training/wasm-kernels/wasm-grad-kernels.js';
 
 // Seeded pseudo-random values so a failure reproduces.
@@ -196,6 +196,19 @@ describe('registered WASM gradient kernels match the cpu backend', () => {
         expect(bits(tf.reshape(viaKernel, [ci, co]))).toEqual(bits(a));
       });
     }
+  });
+
+  it('Identity (what a gradient saves) shares the data, and each tensor outlives the other', () => {
+    const x = rand([4, 7], 9);
+    const y = tf.clone(x);
+    const expected = Array.from(x.dataSync());
+    expect(heapOffset(tf.backend(), y)).toBe(heapOffset(tf.backend(), x));
+    x.dispose();
+    expect(Array.from(y.dataSync())).toEqual(expected);
+    const z = tf.clone(y);
+    y.dispose();
+    expect(Array.from(z.dataSync())).toEqual(expected);
+    z.dispose();
   });
 
   it('does not leak tensors', () => {

@@ -34,6 +34,12 @@ type WasmBackend = WasmBackendInternals;
 /** Name of the column-sum kernel: out[j] = sum_p x[p, j] of a [P, C] float32 tensor, summed over p in order from 0. */
 export const COLUMN_SUMS = 'EdgetuneColumnSums';
 
+/**
+ * Name of the fused Adam update: inputs w, g, m, v (float32, one shape), attrs b1 c1 b2 c2 oma1 oma2
+ * eps negLr (float32 values, see wasm-simd.ts `adam`); outputs [w', m', v'] (training/fused-adam.ts).
+ */
+export const ADAM_UPDATE = 'EdgetuneAdamUpdate';
+
 /** Name of the fused kernel: dx = dy where 0 < y < 6 (y = ReLU6 output), else 0. */
 export const RELU6_GRAD_FROM_OUTPUT = 'EdgetuneRelu6GradFromOutput';
 
@@ -482,6 +488,78 @@ function makeRelu6GradFromOutput(backendName: string): KernelFunc {
   };
 }
 
+export interface AdamScalars {
+  b1: number;
+  c1: number;
+  b2: number;
+  c2: number;
+  oma1: number;
+  oma2: number;
+  eps: number;
+  negLr: number;
+}
+
+function adamUpdate({ inputs, backend, attrs }: Parameters<KernelFunc>[0]): TensorInfo[] {
+  const { w, g, m, v } = inputs as { w: TensorInfo; g: TensorInfo; m: TensorInfo; v: TensorInfo };
+  const n = tf.util.sizeFromShape(w.shape);
+  for (const t of [g, m, v]) {
+    if (tf.util.sizeFromShape(t.shape) !== n) throw new Error(`${ADAM_UPDATE}: shapes differ, [${w.shape}] and [${t.shape}]`);
+  }
+  for (const t of [w, g, m, v]) if (t.dtype !== 'float32') throw new Error(`${ADAM_UPDATE}: float32 only, got ${t.dtype}`);
+  const a = attrs as unknown as AdamScalars;
+  const be = wasmInternals(backend);
+  // Outputs first: an allocation can grow the heap (offsets stay valid, views do not).
+  const outs = [w, m, v].map((t) => be.makeOutput(t.shape, 'float32'));
+  const simdHeap = heapSimd(backend, [w, g, m, v]);
+  if (simdHeap) {
+    const at = simdHeap.at;
+    simdHeap.loops.adam(
+      at(outs[0]),
+      at(outs[1]),
+      at(outs[2]),
+      at(w),
+      at(g),
+      at(m),
+      at(v),
+      n,
+      a.b1,
+      a.c1,
+      a.b2,
+      a.c2,
+      a.oma1,
+      a.oma2,
+      a.eps,
+      a.negLr,
+    );
+    return outs;
+  }
+  const [wo, mo, vo, wi, gi, mi, vi] = [...outs, w, g, m, v].map((t) => be.typedArrayFromHeap(t));
+  const f = Math.fround;
+  for (let i = 0; i < n; i++) {
+    const m2 = f(f(mi[i] * a.b1) + f(gi[i] * a.c1));
+    const v2 = f(f(vi[i] * a.b2) + f(f(gi[i] * gi[i]) * a.c2));
+    mo[i] = m2;
+    vo[i] = v2;
+    wo[i] = f(f(f(f(m2 / a.oma1) / f(f(Math.sqrt(f(v2 / a.oma2))) + a.eps)) * a.negLr) + wi[i]);
+  }
+  return outs;
+}
+
+/**
+ * Identity that shares the input's data, as the cpu backend's does, instead of copying it. The
+ * engine clones (Identity) every tensor a gradient saves, so a phase-2 step copied ~40 ms of
+ * activations on WASM. Sharing is safe because no WASM kernel writes into its inputs (Reshape
+ * shares data the same way) and a variable's assign swaps its data rather than overwriting it.
+ */
+function makeSharedIdentity(original: KernelFunc): KernelFunc {
+  return (args) => {
+    const x = args.inputs.x as TensorInfo;
+    if (x.dtype === 'string') return original(args);
+    (args.backend as { incRef(dataId: object): void }).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  };
+}
+
 function register(config: KernelConfig): void {
   if (tf.getKernel(config.kernelName, config.backendName)) tf.unregisterKernel(config.kernelName, config.backendName);
   tf.registerKernel(config);
@@ -509,6 +587,9 @@ export function registerWasmGradKernels(): void {
     register({ kernelName: RELU6_GRAD_FROM_OUTPUT, backendName, kernelFunc: makeRelu6GradFromOutput(backendName) });
   }
   register({ kernelName: COLUMN_SUMS, backendName: 'wasm', kernelFunc: columnSums as KernelFunc });
+  register({ kernelName: ADAM_UPDATE, backendName: 'wasm', kernelFunc: adamUpdate as unknown as KernelFunc });
+  const identity = tf.getKernel('Identity', 'wasm');
+  if (identity) register({ ...identity, kernelFunc: makeSharedIdentity(identity.kernelFunc as KernelFunc) });
 }
 
 /** Column sums of [P, C]: the WASM kernel, elsewhere ones[1, P] @ x (a matrix-vector product beats Sum over axis 0 on WASM). */
