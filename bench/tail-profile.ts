@@ -14,6 +14,7 @@ import type { Tensor4D } from '../core/tf.js';
 import { tf } from '../core/tf.js';
 import { applyBaseWeights } from '../core/weights/index.js';
 import { readTfjsWeights } from '../core/weights/tfjs-source.js';
+import { fusedAdam } from '../training/fused-adam.js';
 import { packTensors, unpackTensors } from '../training/tail/flat-tensors.js';
 import { boundaryLayerName, createTail } from '../training/tail/tail.js';
 import { registerWasmGradKernels } from '../training/wasm-kernels/wasm-grad-kernels.js';
@@ -41,7 +42,7 @@ export async function profileTail(args: string[]): Promise<void> {
     'int32',
   );
   const tail = createTail(model, { fineTuneAt, numClasses: 2, route: 'fast', seed: 1, gemm });
-  const optimizer = tf.train.adam(1e-4);
+  const optimizer = fusedAdam(1e-4); // what phase 2 uses
   console.log(
     `tail profile: ${size}x${size}, shard of ${batch} rows, boundary [${shape.slice(1)}], one WASM thread, 1x1 products on ${gemm}; load average ${os.loadavg()[0].toFixed(1)} (indicative)`,
   );

@@ -13,6 +13,7 @@ import type { Tensor4D } from '../core/tf.js';
 import { tf } from '../core/tf.js';
 import { applyBaseWeights } from '../core/weights/index.js';
 import { readTfjsWeights } from '../core/weights/tfjs-source.js';
+import { fusedAdam } from '../training/fused-adam.js';
 import { createTrainingTail } from '../training/tail/parallel-tail.js';
 import { boundaryLayerName, createTail, type TailRoute } from '../training/tail/tail.js';
 import { registerWasmGradKernels } from '../training/wasm-kernels/wasm-grad-kernels.js';
@@ -99,7 +100,7 @@ async function timeSteps(route: BenchRoute, backend: string, size: number, n: nu
     route === 'parallel'
       ? await createTrainingTail(model, { fineTuneAt, numClasses: 2, route: 'fast', gemm }, { threads })
       : createTail(model, { fineTuneAt, numClasses: 2, route, ...(route === 'fast' ? { gemm } : {}) });
-  const optimizer = tf.train.adam(1e-4);
+  const optimizer = fusedAdam(1e-4); // what phase 2 uses
   const all: number[] = [];
   const cpu: number[] = [];
   const top: [number, number][] = [];

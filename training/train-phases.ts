@@ -12,6 +12,7 @@ import type { AugmentConfig } from './augment.js';
 import { CacheBudget, type RunCache } from './cache-budget.js';
 import { epochOrder } from './dataset.js';
 import type { FeatureExtractor } from './features.js';
+import { fusedAdam } from './fused-adam.js';
 import { HeadTrainer } from './head.js';
 import { computeMetrics } from './metrics.js';
 import type { TrainOptions } from './options.js';
@@ -240,7 +241,7 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
     type: 'info',
     message: `fine-tune step: ${tail.route} tail on ${tail.threads} thread(s), 1x1 products on ${tail.gemm === 'ort' ? 'onnxruntime' : 'tfjs wasm'}`,
   });
-  const optimizer = tf.train.adam(opts.fineTuneLr);
+  const optimizer = fusedAdam(opts.fineTuneLr);
   let metrics: Metrics | undefined;
   try {
     const saved = state.takeOptimizer('fineTune');

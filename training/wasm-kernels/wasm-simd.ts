@@ -1,16 +1,43 @@
-// Two WebAssembly SIMD loops that run in place on the tfjs WASM backend's heap: a tiny module,
+// Three WebAssembly SIMD loops that run in place on the tfjs WASM backend's heap: a tiny module,
 // assembled here byte by byte (no toolchain needed), imports the backend's own memory, so the
 // gradient kernels pass heap byte offsets and nothing is copied. Used where XNNPACK has no kernel
-// and a plain JS loop is the bottleneck (the depthwise filter gradient, the ReLU6 gradient).
+// and a plain JS loop is the bottleneck (the depthwise filter gradient, the ReLU6 gradient), or where
+// tfjs runs a dozen kernels per variable (Adam's update).
 
 export interface SimdLoops {
   /** acc[i] += x[i] * d[i] for i < n (float32; arguments are byte offsets into the heap). */
   mulAcc(acc: number, x: number, d: number, n: number): void;
   /** out[i] = 0 < y[i] < 6 ? dy[i] : 0 for i < n (NaN -> 0). */
   relu6Grad(out: number, dy: number, y: number, n: number): void;
+  /**
+   * Adam's update of n float32 weights, written to wOut, mOut, vOut (byte offsets), each step
+   * rounded to float32 exactly as tfjs' AdamOptimizer computes it:
+   *   m' = m * b1 + g * c1;  v' = v * b2 + (g * g) * c2;
+   *   w' = ((m' / oma1) / (sqrt(v' / oma2) + eps)) * negLr + w
+   */
+  adam(
+    wOut: number,
+    mOut: number,
+    vOut: number,
+    w: number,
+    g: number,
+    m: number,
+    v: number,
+    n: number,
+    b1: number,
+    c1: number,
+    b2: number,
+    c2: number,
+    oma1: number,
+    oma2: number,
+    eps: number,
+    negLr: number,
+  ): void;
 }
 
 const I32 = 0x7f;
+const F32 = 0x7d;
+const V128 = 0x7b;
 const op = {
   block: 0x02,
   loop: 0x03,
@@ -31,6 +58,8 @@ const op = {
   f32Gt: 0x5e,
   f32Add: 0x92,
   f32Mul: 0x94,
+  f32Div: 0x95,
+  f32Sqrt: 0x91,
   select: 0x1b,
   f32Const: 0x43,
   void: 0x40,
@@ -45,6 +74,8 @@ const simd = {
   and: [0xfd, 0x4e],
   f32x4Add: [0xfd, 0xe4, 0x01],
   f32x4Mul: [0xfd, 0xe6, 0x01],
+  f32x4Div: [0xfd, 0xe7, 0x01],
+  f32x4Sqrt: [0xfd, 0xe3, 0x01],
 };
 const memarg = [0x02, 0x00]; // align 4 bytes (a hint), offset 0
 
@@ -167,8 +198,83 @@ const relu6Grad = pointerLoop(
   ],
 );
 
+/**
+ * adam(wOut, mOut, vOut, w, g, m, v, n, b1, c1, b2, c2, oma1, oma2, eps, negLr): locals 0..6 the
+ * pointers, 7 n, 8..15 the scalars, 16..23 the scalars splatted, 24/25 m'/v' (v128), 26 end4,
+ * 27 end, 28/29 m'/v' (f32).
+ */
+function adamLoop(): number[] {
+  const [wOut, mOut, vOut, w, g, m, v, n] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const scalar = (k: number) => 8 + k; // b1 c1 b2 c2 oma1 oma2 eps negLr
+  const splatted = (k: number) => 16 + k;
+  const [end4, end] = [26, 27];
+  const [B1, C1, B2, C2, OMA1, OMA2, EPS, NLR] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const pointers = [wOut, mOut, vOut, w, g, m, v];
+  const endAt = (elements: number[]) => [...get(wOut), ...elements, ...c32(2), op.i32Shl, op.i32Add];
+  const whileBelow = (limit: number, body: number[], step: number) => [
+    op.block,
+    op.void,
+    ...get(wOut),
+    ...get(limit),
+    op.i32GeU,
+    op.brIf,
+    0,
+    op.loop,
+    op.void,
+    ...body,
+    ...pointers.slice(1).flatMap((p) => bump(p, step)),
+    ...get(wOut),
+    ...c32(step),
+    op.i32Add,
+    ...tee(wOut),
+    ...get(limit),
+    op.i32LtU,
+    op.brIf,
+    0,
+    op.end,
+    op.end,
+  ];
+  // One body for both widths: `l` loads, `k` reads a constant, `o` maps an op to its width.
+  const body = (wide: boolean) => {
+    const l = wide ? loadV : loadF;
+    const k = (c: number) => get(wide ? splatted(c) : scalar(c));
+    const [mNew, vNew] = wide ? [24, 25] : [28, 29];
+    const [mul, add, div, sqrt] = wide
+      ? [simd.f32x4Mul, simd.f32x4Add, simd.f32x4Div, simd.f32x4Sqrt]
+      : [[op.f32Mul], [op.f32Add], [op.f32Div], [op.f32Sqrt]];
+    const store = wide ? [...simd.store, ...memarg] : [op.f32Store, ...memarg];
+    return [
+      // m' = m * b1 + g * c1
+      ...[...get(mOut), ...l(m), ...k(B1), ...mul, ...l(g), ...k(C1), ...mul, ...add, ...tee(mNew), ...store],
+      // v' = v * b2 + (g * g) * c2
+      ...[...get(vOut), ...l(v), ...k(B2), ...mul, ...l(g), ...l(g), ...mul, ...k(C2), ...mul, ...add, ...tee(vNew), ...store],
+      // w' = ((m' / oma1) / (sqrt(v' / oma2) + eps)) * negLr + w
+      ...[...get(wOut), ...get(mNew), ...k(OMA1), ...div, ...get(vNew), ...k(OMA2), ...div, ...sqrt, ...k(EPS), ...add],
+      ...[...div, ...k(NLR), ...mul, ...l(w), ...add, ...store],
+    ];
+  };
+  const code = [
+    ...Array.from({ length: 8 }, (_, c) => [...get(scalar(c)), ...simd.f32x4Splat, ...set(splatted(c))]).flat(),
+    ...endAt([...get(n), ...c32(-4), op.i32And]),
+    ...set(end4),
+    ...endAt(get(n)),
+    ...set(end),
+    ...whileBelow(end4, body(true), 16),
+    ...whileBelow(end, body(false), 4),
+    op.end,
+  ];
+  const locals = vec([
+    [10, V128],
+    [2, I32],
+    [2, F32],
+  ]);
+  const fn = [...locals, ...code];
+  return [...uleb(fn.length), ...fn];
+}
+
 function moduleBytes(shared: boolean): Uint8Array {
   const fnType = [0x60, ...vec([[I32], [I32], [I32], [I32]]), 0x00];
+  const adamType = [0x60, ...vec([...Array(8).fill([I32]), ...Array(8).fill([F32])]), 0x00];
   // Memory import limits: min 1 page; a shared memory must declare a maximum (4 GiB covers any).
   const limits = shared ? [0x03, 0x01, ...uleb(65536)] : [0x00, 0x01];
   return new Uint8Array([
@@ -180,17 +286,18 @@ function moduleBytes(shared: boolean): Uint8Array {
     0x00,
     0x00,
     0x00,
-    ...section(1, vec([fnType])),
+    ...section(1, vec([fnType, adamType])),
     ...section(2, vec([[...name('env'), ...name('memory'), 0x02, ...limits]])),
-    ...section(3, vec([[0x00], [0x00]])),
+    ...section(3, vec([[0x00], [0x00], [0x01]])),
     ...section(
       7,
       vec([
         [...name('mulAcc'), 0x00, 0x00],
         [...name('relu6Grad'), 0x00, 0x01],
+        [...name('adam'), 0x00, 0x02],
       ]),
     ),
-    ...section(10, [...uleb(2), ...mulAcc, ...relu6Grad]),
+    ...section(10, [...uleb(3), ...mulAcc, ...relu6Grad, ...adamLoop()]),
   ]);
 }
 
