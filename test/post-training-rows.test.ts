@@ -4,6 +4,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { HEAD } from '../core/classifier.js';
+import { ortGemmUnavailable } from '../core/engine/ort-gemm.js';
 import { createFastForward } from '../core/fast-forward.js';
 import { decodeImage } from '../core/image.js';
 import { loadModel } from '../core/model-loader.js';
@@ -73,6 +74,9 @@ describe('post-training on the rows phase 1 kept', () => {
 
   it('gives each training photo in the review the open-set distance of its own embedding through the saved model', async () => {
     const m = result.manifest;
+    // Where onnxruntime loads, the pass ran the trained tail there (post-training.ts ortScorer):
+    // the saved model on tfjs below is the independent check of its embeddings.
+    expect(m.engine?.tail).toMatch(ortGemmUnavailable() ? /XNNPACK/ : /products on onnxruntime/);
     const openSet = m.openSet!;
     const stats = decodeOpenSetStats(openSet, m.classes.length);
     const photos = result.review.highestLoss;

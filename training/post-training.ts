@@ -4,6 +4,7 @@
 // lists (misclassified validation photos, highest-loss training photos, near-duplicates).
 // Works from cached activations and file paths; holds no decoded image of its own.
 
+import os from 'node:os';
 import { HEAD } from '../core/classifier.js';
 import { createFastForward, type FastForward } from '../core/fast-forward.js';
 import { argmax, temperedProbabilities } from '../core/head-convention.js';
@@ -66,29 +67,67 @@ interface Scored {
   dim: number;
 }
 
+/** Pooled embeddings and logits of n rows (boundary activations, or pooled features). */
+type Scorer = {
+  score(x: Float32Array, n: number, shape: readonly number[]): Promise<{ pooled: Float32Array; logits: Float32Array }>;
+  dispose(): Promise<void>;
+};
+
 /**
- * Pooled embeddings and logits of the rows of `block` through the trained model, starting at `from`
- * (the freeze boundary, or the pooled features themselves when phase 2 did not run). The logits are
- * the `logits` layer on the pooled features (the dropout between them is the identity at inference).
+ * tfjs: the fused WASM forward from the boundary to the pooled features (none when phase 2 did not
+ * run: the rows are the pooled features), then the `logits` layer (the dropout between them is the
+ * identity at inference).
  */
-function scoreRows(ctx: PhaseContext, ff: FastForward | undefined, block: RowStore, batch = 32): Scored {
-  const n = block.rows;
+function tfjsScorer(ctx: PhaseContext, fineTuned: boolean): Scorer {
+  const ff: FastForward | undefined = fineTuned ? createFastForward(ctx.model) : undefined;
   const dense = ctx.model.getLayer(HEAD.logits);
+  return {
+    async score(x, n, shape) {
+      const [pooled, z] = tf.tidy(() => {
+        const p = ff ? ff.forward(tf.tensor(x, [n, ...shape]), { from: ctx.boundary, to: HEAD.pool }) : tf.tensor2d(x, [n, shape[0]]);
+        return [p, dense.apply(p, { training: false }) as tf.Tensor];
+      });
+      const out = { pooled: pooled.dataSync() as Float32Array, logits: z.dataSync() as Float32Array };
+      tf.dispose([pooled, z]);
+      return out;
+    },
+    async dispose() {
+      ff?.dispose();
+    },
+  };
+}
+
+/**
+ * onnxruntime, when the run's tail products ran there: the trained tail from the boundary to the
+ * pooled features and logits as one ONNX graph, on every core (the frozen-layer workers are idle by
+ * now). Its values differ from tfjs' in the last float32 bits, like the tail's products do.
+ */
+async function ortScorer(ctx: PhaseContext): Promise<Scorer> {
+  const { engineOnnx, ortEngineFromOnnx } = await import('../core/engine/ort-engine.js');
+  const bytes = engineOnnx(ctx.model, [HEAD.pool, HEAD.logits], ctx.boundary);
+  const shape = ctx.model.getLayer(ctx.boundary).outputShape.slice(1) as number[];
+  const engine = await ortEngineFromOnnx(bytes, shape, Math.max(1, os.availableParallelism?.() ?? os.cpus().length));
+  return {
+    async score(x, n) {
+      const [pooled, logits] = await engine.run(x, n, [HEAD.pool, HEAD.logits]);
+      return { pooled: pooled.data, logits: logits.data };
+    },
+    dispose: () => engine.dispose(),
+  };
+}
+
+/**
+ * Pooled embeddings and logits of the rows of `block` through the trained model, starting at the
+ * freeze boundary, or at the pooled features themselves when phase 2 did not run.
+ */
+async function scoreRows(scorer: Scorer, block: RowStore, batch = 32): Promise<Scored> {
+  const n = block.rows;
   let embeddings = new Float32Array(0);
   const logits: number[][] = [];
   let dim = 0;
   for (let s = 0; s < n; s += batch) {
     const idx = Array.from({ length: Math.min(batch, n - s) }, (_, i) => s + i);
-    const x = block.gather(idx);
-    const [pooled, z] = tf.tidy(() => {
-      const p = ff
-        ? ff.forward(tf.tensor(x, [idx.length, ...block.shape]), { from: ctx.boundary, to: HEAD.pool })
-        : tf.tensor2d(x, [idx.length, block.shape[0]]);
-      return [p, dense.apply(p, { training: false }) as tf.Tensor];
-    });
-    const p = pooled.dataSync() as Float32Array;
-    const l = z.dataSync() as Float32Array;
-    tf.dispose([pooled, z]);
+    const { pooled: p, logits: l } = await scorer.score(block.gather(idx), idx.length, block.shape);
     dim = p.length / idx.length;
     if (!embeddings.length) embeddings = new Float32Array(n * dim);
     embeddings.set(p, s * dim);
@@ -125,7 +164,7 @@ export async function postTraining(ctx: PhaseContext, val: ValidationFeatures, r
   const valBlock: RowStore = fineTuned
     ? (val.boundary as RowStore)
     : memoryStore({ data: val.pooled, shape: [val.dim], rows: data.validation.length });
-  const ff = fineTuned ? createFastForward(ctx.model) : undefined;
+  const scorer = fineTuned && ctx.tailGemm === 'ort' ? await ortScorer(ctx) : tfjsScorer(ctx, fineTuned);
   let tr: Scored;
   let va: Scored;
   try {
@@ -135,7 +174,7 @@ export async function postTraining(ctx: PhaseContext, val: ValidationFeatures, r
     if (kept && kept.rows === data.train.length) {
       for (let s = 0; s < kept.rows; s += POST_CHUNK) {
         const idx = Array.from({ length: Math.min(POST_CHUNK, kept.rows - s) }, (_, i) => s + i);
-        parts.push(scoreRows(ctx, ff, memoryStore({ data: kept.gather(idx), shape: kept.shape, rows: idx.length })));
+        parts.push(await scoreRows(scorer, memoryStore({ data: kept.gather(idx), shape: kept.shape, rows: idx.length })));
         report({ type: 'progress', stage: 'features', done: s + idx.length, total: data.train.length });
       }
     }
@@ -147,12 +186,12 @@ export async function postTraining(ctx: PhaseContext, val: ValidationFeatures, r
         from,
         (done) => report({ type: 'progress', stage: 'features', done: s + done, total: data.train.length }),
       );
-      parts.push(scoreRows(ctx, ff, memoryStore(block)));
+      parts.push(await scoreRows(scorer, memoryStore(block)));
     }
     tr = concatScored(parts);
-    va = scoreRows(ctx, ff, valBlock);
+    va = await scoreRows(scorer, valBlock);
   } finally {
-    ff?.dispose();
+    await scorer.dispose();
   }
 
   const valLabels = data.validationLabels;

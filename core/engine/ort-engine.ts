@@ -10,10 +10,14 @@ import { float16Name, ortEngineFromOnnx } from './ort-session.js';
 
 export { ortEngineFromOnnx } from './ort-session.js';
 
-/** The ONNX bytes of `model` with `outputs` as graph outputs (NHWC for feature maps). */
-export function engineOnnx(model: LayersModel, outputs?: readonly string[]): Uint8Array {
+/**
+ * The ONNX bytes of `model` with `outputs` as graph outputs (NHWC for feature maps), from the model
+ * input or from the layer `from` (its activations, NHWC, become the graph input).
+ */
+export function engineOnnx(model: LayersModel, outputs?: readonly string[], from?: string): Uint8Array {
   const outs = outputs ?? [model.outputLayers[0].name];
-  const graph = subgraph(fusedGraph(model, { keep: outs }), { outputs: [...outs] });
+  const keep = from ? [...outs, from] : outs;
+  const graph = subgraph(fusedGraph(model, { keep }), { outputs: [...outs], ...(from ? { from } : {}) });
   return writeOnnx(graph, { graphName: 'edgetune_engine' });
 }
 
