@@ -1,11 +1,14 @@
 import { access, copyFile, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { TopLevelSpec } from 'vega-lite';
 import type { Manifest } from '../../core/manifest.js';
 import type { ReviewData } from '../post-training.js';
 import { confusionSpec, curveSpec, reliabilitySpec } from './charts.js';
 import { type ReportAssets, reportHtml } from './html.js';
 import { exportsOf } from './refresh.js';
 import { pngTextRenders, renderSvg, svgToPng } from './render.js';
+
+type ChartName = 'accuracy' | 'loss' | 'confusion' | 'reliability';
 
 export { confusionSpec, curveSpec, fineTuneStart } from './charts.js';
 export { reportHtml } from './html.js';
@@ -47,27 +50,37 @@ export async function writeReport(outDir: string, manifest: Manifest, opts: Repo
       'no fonts found for SVG rasterisation: the PNG figures have no text (the SVGs are fine); install fonts, e.g. apt-get install fonts-dejavu-core',
     );
   }
-  const chart = async (name: string, svg: string) => {
-    await writeFile(path.join(dir, `${name}.svg`), svg);
-    await writeFile(path.join(dir, `${name}.png`), await svgToPng(svg));
-    files.push(`${name}.svg`, `${name}.png`);
-    return `${name}.svg`;
+  // Each chart's PNG is rasterised on sharp's threads while the next chart's SVG renders here.
+  const chart = async (name: ChartName, svg: string) => {
+    await Promise.all([
+      writeFile(path.join(dir, `${name}.svg`), svg),
+      svgToPng(svg).then((png) => writeFile(path.join(dir, `${name}.png`), png)),
+    ]);
+    return name;
   };
-
-  const assets: ReportAssets = { confusion: '' };
-  if (manifest.history.length) {
-    assets.accuracy = await chart('accuracy', await renderSvg(curveSpec(manifest.history, 'accuracy')));
-    assets.loss = await chart('loss', await renderSvg(curveSpec(manifest.history, 'loss')));
-  }
   const fine = manifest.metrics.fineTuned;
   const metrics = fine ?? manifest.metrics.frozen;
   const subtitle = `validation set, ${fine ? 'after fine-tuning' : 'base frozen'}: accuracy ${(100 * metrics.valAccuracy).toFixed(1)}%`;
-  assets.confusion = await chart('confusion', await renderSvg(confusionSpec(manifest.classes, metrics.confusion, subtitle)));
+  const specs: [ChartName, TopLevelSpec][] = [];
+  if (manifest.history.length) {
+    specs.push(['accuracy', curveSpec(manifest.history, 'accuracy')], ['loss', curveSpec(manifest.history, 'loss')]);
+  }
+  specs.push(['confusion', confusionSpec(manifest.classes, metrics.confusion, subtitle)]);
+  if (manifest.calibration) specs.push(['reliability', reliabilitySpec(manifest.calibration)]);
+  // The gallery's thumbnails are sharp's work too: they start before the charts render.
+  const review = opts.review;
+  const gallery = review ? import('./gallery.js').then((g) => g.writeGallery(dir, review.data, review.dataDir)) : undefined;
+  gallery?.catch(() => {}); // awaited below
+  const written: Promise<ChartName>[] = [];
+  for (const [name, spec] of specs) written.push(chart(name, await renderSvg(spec)));
+  const assets: ReportAssets = { confusion: '' };
+  for (const name of await Promise.all(written)) {
+    assets[name] = `${name}.svg`;
+    files.push(`${name}.svg`, `${name}.png`);
+  }
 
-  if (manifest.calibration) assets.reliability = await chart('reliability', await renderSvg(reliabilitySpec(manifest.calibration)));
-  if (opts.review) {
-    const { writeGallery } = await import('./gallery.js');
-    const g = await writeGallery(dir, opts.review.data, opts.review.dataDir);
+  if (gallery) {
+    const g = await gallery;
     assets.gallery = g.html;
     files.push(...g.files);
   }

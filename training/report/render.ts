@@ -14,9 +14,12 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
 
 /** Rasterises an SVG with sharp (librsvg) at `scale` x its size, for places that cannot show SVG. */
 export async function svgToPng(svg: string, scale = 2): Promise<Buffer> {
-  return sharp(Buffer.from(svg), { density: 72 * scale })
-    .png({ compressionLevel: 9 })
-    .toBuffer();
+  return (
+    sharp(Buffer.from(svg), { density: 72 * scale })
+      // zlib level 6 (sharp's default): level 9 took 85 ms a chart against 25 ms, for a few KiB less.
+      .png({ compressionLevel: 6 })
+      .toBuffer()
+  );
 }
 
 let textProbe: Promise<boolean> | undefined;
