@@ -3,6 +3,7 @@
 // through RunState.finishEpoch.
 import { HEAD } from '../core/classifier.js';
 import type { EngineName } from '../core/engine/engine.js';
+import { ORT_GEMM_MAX_THREADS, setOrtGemmThreads } from '../core/engine/ort-gemm.js';
 import { toProbabilities } from '../core/head-convention.js';
 import type { Metrics } from '../core/manifest.js';
 import type { LayersModel } from '../core/tf.js';
@@ -203,7 +204,13 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
   // The workers compute epoch e + 1's views while the tail trains on epoch e's.
   // Each epoch's views are a store of their own (memory within the budget, else a spill file),
   // disposed when the epoch is done.
+  // The tail's products run on one thread while views are pending, so the workers keep a core.
+  let viewsPending = false;
+  const gemmThreads = () => {
+    if (ctx.tailGemm === 'ort') setOrtGemmThreads(viewsPending ? 1 : ORT_GEMM_MAX_THREADS);
+  };
   const viewsFor = (e: number, onProgress?: (done: number) => void) => {
+    viewsPending = true;
     const p = computeStores(
       ctx.extractor,
       data.train,
@@ -216,7 +223,14 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
         onProgress,
       },
     ).then(([store]) => store);
-    p.catch(() => {}); // awaited in its epoch; if training stops first, the pool's shutdown rejects it
+    p.then(
+      () => {
+        viewsPending = false;
+      },
+      () => {
+        viewsPending = false;
+      },
+    ); // also: awaited in its epoch; if training stops first, the pool's shutdown rejects it
     return p;
   };
   report({ type: 'stage', stage: `boundary (epoch ${state.plan.done('fineTune', first)})`, total: n });
@@ -271,6 +285,7 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
           const yt = tf.tensor1d(yb, 'int32');
           let r: { loss: number; correct: number };
           try {
+            gemmThreads();
             r = await tail.trainStep(xt, yt, optimizer);
           } finally {
             tf.dispose([xt, yt]);
@@ -290,6 +305,7 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
       } finally {
         views.dispose();
       }
+      gemmThreads();
       metrics = computeMetrics(
         rows(await tailProbabilities(tail, valBoundary, numClasses), numClasses),
         data.validationLabels,
@@ -324,6 +340,7 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
     );
     await tail.dispose();
     optimizer.dispose();
+    if (ctx.tailGemm === 'ort') setOrtGemmThreads(ORT_GEMM_MAX_THREADS);
   }
   // --restore-best: the model gets the phase's best tail back (after the tail's last write-back).
   return state.endPhase('fineTune', metrics);

@@ -113,18 +113,21 @@ export function gemmOnnx(transA: boolean, transB: boolean, bias: boolean, act: A
 
 const sessions = new Map<string, NativeSession>();
 
+/** Most intra-op threads a product uses: 2 (MLAS gains little beyond for these sizes). */
+export const ORT_GEMM_MAX_THREADS = Math.min(2, os.availableParallelism?.() ?? os.cpus().length);
+
 /**
- * Intra-op threads of each product: up to 2. MLAS splits a product over the output, never over the
- * summed dimension, so every thread count gives the same bits (test/ort-gemm.test.ts). In a training
- * run the frozen-layer workers use the cores while they compute an epoch's views; once they are
- * done the tail's products get the second core (alpha 1.0 default run, idle: ~41 s against ~44 s
- * on one thread, noisy machine, 3 and 5 runs).
+ * Intra-op threads of each product. MLAS splits a product over the output, never over the summed
+ * dimension, so every thread count gives the same bits (test/ort-gemm.test.ts). A training run
+ * switches between 1 (while the frozen-layer workers compute the next epoch's views: the second
+ * thread's share of the work would cost them more than it saves the step) and the maximum (when
+ * no view is pending); see train-phases.ts.
  */
-let gemmThreads = Math.min(2, os.availableParallelism?.() ?? os.cpus().length);
+let gemmThreads = ORT_GEMM_MAX_THREADS;
 
 export const ortGemmThreads = (): number => gemmThreads;
 
-/** Sets the intra-op threads of the products created from now on (tests). */
+/** Sets the intra-op threads of the products from now on (one session per thread count, kept). */
 export function setOrtGemmThreads(threads: number): void {
   if (!Number.isInteger(threads) || threads < 1) throw new Error(`ort gemm threads must be a positive integer; got ${threads}`);
   gemmThreads = threads;

@@ -1,5 +1,5 @@
 import type { EngineName } from '../../core/engine/engine.js';
-import { ortGemmThreads, ortGemmUnavailable } from '../../core/engine/ort-gemm.js';
+import { ORT_GEMM_MAX_THREADS, ortGemmUnavailable } from '../../core/engine/ort-gemm.js';
 import { tf } from '../../core/tf.js';
 import { trainingEngine } from '../features.js';
 
@@ -22,6 +22,6 @@ export async function chooseTailGemm(): Promise<TailGemm> {
   if (why) return { gemm: 'wasm', description: `tfjs wasm (1x1 products on XNNPACK; onnxruntime not used: ${why})` };
   return {
     gemm: 'ort',
-    description: `tfjs wasm, 1x1 products on onnxruntime-node (CPU, ${ortGemmThreads()} intra-op thread${ortGemmThreads() === 1 ? '' : 's'})`,
+    description: `tfjs wasm, 1x1 products on onnxruntime-node (CPU, ${ORT_GEMM_MAX_THREADS === 1 ? '1 intra-op thread' : `1 intra-op thread while the frozen-layer workers compute views, else ${ORT_GEMM_MAX_THREADS}`})`,
   };
 }
