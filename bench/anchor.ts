@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { TRAINING_NODE_FLAGS } from '../cli/node-flags.js';
 import { ManifestSchema } from '../core/manifest.js';
 import { tf } from '../core/tf.js';
 import { resolveTrainOptions, type TrainOptions } from '../training/options.js';
@@ -96,12 +97,13 @@ async function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, onLine: 
   });
   createInterface({ input: child.stdout }).on('line', onLine);
   const code = await new Promise<number | null>((r) => child.on('exit', r));
-  if (code !== 0) throw new Error(`${path.basename(args[0] ?? cmd)} exited ${code}:\n${err}`);
+  if (code !== 0) throw new Error(`${path.basename(args.find((a) => !a.startsWith('--')) ?? cmd)} exited ${code}:\n${err}`);
   return (performance.now() - t) / 1000;
 }
 
 async function ours(opts: TrainOptions, alpha: string, out: string): Promise<Side> {
   const args = [
+    ...TRAINING_NODE_FLAGS,
     path.join(repo, 'bin/edgetune.mjs'),
     'train',
     data,

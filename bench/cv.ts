@@ -11,6 +11,7 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { TRAINING_NODE_FLAGS } from '../cli/node-flags.js';
 import { ManifestSchema } from '../core/manifest.js';
 import { summarize } from '../training/cv-stats.js';
 
@@ -47,7 +48,9 @@ const CONFIGS: Record<string, string[]> = { default: [], keras: ['--recipe', 'ke
 
 function edgetune(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(repo, 'bin/edgetune.mjs'), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...TRAINING_NODE_FLAGS, path.join(repo, 'bin/edgetune.mjs'), ...args], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     child.stdout.on('data', (d) => {
       out += d;

@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { TRAINING_NODE_FLAGS } from '../cli/node-flags.js';
 import { type Manifest, ManifestSchema } from '../core/manifest.js';
 
 const repo = path.resolve(import.meta.dirname, '..');
@@ -60,6 +61,7 @@ interface Run {
 async function runOnce(config: string, seed: number): Promise<Run> {
   const out = await mkdtemp(path.join(os.tmpdir(), `bench-${config}-${seed}-`));
   const args = [
+    ...TRAINING_NODE_FLAGS,
     path.join(repo, 'bin/edgetune.mjs'),
     'train',
     data,

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=32
 // Runs the CLI as compiled JavaScript (dist/<stamp>/, scripts/build.mjs), building it first when
 // the sources changed and esbuild is installed (so `npm ci && npm start` works on a fresh clone);
 // falls back to tsx's loader on the TypeScript sources, then to the newest build there is.

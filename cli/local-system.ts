@@ -10,6 +10,8 @@ import { demoImages } from '../training/demo-data.js';
 import { ChildProcessJobRunner, createLocalTrigger, type LocalTrigger } from '../trigger/local.js';
 import { jobArgs } from './job-args.js';
 
+import { TRAINING_NODE_FLAGS } from './node-flags.js';
+
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/edgetune.mjs');
 
 export interface Locations {
@@ -41,7 +43,11 @@ export function trainCommand(loc: Locations, extraArgs: readonly string[] = []):
   return {
     cmd: process.execPath,
     env: { ...process.env, ...s3ChildEnv() },
-    args: [BIN, ...jobArgs({ dataset: loc.dataset, dataBucket: loc.bucket, modelBucket: loc.bucket, outDir: loc.outDir, extraArgs })],
+    args: [
+      ...TRAINING_NODE_FLAGS,
+      BIN,
+      ...jobArgs({ dataset: loc.dataset, dataBucket: loc.bucket, modelBucket: loc.bucket, outDir: loc.outDir, extraArgs }),
+    ],
   };
 }
 
