@@ -97,3 +97,71 @@ describe('post-training on the rows phase 1 kept', () => {
     }
   }, 120_000);
 });
+
+// With augmented phase-1 views (the keras recipe) no un-augmented training rows exist before phase
+// 2: its last epoch, which has no next epoch's views to compute, has the workers compute them, so
+// post-training only scores.
+describe('post-training rows computed during the last fine-tune epoch', () => {
+  it('runs one un-augmented boundary pass over the training images, within phase 2, and none after', async () => {
+    process.env.EDGETUNE_OFFLINE = '1';
+    delete process.env.EDGETUNE_BASE_WEIGHTS;
+    await initBackend();
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'edgetune-post-last-'));
+    const data = await makeDataset(path.join(dir, 'data'), { red: 8, blue: 8 }, 40);
+    const FT = 2;
+    const opts = resolveTrainOptions({
+      data,
+      out: path.join(dir, 'model'),
+      imageSize: 32,
+      batchSize: 8,
+      epochs: 2,
+      fineTuneEpochs: FT,
+      workers: 0,
+      augmentFrozen: true,
+      rotation: 0.1,
+      seed: 5,
+    });
+    const calls: { layers: string[]; rows: number; augmented: number }[] = [];
+    const counting = async (model: tf.LayersModel): Promise<FeatureExtractor> => {
+      const inner = new InProcessExtractor(model);
+      const note = (layers: string[], draws: readonly (AugmentDraw | null)[]) =>
+        calls.push({ layers, rows: draws.length, augmented: draws.filter(Boolean).length });
+      return {
+        description: inner.description,
+        compute: (images, draws, layer, onProgress) => {
+          note([layer], draws);
+          return inner.compute(images, draws, layer, onProgress);
+        },
+        computeLayers: (images, draws, layers, onProgress) => {
+          note([...layers], draws);
+          return inner.computeLayers(images, draws, layers, onProgress);
+        },
+        close: () => inner.close(),
+      };
+    };
+    // The extractor's calls and the run's stages, in the order they happened.
+    let postStage = -1;
+    const r = await train(
+      opts,
+      (e) => {
+        if (e.type === 'stage' && e.stage.startsWith('features (training images, after training)')) postStage = calls.length;
+      },
+      counting,
+    );
+    try {
+      const nTrain = r.manifest.dataset.counts.train;
+      const plainTraining = calls.filter((c) => c.augmented === 0 && c.rows === nTrain);
+      expect(plainTraining).toHaveLength(1);
+      expect(plainTraining[0].layers).toEqual(['block_13_expand_relu']);
+      // Issued after the last fine-tune views were (when no next epoch's views are due), before post-training.
+      const lastViews = calls.map((c) => c.augmented === nTrain && c.layers[0] === 'block_13_expand_relu').lastIndexOf(true);
+      const at = calls.indexOf(plainTraining[0]);
+      expect(at).toBeGreaterThan(lastViews);
+      expect(postStage).toBeGreaterThan(at);
+      expect(r.review.highestLoss.length).toBeGreaterThan(0);
+    } finally {
+      r.model.dispose();
+      r.close();
+    }
+  }, 300_000);
+});

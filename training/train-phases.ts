@@ -192,8 +192,12 @@ export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures,
   return state.endPhase('frozen', state.frozenMetrics);
 }
 
-/** Phase 2: fine-tune the tail above the boundary on cached boundary activations. */
-export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeatures): Promise<Metrics> {
+/**
+ * Phase 2: fine-tune the tail above the boundary on cached boundary activations. When `keep` has no
+ * training boundary rows (phase 1 trained on augmented views), the workers compute them during the
+ * last epoch, which has no next epoch's views to compute, for the post-training pass.
+ */
+export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeatures, keep?: TrainingRows): Promise<Metrics> {
   const { opts, report, data, state, model, boundary } = ctx;
   const valBoundary = val.boundary as RowStore;
   const numClasses = data.classes.length;
@@ -204,13 +208,20 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
   // The workers compute epoch e + 1's views while the tail trains on epoch e's.
   // Each epoch's views are a store of their own (memory within the budget, else a spill file),
   // disposed when the epoch is done.
-  // The tail's products run on one thread while views are pending, so the workers keep a core.
-  let viewsPending = false;
+  // The tail's products run on one thread while the workers have a pass to compute, so they keep a core.
+  let passes = 0;
   const gemmThreads = () => {
-    if (ctx.tailGemm === 'ort') setOrtGemmThreads(viewsPending ? 1 : ORT_GEMM_MAX_THREADS);
+    if (ctx.tailGemm === 'ort') setOrtGemmThreads(passes > 0 ? 1 : ORT_GEMM_MAX_THREADS);
+  };
+  const counted = (p: Promise<RowStore>) => {
+    passes++;
+    const done = () => {
+      passes--;
+    };
+    p.then(done, done); // also: awaited later; if training stops first, the pool's shutdown rejects it
+    return p;
   };
   const viewsFor = (e: number, onProgress?: (done: number) => void) => {
-    viewsPending = true;
     const p = computeStores(
       ctx.extractor,
       data.train,
@@ -223,16 +234,9 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
         onProgress,
       },
     ).then(([store]) => store);
-    p.then(
-      () => {
-        viewsPending = false;
-      },
-      () => {
-        viewsPending = false;
-      },
-    ); // also: awaited in its epoch; if training stops first, the pool's shutdown rejects it
-    return p;
+    return counted(p);
   };
+  let trainingRows: Promise<RowStore> | undefined;
   report({ type: 'stage', stage: `boundary (epoch ${state.plan.done('fineTune', first)})`, total: n });
   // Started before the tail's worker threads, which take a second or so to come up.
   let next =
@@ -270,6 +274,21 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
       const te = performance.now();
       const views = await next!;
       next = e + 1 < opts.fineTuneEpochs ? viewsFor(e + 1) : undefined;
+      if (!next && keep && !keep.boundary && !trainingRows) {
+        trainingRows = counted(
+          computeStores(
+            ctx.extractor,
+            data.train,
+            data.train.files.map(() => null),
+            [boundary],
+            {
+              cache: ctx.cache,
+              name: 'training-boundary',
+              rowBytes: valBoundary.dim * 4,
+            },
+          ).then(([store]) => store),
+        );
+      }
       const order = epochOrder(n, opts.seed, state.plan.global('fineTune', e));
       const steps = Math.ceil(order.length / opts.batchSize);
       report({ type: 'stage', stage: `fine-tune epoch ${e + 1}/${opts.fineTuneEpochs}`, total: steps });
@@ -332,7 +351,15 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
       );
     }
     tail.writeBack();
+    if (trainingRows && keep) {
+      keep.boundary = await trainingRows;
+      trainingRows = undefined;
+    }
   } finally {
+    trainingRows?.then(
+      (r) => r.dispose(),
+      () => {},
+    );
     // Also on failure: the tail's worker threads would keep the process alive.
     next?.then(
       (v) => v.dispose(),

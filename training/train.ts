@@ -147,7 +147,7 @@ async function trainCached(
     if (opts.fineTuneEpochs > 0) {
       t = performance.now();
       c = cpuSeconds();
-      fineTuned = await runFineTunePhase(ctx, val);
+      fineTuned = await runFineTunePhase(ctx, val, trainingRows);
       timings.fineTuneSeconds = seconds(t);
       timings.fineTuneCpuSeconds = cpuSeconds(c);
     }
