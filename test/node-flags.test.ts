@@ -3,8 +3,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { TRAINING_NODE_FLAGS } from '../cli/node-flags.js';
 import { trainCommand } from '../cli/local-system.js';
+import { TRAINING_NODE_FLAGS } from '../cli/node-flags.js';
 
 const repo = path.resolve(import.meta.dirname, '..');
 
