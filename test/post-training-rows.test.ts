@@ -16,50 +16,64 @@ import { resolveTrainOptions } from '../training/options.js';
 import { type TrainResult, train } from '../training/train.js';
 import { makeDataset } from './helpers/images.js';
 
+/** One frozen-layer pass: which layers, how many views, how many of them augmented. */
+interface Pass {
+  layers: string[];
+  rows: number;
+  augmented: number;
+}
+
+/** An in-process extractor that records every pass into `passes`. */
+function countingExtractor(passes: Pass[]): (model: tf.LayersModel) => Promise<FeatureExtractor> {
+  return async (model) => {
+    const inner = new InProcessExtractor(model);
+    const note = (layers: string[], draws: readonly (AugmentDraw | null)[]) =>
+      passes.push({ layers, rows: draws.length, augmented: draws.filter(Boolean).length });
+    return {
+      description: inner.description,
+      compute: (images, draws, layer, onProgress) => {
+        note([layer], draws);
+        return inner.compute(images, draws, layer, onProgress);
+      },
+      computeLayers: (images, draws, layers, onProgress) => {
+        note([...layers], draws);
+        return inner.computeLayers(images, draws, layers, onProgress);
+      },
+      close: () => inner.close(),
+    };
+  };
+}
+
+/** Options of a small in-process run on a fresh synthetic dataset (32 px, 2 + n epochs). */
+async function smallRun(tag: string, counts: Record<string, number>, options: Partial<Parameters<typeof resolveTrainOptions>[0]>) {
+  process.env.EDGETUNE_OFFLINE = '1';
+  delete process.env.EDGETUNE_BASE_WEIGHTS;
+  await initBackend();
+  const dir = await mkdtemp(path.join(os.tmpdir(), tag));
+  const data = await makeDataset(path.join(dir, 'data'), counts, 40);
+  return resolveTrainOptions({
+    data,
+    out: path.join(dir, 'model'),
+    imageSize: 32,
+    batchSize: 8,
+    epochs: 2,
+    workers: 0,
+    rotation: 0.1,
+    ...options,
+  });
+}
+
 // The post-training pass scores the un-augmented training rows phase 1 kept instead of running the
 // frozen layers over the training images again: fewer frozen-layer views, and the same rows (each
 // photo's open-set distance is what its own pooled embedding through the saved model gives).
 describe('post-training on the rows phase 1 kept', () => {
   let result: TrainResult;
-  const views: { layers: string[]; rows: number; augmented: number }[] = [];
+  const views: Pass[] = [];
   const EPOCHS = 2;
 
   beforeAll(async () => {
-    process.env.EDGETUNE_OFFLINE = '1';
-    delete process.env.EDGETUNE_BASE_WEIGHTS;
-    await initBackend();
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'edgetune-post-rows-'));
-    const data = await makeDataset(path.join(dir, 'data'), { red: 10, blue: 10 }, 40);
-    const opts = resolveTrainOptions({
-      data,
-      out: path.join(dir, 'model'),
-      imageSize: 32,
-      batchSize: 8,
-      epochs: 2,
-      fineTuneEpochs: EPOCHS,
-      workers: 0,
-      rotation: 0.1,
-      seed: 3,
-    });
-    // Records every frozen-layer pass: which layers, how many views, how many of them augmented.
-    const counting = async (model: tf.LayersModel): Promise<FeatureExtractor> => {
-      const inner = new InProcessExtractor(model);
-      const note = (layers: string[], draws: readonly (AugmentDraw | null)[]) =>
-        views.push({ layers, rows: draws.length, augmented: draws.filter(Boolean).length });
-      return {
-        description: inner.description,
-        compute: (images, draws, layer, onProgress) => {
-          note([layer], draws);
-          return inner.compute(images, draws, layer, onProgress);
-        },
-        computeLayers: (images, draws, layers, onProgress) => {
-          note([...layers], draws);
-          return inner.computeLayers(images, draws, layers, onProgress);
-        },
-        close: () => inner.close(),
-      };
-    };
-    result = await train(opts, () => {}, counting);
+    const opts = await smallRun('edgetune-post-rows-', { red: 10, blue: 10 }, { fineTuneEpochs: EPOCHS, seed: 3 });
+    result = await train(opts, () => {}, countingExtractor(views));
   }, 300_000);
 
   it('runs the frozen layers over each un-augmented training image once (phase 1), never after the phases', () => {
@@ -103,42 +117,8 @@ describe('post-training on the rows phase 1 kept', () => {
 // post-training only scores.
 describe('post-training rows computed during the last fine-tune epoch', () => {
   it('runs one un-augmented boundary pass over the training images, within phase 2, and none after', async () => {
-    process.env.EDGETUNE_OFFLINE = '1';
-    delete process.env.EDGETUNE_BASE_WEIGHTS;
-    await initBackend();
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'edgetune-post-last-'));
-    const data = await makeDataset(path.join(dir, 'data'), { red: 8, blue: 8 }, 40);
-    const FT = 2;
-    const opts = resolveTrainOptions({
-      data,
-      out: path.join(dir, 'model'),
-      imageSize: 32,
-      batchSize: 8,
-      epochs: 2,
-      fineTuneEpochs: FT,
-      workers: 0,
-      augmentFrozen: true,
-      rotation: 0.1,
-      seed: 5,
-    });
-    const calls: { layers: string[]; rows: number; augmented: number }[] = [];
-    const counting = async (model: tf.LayersModel): Promise<FeatureExtractor> => {
-      const inner = new InProcessExtractor(model);
-      const note = (layers: string[], draws: readonly (AugmentDraw | null)[]) =>
-        calls.push({ layers, rows: draws.length, augmented: draws.filter(Boolean).length });
-      return {
-        description: inner.description,
-        compute: (images, draws, layer, onProgress) => {
-          note([layer], draws);
-          return inner.compute(images, draws, layer, onProgress);
-        },
-        computeLayers: (images, draws, layers, onProgress) => {
-          note([...layers], draws);
-          return inner.computeLayers(images, draws, layers, onProgress);
-        },
-        close: () => inner.close(),
-      };
-    };
+    const opts = await smallRun('edgetune-post-last-', { red: 8, blue: 8 }, { fineTuneEpochs: 2, augmentFrozen: true, seed: 5 });
+    const calls: Pass[] = [];
     // The extractor's calls and the run's stages, in the order they happened.
     let postStage = -1;
     const r = await train(
@@ -146,7 +126,7 @@ describe('post-training rows computed during the last fine-tune epoch', () => {
       (e) => {
         if (e.type === 'stage' && e.stage.startsWith('features (training images, after training)')) postStage = calls.length;
       },
-      counting,
+      countingExtractor(calls),
     );
     try {
       const nTrain = r.manifest.dataset.counts.train;

@@ -125,19 +125,15 @@ const tee = (i: number) => [op.localTee, i];
 const c32 = (v: number) => [op.i32Const, ...sleb(v)];
 const bump = (i: number, by: number) => [...get(i), ...c32(by), op.i32Add, ...set(i)];
 
-/**
- * A loop over elements with 4 params (p0, p1, p2: byte pointers, p0 the output; n: element count):
- * `body4` handles 4 floats (SIMD) while p0 < end4, then `body1` one float while p0 < end.
- * Locals: 0..3 params, 4 = end of the SIMD part, 5 = end.
- */
-function pointerLoop(body4: number[], body1: number[]): number[] {
-  const [p0, p1, p2, n, end4, end] = [0, 1, 2, 3, 4, 5];
-  const endAt = (elements: number[]) => [...get(p0), ...elements, ...c32(2), op.i32Shl, op.i32Add];
-  // while (p0 < limit) { body; p1 += step; p2 += step; p0 += step }
-  const whileBelow = (limit: number, body: number[], step: number) => [
+/** The byte pointer `ptr` + elements * 4 (elements: code leaving an i32 count). */
+const endAt = (ptr: number, elements: number[]) => [...get(ptr), ...elements, ...c32(2), op.i32Shl, op.i32Add];
+
+/** while (lead < limit) { body; each of `others` += step; lead += step } (lead: the output pointer). */
+function whileBelow(lead: number, others: readonly number[], limit: number, body: number[], step: number): number[] {
+  return [
     op.block,
     op.void,
-    ...get(p0),
+    ...get(lead),
     ...get(limit),
     op.i32GeU,
     op.brIf,
@@ -145,12 +141,11 @@ function pointerLoop(body4: number[], body1: number[]): number[] {
     op.loop,
     op.void,
     ...body,
-    ...bump(p1, step),
-    ...bump(p2, step),
-    ...get(p0),
+    ...others.flatMap((p) => bump(p, step)),
+    ...get(lead),
     ...c32(step),
     op.i32Add,
-    ...tee(p0),
+    ...tee(lead),
     ...get(limit),
     op.i32LtU,
     op.brIf,
@@ -158,13 +153,22 @@ function pointerLoop(body4: number[], body1: number[]): number[] {
     op.end,
     op.end,
   ];
+}
+
+/**
+ * A loop over elements with 4 params (p0, p1, p2: byte pointers, p0 the output; n: element count):
+ * `body4` handles 4 floats (SIMD) while p0 < end4, then `body1` one float while p0 < end.
+ * Locals: 0..3 params, 4 = end of the SIMD part, 5 = end.
+ */
+function pointerLoop(body4: number[], body1: number[]): number[] {
+  const [p0, p1, p2, n, end4, end] = [0, 1, 2, 3, 4, 5];
   const code = [
-    ...endAt([...get(n), ...c32(-4), op.i32And]),
+    ...endAt(p0, [...get(n), ...c32(-4), op.i32And]),
     ...set(end4),
-    ...endAt(get(n)),
+    ...endAt(p0, get(n)),
     ...set(end),
-    ...whileBelow(end4, body4, 16),
-    ...whileBelow(end, body1, 4),
+    ...whileBelow(p0, [p1, p2], end4, body4, 16),
+    ...whileBelow(p0, [p1, p2], end, body1, 4),
     op.end,
   ];
   const locals = vec([[2, I32]]); // end4, end
@@ -209,31 +213,7 @@ function adamLoop(): number[] {
   const splatted = (k: number) => 16 + k;
   const [end4, end] = [26, 27];
   const [B1, C1, B2, C2, OMA1, OMA2, EPS, NLR] = [0, 1, 2, 3, 4, 5, 6, 7];
-  const pointers = [wOut, mOut, vOut, w, g, m, v];
-  const endAt = (elements: number[]) => [...get(wOut), ...elements, ...c32(2), op.i32Shl, op.i32Add];
-  const whileBelow = (limit: number, body: number[], step: number) => [
-    op.block,
-    op.void,
-    ...get(wOut),
-    ...get(limit),
-    op.i32GeU,
-    op.brIf,
-    0,
-    op.loop,
-    op.void,
-    ...body,
-    ...pointers.slice(1).flatMap((p) => bump(p, step)),
-    ...get(wOut),
-    ...c32(step),
-    op.i32Add,
-    ...tee(wOut),
-    ...get(limit),
-    op.i32LtU,
-    op.brIf,
-    0,
-    op.end,
-    op.end,
-  ];
+  const others = [mOut, vOut, w, g, m, v];
   // One body for both widths: `l` loads, `k` reads a constant, `o` maps an op to its width.
   const body = (wide: boolean) => {
     const l = wide ? loadV : loadF;
@@ -255,12 +235,12 @@ function adamLoop(): number[] {
   };
   const code = [
     ...Array.from({ length: 8 }, (_, c) => [...get(scalar(c)), ...simd.f32x4Splat, ...set(splatted(c))]).flat(),
-    ...endAt([...get(n), ...c32(-4), op.i32And]),
+    ...endAt(wOut, [...get(n), ...c32(-4), op.i32And]),
     ...set(end4),
-    ...endAt(get(n)),
+    ...endAt(wOut, get(n)),
     ...set(end),
-    ...whileBelow(end4, body(true), 16),
-    ...whileBelow(end, body(false), 4),
+    ...whileBelow(wOut, others, end4, body(true), 16),
+    ...whileBelow(wOut, others, end, body(false), 4),
     op.end,
   ];
   const locals = vec([
