@@ -4,6 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { containerJob, jobArgs } from '../cli/job-args.js';
 import { locations, trainCommand } from '../cli/local-system.js';
+import { TRAINING_NODE_FLAGS } from '../cli/node-flags.js';
 import { REPO_DIR } from './helpers/shared.js';
 
 const BATCH_ENV = { DATASET: 'alpaca', DATA_BUCKET: 'data-bkt', MODEL_BUCKET: 'model-bkt', AWS_BATCH_JOB_ID: 'job-123' };
@@ -45,7 +46,9 @@ describe('one training job command for the container and the local run', () => {
   it('npm start runs the same train command: one bucket, checkpoint per dataset, progress bars', () => {
     const loc = locations('demo', 'edgetune', '/tmp/w');
     const { args } = trainCommand(loc, ['--epochs', '2']);
-    expect(args.slice(1)).toEqual(
+    // node's flags for a training process (cli/node-flags.ts), the CLI, then the job's arguments.
+    expect(args.slice(0, TRAINING_NODE_FLAGS.length)).toEqual([...TRAINING_NODE_FLAGS]);
+    expect(args.slice(TRAINING_NODE_FLAGS.length + 1)).toEqual(
       jobArgs({ dataset: 'demo', dataBucket: 'edgetune', modelBucket: 'edgetune', outDir: loc.outDir, extraArgs: ['--epochs', '2'] }),
     );
     expect(args).not.toContain('--json');

@@ -5,6 +5,7 @@ import { DEFAULT_BUCKET } from '../../core/s3/embedded.js';
 import { configFromEnv } from '../../functions/config.js';
 import { startNodeServer } from '../../functions/node.js';
 import { datasetName, hasCurrentModel, locations, seedDataset, trainCommand, watchUploads } from '../local-system.js';
+import { TRAINING_NODE_FLAGS } from '../node-flags.js';
 import { num, run } from './options.js';
 
 export function register(program: Command): void {
@@ -37,7 +38,9 @@ export function register(program: Command): void {
 
           const watcher = watchUploads(s3, { quietMs: o.quiet * 1000, extraArgs: extra, log });
           if (o.retrain || !(await hasCurrentModel(loc))) {
-            log(`training: ${[path.basename(trainCommand(loc).args[0]), ...trainCommand(loc, extra).args.slice(1)].join(' ')}`);
+            // After node's flags: the CLI and its arguments.
+            const args = trainCommand(loc, extra).args.slice(TRAINING_NODE_FLAGS.length);
+            log(`training: ${[path.basename(args[0]), ...args.slice(1)].join(' ')}`);
             const exit = new Promise<number | null>((resolve) =>
               watcher.runner.on('exit', (e) => {
                 if (e.dataset === loc.dataset) resolve(e.code);
