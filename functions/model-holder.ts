@@ -1,9 +1,9 @@
 // Holds the served model. Nothing here evaluates tfjs: a version with serving.onnx is served by
 // onnxruntime from that file (core/model-loader.ts loadServing); any other is built as a tfjs layers
 // model by functions/tfjs-serving.ts, imported on first need.
-import os from 'node:os';
 import type { LayersModel } from '@tensorflow/tfjs';
 import { edgetuneConfig } from '../core/config.js';
+import { availableCores } from '../core/engine/cpu.js';
 import { type EnginePreference, enginePreference, type InferenceEngine, resolveEngine } from '../core/engine/engine.js';
 import type { Manifest, Verification } from '../core/manifest.js';
 import type { ServingLoad, ServingOnnxFiles } from '../core/model-loader.js';
@@ -281,7 +281,7 @@ export const ORT_FEATURE_TOLERANCE = 1e-4;
 
 /** onnxruntime's intra-op threads for serving: EDGETUNE_ENGINE_THREADS, else up to 2. */
 export function servingThreads(): number {
-  return edgetuneConfig().EDGETUNE_ENGINE_THREADS ?? Math.min(2, os.availableParallelism?.() ?? os.cpus().length);
+  return edgetuneConfig().EDGETUNE_ENGINE_THREADS ?? Math.min(2, availableCores());
 }
 
 /** The manifest's open-set statistics; a malformed field fails the load (the previous model keeps serving). */

@@ -4,8 +4,8 @@
 // lists (misclassified validation photos, highest-loss training photos, near-duplicates).
 // Works from cached activations and file paths; holds no decoded image of its own.
 
-import os from 'node:os';
 import { HEAD } from '../core/classifier.js';
+import { availableCores } from '../core/engine/cpu.js';
 import { createFastForward, type FastForward } from '../core/fast-forward.js';
 import { argmax, temperedProbabilities } from '../core/head-convention.js';
 import type { Calibration, OpenSet } from '../core/manifest.js';
@@ -106,7 +106,7 @@ async function ortScorer(ctx: PhaseContext): Promise<Scorer> {
   const { engineOnnx, ortEngineFromOnnx } = await import('../core/engine/ort-engine.js');
   const bytes = engineOnnx(ctx.model, [HEAD.pool, HEAD.logits], ctx.boundary);
   const shape = ctx.model.getLayer(ctx.boundary).outputShape.slice(1) as number[];
-  const engine = await ortEngineFromOnnx(bytes, shape, Math.max(1, os.availableParallelism?.() ?? os.cpus().length));
+  const engine = await ortEngineFromOnnx(bytes, shape, availableCores());
   return {
     async score(x, n) {
       const [pooled, logits] = await engine.run(x, n, [HEAD.pool, HEAD.logits]);

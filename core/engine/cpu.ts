@@ -13,6 +13,11 @@ export interface CpuInfo {
 
 const KNOWN = /^(sse4_1|sse4_2|avx|avx2|fma|f16c|avx512\w*|amx\w*|avx_vnni|asimd|asimdhp|asimddp|sve|sve2|i8mm|bf16|fphp)$/;
 
+/** Cores this process may use (os.availableParallelism where Node has it), at least 1. */
+export function availableCores(): number {
+  return Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+}
+
 export function cpuInfo(): CpuInfo {
   const cpus = os.cpus();
   let flags: string[] = [];
@@ -26,7 +31,7 @@ export function cpuInfo(): CpuInfo {
   return {
     model: cpus[0]?.model.trim() ?? 'unknown',
     arch: process.arch,
-    cores: os.availableParallelism?.() ?? cpus.length,
+    cores: availableCores(),
     isa: [...new Set(flags.filter((f) => KNOWN.test(f)))].sort(),
   };
 }

@@ -8,11 +8,11 @@
 // that uses the binding directly (dist/binding.js, asserted for the version it was written for).
 // The inputs are passed as views of the WASM heap; the result is copied into the output tensor's place there.
 import { createRequire } from 'node:module';
-import os from 'node:os';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs';
 import { onnxModelType } from '../export/onnx.js';
 import { tf } from '../tf.js';
 import { makeResident, runKernel, wasmInternals } from '../tfjs-internals.js';
+import { availableCores } from './cpu.js';
 import { ortNodeVersion } from './ort-session.js';
 
 /** onnxruntime-node versions whose binding this module was written against. */
@@ -114,7 +114,7 @@ export function gemmOnnx(transA: boolean, transB: boolean, bias: boolean, act: A
 const sessions = new Map<string, NativeSession>();
 
 /** Most intra-op threads a product uses: 2 (MLAS gains little beyond for these sizes). */
-export const ORT_GEMM_MAX_THREADS = Math.min(2, os.availableParallelism?.() ?? os.cpus().length);
+export const ORT_GEMM_MAX_THREADS = Math.min(2, availableCores());
 
 /**
  * Intra-op threads of each product. MLAS splits a product over the output, never over the summed

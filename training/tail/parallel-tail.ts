@@ -6,9 +6,9 @@
 // always compute with the main thread's weights whatever changed them. BatchNorm is in inference
 // mode, so sharding is exact; the dropout mask is drawn for the whole batch here (the tail's
 // seeded stream) and its rows sent along, so results do not depend on the split or on timing.
-import os from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import type { io, Tensor, Tensor2D, Tensor4D } from '@tensorflow/tfjs';
+import { availableCores } from '../../core/engine/cpu.js';
 import type { LayersModel } from '../../core/tf.js';
 import { tf } from '../../core/tf.js';
 import { readRangeSync } from '../../core/tfjs-internals.js';
@@ -61,7 +61,7 @@ export async function createTrainingTail(
   tailOptions: TailOptions,
   parallel: ParallelOptions = {},
 ): Promise<TrainingTail> {
-  const threads = Math.max(1, Math.floor(parallel.threads ?? os.availableParallelism?.() ?? os.cpus().length));
+  const threads = Math.max(1, Math.floor(parallel.threads ?? availableCores()));
   const tail = createTail(model, tailOptions);
   if (threads <= 1 || tf.getBackend() !== 'wasm' || tail.route !== 'fast') return singleThread(tail);
   try {

@@ -1,8 +1,8 @@
 // Worker-thread pool for the boundary forward pass: one engine thread per worker, so N workers use N
 // cores. On the wasm engine each worker is its own tfjs + WASM instance; on the ort engine the pool
 // writes the frozen layers' ONNX once, here, and each worker only opens an onnxruntime session on it.
-import os from 'node:os';
 import type { io } from '@tensorflow/tfjs';
+import { availableCores } from '../../core/engine/cpu.js';
 import { type EnginePreference, enginePreference, resolveEngine } from '../../core/engine/engine.js';
 import { loadModelArtifacts } from '../../core/file-io.js';
 import { tf } from '../../core/tf.js';
@@ -85,7 +85,7 @@ interface Slot {
 export async function createBoundaryPool(opts: BoundaryPoolOptions): Promise<BoundaryPool> {
   const weights = await resolveWeights(opts.weights);
   const dtype = opts.dtype ?? 'float16';
-  const count = opts.workers ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+  const count = opts.workers ?? availableCores();
   const engine = (await resolveEngine(enginePreference(opts.engine))).name;
   const model: BoundaryModelOptions & { batchSize?: number } = {
     alpha: opts.alpha,
