@@ -2,11 +2,11 @@
 // square, div, sqrt, ... and their allocations): the same float32 operations in the same order, so
 // the same bits (test/fused-adam.test.ts), at a fraction of a phase-2 step's optimizer time. Moments,
 // powers, getWeights/setWeights and the learning-rate field are tfjs' own, so checkpoints and
-// setLearningRate work unchanged. Off the WASM backend it is tfjs' Adam.
+// setLearningRate work unchanged. Off the WASM backend (or without WebAssembly SIMD) it is tfjs' Adam.
 import type { NamedTensor, NamedVariableMap } from '@tensorflow/tfjs-core/dist/tensor_types.js';
 import { tf } from '../core/tf.js';
 import { runKernel } from '../core/tfjs-internals.js';
-import { ADAM_UPDATE, type AdamScalars, registerWasmGradKernels } from './wasm-kernels/wasm-grad-kernels.js';
+import { ADAM_UPDATE, type AdamScalars, fusedAdamAvailable } from './wasm-kernels/wasm-grad-kernels.js';
 
 interface AdamState {
   learningRate: number;
@@ -21,8 +21,7 @@ interface AdamState {
 
 export class FusedAdamOptimizer extends tf.AdamOptimizer {
   override applyGradients(variableGradients: NamedVariableMap | NamedTensor[]): void {
-    registerWasmGradKernels();
-    if (tf.getBackend() !== 'wasm' || !tf.getKernel(ADAM_UPDATE, 'wasm')) {
+    if (!fusedAdamAvailable()) {
       super.applyGradients(variableGradients);
       return;
     }

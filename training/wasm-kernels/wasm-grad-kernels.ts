@@ -511,38 +511,35 @@ function adamUpdate({ inputs, backend, attrs }: Parameters<KernelFunc>[0]): Tens
   // Outputs first: an allocation can grow the heap (offsets stay valid, views do not).
   const outs = [w, m, v].map((t) => be.makeOutput(t.shape, 'float32'));
   const simdHeap = heapSimd(backend, [w, g, m, v]);
-  if (simdHeap) {
-    const at = simdHeap.at;
-    simdHeap.loops.adam(
-      at(outs[0]),
-      at(outs[1]),
-      at(outs[2]),
-      at(w),
-      at(g),
-      at(m),
-      at(v),
-      n,
-      a.b1,
-      a.c1,
-      a.b2,
-      a.c2,
-      a.oma1,
-      a.oma2,
-      a.eps,
-      a.negLr,
-    );
-    return outs;
-  }
-  const [wo, mo, vo, wi, gi, mi, vi] = [...outs, w, g, m, v].map((t) => be.typedArrayFromHeap(t));
-  const f = Math.fround;
-  for (let i = 0; i < n; i++) {
-    const m2 = f(f(mi[i] * a.b1) + f(gi[i] * a.c1));
-    const v2 = f(f(vi[i] * a.b2) + f(f(gi[i] * gi[i]) * a.c2));
-    mo[i] = m2;
-    vo[i] = v2;
-    wo[i] = f(f(f(f(m2 / a.oma1) / f(f(Math.sqrt(f(v2 / a.oma2))) + a.eps)) * a.negLr) + wi[i]);
-  }
+  if (!simdHeap) throw new Error(`${ADAM_UPDATE}: needs WebAssembly SIMD (fusedAdamAvailable)`);
+  const at = simdHeap.at;
+  simdHeap.loops.adam(
+    at(outs[0]),
+    at(outs[1]),
+    at(outs[2]),
+    at(w),
+    at(g),
+    at(m),
+    at(v),
+    n,
+    a.b1,
+    a.c1,
+    a.b2,
+    a.c2,
+    a.oma1,
+    a.oma2,
+    a.eps,
+    a.negLr,
+  );
   return outs;
+}
+
+/** Whether ADAM_UPDATE runs here: the WASM backend is current and its heap takes the SIMD loops. */
+export function fusedAdamAvailable(): boolean {
+  registerWasmGradKernels();
+  if (tf.getBackend() !== 'wasm') return false;
+  const memory = wasmMemory(tf.backend());
+  return Boolean(memory && simdLoops(memory));
 }
 
 /**
