@@ -9,7 +9,7 @@ import type { Metrics } from '../core/manifest.js';
 import type { LayersModel } from '../core/tf.js';
 import { tf } from '../core/tf.js';
 import { adamPowers, setAdamPowers, setLearningRate } from '../core/tfjs-internals.js';
-import type { AugmentConfig } from './augment.js';
+import type { AugmentConfig, AugmentDraw } from './augment.js';
 import { CacheBudget, type RunCache } from './cache-budget.js';
 import { epochOrder } from './dataset.js';
 import type { FeatureExtractor } from './features.js';
@@ -213,29 +213,23 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
   const gemmThreads = () => {
     if (ctx.tailGemm === 'ort') setOrtGemmThreads(passes > 0 ? 1 : ORT_GEMM_MAX_THREADS);
   };
-  const counted = (p: Promise<RowStore>) => {
+  /** The boundary rows of the training images with `draws` applied, counted in `passes` while they run. */
+  const boundaryPass = (draws: readonly (AugmentDraw | null)[], name: string, onProgress?: (done: number) => void) => {
     passes++;
+    const p = computeStores(ctx.extractor, data.train, draws, [boundary], {
+      cache: ctx.cache,
+      name,
+      rowBytes: valBoundary.dim * 4,
+      onProgress,
+    }).then(([store]) => store);
     const done = () => {
       passes--;
     };
     p.then(done, done); // also: awaited later; if training stops first, the pool's shutdown rejects it
     return p;
   };
-  const viewsFor = (e: number, onProgress?: (done: number) => void) => {
-    const p = computeStores(
-      ctx.extractor,
-      data.train,
-      epochDraws(trainPaths, ctx.aug, opts.seed, state.plan.global('fineTune', e)),
-      [boundary],
-      {
-        cache: ctx.cache,
-        name: `views-${e}`,
-        rowBytes: valBoundary.dim * 4,
-        onProgress,
-      },
-    ).then(([store]) => store);
-    return counted(p);
-  };
+  const viewsFor = (e: number, onProgress?: (done: number) => void) =>
+    boundaryPass(epochDraws(trainPaths, ctx.aug, opts.seed, state.plan.global('fineTune', e)), `views-${e}`, onProgress);
   let trainingRows: Promise<RowStore> | undefined;
   report({ type: 'stage', stage: `boundary (epoch ${state.plan.done('fineTune', first)})`, total: n });
   // Started before the tail's worker threads, which take a second or so to come up.
@@ -275,18 +269,9 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
       const views = await next!;
       next = e + 1 < opts.fineTuneEpochs ? viewsFor(e + 1) : undefined;
       if (!next && keep && !keep.boundary && !trainingRows) {
-        trainingRows = counted(
-          computeStores(
-            ctx.extractor,
-            data.train,
-            data.train.files.map(() => null),
-            [boundary],
-            {
-              cache: ctx.cache,
-              name: 'training-boundary',
-              rowBytes: valBoundary.dim * 4,
-            },
-          ).then(([store]) => store),
+        trainingRows = boundaryPass(
+          data.train.files.map(() => null),
+          'training-boundary',
         );
       }
       const order = epochOrder(n, opts.seed, state.plan.global('fineTune', e));

@@ -78,13 +78,12 @@ async function startRunner(init: WorkerInit): Promise<{ runner: BoundaryRunner; 
  * onnxruntime session runs on it, with one intra-op thread, and the threads it starts inherit it).
  * Elsewhere setpriority would lower the whole process, so nothing changes.
  */
-function lowerThreadPriority(): boolean {
-  if (process.platform !== 'linux') return false;
+function lowerThreadPriority(): void {
+  if (process.platform !== 'linux') return;
   try {
     os.setPriority(19);
-    return true;
   } catch {
-    return false;
+    // not allowed here: the worker runs at the normal priority
   }
 }
 
