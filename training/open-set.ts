@@ -154,16 +154,61 @@ export function fitMahalanobis(
   // eigenvalues as S = A^T A / m, and u = A^T w / sqrt(m lambda) maps its eigenvectors w to S's.
   // That is m^2 dim / 2 for G once instead of 2 m dim rank per iteration on S.
   const m = rowsUsed;
+  // Both products run four outputs per pass over a row (each output still sums in index order, so
+  // the bits are those of the one-at-a-time loop, at a third of the time).
   const g = new Float64Array(m * m);
-  for (let i = 0; i < m; i++)
-    for (let j = i; j < m; j++) {
+  for (let i = 0; i < m; i++) {
+    const ai = i * dim;
+    let j = i;
+    for (; j + 3 < m; j += 4) {
+      const [a0, a1, a2, a3] = [j * dim, (j + 1) * dim, (j + 2) * dim, (j + 3) * dim];
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      for (let d = 0; d < dim; d++) {
+        const x = a[ai + d];
+        s0 += x * a[a0 + d];
+        s1 += x * a[a1 + d];
+        s2 += x * a[a2 + d];
+        s3 += x * a[a3 + d];
+      }
+      g[i * m + j] = g[j * m + i] = s0 / m;
+      g[i * m + j + 1] = g[(j + 1) * m + i] = s1 / m;
+      g[i * m + j + 2] = g[(j + 2) * m + i] = s2 / m;
+      g[i * m + j + 3] = g[(j + 3) * m + i] = s3 / m;
+    }
+    for (; j < m; j++) {
       let s = 0;
-      for (let d = 0; d < dim; d++) s += a[i * dim + d] * a[j * dim + d];
+      for (let d = 0; d < dim; d++) s += a[ai + d] * a[j * dim + d];
       g[i * m + j] = g[j * m + i] = s / m;
     }
+  }
   const times = (w: Float64Array): Float64Array => {
     const out = new Float64Array(rank * m);
-    for (let k = 0; k < rank; k++)
+    let k = 0;
+    for (; k + 3 < rank; k += 4) {
+      const [w0, w1, w2, w3] = [k * m, (k + 1) * m, (k + 2) * m, (k + 3) * m];
+      for (let i = 0; i < m; i++) {
+        const gi = i * m;
+        let s0 = 0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        for (let j = 0; j < m; j++) {
+          const x = g[gi + j];
+          s0 += x * w[w0 + j];
+          s1 += x * w[w1 + j];
+          s2 += x * w[w2 + j];
+          s3 += x * w[w3 + j];
+        }
+        out[w0 + i] = s0;
+        out[w1 + i] = s1;
+        out[w2 + i] = s2;
+        out[w3 + i] = s3;
+      }
+    }
+    for (; k < rank; k++)
       for (let i = 0; i < m; i++) {
         let s = 0;
         for (let j = 0; j < m; j++) s += g[i * m + j] * w[k * m + j];
