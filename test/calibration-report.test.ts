@@ -30,10 +30,11 @@ describe('report: reliability diagram and the gallery', () => {
     await mkdir(path.join(data, 'a'), { recursive: true });
     await writeFile(path.join(data, 'a', '<x>.png'), await makeImage('png', { width: 50, height: 40 }));
     await writeFile(path.join(data, 'a', 'y.png'), await makeImage('png', { width: 50, height: 40, color: [10, 10, 200] }));
+    await writeFile(path.join(data, 'a', 'g.png'), await makeImage('png', { width: 50, height: 40, color: [10, 200, 10] }));
     const photo = (p: string) => ({ path: p, label: 'a', predicted: 'b', probability: 0.8, loss: 1.6, distance: 0.2 });
     const review: ReviewData = {
       classes: ['a', 'b'],
-      misclassified: [photo('a/<x>.png'), photo('a/gone.png')],
+      misclassified: [photo('a/<x>.png'), photo('a/gone.png'), photo('a/g.png')],
       highestLoss: [photo('a/y.png')],
       duplicates: [{ a: 'a/<x>.png', b: 'a/y.png', labelA: 'a', labelB: 'b', similarity: 0.99, kind: 'across-classes' }],
       duplicateSearch: 'cosine similarity >= 0.97',
@@ -42,7 +43,7 @@ describe('report: reliability diagram and the gallery', () => {
     const r = await writeReport(out, m, { review: { data: review, dataDir: data } });
     expect(r.files).toEqual(expect.arrayContaining(['reliability.svg', 'reliability.png', 'gallery/0.jpg']));
     // The missing file gets no thumbnail, and the same photo is thumbnailed once.
-    expect(r.files.filter((f) => f.startsWith('gallery/'))).toHaveLength(2);
+    expect(r.files.filter((f) => f.startsWith('gallery/'))).toHaveLength(3);
     const meta = await sharp(path.join(out, 'report', 'gallery/0.jpg')).metadata();
     expect([meta.width, meta.height, meta.format]).toEqual([96, 96, 'jpeg']);
     const html = await readFile(path.join(out, 'report', 'index.html'), 'utf8');
@@ -51,6 +52,18 @@ describe('report: reliability diagram and the gallery', () => {
     expect(html).toContain('a/&lt;x&gt;.png');
     expect(html).not.toContain('a/<x>.png');
     expect(html).toContain('(no thumbnail)');
+    // Each card shows its own photo, though the cards are made concurrently.
+    const srcOf = (alt: string) => html.match(new RegExp(`<img src="([^"]+)" alt="${alt}"`))?.[1];
+    const [green, blue] = [srcOf('a/g.png'), srcOf('a/y.png')];
+    expect(new Set([srcOf('a/&lt;x&gt;.png'), green, blue]).size).toBe(3);
+    const mean = async (src: string | undefined) =>
+      (await sharp(path.join(out, 'report', src ?? 'none')).stats()).channels.map((c) => c.mean);
+    const [gr, gg, gb] = await mean(green);
+    expect(gg).toBeGreaterThan(gr + 100);
+    expect(gg).toBeGreaterThan(gb + 100);
+    const [br, bg, bb] = await mean(blue);
+    expect(bb).toBeGreaterThan(br + 100);
+    expect(bb).toBeGreaterThan(bg + 100);
     expect(html).toMatch(/temperature<\/dt><dd>\d/);
     const svg = await readFile(path.join(out, 'report', 'reliability.svg'), 'utf8');
     expect(svg).toMatch(/ECE/);

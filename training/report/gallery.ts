@@ -15,24 +15,27 @@ export async function writeGallery(reportDir: string, review: ReviewData, dataDi
   const dir = path.join(reportDir, 'gallery');
   await mkdir(dir, { recursive: true });
   const files: string[] = [];
-  const thumbs = new Map<string, string | undefined>();
-  const thumb = async (rel: string): Promise<string | undefined> => {
-    if (thumbs.has(rel)) return thumbs.get(rel);
+  // A photo's name is taken before its thumbnail is made: the cards are built concurrently.
+  const thumbs = new Map<string, Promise<string | undefined>>();
+  const thumb = (rel: string): Promise<string | undefined> => {
+    const known = thumbs.get(rel);
+    if (known) return known;
     const name = `gallery/${thumbs.size}.jpg`;
-    let out: string | undefined;
-    try {
-      const bytes = await readFile(path.join(dataDir, rel));
-      await writeFile(
-        path.join(reportDir, name),
-        await sharp(bytes).rotate().resize(THUMB, THUMB, { fit: 'cover' }).jpeg({ quality: 80 }).toBuffer(),
-      );
-      files.push(name);
-      out = name;
-    } catch {
-      out = undefined; // unreadable now: the card says so instead of an image
-    }
-    thumbs.set(rel, out);
-    return out;
+    const made = (async () => {
+      try {
+        const bytes = await readFile(path.join(dataDir, rel));
+        await writeFile(
+          path.join(reportDir, name),
+          await sharp(bytes).rotate().resize(THUMB, THUMB, { fit: 'cover' }).jpeg({ quality: 80 }).toBuffer(),
+        );
+        files.push(name);
+        return name;
+      } catch {
+        return undefined; // unreadable now: the card says so instead of an image
+      }
+    })();
+    thumbs.set(rel, made);
+    return made;
   };
   const img = (src: string | undefined, alt: string) =>
     src ? `<img src="${esc(src)}" alt="${esc(alt)}" width="${THUMB}" height="${THUMB}">` : '<div class="muted">(no thumbnail)</div>';
@@ -61,5 +64,6 @@ ${mis.length ? `<p class="muted">${review.misclassified.length} of them, worst f
 <p class="muted">${esc(review.duplicateSearch)}.</p>
 ${dups.length ? `<div class="gallery">${dupRows.join('')}</div>` : none('None found.')}
 <p class="muted"><code>edgetune review &lt;model&gt; --data &lt;folder&gt; --out review.csv</code> lists every photo with these findings as a label CSV to correct and feed back with <code>--labels</code>.</p>`;
+  files.sort((a, b) => Number.parseInt(a.slice(8), 10) - Number.parseInt(b.slice(8), 10));
   return { html, files };
 }
