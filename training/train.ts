@@ -60,6 +60,8 @@ export async function train(
   runCache?: RunCache,
   /** A split given by the caller (`edgetune cv`'s folds) instead of the seeded one. */
   split?: Split,
+  /** Called with the review lists as soon as they exist, before the export (the job starts the report's gallery). */
+  onReview?: (review: ReviewData, dataDir: string) => void,
 ): Promise<TrainResult> {
   const t0 = performance.now();
   const cpu0 = cpuSeconds();
@@ -81,6 +83,7 @@ export async function train(
         keepValidation = true;
       },
       split,
+      onReview,
     );
   } finally {
     if (!keepValidation) cache.spill.remove();
@@ -96,6 +99,7 @@ async function trainCached(
   backend: Awaited<ReturnType<typeof initBackend>>,
   handOver: () => void,
   split: Split | undefined,
+  onReview: ((review: ReviewData, dataDir: string) => void) | undefined,
 ): Promise<TrainResult> {
   const c = cpuSeconds();
   // The model and the frozen-layer workers need only the class count: they are built while the
@@ -153,6 +157,7 @@ async function trainCached(
       start,
       backend,
       handOver,
+      onReview,
     });
   } catch (e) {
     if (!extractor) await earlyExtractor?.close();
@@ -194,8 +199,10 @@ async function trainWith(r: {
   start: { wall: number; cpu: number };
   backend: Awaited<ReturnType<typeof initBackend>>;
   handOver: () => void;
+  onReview?: (review: ReviewData, dataDir: string) => void;
 }): Promise<TrainResult> {
-  const { opts, report, cache, data, model, base, state, extractor, forward, timings, classWeights, start, backend, handOver } = r;
+  const { opts, report, cache, data, model, base, state, extractor, forward, timings, classWeights, start, backend, handOver, onReview } =
+    r;
   let t: number;
   let c: number;
   const tailGemm = opts.fineTuneEpochs > 0 ? await chooseTailGemm() : undefined;
@@ -245,6 +252,7 @@ async function trainWith(r: {
     const post = await postTraining(ctx, val, trainingRows);
     timings.postTrainingSeconds = seconds(t);
     timings.postTrainingCpuSeconds = cpuSeconds(c);
+    onReview?.(post.review, data.dir);
     trainingRows.boundary?.dispose();
 
     // exportModel adds its own time to the timings.
