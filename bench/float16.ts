@@ -1,8 +1,9 @@
 // npm run bench:float16: the float16 <-> float32 conversion of the activation caches, on
 // WebAssembly SIMD (what runs) and as the plain JS loops (the reference), per phase-2 batch: 32
 // boundary rows at 224 (14 x 14 x 576) and at 160 (10 x 10 x 576).
-import { fromFloat16, fromFloat16Scalar, toFloat16, toFloat16Scalar } from '../training/workers/boundary-float16.js';
+
 import { halfConverter } from '../training/wasm-kernels/half-simd.js';
+import { fromFloat16, fromFloat16Scalar, toFloat16, toFloat16Scalar } from '../training/workers/boundary-float16.js';
 
 const reps = 30;
 const time = (fn: () => void) => {
@@ -11,7 +12,9 @@ const time = (fn: () => void) => {
   for (let i = 0; i < reps; i++) fn();
   return (performance.now() - t) / reps;
 };
-console.log(`bench:float16: WebAssembly SIMD ${halfConverter() ? 'available' : 'NOT available (the JS loops run)'}; ms per batch, mean of ${reps}`);
+console.log(
+  `bench:float16: WebAssembly SIMD ${halfConverter() ? 'available' : 'NOT available (the JS loops run)'}; ms per batch, mean of ${reps}`,
+);
 for (const [label, n] of [
   ['224, 32 x 14x14x576', 32 * 14 * 14 * 576],
   ['160, 32 x 10x10x576', 32 * 10 * 10 * 576],

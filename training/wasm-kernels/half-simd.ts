@@ -16,9 +16,35 @@ const splatI = (v: number) => [...c32(v), ...simd.i32x4Splat];
 const splatF = (v: number) => [op.f32Const, ...new Uint8Array(new Float32Array([v]).buffer), ...simd.f32x4Splat];
 const bits = (v: number) => new Uint32Array(new Float32Array([v]).buffer)[0];
 
+/**
+ * A function (out, src, n) running `body` while src < src + (n << srcShift), src += step (the body
+ * moves out itself); locals after the params: end (i32), then `vectors` v128 locals.
+ */
+function srcLoop(srcShift: number, step: number, vectors: number, body: number[]): number[] {
+  const [src, n, end] = [1, 2, 3];
+  const code = [
+    ...get(src),
+    ...get(n),
+    ...c32(srcShift),
+    op.i32Shl,
+    op.i32Add,
+    ...set(end),
+    ...whileBelow(src, [], end, body, step),
+    op.end,
+  ];
+  const fn = [
+    ...vec([
+      [1, I32],
+      [vectors, V128],
+    ]),
+    ...code,
+  ];
+  return [...uleb(fn.length), ...fn];
+}
+
 // halfToFloat(out, src, n), n a multiple of 8. Locals: 0 out, 1 src, 2 n, 3 end, 4 the 8 halves, 5 h, 6 em, 7 r.
 function halfToFloatFn(): number[] {
-  const [out, src, n, end, v, h, em, r] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const [out, src, v, h, em, r] = [0, 1, 4, 5, 6, 7];
   // Rebias the exponent (twice for Inf/NaN); zero and subnormals are renormalised by a float
   // subtraction of 2^-14 on normal floats (a multiply by 2^112 would be exact too, but subnormal
   // operands take x86's slow microcode path: 4x slower on real activations).
@@ -41,20 +67,12 @@ function halfToFloatFn(): number[] {
     ...widen(simd.i32x4ExtendHighI16x8U, 16),
     ...[...get(out), ...c32(32), op.i32Add, ...set(out)],
   ];
-  const code = [...get(src), ...get(n), ...c32(1), op.i32Shl, op.i32Add, ...set(end), ...whileBelow(src, [], end, body, 16), op.end];
-  const fn = [
-    ...vec([
-      [1, I32],
-      [4, V128],
-    ]),
-    ...code,
-  ];
-  return [...uleb(fn.length), ...fn];
+  return srcLoop(1, 16, 4, body);
 }
 
 // floatToHalf(out, src, n), n a multiple of 8, rounding to nearest even. Locals: 0 out, 1 src, 2 n, 3 end, 4 x, 5 u.
 function floatToHalfFn(): number[] {
-  const [out, src, n, end, x, u] = [0, 1, 2, 3, 4, 5];
+  const [out, src, x, u] = [0, 1, 4, 5];
   const denormMagic = 0.5; // (127 - 15 + 23 - 10 + 1) << 23
   const narrow = (offset: number) => [
     ...[...get(src), ...simd.load, ...at(offset), ...tee(x), ...splatI(0x7fffffff), ...simd.and, ...set(u)],
@@ -78,15 +96,7 @@ function floatToHalfFn(): number[] {
     ...at(0),
     ...[...get(out), ...c32(16), op.i32Add, ...set(out)],
   ];
-  const code = [...get(src), ...get(n), ...c32(2), op.i32Shl, op.i32Add, ...set(end), ...whileBelow(src, [], end, body, 32), op.end];
-  const fn = [
-    ...vec([
-      [1, I32],
-      [2, V128],
-    ]),
-    ...code,
-  ];
-  return [...uleb(fn.length), ...fn];
+  return srcLoop(2, 32, 2, body);
 }
 
 function moduleBytes(): Uint8Array {
@@ -133,25 +143,20 @@ export function halfConverter(): HalfConverter | undefined {
     // The memory never grows, so these views stay valid.
     const floats = new Float32Array(e.memory.buffer, FLOATS_AT, HALF_CHUNK);
     const halves = new Uint16Array(e.memory.buffer, HALVES_AT, HALF_CHUNK);
+    // Chunk by chunk: copy in, convert in the module's memory, copy out.
+    type View = Float32Array | Uint16Array;
+    const chunked = <S extends View, O extends View>(src: S, srcView: S, out: O, outView: O, n: number, run: (len: number) => void) => {
+      for (let o = 0; o < n; o += HALF_CHUNK) {
+        const len = Math.min(HALF_CHUNK, n - o) & ~7;
+        if (!len) break;
+        srcView.set(src.subarray(o, o + len) as never);
+        run(len);
+        out.set(outView.subarray(0, len) as never, o);
+      }
+    };
     converter = {
-      toFloat32(src, out, n) {
-        for (let o = 0; o < n; o += HALF_CHUNK) {
-          const len = Math.min(HALF_CHUNK, n - o) & ~7;
-          if (!len) break;
-          halves.set(src.subarray(o, o + len));
-          e.halfToFloat(FLOATS_AT, HALVES_AT, len);
-          out.set(floats.subarray(0, len), o);
-        }
-      },
-      toFloat16(src, out, n) {
-        for (let o = 0; o < n; o += HALF_CHUNK) {
-          const len = Math.min(HALF_CHUNK, n - o) & ~7;
-          if (!len) break;
-          floats.set(src.subarray(o, o + len));
-          e.floatToHalf(HALVES_AT, FLOATS_AT, len);
-          out.set(halves.subarray(0, len), o);
-        }
-      },
+      toFloat32: (src, out, n) => chunked(src, halves, out, floats, n, (len) => e.halfToFloat(FLOATS_AT, HALVES_AT, len)),
+      toFloat16: (src, out, n) => chunked(src, floats, out, halves, n, (len) => e.floatToHalf(HALVES_AT, FLOATS_AT, len)),
     };
   } catch {
     converter = null;
