@@ -1,18 +1,16 @@
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { ManifestSchema, VerificationSchema } from '../core/manifest.js';
 import { loadModel } from '../core/model-loader.js';
-import { type LayersModel, tf } from '../core/tf.js';
+import { tf } from '../core/tf.js';
 import { evaluateModel } from '../training/evaluate.js';
-import { type FeatureExtractor, InProcessExtractor } from '../training/features.js';
 import { runTraining } from '../training/job.js';
 import { resolveTrainOptions } from '../training/options.js';
 import type { TrainEvent } from '../training/progress.js';
-import { train } from '../training/train.js';
 import { makeDataset } from './helpers/images.js';
 
 // A tiny end-to-end run on generated images, with the offline fallback weights (nsfwjs, alpha 1.0),
@@ -205,38 +203,4 @@ describe('augmented phase 1 with cycled view sets', () => {
     expect(await stages({ augmentFrozen: true })).toHaveLength(5);
     expect(await stages({ augmentFrozen: false })).toEqual(['features (epoch 1)']);
   }, 180_000);
-});
-
-describe('the model and its workers, built while the photos decode', () => {
-  it('closes the early workers when the decode leaves a split empty, and does not start them with --checkpoint', async () => {
-    process.env.EDGETUNE_OFFLINE = '1';
-    delete process.env.EDGETUNE_BASE_WEIGHTS;
-    await initBackend();
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'edgetune-early-'));
-    const data = path.join(dir, 'data');
-    // Every photo is corrupt: the listing finds two classes, the decode finds nothing.
-    for (const cls of ['a', 'b']) {
-      await mkdir(path.join(data, cls), { recursive: true });
-      for (let i = 0; i < 4; i++) await writeFile(path.join(data, cls, `x${i}.png`), Buffer.from('\x89PNG\r\n\x1a\nnot a png'));
-    }
-    const started: string[] = [];
-    const closed: string[] = [];
-    const factory = async (model: LayersModel) => {
-      started.push(model.name);
-      const inner = new InProcessExtractor(model);
-      return Object.assign(Object.create(Object.getPrototypeOf(inner)), inner, {
-        close: async () => {
-          closed.push(model.name);
-        },
-      }) as FeatureExtractor;
-    };
-    const opts = resolveTrainOptions({ data, out: path.join(dir, 'm'), imageSize: 32, epochs: 1, fineTuneEpochs: 0, workers: 1 });
-    await expect(train(opts, () => {}, factory)).rejects.toThrow(/no decodable images/);
-    expect(started).toHaveLength(1);
-    expect(closed).toEqual(started);
-
-    started.length = 0;
-    await expect(train({ ...opts, checkpoint: path.join(dir, 'ckpt') }, () => {}, factory)).rejects.toThrow(/no decodable images/);
-    expect(started).toEqual([]);
-  }, 120_000);
 });

@@ -9,7 +9,6 @@ import { modelArtifacts } from './export.js';
 import { InProcessExtractor, PoolExtractor, trainingEngine } from './features.js';
 import { augmentConfig, type TrainOptions } from './options.js';
 import type { Reporter } from './progress.js';
-import { startGallery } from './report/gallery-start.js';
 import { type TrainResult, train } from './train.js';
 
 export interface PublishFlags {
@@ -37,26 +36,15 @@ export async function runTraining(opts: TrainOptions, report: Reporter, publish:
 }
 
 async function trainReportPublish(opts: TrainOptions, report: Reporter, publish: PublishFlags, t0: number) {
-  // The report's gallery (thumbnails on sharp's threads) is written while the export runs in this thread.
-  let gallery: ReturnType<typeof startGallery> | undefined;
-  const result = await train(opts, report, await defaultExtractorFactory(opts, report), undefined, undefined, (review, dataDir) => {
-    gallery = startGallery(opts.out, review, dataDir);
-  });
+  const result = await train(opts, report, await defaultExtractorFactory(opts, report));
   try {
-    return await reportExportPublish(result, opts, report, publish, t0, gallery);
+    return await reportExportPublish(result, opts, report, publish, t0);
   } finally {
     result.close();
   }
 }
 
-async function reportExportPublish(
-  result: TrainResult,
-  opts: TrainOptions,
-  report: Reporter,
-  publish: PublishFlags,
-  t0: number,
-  gallery?: ReturnType<typeof startGallery>,
-) {
+async function reportExportPublish(result: TrainResult, opts: TrainOptions, report: Reporter, publish: PublishFlags, t0: number) {
   const { manifest, outDir } = result;
   const reportDir = path.join(outDir, 'report');
   const gridPath = path.join(outDir, 'augmentation.png');
@@ -65,7 +53,7 @@ async function reportExportPublish(
   const { writeReport } = await import('./report/index.js');
   const written = await writeReport(outDir, manifest, {
     augmentationGrid: first ? gridPath : undefined,
-    review: { data: result.review, dataDir: result.dataDir, gallery },
+    review: { data: result.review, dataDir: result.dataDir },
   });
   for (const w of written.warnings) report({ type: 'warning', message: w });
   report({ type: 'info', message: `report: ${path.join(reportDir, 'index.html')}` });

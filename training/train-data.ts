@@ -40,18 +40,10 @@ export interface TrainData {
  * the data report's duplicates) and decoded, and the image appended to its side's image set,
  * never all held at once unless the cache budget has room for them.
  */
-export async function loadData(
-  opts: TrainOptions,
-  report: Reporter,
-  cache: RunCache,
-  given?: Split,
-  /** Called with the classes once the files are listed, before the decode starts. */
-  onListed?: (classes: readonly string[]) => void,
-): Promise<TrainData> {
+export async function loadData(opts: TrainOptions, report: Reporter, cache: RunCache, given?: Split): Promise<TrainData> {
   const t = performance.now();
   const listed = await listAndSplit(opts, report, {}, given);
   const { dir, listing, split, skipped: unused, assigned } = listed;
-  onListed?.(listing.classes);
   const files = [...split.train, ...split.validation, ...split.test];
   report({ type: 'stage', stage: `decoding ${files.length} images`, total: files.length });
   const trainB = new ImageSetBuilder(cache, 'train-images', opts.imageSize, split.train.length);

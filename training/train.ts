@@ -60,8 +60,6 @@ export async function train(
   runCache?: RunCache,
   /** A split given by the caller (`edgetune cv`'s folds) instead of the seeded one. */
   split?: Split,
-  /** Called with the review lists as soon as they exist, before the export (the job starts the report's gallery). */
-  onReview?: (review: ReviewData, dataDir: string) => void,
 ): Promise<TrainResult> {
   const t0 = performance.now();
   const cpu0 = cpuSeconds();
@@ -83,7 +81,6 @@ export async function train(
         keepValidation = true;
       },
       split,
-      onReview,
     );
   } finally {
     if (!keepValidation) cache.spill.remove();
@@ -99,112 +96,30 @@ async function trainCached(
   backend: Awaited<ReturnType<typeof initBackend>>,
   handOver: () => void,
   split: Split | undefined,
-  onReview: ((review: ReviewData, dataDir: string) => void) | undefined,
 ): Promise<TrainResult> {
-  const c = cpuSeconds();
-  // The model and the frozen-layer workers need only the class count: they are built while the
-  // photos decode (on libuv's threads; this thread is idle then). A checkpoint may restore weights
-  // into the model, so with --checkpoint the workers start after RunState.open, from what it restored.
-  let early: Promise<EarlyModel> | undefined;
-  const startEarly = (classes: readonly string[]) => {
-    early = buildEarly(opts, classes.length, report, opts.checkpoint ? undefined : extractorFactory);
-    early.catch(() => {}); // awaited below
-  };
-  let data: Awaited<ReturnType<typeof loadData>>;
-  try {
-    data = await loadData(opts, report, cache, split, startEarly);
-  } catch (e) {
-    await early?.then((m) => m.extractor?.close()).catch(() => {});
-    throw e;
-  }
+  let c = cpuSeconds();
+  const data = await loadData(opts, report, cache, split);
   const dataCpuSeconds = cpuSeconds(c);
-  const t = performance.now();
-  const { model, base, extractor: earlyExtractor, buildSeconds } = await (early ?? buildEarly(opts, data.classes.length, report));
-  let extractor: TimedExtractor | undefined;
+  const trainCounts = data.classes.map((_, k) => data.trainLabels.filter((y) => y === k).length);
+  const classWeights = resolveClassWeights(opts.classWeight, data.classes, trainCounts);
+  const imbalance = imbalanceWarning(data.classes, trainCounts, opts.classWeight);
+  if (imbalance) report({ type: 'warning', message: imbalance });
+  let t = performance.now();
+  const { model, base } = await buildModel(opts, data.classes.length, report);
+  // Wall seconds per phase, and CPU seconds over all threads (a loaded machine inflates the first, much less the second).
+  const timings: Record<string, number> = { decodeSeconds: data.decodeSeconds, loadSeconds: seconds(t), dataCpuSeconds };
+
+  const runKey = sha256(JSON.stringify({ h: hyperparameters(opts), data: data.fingerprint, base: base.sha256 }));
+  const state = await RunState.open(new EpochPlan(opts.epochs, opts.fineTuneEpochs), model, report, opts.checkpoint, runKey, {
+    restoreBest: opts.restoreBest,
+    patience: opts.patience,
+  });
+
   const forward: ForwardStats = { boundary: { views: 0, seconds: 0 }, pooled: { views: 0, seconds: 0 } };
-  try {
-    const trainCounts = data.classes.map((_, k) => data.trainLabels.filter((y) => y === k).length);
-    const classWeights = resolveClassWeights(opts.classWeight, data.classes, trainCounts);
-    const imbalance = imbalanceWarning(data.classes, trainCounts, opts.classWeight);
-    if (imbalance) report({ type: 'warning', message: imbalance });
-    // Wall seconds per phase, and CPU seconds over all threads (a loaded machine inflates the first, much less the second).
-    // loadSeconds: building the model, while the decode ran (dataCpuSeconds includes its CPU and the
-    // workers' start); modelWaitSeconds: how long the model and the workers kept us waiting after it.
-    const timings: Record<string, number> = { decodeSeconds: data.decodeSeconds, loadSeconds: buildSeconds, dataCpuSeconds };
-
-    const runKey = sha256(JSON.stringify({ h: hyperparameters(opts), data: data.fingerprint, base: base.sha256 }));
-    const state = await RunState.open(new EpochPlan(opts.epochs, opts.fineTuneEpochs), model, report, opts.checkpoint, runKey, {
-      restoreBest: opts.restoreBest,
-      patience: opts.patience,
-    });
-    extractor = new TimedExtractor(
-      earlyExtractor ?? (extractorFactory ? await extractorFactory(model, base.alpha) : new InProcessExtractor(model)),
-      forward,
-    );
-    timings.modelWaitSeconds = seconds(t);
-    return await trainWith({
-      opts,
-      report,
-      cache,
-      data,
-      model,
-      base,
-      state,
-      extractor,
-      forward,
-      timings,
-      classWeights,
-      start,
-      backend,
-      handOver,
-      onReview,
-    });
-  } catch (e) {
-    if (!extractor) await earlyExtractor?.close();
-    throw e;
-  }
-}
-interface EarlyModel {
-  model: LayersModel;
-  base: Awaited<ReturnType<typeof buildModel>>['base'];
-  /** The frozen-layer workers, when they could start with the model. */
-  extractor?: FeatureExtractor;
-  buildSeconds: number;
-}
-
-async function buildEarly(
-  opts: TrainOptions,
-  numClasses: number,
-  report: Reporter,
-  extractorFactory?: (model: LayersModel, alpha: number) => Promise<FeatureExtractor>,
-): Promise<EarlyModel> {
-  const t = performance.now();
-  const { model, base } = await buildModel(opts, numClasses, report);
-  const buildSeconds = seconds(t);
-  return { model, base, buildSeconds, ...(extractorFactory ? { extractor: await extractorFactory(model, base.alpha) } : {}) };
-}
-
-async function trainWith(r: {
-  opts: TrainOptions;
-  report: Reporter;
-  cache: RunCache;
-  data: Awaited<ReturnType<typeof loadData>>;
-  model: LayersModel;
-  base: EarlyModel['base'];
-  state: RunState;
-  extractor: TimedExtractor;
-  forward: ForwardStats;
-  timings: Record<string, number>;
-  classWeights: ReturnType<typeof resolveClassWeights>;
-  start: { wall: number; cpu: number };
-  backend: Awaited<ReturnType<typeof initBackend>>;
-  handOver: () => void;
-  onReview?: (review: ReviewData, dataDir: string) => void;
-}): Promise<TrainResult> {
-  const { opts, report, cache, data, model, base, state, extractor, forward, timings, classWeights, start, backend, handOver, onReview } =
-    r;
-  let t: number;
-  let c: number;
+  const extractor = new TimedExtractor(
+    extractorFactory ? await extractorFactory(model, base.alpha) : new InProcessExtractor(model),
+    forward,
+  );
   const tailGemm = opts.fineTuneEpochs > 0 ? await chooseTailGemm() : undefined;
   const ctx: PhaseContext = {
     opts,
@@ -252,7 +167,6 @@ async function trainWith(r: {
     const post = await postTraining(ctx, val, trainingRows);
     timings.postTrainingSeconds = seconds(t);
     timings.postTrainingCpuSeconds = cpuSeconds(c);
-    onReview?.(post.review, data.dir);
     trainingRows.boundary?.dispose();
 
     // exportModel adds its own time to the timings.

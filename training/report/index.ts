@@ -4,7 +4,6 @@ import type { TopLevelSpec } from 'vega-lite';
 import type { Manifest } from '../../core/manifest.js';
 import type { ReviewData } from '../post-training.js';
 import { confusionSpec, curveSpec, reliabilitySpec } from './charts.js';
-import { type Gallery, startGallery } from './gallery-start.js';
 import { type ReportAssets, reportHtml } from './html.js';
 import { exportsOf } from './refresh.js';
 import { pngTextRenders, renderSvg, svgToPng } from './render.js';
@@ -19,11 +18,8 @@ export { pngTextRenders, renderSvg, svgToPng } from './render.js';
 export interface ReportOptions {
   /** PNG of augmented samples (the lead's augmentation grid), copied into the report. */
   augmentationGrid?: string;
-  /**
-   * The post-training review lists and the local folder their paths are relative to (thumbnails);
-   * `gallery`: the gallery already being written (startGallery), else writeReport writes it.
-   */
-  review?: { data: ReviewData; dataDir: string; gallery?: Promise<Gallery> };
+  /** The post-training review lists and the local folder their paths are relative to (thumbnails). */
+  review?: { data: ReviewData; dataDir: string };
 }
 
 export interface ReportResult {
@@ -73,7 +69,8 @@ export async function writeReport(outDir: string, manifest: Manifest, opts: Repo
   if (manifest.calibration) specs.push(['reliability', reliabilitySpec(manifest.calibration)]);
   // The gallery's thumbnails are sharp's work too: they start before the charts render.
   const review = opts.review;
-  const gallery = review ? (review.gallery ?? startGallery(outDir, review.data, review.dataDir)) : undefined;
+  const gallery = review ? import('./gallery.js').then((g) => g.writeGallery(dir, review.data, review.dataDir)) : undefined;
+  gallery?.catch(() => {}); // awaited below
   const written: Promise<ChartName>[] = [];
   for (const [name, spec] of specs) written.push(chart(name, await renderSvg(spec)));
   const assets: ReportAssets = { confusion: '' };
