@@ -98,6 +98,36 @@ export function symmetricEigen(a: Float64Array, k: number): { values: Float64Arr
   return { values, vectors };
 }
 
+/** x[xo..xo+len) . y[yo..yo+len), summed in index order. */
+function dot(x: Float64Array, xo: number, y: Float64Array, yo: number, len: number): number {
+  let s = 0;
+  for (let d = 0; d < len; d++) s += x[xo + d] * y[yo + d];
+  return s;
+}
+
+/**
+ * out[q] = dot(x, xo, y, yo + q * stride, len) for q < 4, in one pass over x: each sum in index order,
+ * so the same bits as four dot() calls, at a third of the time (the open-set fit's two products).
+ */
+function dots4(x: Float64Array, xo: number, y: Float64Array, yo: number, stride: number, len: number, out: Float64Array): void {
+  const [y0, y1, y2, y3] = [yo, yo + stride, yo + 2 * stride, yo + 3 * stride];
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  for (let d = 0; d < len; d++) {
+    const v = x[xo + d];
+    s0 += v * y[y0 + d];
+    s1 += v * y[y1 + d];
+    s2 += v * y[y2 + d];
+    s3 += v * y[y3 + d];
+  }
+  out[0] = s0;
+  out[1] = s1;
+  out[2] = s2;
+  out[3] = s3;
+}
+
 /**
  * Statistics of the Mahalanobis score: class means of the L2-normalised embeddings, and the shared
  * within-class covariance S, shrunk to (1 - shrinkage) S + shrinkage (tr S / dim) I and kept as its top
@@ -154,66 +184,25 @@ export function fitMahalanobis(
   // eigenvalues as S = A^T A / m, and u = A^T w / sqrt(m lambda) maps its eigenvectors w to S's.
   // That is m^2 dim / 2 for G once instead of 2 m dim rank per iteration on S.
   const m = rowsUsed;
-  // Both products run four outputs per pass over a row (each output still sums in index order, so
-  // the bits are those of the one-at-a-time loop, at a third of the time).
   const g = new Float64Array(m * m);
+  const s4 = new Float64Array(4);
   for (let i = 0; i < m; i++) {
-    const ai = i * dim;
     let j = i;
     for (; j + 3 < m; j += 4) {
-      const [a0, a1, a2, a3] = [j * dim, (j + 1) * dim, (j + 2) * dim, (j + 3) * dim];
-      let s0 = 0;
-      let s1 = 0;
-      let s2 = 0;
-      let s3 = 0;
-      for (let d = 0; d < dim; d++) {
-        const x = a[ai + d];
-        s0 += x * a[a0 + d];
-        s1 += x * a[a1 + d];
-        s2 += x * a[a2 + d];
-        s3 += x * a[a3 + d];
-      }
-      g[i * m + j] = g[j * m + i] = s0 / m;
-      g[i * m + j + 1] = g[(j + 1) * m + i] = s1 / m;
-      g[i * m + j + 2] = g[(j + 2) * m + i] = s2 / m;
-      g[i * m + j + 3] = g[(j + 3) * m + i] = s3 / m;
+      dots4(a, i * dim, a, j * dim, dim, dim, s4);
+      for (let q = 0; q < 4; q++) g[i * m + j + q] = g[(j + q) * m + i] = s4[q] / m;
     }
-    for (; j < m; j++) {
-      let s = 0;
-      for (let d = 0; d < dim; d++) s += a[ai + d] * a[j * dim + d];
-      g[i * m + j] = g[j * m + i] = s / m;
-    }
+    for (; j < m; j++) g[i * m + j] = g[j * m + i] = dot(a, i * dim, a, j * dim, dim) / m;
   }
   const times = (w: Float64Array): Float64Array => {
     const out = new Float64Array(rank * m);
     let k = 0;
-    for (; k + 3 < rank; k += 4) {
-      const [w0, w1, w2, w3] = [k * m, (k + 1) * m, (k + 2) * m, (k + 3) * m];
+    for (; k + 3 < rank; k += 4)
       for (let i = 0; i < m; i++) {
-        const gi = i * m;
-        let s0 = 0;
-        let s1 = 0;
-        let s2 = 0;
-        let s3 = 0;
-        for (let j = 0; j < m; j++) {
-          const x = g[gi + j];
-          s0 += x * w[w0 + j];
-          s1 += x * w[w1 + j];
-          s2 += x * w[w2 + j];
-          s3 += x * w[w3 + j];
-        }
-        out[w0 + i] = s0;
-        out[w1 + i] = s1;
-        out[w2 + i] = s2;
-        out[w3 + i] = s3;
+        dots4(g, i * m, w, k * m, m, m, s4);
+        for (let q = 0; q < 4; q++) out[(k + q) * m + i] = s4[q];
       }
-    }
-    for (; k < rank; k++)
-      for (let i = 0; i < m; i++) {
-        let s = 0;
-        for (let j = 0; j < m; j++) s += g[i * m + j] * w[k * m + j];
-        out[k * m + i] = s;
-      }
+    for (; k < rank; k++) for (let i = 0; i < m; i++) out[k * m + i] = dot(g, i * m, w, k * m, m);
     return out;
   };
   const orthonormalise = (w: Float64Array): Float64Array => {
