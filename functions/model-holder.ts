@@ -124,6 +124,7 @@ export class ModelHolder {
               name: s.manifest.name,
               version: s.version,
               engine: s.engine,
+              runtime: s.runtime,
               loadedAt: s.loadedAt,
               loadMs: s.loadMs,
               warmupMs: s.warmupMs,

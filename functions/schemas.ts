@@ -98,6 +98,9 @@ const ServedModelSchema = z.object({
   name: z.string(),
   version: z.string(),
   engine: z.enum(['fused', 'layers']).openapi({ description: 'fused: BatchNorm-folded executor; layers: model.predict' }),
+  runtime: z.string().openapi({
+    description: "What runs the model, e.g. 'onnxruntime-node 1.23.2 (CPU, 2 intra-op threads), from serving.onnx' or 'tfjs wasm'",
+  }),
   loadedAt: z.string(),
   loadMs: z.number(),
   warmupMs: z.number(),

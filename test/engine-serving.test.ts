@@ -81,6 +81,10 @@ for (const classes of [
       expect(loaded(ort.log)?.checkedAgainst).toMatch(/^verification\.json \(\d+ images\), max \|dp\| /);
       const [a, b] = await Promise.all([wasm, ort].map(async (r) => (await r.rt.app.request('/readyz')).json()));
       expect(b.model.engine).toBe(a.model.engine);
+      // What runs the model is in the readiness answer too (the tfjs `backend` field is absent on a
+      // version served from serving.onnx, where tfjs is never evaluated).
+      expect(a.model.runtime).toBe(loaded(wasm.log)?.runtime);
+      expect(b.model.runtime).toBe(loaded(ort.log)?.runtime);
     });
 
     it('gives the same top-1 and probabilities within 1e-4 on photos', async () => {

@@ -170,6 +170,10 @@ describe('serving.onnx: served on onnxruntime without a tfjs model', () => {
         );
         expect(ort.loaded?.checkedAgainst).toMatch(/^manifest\.serving\.check \(2 verification\.json images\), max \|dp\| /);
         expect(tfjs.loaded?.runtime).toMatch(/^tfjs /);
+        // /readyz names what runs the model; tfjs was never evaluated, so it reports no tfjs backend.
+        const ready = await (await ort.rt.app.request('/readyz')).json();
+        expect(ready.model.runtime).toBe(ort.loaded?.runtime);
+        expect(ready).not.toHaveProperty('backend');
         const [a, b] = [await classify(tfjs.rt, photos), await classify(ort.rt, photos)];
         const diff = compare(a, b);
         console.log(`serving.onnx from ${what} vs tfjs: max |dp| ${diff.toExponential(2)}`);
