@@ -6,6 +6,9 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { machineLine } from './machine.js';
+
+console.log(machineLine());
 
 const repo = path.resolve(import.meta.dirname, '..');
 const PYTHON = process.env.ANCHOR_PYTHON ?? '/usr/bin/python3';

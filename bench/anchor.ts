@@ -19,6 +19,9 @@ import { tf } from '../core/tf.js';
 import { resolveTrainOptions, type TrainOptions } from '../training/options.js';
 import { boundaryLayerName } from '../training/tail/base-layers.js';
 import { exportSplit, exportWeights } from './anchor/export.js';
+import { machineLine } from './machine.js';
+
+console.log(machineLine());
 
 const repo = path.resolve(import.meta.dirname, '..');
 const shared = process.env.EDGETUNE_SHARED_DIR ?? path.resolve(repo, '../shared');

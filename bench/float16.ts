@@ -4,6 +4,9 @@
 
 import { halfConverter } from '../training/wasm-kernels/half-simd.js';
 import { fromFloat16, fromFloat16Scalar, toFloat16, toFloat16Scalar } from '../training/workers/boundary-float16.js';
+import { machineLine } from './machine.js';
+
+console.log(machineLine());
 
 const reps = 30;
 const time = (fn: () => void) => {

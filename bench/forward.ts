@@ -23,6 +23,9 @@ import { applyAugmentation } from '../training/augment.js';
 import { toFloat16 } from '../training/workers/boundary-float16.js';
 import { createBoundaryPool } from '../training/workers/boundary-pool.js';
 import { type BoundaryWeights, baseFromWeights, DEFAULT_BOUNDARY, namedWeights } from '../training/workers/boundary-runner.js';
+import { machineLine } from './machine.js';
+
+console.log(machineLine());
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SHARED = process.env.EDGETUNE_SHARED_DIR ?? path.resolve(REPO, '../shared');

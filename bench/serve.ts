@@ -15,6 +15,9 @@ import { initBackend } from '../core/backend.js';
 import { parseManifest } from '../core/manifest.js';
 import { freePort, startS3rver } from '../core/s3/embedded.js';
 import { publishModel } from '../store/model-store.js';
+import { machineLine } from './machine.js';
+
+console.log(machineLine());
 
 // autocannon ships no types: the small part used here.
 interface AutocannonInstance extends PromiseLike<unknown> {

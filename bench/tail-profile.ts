@@ -18,6 +18,9 @@ import { fusedAdam } from '../training/fused-adam.js';
 import { packTensors, unpackTensors } from '../training/tail/flat-tensors.js';
 import { boundaryLayerName, createTail } from '../training/tail/tail.js';
 import { registerWasmGradKernels } from '../training/wasm-kernels/wasm-grad-kernels.js';
+import { machineLine } from './machine.js';
+
+console.log(machineLine());
 
 export async function profileTail(args: string[]): Promise<void> {
   const opt = (name: string, dflt: string) => {

@@ -17,6 +17,9 @@ import { fusedAdam } from '../training/fused-adam.js';
 import { createTrainingTail } from '../training/tail/parallel-tail.js';
 import { boundaryLayerName, createTail, type TailRoute } from '../training/tail/tail.js';
 import { registerWasmGradKernels } from '../training/wasm-kernels/wasm-grad-kernels.js';
+import { machineLine } from './machine.js';
+
+console.log(machineLine());
 
 const args = process.argv.slice(2);
 if (args.includes('--profile')) {

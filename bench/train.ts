@@ -14,6 +14,9 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { TRAINING_NODE_FLAGS } from '../cli/node-flags.js';
 import { type Manifest, ManifestSchema } from '../core/manifest.js';
+import { machineLine } from './machine.js';
+
+console.log(machineLine());
 
 const repo = path.resolve(import.meta.dirname, '..');
 const shared = process.env.EDGETUNE_SHARED_DIR ?? path.resolve(repo, '../shared');
