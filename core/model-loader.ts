@@ -6,10 +6,16 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { io, LayersModel } from '@tensorflow/tfjs';
 import { type Manifest, ManifestSchema, type Serving, type Verification, VerificationSchema } from './manifest.js';
-import { cleanEtag, getObject, isNotFound, ObjectTooLargeError } from './s3/client.js';
+import type { S3Object } from './s3/client.js';
+import { cleanEtag, isNotFound, ObjectTooLargeError } from './s3/errors.js';
 import { isS3Uri, joinKey, parseS3Uri } from './s3/uri.js';
 import { isVersion, parseCurrent, sha256 } from './versioning.js';
 import { formatIssues } from './zod-issues.js';
+
+/** The AWS SDK loads on the first s3:// read, not when a server serving a folder starts. */
+async function getObject(uri: string, extra: { ifNoneMatch?: string; maxBytes?: number } = {}): Promise<S3Object> {
+  return (await import('./s3/client.js')).getObject(uri, extra);
+}
 
 export interface LoadedModel {
   model: LayersModel;

@@ -2,7 +2,8 @@
 // folder with serving.onnx on onnxruntime and answers a classify request while a resolve hook
 // records every module it loads; tfjs-core's global engine must not exist and no @tensorflow
 // package, core/tf.ts, core/backend.ts or functions/tfjs-serving.ts may have been resolved. The same
-// child on the wasm engine is the control: there, tfjs is loaded.
+// child on the wasm engine is the control: there, tfjs is loaded. A folder's model loads no AWS SDK
+// either (~0.15 s of a cold start): that is resolved on the first s3:// URI only.
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -53,11 +54,12 @@ async function probe(engine: 'ort' | 'wasm') {
   };
   const urls = (await readFile(resolved, 'utf8')).split('\n').filter(Boolean);
   const tfjs = urls.filter((u) => /\/@tensorflow\/|\/core\/(tf|backend)\.ts$|\/functions\/tfjs-serving\.ts$/.test(u));
-  return { ...out, urls, tfjs };
+  const awsSdk = urls.filter((u) => /\/@aws-sdk\/|\/@smithy\/|\/core\/s3\/client\.ts$/.test(u));
+  return { ...out, urls, tfjs, awsSdk };
 }
 
 describe('serving from serving.onnx', () => {
-  it('answers on onnxruntime without evaluating tfjs; the wasm engine (control) does load it', async () => {
+  it('answers on onnxruntime without evaluating tfjs or loading the AWS SDK; the wasm engine (control) does load tfjs', async () => {
     const [ort, wasm] = [await probe('ort'), await probe('wasm')];
     expect(ort.status).toBe(200);
     expect(ort.runtime).toMatch(/from serving\.onnx \(float32 weights\)$/);
@@ -67,6 +69,7 @@ describe('serving from serving.onnx', () => {
     expect(ort.urls.some((u) => u.endsWith('/core/engine/ort-session.ts'))).toBe(true);
     expect(ort.tfjs).toEqual([]);
     expect(ort.tfjsEvaluated).toBe(false);
+    expect(ort.awsSdk).toEqual([]);
 
     expect(wasm.status).toBe(200);
     expect(wasm.runtime).toMatch(/^tfjs /);

@@ -4,8 +4,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
-import { isNotFound, s3Client } from '../s3/client.js';
+import { isNotFound } from '../s3/errors.js';
 import { isS3Uri, joinKey, parseS3Uri } from '../s3/uri.js';
 
 const MEDIA_TYPES: Record<string, string> = {
@@ -29,6 +28,8 @@ export interface FileStream {
 export async function openVersionFile(versionUri: string, rel: string): Promise<FileStream | undefined> {
   if (isS3Uri(versionUri)) {
     const { bucket, key } = parseS3Uri(versionUri);
+    // Imported here so that serving a folder never loads the AWS SDK.
+    const [{ GetObjectCommand }, { s3Client }] = await Promise.all([import('@aws-sdk/client-s3'), import('../s3/client.js')]);
     try {
       const out = await s3Client().send(new GetObjectCommand({ Bucket: bucket, Key: joinKey(key.replace(/\/+$/, ''), rel) }));
       if (!out.Body) return undefined;

@@ -10,9 +10,11 @@ import {
   startedCredentials,
   startS3rver,
 } from './embedded.js';
+import { isNotFound, ObjectTooLargeError } from './errors.js';
 import { withRetry } from './retry.js';
 import { parseS3Uri } from './uri.js';
 
+export { cleanEtag, isNotFound, ObjectTooLargeError } from './errors.js';
 export { parseS3Uri } from './uri.js';
 
 const clients = new Map<string, S3Client>();
@@ -156,19 +158,9 @@ function embeddedHandle(e: { s3: EmbeddedS3; users: number }): S3Handle {
   };
 }
 
-export function isNotFound(e: unknown): boolean {
-  const err = e as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
-  return err?.name === 'NoSuchKey' || err?.name === 'NotFound' || err?.Code === 'NoSuchKey' || err?.$metadata?.httpStatusCode === 404;
-}
-
 export interface S3Object {
   body: Buffer;
   etag?: string;
-}
-
-/** An object larger than the `maxBytes` its reader allows (getObject); its body is not read. */
-export class ObjectTooLargeError extends Error {
-  override name = 'ObjectTooLargeError';
 }
 
 /** GET an object's bytes (with retries). Throws the SDK's NoSuchKey error when absent, ObjectTooLargeError above `maxBytes`. */
@@ -258,9 +250,4 @@ export async function listObjects(
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
   return { objects, prefixes };
-}
-
-/** ETags come quoted from S3; compare them without the quotes. */
-export function cleanEtag(etag: string | undefined): string {
-  return (etag ?? '').replace(/^W\//, '').replace(/"/g, '');
 }
