@@ -2,9 +2,10 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeImage } from '../core/image.js';
-import { type AugmentConfig, applyAugmentation, drawAugmentation, IDENTITY_DRAW, NO_AUGMENTATION } from '../training/augment.js';
+import { type AugmentConfig, applyAugmentation, drawAugmentation, IDENTITY_DRAW, NO_AUGMENTATION, resample } from '../training/augment.js';
 import { createRng } from '../training/rng.js';
 import { epochDraws } from '../training/views.js';
+import { wasmResampler } from '../training/wasm-kernels/resample-wasm.js';
 import { referenceAugmentation } from './helpers/augment-reference.js';
 import { ALPACA_DIR, hasAlpaca, skipReason } from './helpers/shared.js';
 
@@ -60,6 +61,41 @@ describe('augmentation', () => {
     expect(epochDraws(['b.jpg', 'a.jpg'], cfg, 42, 0)).toEqual([e0[1], e0[0]]);
     expect(epochDraws(['a.jpg', 'b.jpg'], cfg, 42, 1)).not.toEqual(e0);
     expect(epochDraws(['a.jpg'], NO_AUGMENTATION, 42, 0)).toEqual([null]);
+  });
+});
+
+describe('the WebAssembly resampler', () => {
+  it('gives the bits of the JS loop and of the reference, for rotations, zooms out past a width and flips', () => {
+    const wasm = wasmResampler();
+    expect(wasm).toBeDefined();
+    const rng = createRng(11);
+    let compared = 0;
+    // Odd sizes and non-square images; zoom 0.3 samples up to ~2 widths out (the general fold), 1.6 stays inside.
+    for (const [w, h] of [
+      [224, 224],
+      [37, 53],
+      [5, 3],
+    ]) {
+      const im = img(w, h);
+      for (let k = 0; k < 40; k++) {
+        const draw = {
+          flipH: k % 2 === 0,
+          flipV: k % 3 === 0,
+          angle: (rng() - 0.5) * 2 * Math.PI,
+          zoom: [1, 0.3, 1.6, 0.9][k % 4],
+          contrast: 1,
+        };
+        const ref = referenceAugmentation(im, draw);
+        const js = new Float32Array(w * h * 3);
+        const got = new Float32Array(w * h * 3).fill(Number.NaN);
+        resample(im.data, w, h, draw, js);
+        wasm?.(im.data, w, h, draw, got);
+        expect(Buffer.from(js.buffer).equals(Buffer.from(ref.buffer))).toBe(true);
+        expect(Buffer.from(got.buffer).equals(Buffer.from(ref.buffer))).toBe(true);
+        compared++;
+      }
+    }
+    expect(compared).toBe(120);
   });
 });
 
