@@ -189,7 +189,9 @@ async function throughput(): Promise<void> {
             await pool.close();
           }
         }
-        console.log(`boundary ${engine} alpha ${alpha} ${size}x${size} (flip + rotation views as the recipes draw, float16 out): ${line.join(' | ')}`);
+        console.log(
+          `boundary ${engine} alpha ${alpha} ${size}x${size} (flip + rotation views as the recipes draw, float16 out): ${line.join(' | ')}`,
+        );
       }
     }
   }

@@ -3,7 +3,7 @@
 // widened back before the tail runs, which took ~15 ms a batch as a JS lookup-table loop. The
 // arithmetic is boundary-float16.ts' (F. Giesen's half_to_float and float_to_half_fast3_rtne), and
 // both give the same bits on every half and on float32 inputs (test/boundary-float16.test.ts).
-import { c32, get, I32, memarg, name, op, section, set, simd, tee, uleb, V128, vec, whileBelow } from './wasm-assembler.js';
+import { c32, get, I32, memarg, moduleOnce, name, op, section, set, simd, tee, uleb, V128, vec, whileBelow } from './wasm-assembler.js';
 
 /** Values per call: the float32 side fills the first 64 KiB of the module's memory, the float16 side the next 32. */
 export const HALF_CHUNK = 16384;
@@ -125,41 +125,32 @@ export interface HalfConverter {
   toFloat16(src: Float32Array, out: Uint16Array, n: number): void;
 }
 
-let converter: HalfConverter | null | undefined;
-
 /**
  * The SIMD converter of this thread, or undefined where WebAssembly SIMD is missing. It converts the
  * whole multiples of 8 of each chunk; the caller converts the few values left (at most 7).
  */
-export function halfConverter(): HalfConverter | undefined {
-  if (converter !== undefined) return converter ?? undefined;
-  try {
-    const inst = new WebAssembly.Instance(new WebAssembly.Module(moduleBytes() as Uint8Array<ArrayBuffer>), {});
-    const e = inst.exports as {
-      memory: WebAssembly.Memory;
-      halfToFloat(out: number, src: number, n: number): void;
-      floatToHalf(out: number, src: number, n: number): void;
-    };
-    // The memory never grows, so these views stay valid.
-    const floats = new Float32Array(e.memory.buffer, FLOATS_AT, HALF_CHUNK);
-    const halves = new Uint16Array(e.memory.buffer, HALVES_AT, HALF_CHUNK);
-    // Chunk by chunk: copy in, convert in the module's memory, copy out.
-    type View = Float32Array | Uint16Array;
-    const chunked = <S extends View, O extends View>(src: S, srcView: S, out: O, outView: O, n: number, run: (len: number) => void) => {
-      for (let o = 0; o < n; o += HALF_CHUNK) {
-        const len = Math.min(HALF_CHUNK, n - o) & ~7;
-        if (!len) break;
-        srcView.set(src.subarray(o, o + len) as never);
-        run(len);
-        out.set(outView.subarray(0, len) as never, o);
-      }
-    };
-    converter = {
-      toFloat32: (src, out, n) => chunked(src, halves, out, floats, n, (len) => e.halfToFloat(FLOATS_AT, HALVES_AT, len)),
-      toFloat16: (src, out, n) => chunked(src, floats, out, halves, n, (len) => e.floatToHalf(HALVES_AT, FLOATS_AT, len)),
-    };
-  } catch {
-    converter = null;
-  }
-  return converter ?? undefined;
-}
+export const halfConverter = moduleOnce<HalfConverter>(moduleBytes, (exports) => {
+  const e = exports as {
+    memory: WebAssembly.Memory;
+    halfToFloat(out: number, src: number, n: number): void;
+    floatToHalf(out: number, src: number, n: number): void;
+  };
+  // The memory never grows, so these views stay valid.
+  const floats = new Float32Array(e.memory.buffer, FLOATS_AT, HALF_CHUNK);
+  const halves = new Uint16Array(e.memory.buffer, HALVES_AT, HALF_CHUNK);
+  // Chunk by chunk: copy in, convert in the module's memory, copy out.
+  type View = Float32Array | Uint16Array;
+  const chunked = <S extends View, O extends View>(src: S, srcView: S, out: O, outView: O, n: number, run: (len: number) => void) => {
+    for (let o = 0; o < n; o += HALF_CHUNK) {
+      const len = Math.min(HALF_CHUNK, n - o) & ~7;
+      if (!len) break;
+      srcView.set(src.subarray(o, o + len) as never);
+      run(len);
+      out.set(outView.subarray(0, len) as never, o);
+    }
+  };
+  return {
+    toFloat32: (src, out, n) => chunked(src, halves, out, floats, n, (len) => e.halfToFloat(FLOATS_AT, HALVES_AT, len)),
+    toFloat16: (src, out, n) => chunked(src, floats, out, halves, n, (len) => e.floatToHalf(HALVES_AT, FLOATS_AT, len)),
+  };
+});

@@ -4,7 +4,7 @@
 // to float64 once per view, not at each of its ~4 reads). The arithmetic is the JS loop's, op for
 // op in float64 (IEEE in both), so the pixels are the same bits (test/augment.test.ts compares it
 // with the JS loop and the plain per-pixel reference, on real photos and on random draws).
-import { c32, get, I32, name, op, section, set, tee, uleb, vec } from './wasm-assembler.js';
+import { c32, get, I32, moduleOnce, name, op, section, set, tee, uleb, vec } from './wasm-assembler.js';
 
 const F64 = 0x7c;
 const f64 = {
@@ -175,43 +175,32 @@ export interface ResampleDraw {
 
 type Resampler = (data: Uint8Array, w: number, h: number, draw: ResampleDraw, out: Float32Array) => void;
 
-let resampler: Resampler | null | undefined;
-
 /** This thread's WebAssembly resampler (augment.ts resample() in WebAssembly), or undefined where it cannot be built. */
-export function wasmResampler(): Resampler | undefined {
-  if (resampler !== undefined) return resampler ?? undefined;
-  try {
-    const inst = new WebAssembly.Instance(new WebAssembly.Module(moduleBytes() as Uint8Array<ArrayBuffer>), {});
-    const e = inst.exports as {
-      memory: WebAssembly.Memory;
-      resample(...args: number[]): void;
-    };
-    resampler = (data, w, h, draw, out) => {
-      const cx = (w - 1) / 2;
-      const cy = (h - 1) / 2;
-      const cos = Math.cos(draw.angle) * draw.zoom;
-      const sin = Math.sin(draw.angle) * draw.zoom;
-      const nsin = -sin;
-      const srcBytes = Math.ceil((w * h * 3) / 8) * 8;
-      const tablesAt = srcBytes;
-      const outAt = tablesAt + 16 * w;
-      const need = outAt + 12 * w * h + 24 * w * h;
-      const have = e.memory.buffer.byteLength;
-      if (need > have) e.memory.grow(Math.ceil((need - have) / 65536));
-      const buf = e.memory.buffer;
-      new Uint8Array(buf, 0, w * h * 3).set(data.subarray(0, w * h * 3));
-      const cosDx = new Float64Array(buf, tablesAt, w);
-      const nsinDx = new Float64Array(buf, tablesAt + 8 * w, w);
-      for (let x = 0; x < w; x++) {
-        const dx = x - cx;
-        cosDx[x] = cos * dx;
-        nsinDx[x] = nsin * dx;
-      }
-      e.resample(0, outAt, tablesAt, w, h, cx, cy, sin, cos, draw.flipH ? 1 : 0, draw.flipV ? 1 : 0);
-      out.set(new Float32Array(buf, outAt, w * h * 3));
-    };
-  } catch {
-    resampler = null;
-  }
-  return resampler ?? undefined;
-}
+export const wasmResampler = moduleOnce<Resampler>(moduleBytes, (exports) => {
+  const e = exports as { memory: WebAssembly.Memory; resample(...args: number[]): void };
+  return (data, w, h, draw, out) => {
+    const cx = (w - 1) / 2;
+    const cy = (h - 1) / 2;
+    const cos = Math.cos(draw.angle) * draw.zoom;
+    const sin = Math.sin(draw.angle) * draw.zoom;
+    const nsin = -sin;
+    // Memory: the source bytes, the two float64 tables, the float32 output, the source as float64.
+    const srcBytes = Math.ceil((w * h * 3) / 8) * 8;
+    const tablesAt = srcBytes;
+    const outAt = tablesAt + 16 * w;
+    const need = outAt + 12 * w * h + 24 * w * h;
+    const have = e.memory.buffer.byteLength;
+    if (need > have) e.memory.grow(Math.ceil((need - have) / 65536));
+    const buf = e.memory.buffer;
+    new Uint8Array(buf, 0, w * h * 3).set(data.subarray(0, w * h * 3));
+    const cosDx = new Float64Array(buf, tablesAt, w);
+    const nsinDx = new Float64Array(buf, tablesAt + 8 * w, w);
+    for (let x = 0; x < w; x++) {
+      const dx = x - cx;
+      cosDx[x] = cos * dx;
+      nsinDx[x] = nsin * dx;
+    }
+    e.resample(0, outAt, tablesAt, w, h, cx, cy, sin, cos, draw.flipH ? 1 : 0, draw.flipV ? 1 : 0);
+    out.set(new Float32Array(buf, outAt, w * h * 3));
+  };
+});

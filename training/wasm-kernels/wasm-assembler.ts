@@ -135,3 +135,21 @@ export function whileBelow(lead: number, others: readonly number[], limit: numbe
     op.end,
   ];
 }
+
+/**
+ * A module of its own (no imports) built on first use, once per thread, and what `wrap` makes of its
+ * exports; undefined where it cannot be built (no WebAssembly, or no SIMD for a SIMD module).
+ */
+export function moduleOnce<T>(bytes: () => Uint8Array, wrap: (exports: WebAssembly.Exports) => T): () => T | undefined {
+  let made: T | null | undefined;
+  return () => {
+    if (made === undefined) {
+      try {
+        made = wrap(new WebAssembly.Instance(new WebAssembly.Module(bytes() as Uint8Array<ArrayBuffer>), {}).exports);
+      } catch {
+        made = null;
+      }
+    }
+    return made ?? undefined;
+  };
+}
