@@ -2,10 +2,18 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeImage } from '../core/image.js';
-import { type AugmentConfig, applyAugmentation, drawAugmentation, IDENTITY_DRAW, NO_AUGMENTATION, resample } from '../training/augment.js';
+import {
+  type AugmentConfig,
+  adjustContrast,
+  applyAugmentation,
+  drawAugmentation,
+  IDENTITY_DRAW,
+  NO_AUGMENTATION,
+  resample,
+} from '../training/augment.js';
 import { createRng } from '../training/rng.js';
 import { epochDraws } from '../training/views.js';
-import { wasmResampler } from '../training/wasm-kernels/resample-wasm.js';
+import { wasmAugmentation } from '../training/wasm-kernels/augment-wasm.js';
 import { referenceAugmentation } from './helpers/augment-reference.js';
 import { ALPACA_DIR, hasAlpaca, skipReason } from './helpers/shared.js';
 
@@ -64,9 +72,12 @@ describe('augmentation', () => {
   });
 });
 
-describe('the WebAssembly resampler', () => {
-  it('gives the bits of the JS loop and of the reference, for rotations, zooms out past a width and flips', () => {
-    const wasm = wasmResampler();
+describe('the augmentation loops in WebAssembly', () => {
+  const wasm = wasmAugmentation();
+  const same = (a: Float32Array, b: Float32Array) =>
+    Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+
+  it('resample: the bits of the JS loop and of the reference, for rotations, zooms out past a width and flips', () => {
     expect(wasm).toBeDefined();
     const rng = createRng(11);
     let compared = 0;
@@ -89,13 +100,34 @@ describe('the WebAssembly resampler', () => {
         const js = new Float32Array(w * h * 3);
         const got = new Float32Array(w * h * 3).fill(Number.NaN);
         resample(im.data, w, h, draw, js);
-        wasm?.(im.data, w, h, draw, got);
-        expect(Buffer.from(js.buffer).equals(Buffer.from(ref.buffer))).toBe(true);
-        expect(Buffer.from(got.buffer).equals(Buffer.from(ref.buffer))).toBe(true);
+        wasm?.resample(im.data, w, h, draw, got);
+        expect(same(js, ref)).toBe(true);
+        expect(same(got, ref)).toBe(true);
         compared++;
       }
     }
     expect(compared).toBe(120);
+  });
+
+  it('contrast: the bits of the JS pass, clamped at both ends, on a view inside a larger buffer', () => {
+    const rng = createRng(5);
+    for (const n of [224 * 224, 37 * 53, 1]) {
+      const batch = new Float32Array(3 * n * 3);
+      for (let i = 0; i < batch.length; i++) batch[i] = Math.fround(rng() * 255);
+      for (const factor of [0.6, 1.4, 3, 0]) {
+        const js = batch.slice(n * 3, 2 * n * 3);
+        const before = batch.slice();
+        const got = batch.subarray(n * 3, 2 * n * 3);
+        adjustContrast(js, factor);
+        wasm?.contrast(got, factor);
+        expect(same(got, js)).toBe(true);
+        // Only the view changed.
+        expect(same(batch.subarray(0, n * 3), before.subarray(0, n * 3))).toBe(true);
+        expect(same(batch.subarray(2 * n * 3), before.subarray(2 * n * 3))).toBe(true);
+        if (factor === 3 && n > 1) expect(Math.min(...js.subarray(0, 3000)) === 0 && Math.max(...js.subarray(0, 3000)) === 255).toBe(true);
+        batch.set(before);
+      }
+    }
   });
 });
 

@@ -1,5 +1,5 @@
 import type { RgbImage } from '../core/image.js';
-import { wasmResampler } from './wasm-kernels/resample-wasm.js';
+import { wasmAugmentation } from './wasm-kernels/augment-wasm.js';
 
 export type FlipMode = 'horizontal' | 'vertical' | 'horizontal_and_vertical' | 'none';
 
@@ -70,9 +70,10 @@ export function applyAugmentation(img: RgbImage, draw: AugmentDraw, out?: Float3
   if (dst.length < offset + w * h * 3)
     throw new Error(`applyAugmentation: the output holds ${dst.length} values, need ${offset + w * h * 3}`);
   const view = offset === 0 && dst.length === w * h * 3 ? dst : dst.subarray(offset, offset + w * h * 3);
-  if (draw.angle !== 0 || draw.zoom !== 1) (wasmResampler() ?? resample)(data, w, h, draw, view);
+  const wasm = wasmAugmentation();
+  if (draw.angle !== 0 || draw.zoom !== 1) (wasm?.resample ?? resample)(data, w, h, draw, view);
   else remap(data, w, h, draw.flipH, draw.flipV, view);
-  if (draw.contrast !== 1) adjustContrast(view, draw.contrast);
+  if (draw.contrast !== 1) (wasm?.contrast ?? adjustContrast)(view, draw.contrast);
   return out ? dst : view;
 }
 
@@ -96,7 +97,7 @@ function remap(data: Uint8Array, w: number, h: number, flipH: boolean, flipV: bo
 }
 
 /**
- * Rotation/zoom (and flips) with bilinear sampling and reflect fill. wasm-kernels/resample-wasm.ts
+ * Rotation/zoom (and flips) with bilinear sampling and reflect fill. wasm-kernels/augment-wasm.ts
  * runs this loop op for op in WebAssembly (~1.6x faster); this one is used where that cannot be built.
  */
 export function resample(data: Uint8Array, w: number, h: number, draw: AugmentDraw, out: Float32Array): void {
@@ -166,7 +167,8 @@ export function resample(data: Uint8Array, w: number, h: number, draw: AugmentDr
   }
 }
 
-function adjustContrast(px: Float32Array, factor: number): void {
+/** The contrast pass (its WebAssembly twin: wasm-kernels/augment-wasm.ts). */
+export function adjustContrast(px: Float32Array, factor: number): void {
   const mean = [0, 0, 0];
   const n = px.length / 3;
   for (let i = 0; i < px.length; i += 3) {

@@ -1,10 +1,11 @@
-// The rotation/zoom resampling of training/augment.ts as a WebAssembly loop on a memory of its own.
-// Every phase-2 epoch augments each training image once more (2,620 views in a default run), and
-// the JS loop took ~2.5 ms of a worker's ~14 ms per view; this takes ~1.5 ms (the source is widened
-// to float64 once per view, not at each of its ~4 reads). The arithmetic is the JS loop's, op for
-// op in float64 (IEEE in both), so the pixels are the same bits (test/augment.test.ts compares it
-// with the JS loop and the plain per-pixel reference, on real photos and on random draws).
-import { c32, get, I32, moduleOnce, name, op, section, set, tee, uleb, vec } from './wasm-assembler.js';
+// The augmentation's per-pixel loops (training/augment.ts) as WebAssembly on a memory of its own.
+// Every phase-2 epoch augments each training image once more (2,620 views in a default run). The JS
+// rotation took ~2.5 ms of a worker's ~14 ms per view; this takes ~1.5 ms (the source is widened to
+// float64 once per view, not at each of its ~4 reads); the contrast pass ~2 ms in JS. The
+// arithmetic is the JS loops', op for op in float64 (IEEE in both), so the pixels are the same bits
+// (test/augment.test.ts compares both with the JS loops and the plain per-pixel reference, on real
+// photos and on random draws).
+import { c32, get, I32, memarg, moduleOnce, name, op, section, set, tee, uleb, vec, whileBelow } from './wasm-assembler.js';
 
 const F64 = 0x7c;
 const f64 = {
@@ -16,6 +17,10 @@ const f64 = {
   floor: 0x9c,
   fromI32: 0xb7, // f64.convert_i32_s
   fromU32: 0xb8, // f64.convert_i32_u
+  fromF32: 0xbb, // f64.promote_f32
+  div: 0xa3,
+  min: 0xa4,
+  max: 0xa5,
 };
 const i32 = {
   load8u: (offset: number) => [0x2d, 0x00, ...uleb(offset)],
@@ -147,22 +152,59 @@ function resampleFn(): number[] {
   return [...uleb(fn.length), ...fn];
 }
 
+// contrast(px, n, factor): augment.ts adjustContrast() over n RGB float32 pixels at px: each
+// channel's mean (summed in order in float64), then min(255, max(0, (v - mean) * factor + mean)).
+function contrastFn(): number[] {
+  const [px, n, factor, p, end, s0, s1, s2, nf] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const load = (offset: number) => [op.f32Load, memarg[0], ...uleb(offset), f64.fromF32];
+  const sum = (acc: number, ch: number) => [...get(acc), ...get(p), ...load(4 * ch), f64.add, ...set(acc)];
+  const adjust = (mean: number, ch: number) => [
+    ...get(p),
+    ...f64.const(255),
+    ...f64.const(0),
+    ...[...get(p), ...load(4 * ch), ...get(mean), f64.sub, ...get(factor), f64.mul, ...get(mean), f64.add],
+    f64.max,
+    f64.min,
+    ...f32StoreDemoted(4 * ch),
+  ];
+  const code = [
+    ...[...get(px), ...get(n), ...c32(12), i32.mul, op.i32Add, ...set(end)],
+    ...[...get(px), ...set(p)],
+    ...whileBelow(p, [], end, [...sum(s0, 0), ...sum(s1, 1), ...sum(s2, 2)], 12),
+    ...[...get(n), f64.fromU32, ...set(nf)],
+    ...[s0, s1, s2].flatMap((acc) => [...get(acc), ...get(nf), f64.div, ...set(acc)]),
+    ...[...get(px), ...set(p)],
+    ...whileBelow(p, [], end, [...adjust(s0, 0), ...adjust(s1, 1), ...adjust(s2, 2)], 12),
+    op.end,
+  ];
+  const fn = [
+    ...vec([
+      [2, I32],
+      [4, F64],
+    ]),
+    ...code,
+  ];
+  return [...uleb(fn.length), ...fn];
+}
+
 function moduleBytes(): Uint8Array {
   const reflectType = [0x60, ...vec([[I32], [I32]]), ...vec([[I32]])];
   const resampleType = [0x60, ...vec([[I32], [I32], [I32], [I32], [I32], [F64], [F64], [F64], [F64], [I32], [I32]]), 0x00];
+  const contrastType = [0x60, ...vec([[I32], [I32], [F64]]), 0x00];
   return new Uint8Array([
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
-    ...section(1, vec([reflectType, resampleType])),
-    ...section(3, vec([[0x00], [0x01]])),
+    ...section(1, vec([reflectType, resampleType, contrastType])),
+    ...section(3, vec([[0x00], [0x01], [0x02]])),
     ...section(5, vec([[0x00, 0x01]])),
     ...section(
       7,
       vec([
         [...name('memory'), 0x02, 0x00],
         [...name('resample'), 0x00, 0x01],
+        [...name('contrast'), 0x00, 0x02],
       ]),
     ),
-    ...section(10, [...uleb(2), ...reflectFn(), ...resampleFn()]),
+    ...section(10, [...uleb(3), ...reflectFn(), ...resampleFn(), ...contrastFn()]),
   ]);
 }
 
@@ -173,34 +215,52 @@ export interface ResampleDraw {
   zoom: number;
 }
 
-type Resampler = (data: Uint8Array, w: number, h: number, draw: ResampleDraw, out: Float32Array) => void;
+export interface WasmAugmentation {
+  /** augment.ts resample(): rotation/zoom (and flips) of data (w x h RGB bytes) into out. */
+  resample(data: Uint8Array, w: number, h: number, draw: ResampleDraw, out: Float32Array): void;
+  /** augment.ts adjustContrast() on px (RGB float32), in place. */
+  contrast(px: Float32Array, factor: number): void;
+}
 
-/** This thread's WebAssembly resampler (augment.ts resample() in WebAssembly), or undefined where it cannot be built. */
-export const wasmResampler = moduleOnce<Resampler>(moduleBytes, (exports) => {
-  const e = exports as { memory: WebAssembly.Memory; resample(...args: number[]): void };
-  return (data, w, h, draw, out) => {
-    const cx = (w - 1) / 2;
-    const cy = (h - 1) / 2;
-    const cos = Math.cos(draw.angle) * draw.zoom;
-    const sin = Math.sin(draw.angle) * draw.zoom;
-    const nsin = -sin;
-    // Memory: the source bytes, the two float64 tables, the float32 output, the source as float64.
-    const srcBytes = Math.ceil((w * h * 3) / 8) * 8;
-    const tablesAt = srcBytes;
-    const outAt = tablesAt + 16 * w;
-    const need = outAt + 12 * w * h + 24 * w * h;
+/** This thread's augmentation loops in WebAssembly, or undefined where they cannot be built. */
+export const wasmAugmentation = moduleOnce<WasmAugmentation>(moduleBytes, (exports) => {
+  const e = exports as {
+    memory: WebAssembly.Memory;
+    resample(...args: number[]): void;
+    contrast(px: number, n: number, factor: number): void;
+  };
+  const reserve = (bytes: number) => {
     const have = e.memory.buffer.byteLength;
-    if (need > have) e.memory.grow(Math.ceil((need - have) / 65536));
-    const buf = e.memory.buffer;
-    new Uint8Array(buf, 0, w * h * 3).set(data.subarray(0, w * h * 3));
-    const cosDx = new Float64Array(buf, tablesAt, w);
-    const nsinDx = new Float64Array(buf, tablesAt + 8 * w, w);
-    for (let x = 0; x < w; x++) {
-      const dx = x - cx;
-      cosDx[x] = cos * dx;
-      nsinDx[x] = nsin * dx;
-    }
-    e.resample(0, outAt, tablesAt, w, h, cx, cy, sin, cos, draw.flipH ? 1 : 0, draw.flipV ? 1 : 0);
-    out.set(new Float32Array(buf, outAt, w * h * 3));
+    if (bytes > have) e.memory.grow(Math.ceil((bytes - have) / 65536));
+    return e.memory.buffer;
+  };
+  return {
+    resample(data, w, h, draw, out) {
+      const cx = (w - 1) / 2;
+      const cy = (h - 1) / 2;
+      const cos = Math.cos(draw.angle) * draw.zoom;
+      const sin = Math.sin(draw.angle) * draw.zoom;
+      const nsin = -sin;
+      // Memory: the source bytes, the two float64 tables, the float32 output, the source as float64.
+      const tablesAt = Math.ceil((w * h * 3) / 8) * 8;
+      const outAt = tablesAt + 16 * w;
+      const buf = reserve(outAt + 12 * w * h + 24 * w * h);
+      new Uint8Array(buf, 0, w * h * 3).set(data.subarray(0, w * h * 3));
+      const cosDx = new Float64Array(buf, tablesAt, w);
+      const nsinDx = new Float64Array(buf, tablesAt + 8 * w, w);
+      for (let x = 0; x < w; x++) {
+        const dx = x - cx;
+        cosDx[x] = cos * dx;
+        nsinDx[x] = nsin * dx;
+      }
+      e.resample(0, outAt, tablesAt, w, h, cx, cy, sin, cos, draw.flipH ? 1 : 0, draw.flipV ? 1 : 0);
+      out.set(new Float32Array(buf, outAt, w * h * 3));
+    },
+    contrast(px, factor) {
+      const view = new Float32Array(reserve(px.byteLength), 0, px.length);
+      view.set(px);
+      e.contrast(0, px.length / 3, factor);
+      px.set(view);
+    },
   };
 });
