@@ -243,21 +243,32 @@ function pointwiseUnit(
   const [n, h, wd, ci] = x.shape;
   const co = w.shape[1];
   const p = n * h * wd;
-  const f = tf.customGrad(((xi: Tensor, wi: Tensor, bi: Tensor, save: GradSaveFunc) => {
+  const f = tf.customGrad(((...args: unknown[]) => {
+    const [xi, wi, bi] = constantInput(args, x, needDx);
     const x2 = tf.reshape(xi, [p, ci]) as Tensor2D;
     const y = products.forward(x2, wi as Tensor2D, bi as Tensor1D, act);
-    save([x2, wi, y]);
+    (args.at(-1) as GradSaveFunc)([x2, wi, y]);
     return {
       value: tf.reshape(y, [n, h, wd, co]),
       gradFunc: (dy: Tensor, saved: Tensor[]) => {
         const [xs, ws, ys] = saved as [Tensor2D, Tensor2D, Tensor2D];
         const dz = maskGrad(tf.reshape(dy, [p, co]), ys, act) as Tensor2D;
-        const dx = needDx ? tf.reshape(products.inputGrad(dz, ws), [n, h, wd, ci]) : tf.zeros([n, h, wd, ci]);
-        return [dx, products.filterGrad(xs, dz), columnSumsOf(dz)];
+        const grads = [products.filterGrad(xs, dz), columnSumsOf(dz)];
+        return needDx ? [tf.reshape(products.inputGrad(dz, ws), [n, h, wd, ci]), ...grads] : grads;
       },
     };
   }) as unknown as CustomGradFunc);
-  return f(x, w, b) as Tensor4D;
+  return (needDx ? f(x, w, b) : f(w, b)) as Tensor4D;
+}
+
+/**
+ * A unit's inputs from customGrad's arguments (the last is its save function). A constant input
+ * (needDx false: the boundary activations) is not passed to customGrad at all, so tfjs asks no
+ * gradient for it: before, a zero tensor of its size (14 MB at 224) was made every step.
+ */
+function constantInput(args: unknown[], x: Tensor, needDx: boolean): Tensor[] {
+  const inputs = args.slice(0, -1) as Tensor[];
+  return needDx ? inputs : [x, ...inputs];
 }
 
 interface DwGeom {
@@ -267,9 +278,10 @@ interface DwGeom {
 
 /** act(depthwise(x, k) + b): a depthwise convolution with folded BatchNorm. */
 function depthwiseUnit(x: Tensor4D, k: Tensor4D, b: Tensor1D, g: DwGeom, act: Act, needDx: boolean): Tensor4D {
-  const f = tf.customGrad(((xi: Tensor, ki: Tensor, bi: Tensor, save: GradSaveFunc) => {
+  const f = tf.customGrad(((...args: unknown[]) => {
+    const [xi, ki, bi] = constantInput(args, x, needDx);
     const y = fusedDepthwiseKernel(xi as Tensor4D, ki as Tensor4D, bi as Tensor1D, g, act);
-    save([xi, ki, y]);
+    (args.at(-1) as GradSaveFunc)([xi, ki, y]);
     return {
       value: y,
       gradFunc: (dy: Tensor, saved: Tensor[]) => {
@@ -277,15 +289,28 @@ function depthwiseUnit(x: Tensor4D, k: Tensor4D, b: Tensor1D, g: DwGeom, act: Ac
         const dz = maskGrad(dy, ys, act) as Tensor4D;
         const attrs = { strides: g.strides, pad: g.pad, dilations: [1, 1], dimRoundingMode: undefined };
         const dk = runKernel('DepthwiseConv2dNativeBackpropFilter', { x: xs, dy: dz }, { ...attrs, filterShape: ks.shape });
-        const dx = needDx
-          ? runKernel('DepthwiseConv2dNativeBackpropInput', { dy: dz, filter: ks }, { ...attrs, inputShape: xs.shape })
-          : tf.zeros(xs.shape);
         const c = dz.shape[3];
-        return [dx, dk, columnSumsOf(tf.reshape(dz, [dz.size / c, c]) as Tensor2D)];
+        const grads = [dk, columnSumsOf(tf.reshape(dz, [dz.size / c, c]) as Tensor2D)];
+        if (!needDx) return grads;
+        return [runKernel('DepthwiseConv2dNativeBackpropInput', { dy: dz, filter: ks }, { ...attrs, inputShape: xs.shape }), ...grads];
       },
     };
   }) as unknown as CustomGradFunc);
-  return f(x, k, b) as Tensor4D;
+  return (needDx ? f(x, k, b) : f(k, b)) as Tensor4D;
+}
+
+/**
+ * Global average pooling over H and W. Its gradient is tfjs' Mean gradient, (dy * 1) / (H W)
+ * broadcast over x's shape, computed as (dy / (H W)) * 1: the same values, but the ones tensor
+ * (8 MB at 224, filled and uploaded by tfjs every step, ~15 ms) comes from `ones`, made once per shape.
+ */
+function meanPool(x: Tensor4D, ones: (shape: number[]) => Tensor): Tensor2D {
+  const [n, h, w, c] = x.shape;
+  const f = tf.customGrad(((xi: Tensor) => ({
+    value: tf.mean(xi, [1, 2]),
+    gradFunc: (dy: Tensor) => tf.mul(tf.div(tf.reshape(dy, [n, 1, 1, c]), h * w), ones([n, h, w, c])),
+  })) as unknown as CustomGradFunc);
+  return f(x) as Tensor2D;
 }
 
 interface Owned {
@@ -334,6 +359,16 @@ function buildFastSteps(
   const layer = (name: string) => model.getLayer(name);
   const constant = (t: Tensor) => {
     constants.push(t);
+    return t;
+  };
+  const onesByShape = new Map<string, Tensor>();
+  const ones = (shape: number[]) => {
+    const key = shape.join('x');
+    let t = onesByShape.get(key);
+    if (!t) {
+      t = constant(tf.keep(tf.ones(shape)));
+      onesByShape.set(key, t);
+    }
     return t;
   };
   /** Folded BN: scale s = gamma / sqrt(var + eps), shift = beta - mean * s (gamma/beta trainable). */
@@ -434,7 +469,7 @@ function buildFastSteps(
         return { ...base, run: (xs) => tf.addN(xs) };
       case 'globalAveragePool':
         if (op.keepDims) throw unsupported();
-        return { ...base, run: ([x]) => tf.mean(x, [1, 2]) };
+        return { ...base, run: ([x]) => meanPool(x as Tensor4D, ones) };
       case 'identity':
         if (layer(op.layers[0]).getClassName() !== 'Dropout') throw unsupported();
         return { ...base, run: ([x], dropout) => (dropout ? dropout(x) : x) };
