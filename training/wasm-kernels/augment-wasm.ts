@@ -5,7 +5,7 @@
 // arithmetic is the JS loops', op for op in float64 (IEEE in both), so the pixels are the same bits
 // (test/augment.test.ts compares both with the JS loops and the plain per-pixel reference, on real
 // photos and on random draws).
-import { c32, get, I32, memarg, moduleOnce, name, op, section, set, tee, uleb, vec, whileBelow } from './wasm-assembler.js';
+import { c32, funcBody, get, I32, memarg, moduleOnce, name, op, section, set, tee, uleb, vec, whileBelow } from './wasm-assembler.js';
 
 const F64 = 0x7c;
 const f64 = {
@@ -52,8 +52,7 @@ function reflectFn(): number[] {
     ...[...get(k), ...get(period), ...get(k), i32.sub, ...c32(1), i32.sub, ...get(k), ...get(n), i32.ltS, op.select],
     op.end,
   ];
-  const fn = [...vec([[2, I32]]), ...code];
-  return [...uleb(fn.length), ...fn];
+  return funcBody([[2, I32]], code);
 }
 
 // resample(src, out, tables, w, h, cx, cy, sin, cos, flipH, flipV): the body of augment.ts resample()
@@ -142,14 +141,13 @@ function resampleFn(): number[] {
     ]),
     op.end,
   ];
-  const fn = [
-    ...vec([
+  return funcBody(
+    [
       [12, I32],
       [16, F64],
-    ]),
-    ...code,
-  ];
-  return [...uleb(fn.length), ...fn];
+    ],
+    code,
+  );
 }
 
 // contrast(px, n, factor): augment.ts adjustContrast() over n RGB float32 pixels at px: each
@@ -177,14 +175,13 @@ function contrastFn(): number[] {
     ...whileBelow(p, [], end, [...adjust(s0, 0), ...adjust(s1, 1), ...adjust(s2, 2)], 12),
     op.end,
   ];
-  const fn = [
-    ...vec([
+  return funcBody(
+    [
       [2, I32],
       [4, F64],
-    ]),
-    ...code,
-  ];
-  return [...uleb(fn.length), ...fn];
+    ],
+    code,
+  );
 }
 
 function moduleBytes(): Uint8Array {

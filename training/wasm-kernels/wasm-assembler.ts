@@ -153,3 +153,9 @@ export function moduleOnce<T>(bytes: () => Uint8Array, wrap: (exports: WebAssemb
     return made ?? undefined;
   };
 }
+
+/** A function body for the code section: its locals (count, type) and code, length-prefixed. */
+export function funcBody(locals: [number, number][], code: number[]): number[] {
+  const fn = [...vec(locals.map(([count, type]) => [count, type])), ...code];
+  return [...uleb(fn.length), ...fn];
+}
