@@ -301,14 +301,14 @@ function depthwiseUnit(x: Tensor4D, k: Tensor4D, b: Tensor1D, g: DwGeom, act: Ac
 
 /**
  * Global average pooling over H and W. Its gradient is tfjs' Mean gradient, (dy * 1) / (H W)
- * broadcast over x's shape, computed as (dy / (H W)) * 1: the same values, but the ones tensor
- * (8 MB at 224, filled and uploaded by tfjs every step, ~15 ms) comes from `ones`, made once per shape.
+ * broadcast over x's shape, computed as (dy / (H W)) * 1: the same values. tfjs builds its ones
+ * tensor in JS and uploads it every step (8 MB at 224); tf.fill writes it in the WASM heap.
  */
-function meanPool(x: Tensor4D, ones: (shape: number[]) => Tensor): Tensor2D {
+function meanPool(x: Tensor4D): Tensor2D {
   const [n, h, w, c] = x.shape;
   const f = tf.customGrad(((xi: Tensor) => ({
     value: tf.mean(xi, [1, 2]),
-    gradFunc: (dy: Tensor) => tf.mul(tf.div(tf.reshape(dy, [n, 1, 1, c]), h * w), ones([n, h, w, c])),
+    gradFunc: (dy: Tensor) => tf.mul(tf.div(tf.reshape(dy, [n, 1, 1, c]), h * w), tf.fill([n, h, w, c], 1)),
   })) as unknown as CustomGradFunc);
   return f(x) as Tensor2D;
 }
@@ -359,16 +359,6 @@ function buildFastSteps(
   const layer = (name: string) => model.getLayer(name);
   const constant = (t: Tensor) => {
     constants.push(t);
-    return t;
-  };
-  const onesByShape = new Map<string, Tensor>();
-  const ones = (shape: number[]) => {
-    const key = shape.join('x');
-    let t = onesByShape.get(key);
-    if (!t) {
-      t = constant(tf.keep(tf.ones(shape)));
-      onesByShape.set(key, t);
-    }
     return t;
   };
   /** Folded BN: scale s = gamma / sqrt(var + eps), shift = beta - mean * s (gamma/beta trainable). */
@@ -469,7 +459,7 @@ function buildFastSteps(
         return { ...base, run: (xs) => tf.addN(xs) };
       case 'globalAveragePool':
         if (op.keepDims) throw unsupported();
-        return { ...base, run: ([x]) => meanPool(x as Tensor4D, ones) };
+        return { ...base, run: ([x]) => meanPool(x as Tensor4D) };
       case 'identity':
         if (layer(op.layers[0]).getClassName() !== 'Dropout') throw unsupported();
         return { ...base, run: ([x], dropout) => (dropout ? dropout(x) : x) };
