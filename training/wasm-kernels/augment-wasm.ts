@@ -5,12 +5,14 @@
 // arithmetic is the JS loops', op for op in float64 (IEEE in both), so the pixels are the same bits
 // (test/augment.test.ts compares both with the JS loops and the plain per-pixel reference, on real
 // photos and on random draws).
+import type { AugmentDraw } from '../augment.js';
 import { c32, funcBody, get, I32, memarg, moduleOnce, name, op, section, set, tee, uleb, vec, whileBelow } from './wasm-assembler.js';
 
 const F64 = 0x7c;
 const f64 = {
   const: (v: number) => [0x44, ...new Uint8Array(new Float64Array([v]).buffer)],
   load: (offset = 0) => [0x2b, 0x03, ...uleb(offset)],
+  store: (offset = 0) => [0x39, 0x03, ...uleb(offset)],
   add: 0xa0,
   sub: 0xa1,
   mul: 0xa2,
@@ -106,38 +108,25 @@ function resampleFn(): number[] {
     ...[...get(out), ...c32(12), op.i32Add, ...set(out)],
     ...[...get(tab), ...c32(8), op.i32Add, ...set(tab)],
   ];
-  const loopWhile = (counter: number, limit: number, body: number[]) => [
-    ...c32(0),
-    ...set(counter),
-    op.block,
-    op.void,
-    op.loop,
-    op.void,
-    ...[...get(counter), ...get(limit), i32.geS, op.brIf, 1],
-    ...body,
-    ...[...get(counter), ...c32(1), op.i32Add, ...set(counter), 0x0c, 0], // br 0: the next iteration
-    op.end,
-    op.end,
-  ];
+  // for (counter = 0; counter < limit; counter++) body
+  const upTo = (counter: number, limit: number, body: number[]) => [...c32(0), ...set(counter), ...whileBelow(counter, [], limit, body, 1)];
   const code = [
     // The source as float64 after the output (each value is read by up to 4 output pixels): px64 = out + 12 w h.
     ...[...get(out), ...get(w), ...get(h), i32.mul, ...c32(12), i32.mul, op.i32Add, ...set(px64)],
     ...[...get(w), ...get(h), i32.mul, ...c32(3), i32.mul, ...set(a)],
-    ...loopWhile(x, a, [
+    ...upTo(x, a, [
       ...[...get(px64), ...get(x), ...c32(3), op.i32Shl, op.i32Add],
       ...[...get(src), ...get(x), op.i32Add, ...i32.load8u(0), f64.fromU32],
-      0x39,
-      0x03,
-      0x00, // f64.store
+      ...f64.store(0),
     ]),
     ...[...get(w), ...c32(1), i32.sub, f64.fromI32, ...set(wm1)],
     ...[...get(h), ...c32(1), i32.sub, f64.fromI32, ...set(hm1)],
-    ...loopWhile(y, h, [
+    ...upTo(y, h, [
       // dy = y - cy; sinDy = sin * dy; cosDy = cos * dy
       ...[...get(sin), ...get(y), f64.fromI32, ...get(cy), f64.sub, f64.mul, ...set(sinDy)],
       ...[...get(cos), ...get(y), f64.fromI32, ...get(cy), f64.sub, f64.mul, ...set(cosDy)],
       ...[...get(tables), ...set(tab)],
-      ...loopWhile(x, w, pixel),
+      ...upTo(x, w, pixel),
     ]),
     op.end,
   ];
@@ -205,12 +194,8 @@ function moduleBytes(): Uint8Array {
   ]);
 }
 
-export interface ResampleDraw {
-  flipH: boolean;
-  flipV: boolean;
-  angle: number;
-  zoom: number;
-}
+/** What the resampling reads of a draw (augment.ts AugmentDraw; contrast is a pass of its own). */
+export type ResampleDraw = Omit<AugmentDraw, 'contrast'>;
 
 export interface WasmAugmentation {
   /** augment.ts resample(): rotation/zoom (and flips) of data (w x h RGB bytes) into out. */

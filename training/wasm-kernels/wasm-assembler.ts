@@ -156,6 +156,6 @@ export function moduleOnce<T>(bytes: () => Uint8Array, wrap: (exports: WebAssemb
 
 /** A function body for the code section: its locals (count, type) and code, length-prefixed. */
 export function funcBody(locals: [number, number][], code: number[]): number[] {
-  const fn = [...vec(locals.map(([count, type]) => [count, type])), ...code];
+  const fn = [...vec(locals), ...code];
   return [...uleb(fn.length), ...fn];
 }
