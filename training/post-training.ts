@@ -12,6 +12,7 @@ import type { Calibration, OpenSet } from '../core/manifest.js';
 import { encodeFloat32 } from '../core/open-set-score.js';
 import { tf } from '../core/tf.js';
 import { calibrate } from './calibration.js';
+import { similarPairs } from './near-duplicates.js';
 import { chooseThreshold, fitMahalanobis, scoreRows as openSetScores } from './open-set.js';
 import { deriveSeed } from './rng.js';
 import { memoryStore, type RowStore } from './row-store.js';
@@ -257,40 +258,33 @@ export async function postTraining(ctx: PhaseContext, val: ValidationFeatures, r
   const highestLoss = [...trainPhotos].sort((a, b) => b.loss - a.loss).slice(0, LIST);
 
   const all = [
-    ...data.train.files.map((f, i) => ({ path: f.relPath, label: f.label, split: 0, row: i, emb: tr })),
-    ...data.validation.files.map((f, i) => ({ path: f.relPath, label: f.label, split: 1, row: i, emb: va })),
+    ...data.train.files.map((f) => ({ path: f.relPath, label: f.label, split: 0 })),
+    ...data.validation.files.map((f) => ({ path: f.relPath, label: f.label, split: 1 })),
   ];
   let duplicates: DuplicatePair[] = [];
   let duplicateSearch = `cosine similarity >= ${DUPLICATE_SIMILARITY} of the pooled embeddings, across classes and across the split`;
   if (all.length <= DUPLICATE_MAX_IMAGES) {
-    const dim = tr.dim;
-    const unit = all.map((a) => {
-      const v = a.emb.embeddings.subarray(a.row * dim, (a.row + 1) * dim);
-      let n = 0;
-      for (let d = 0; d < dim; d++) n += v[d] * v[d];
-      n = Math.sqrt(n) || 1;
-      return Float32Array.from(v, (x) => x / n);
-    });
-    for (let i = 0; i < all.length; i++) {
-      for (let j = i + 1; j < all.length; j++) {
-        const crossClass = all[i].label !== all[j].label;
-        const crossSplit = all[i].split !== all[j].split;
-        if (!crossClass && !crossSplit) continue;
-        let dot = 0;
-        for (let d = 0; d < dim; d++) dot += unit[i][d] * unit[j][d];
-        if (dot >= DUPLICATE_SIMILARITY) {
-          duplicates.push({
-            a: all[i].path,
-            b: all[j].path,
-            labelA: data.classes[all[i].label],
-            labelB: data.classes[all[j].label],
-            similarity: dot,
-            kind: crossClass ? 'across-classes' : 'across-split',
-          });
-        }
-      }
-    }
-    duplicates = duplicates.sort((a, b) => b.similarity - a.similarity).slice(0, 4 * LIST);
+    const embeddings = new Float32Array(all.length * tr.dim);
+    embeddings.set(tr.embeddings.subarray(0, data.train.length * tr.dim));
+    embeddings.set(va.embeddings.subarray(0, data.validation.length * tr.dim), data.train.length * tr.dim);
+    duplicates = similarPairs(
+      embeddings,
+      tr.dim,
+      DUPLICATE_SIMILARITY,
+      (i, j) => all[i].label !== all[j].label || all[i].split !== all[j].split,
+    )
+      .map(
+        ({ i, j, similarity }): DuplicatePair => ({
+          a: all[i].path,
+          b: all[j].path,
+          labelA: data.classes[all[i].label],
+          labelB: data.classes[all[j].label],
+          similarity,
+          kind: all[i].label !== all[j].label ? 'across-classes' : 'across-split',
+        }),
+      )
+      .sort((a, b) => b.similarity - a.similarity)
+      .slice(0, 4 * LIST);
   } else {
     duplicateSearch = `skipped: ${all.length} images is over the ${DUPLICATE_MAX_IMAGES}-image limit of the pairwise search`;
   }

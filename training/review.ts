@@ -13,6 +13,7 @@ import type { Manifest } from '../core/manifest.js';
 import { decodeOpenSetStats, openSetDistance } from '../core/open-set-score.js';
 import type { LayersModel } from '../core/tf.js';
 import { tf } from '../core/tf.js';
+import { similarPairs } from './near-duplicates.js';
 import { DUPLICATE_MAX_IMAGES, DUPLICATE_SIMILARITY } from './post-training.js';
 
 const IMAGE = /\.(jpe?g|png|webp|gif|bmp)$/i;
@@ -152,31 +153,24 @@ export async function reviewFolder(
   }
 
   // Near-duplicates whose folders disagree: at most one of them can be right.
-  let duplicates = 0;
-  const unit = embeddings.map(({ emb }) => {
-    const n = Math.hypot(...emb) || 1;
-    return Float32Array.from(emb, (x) => x / n);
-  });
-  for (let i = 0; i < embeddings.length; i++) {
-    for (let j = i + 1; j < embeddings.length; j++) {
-      const a = embeddings[i].row;
-      const b = embeddings[j].row;
-      if (a.label === b.label) continue;
-      let dot = 0;
-      for (let d = 0; d < unit[i].length; d++) dot += unit[i][d] * unit[j][d];
-      if (dot < DUPLICATE_SIMILARITY) continue;
-      duplicates++;
-      for (const [r, o] of [
-        [a, b],
-        [b, a],
-      ] as const) {
-        if (r.reason === '') {
-          r.reason = 'near-duplicate';
-          r.other = o.path;
-        }
+  const dim = embeddings[0]?.emb.length ?? 1;
+  const matrix = new Float32Array(embeddings.length * dim);
+  for (const [i, { emb }] of embeddings.entries()) matrix.set(emb, i * dim);
+  const pairs = similarPairs(matrix, dim, DUPLICATE_SIMILARITY, (i, j) => embeddings[i].row.label !== embeddings[j].row.label);
+  for (const { i, j } of pairs) {
+    const a = embeddings[i].row;
+    const b = embeddings[j].row;
+    for (const [r, o] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      if (r.reason === '') {
+        r.reason = 'near-duplicate';
+        r.other = o.path;
       }
     }
   }
+  const duplicates = pairs.length;
 
   const rank = (r: ReviewRow) => (r.reason === '' ? 1 : 0);
   rows.sort((a, b) => rank(a) - rank(b) || (b.loss ?? b.distance ?? 0) - (a.loss ?? a.distance ?? 0) || (a.path < b.path ? -1 : 1));
