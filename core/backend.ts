@@ -1,8 +1,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { getThreadsCount, setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { edgetuneConfig } from './config.js';
-import { tf } from './tf.js';
+import { tf, tfWasm } from './tf.js';
 import { assertTfjsVersion } from './tfjs-internals.js';
 
 export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
@@ -53,7 +52,7 @@ async function tryNative(pkg: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-no
 async function tryWasm(threads: number, log: (line: string) => void, folder?: string): Promise<boolean> {
   try {
     const dir = wasmDir(folder);
-    setWasmPaths(dir.endsWith(path.sep) ? dir : dir + path.sep);
+    tfWasm.setWasmPaths(dir.endsWith(path.sep) ? dir : dir + path.sep);
     let ok: boolean;
     if (threads > 1) {
       // Loaded only here: serving never starts the threaded build.
@@ -65,7 +64,7 @@ async function tryWasm(threads: number, log: (line: string) => void, folder?: st
       if (ok && tf.getBackend() === 'wasm') return true;
       tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
     }
-    setThreadsCount(1);
+    tfWasm.setThreadsCount(1);
     ok = await tf.setBackend('wasm');
     // setBackend resolves false (and leaves tfjs on cpu) when the module cannot start: check it.
     return ok && tf.getBackend() === 'wasm';
@@ -109,7 +108,7 @@ export async function initBackend(
     current = { backend: tf.getBackend(), name };
     if (name === 'wasm') {
       current.simd = (await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) as boolean;
-      current.threads = getThreadsCount();
+      current.threads = tfWasm.getThreadsCount();
     }
     if (name === 'cpu') {
       current.reason =

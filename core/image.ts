@@ -1,6 +1,6 @@
 import bmp from 'bmp-js';
-import sharp from 'sharp';
 import { checkImageHeader, ImageDecodeError, ImageTooLargeError, UnsupportedImageError } from './image-format.js';
+import { sharp } from './sharp.js';
 
 export { ImageDecodeError, ImageTooLargeError, UnsupportedImageError };
 

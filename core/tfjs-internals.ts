@@ -4,8 +4,7 @@
 // that re-runs the parity tests (fast-tail, wasm-grad-kernels, backend-threads, train) rather
 // than a silent change under `^4.x`. assertTfjsVersion() runs when a backend starts.
 import type { NamedTensorMap, Optimizer, Tensor, TensorInfo } from '@tensorflow/tfjs';
-import { version_wasm } from '@tensorflow/tfjs-backend-wasm';
-import { tf } from './tf.js';
+import { tf, tfWasm } from './tf.js';
 
 /** The tfjs release every function below was written and tested against. */
 export const TFJS_VERSION = '4.22.0';
@@ -17,7 +16,7 @@ export function assertTfjsVersion(
     '@tensorflow/tfjs-core': tf.version['tfjs-core'],
     '@tensorflow/tfjs-layers': tf.version['tfjs-layers'],
     '@tensorflow/tfjs-backend-cpu': tf.version['tfjs-backend-cpu'],
-    '@tensorflow/tfjs-backend-wasm': version_wasm,
+    '@tensorflow/tfjs-backend-wasm': tfWasm.version_wasm,
   },
 ): void {
   const wrong = Object.entries(installed).filter(([, v]) => v !== TFJS_VERSION);

@@ -4,8 +4,7 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
-import { tf } from './tf.js';
+import { tf, tfWasm } from './tf.js';
 import { wasmPthreadWorkers, withEmscriptenConfig } from './tfjs-internals.js';
 
 const require = createRequire(import.meta.url);
@@ -54,7 +53,7 @@ export async function startThreadedWasm(threads: number): Promise<boolean> {
       },
       async () => {
         tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
-        setThreadsCount(threads);
+        tfWasm.setThreadsCount(threads);
         const ok = await tf.setBackend('wasm');
         if (!ok) return false;
         const workers = wasmPthreadWorkers();

@@ -1,5 +1,5 @@
-import sharp from 'sharp';
 import type { RgbImage } from '../core/image.js';
+import { sharp } from '../core/sharp.js';
 import { type AugmentConfig, applyAugmentation, drawAugmentation } from './augment.js';
 import { createRng } from './rng.js';
 

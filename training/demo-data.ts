@@ -1,7 +1,7 @@
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import sharp from 'sharp';
 import type { RgbImage } from '../core/image.js';
+import { sharp } from '../core/sharp.js';
 import { createRng, deriveSeed } from './rng.js';
 
 /**

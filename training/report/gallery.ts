@@ -3,7 +3,7 @@
 // thumbnail decoded from the photo's file (never from a held set of decoded images).
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import sharp from 'sharp';
+import { sharp } from '../../core/sharp.js';
 import type { ReviewData, ReviewPhoto } from '../post-training.js';
 import { esc } from './html.js';
 

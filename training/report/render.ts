@@ -1,6 +1,6 @@
-import sharp from 'sharp';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
+import { sharp } from '../../core/sharp.js';
 
 /** Renders a Vega-Lite spec to SVG headlessly (vega View with renderer 'none'; no canvas, no DOM). */
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {

@@ -1,0 +1,50 @@
+// tfjs and its WASM backend are CommonJS packages that Node would scan for export names on every
+// start if ESM imported them (~0.3 s of a CLI start: tfjs re-exports six packages), and sharp's ESM
+// build loads slower than its CommonJS one: core/tf.ts and core/sharp.ts require them instead. A child process loads the training, review and
+// serving modules while a resolve hook records every module ESM resolves: the two entry modules
+// must be among them, the packages themselves never.
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { REPO_DIR } from './helpers/shared.js';
+
+const run = promisify(execFile);
+const REQUIRED = /\/node_modules\/(@tensorflow\/tfjs|@tensorflow\/tfjs-backend-wasm|sharp)\//;
+
+describe('tfjs and sharp on the start-up path', () => {
+  it('are required through core/tf.ts and core/sharp.ts, never imported from ESM', async () => {
+    const tmp = await mkdtemp(path.join(os.tmpdir(), 'edgetune-cjs-'));
+    try {
+      const resolved = path.join(tmp, 'resolved.txt');
+      const modules = ['training/train.ts', 'training/review.ts', 'training/report/render.ts', 'functions/tfjs-serving.ts'];
+      const { stdout } = await run(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          '--import',
+          path.join(REPO_DIR, 'test/helpers/record-resolved.mjs'),
+          '--input-type=module',
+          '-e',
+          `${modules.map((m) => `await import(${JSON.stringify(path.join(REPO_DIR, m))});`).join(' ')}
+           const { tf } = await import(${JSON.stringify(path.join(REPO_DIR, 'core/tf.ts'))});
+           const { sharp } = await import(${JSON.stringify(path.join(REPO_DIR, 'core/sharp.ts'))});
+           console.log(JSON.stringify({ tfjs: tf.version.tfjs, wasm: tf.findBackendFactory('wasm') !== null, sharp: typeof sharp.versions.vips }));`,
+        ],
+        { cwd: REPO_DIR, env: { ...process.env, EDGETUNE_TEST_RESOLVED: resolved }, timeout: 90_000 },
+      );
+      // The modules work as required: tfjs with its WASM backend registered, sharp with libvips.
+      expect(JSON.parse(stdout.trim().split('\n').at(-1) as string)).toEqual({ tfjs: expect.any(String), wasm: true, sharp: 'string' });
+      const urls = (await readFile(resolved, 'utf8')).split('\n').filter(Boolean);
+      expect(urls.some((u) => u.endsWith('/core/tf.ts'))).toBe(true);
+      expect(urls.some((u) => u.endsWith('/core/sharp.ts'))).toBe(true);
+      expect(urls.some((u) => u.endsWith('/training/train.ts'))).toBe(true);
+      expect(urls.filter((u) => REQUIRED.test(u))).toEqual([]);
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
