@@ -1,6 +1,5 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { DeleteObjectsCommand } from '@aws-sdk/client-s3';
 import { initBackend } from '../core/backend.js';
 import { toClassProbabilities } from '../core/classifier.js';
 import type { FormatId } from '../core/export/formats.js';
@@ -19,6 +18,7 @@ import { maxAbsDiff } from '../core/probability-rows.js';
 import { type QuantizeDtype, quantizeWeights } from '../core/quantize.js';
 import { getObjectIfExists, headObject, listObjects, putObject, s3Client } from '../core/s3/client.js';
 import { mapLimit } from '../core/s3/retry.js';
+import { s3Sdk } from '../core/s3/sdk.js';
 import { joinKey, parseS3Uri } from '../core/s3/uri.js';
 import { buildServingOnnx } from '../core/serving-onnx.js';
 import { tf } from '../core/tf.js';
@@ -229,7 +229,7 @@ async function gateFigures(
 async function deleteKeys(bucket: string, keys: string[]): Promise<void> {
   for (let i = 0; i < keys.length; i += 1000) {
     const out = await s3Client().send(
-      new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true } }),
+      new s3Sdk.DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true } }),
     );
     if (out.Errors?.length)
       throw new Error(`could not delete ${out.Errors.length} object(s), e.g. ${out.Errors[0].Key}: ${out.Errors[0].Code}`);

@@ -1,8 +1,9 @@
-// tfjs and its WASM backend are CommonJS packages that Node would scan for export names on every
-// start if ESM imported them (~0.3 s of a CLI start: tfjs re-exports six packages), and sharp's ESM
-// build loads slower than its CommonJS one: core/tf.ts and core/sharp.ts require them instead. A child process loads the training, review and
-// serving modules while a resolve hook records every module ESM resolves: the two entry modules
-// must be among them, the packages themselves never.
+// tfjs, its WASM backend and the S3 client are CommonJS packages that Node would scan for export
+// names on every start if ESM imported them (~0.3 s of a CLI start for tfjs, which re-exports six
+// packages; ~0.15 s for the S3 client), and sharp's ESM build loads slower than its CommonJS one:
+// core/tf.ts, core/sharp.ts and core/s3/sdk.ts require them instead. A child process loads the
+// training, review, serving, S3 and publishing modules while a resolve hook records every module ESM
+// resolves: the entry modules must be among them, the packages themselves never.
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -12,14 +13,21 @@ import { describe, expect, it } from 'vitest';
 import { REPO_DIR } from './helpers/shared.js';
 
 const run = promisify(execFile);
-const REQUIRED = /\/node_modules\/(@tensorflow\/tfjs|@tensorflow\/tfjs-backend-wasm|sharp)\//;
+const REQUIRED = /\/node_modules\/(@tensorflow\/tfjs|@tensorflow\/tfjs-backend-wasm|sharp|@aws-sdk\/client-s3)\//;
 
-describe('tfjs and sharp on the start-up path', () => {
-  it('are required through core/tf.ts and core/sharp.ts, never imported from ESM', async () => {
+describe('tfjs, sharp and the S3 client on the start-up path', () => {
+  it('are required through core/tf.ts, core/sharp.ts and core/s3/sdk.ts, never imported from ESM', async () => {
     const tmp = await mkdtemp(path.join(os.tmpdir(), 'edgetune-cjs-'));
     try {
       const resolved = path.join(tmp, 'resolved.txt');
-      const modules = ['training/train.ts', 'training/review.ts', 'training/report/render.ts', 'functions/tfjs-serving.ts'];
+      const modules = [
+        'training/train.ts',
+        'training/review.ts',
+        'training/report/render.ts',
+        'functions/tfjs-serving.ts',
+        'core/s3/client.ts',
+        'store/model-store.ts',
+      ];
       const { stdout } = await run(
         process.execPath,
         [
@@ -42,6 +50,7 @@ describe('tfjs and sharp on the start-up path', () => {
       expect(urls.some((u) => u.endsWith('/core/tf.ts'))).toBe(true);
       expect(urls.some((u) => u.endsWith('/core/sharp.ts'))).toBe(true);
       expect(urls.some((u) => u.endsWith('/training/train.ts'))).toBe(true);
+      expect(urls.some((u) => u.endsWith('/core/s3/sdk.ts'))).toBe(true);
       expect(urls.filter((u) => REQUIRED.test(u))).toEqual([]);
     } finally {
       await rm(tmp, { recursive: true, force: true });

@@ -54,7 +54,7 @@ async function probe(engine: 'ort' | 'wasm') {
   };
   const urls = (await readFile(resolved, 'utf8')).split('\n').filter(Boolean);
   const tfjs = urls.filter((u) => /\/@tensorflow\/|\/core\/(tf|backend)\.ts$|\/functions\/tfjs-serving\.ts$/.test(u));
-  const awsSdk = urls.filter((u) => /\/@aws-sdk\/|\/@smithy\/|\/core\/s3\/client\.ts$/.test(u));
+  const awsSdk = urls.filter((u) => /\/@aws-sdk\/|\/@smithy\/|\/core\/s3\/(client|sdk)\.ts$/.test(u));
   return { ...out, urls, tfjs, awsSdk };
 }
 

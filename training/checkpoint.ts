@@ -133,12 +133,9 @@ export async function loadCheckpoint(uri: string, runKey: string): Promise<Check
 export async function clearCheckpoint(uri: string): Promise<void> {
   const target = location(uri);
   if (isS3Uri(target)) {
-    const [{ s3Client, parseS3Uri }, { DeleteObjectCommand }] = await Promise.all([
-      import('../core/s3/client.js'),
-      import('@aws-sdk/client-s3'),
-    ]);
+    const [{ s3Client, parseS3Uri }, { s3Sdk }] = await Promise.all([import('../core/s3/client.js'), import('../core/s3/sdk.js')]);
     const { bucket, key } = parseS3Uri(target);
-    await s3Client().send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+    await s3Client().send(new s3Sdk.DeleteObjectCommand({ Bucket: bucket, Key: key }));
   } else {
     await rm(target, { force: true });
   }

@@ -1,5 +1,4 @@
-import type { PutObjectCommandInput } from '@aws-sdk/client-s3';
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { PutObjectCommandInput, S3Client } from '@aws-sdk/client-s3';
 import { edgetuneConfig } from '../config.js';
 import {
   ACCESS_KEY_ENV,
@@ -12,7 +11,10 @@ import {
 } from './embedded.js';
 import { isNotFound, ObjectTooLargeError } from './errors.js';
 import { withRetry } from './retry.js';
+import { s3Sdk } from './sdk.js';
 import { parseS3Uri } from './uri.js';
+
+const { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } = s3Sdk;
 
 export { cleanEtag, isNotFound, ObjectTooLargeError } from './errors.js';
 export { parseS3Uri } from './uri.js';
@@ -60,7 +62,7 @@ export function s3Client(): S3Client {
   let client = clients.get(cacheKey);
   if (client) return client;
   if (endpoint) {
-    client = new S3Client({
+    client = new s3Sdk.S3Client({
       endpoint,
       forcePathStyle: true,
       region: process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1',
@@ -72,7 +74,7 @@ export function s3Client(): S3Client {
       maxAttempts: 1,
     });
   } else {
-    client = new S3Client({ maxAttempts: 3 });
+    client = new s3Sdk.S3Client({ maxAttempts: 3 });
   }
   clients.set(cacheKey, client);
   return client;
