@@ -4,15 +4,13 @@
 // core/tf.ts, core/sharp.ts and core/s3/sdk.ts require them instead. A child process loads the
 // training, review, serving, S3 and publishing modules while a resolve hook records every module ESM
 // resolves: the entry modules must be among them, the packages themselves never.
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { runRecordingResolved } from './helpers/resolved-child.js';
 import { REPO_DIR } from './helpers/shared.js';
 
-const run = promisify(execFile);
 const REQUIRED = /\/node_modules\/(@tensorflow\/tfjs|@tensorflow\/tfjs-backend-wasm|sharp|@aws-sdk\/client-s3)\//;
 
 describe('tfjs, sharp and the S3 client on the start-up path', () => {
@@ -28,13 +26,8 @@ describe('tfjs, sharp and the S3 client on the start-up path', () => {
         'core/s3/client.ts',
         'store/model-store.ts',
       ];
-      const { stdout } = await run(
-        process.execPath,
+      const { out, urls } = await runRecordingResolved(
         [
-          '--import',
-          'tsx',
-          '--import',
-          path.join(REPO_DIR, 'test/helpers/record-resolved.mjs'),
           '--input-type=module',
           '-e',
           `${modules.map((m) => `await import(${JSON.stringify(path.join(REPO_DIR, m))});`).join(' ')}
@@ -42,11 +35,10 @@ describe('tfjs, sharp and the S3 client on the start-up path', () => {
            const { sharp } = await import(${JSON.stringify(path.join(REPO_DIR, 'core/sharp.ts'))});
            console.log(JSON.stringify({ tfjs: tf.version.tfjs, wasm: tf.findBackendFactory('wasm') !== null, sharp: typeof sharp.versions.vips }));`,
         ],
-        { cwd: REPO_DIR, env: { ...process.env, EDGETUNE_TEST_RESOLVED: resolved }, timeout: 90_000 },
+        resolved,
       );
       // The modules work as required: tfjs with its WASM backend registered, sharp with libvips.
-      expect(JSON.parse(stdout.trim().split('\n').at(-1) as string)).toEqual({ tfjs: expect.any(String), wasm: true, sharp: 'string' });
-      const urls = (await readFile(resolved, 'utf8')).split('\n').filter(Boolean);
+      expect(out).toEqual({ tfjs: expect.any(String), wasm: true, sharp: 'string' });
       expect(urls.some((u) => u.endsWith('/core/tf.ts'))).toBe(true);
       expect(urls.some((u) => u.endsWith('/core/sharp.ts'))).toBe(true);
       expect(urls.some((u) => u.endsWith('/training/train.ts'))).toBe(true);

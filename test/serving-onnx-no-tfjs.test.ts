@@ -4,18 +4,16 @@
 // package, core/tf.ts, core/backend.ts or functions/tfjs-serving.ts may have been resolved. The same
 // child on the wasm engine is the control: there, tfjs is loaded. A folder's model loads no AWS SDK
 // either (~0.15 s of a cold start): that is resolved on the first s3:// URI only.
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { makeModelDir } from './helpers/model-dir.js';
+import { runRecordingResolved } from './helpers/resolved-child.js';
 import { exportedFrom } from './helpers/serving-dir.js';
 import { REPO_DIR } from './helpers/shared.js';
 
-const run = promisify(execFile);
 let tmp: string;
 let dir: string;
 
@@ -31,28 +29,16 @@ afterAll(async () => {
 
 async function probe(engine: 'ort' | 'wasm') {
   const resolved = path.join(tmp, `resolved-${engine}.txt`);
-  const { stdout } = await run(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      '--import',
-      path.join(REPO_DIR, 'test/helpers/record-resolved.mjs'),
-      path.join(REPO_DIR, 'test/helpers/serve-probe.ts'),
-    ],
-    {
-      cwd: REPO_DIR,
-      env: { ...process.env, MODEL_URI: dir, EDGETUNE_ENGINE: engine, EDGETUNE_TEST_RESOLVED: resolved, LOG_LEVEL: 'silent' },
-      timeout: 90_000,
-    },
-  );
-  const out = JSON.parse(stdout.trim().split('\n').at(-1) as string) as {
+  const { out, urls } = await runRecordingResolved<{
     status: number;
     runtime?: string;
     warnings: string[];
     tfjsEvaluated: boolean;
-  };
-  const urls = (await readFile(resolved, 'utf8')).split('\n').filter(Boolean);
+  }>([path.join(REPO_DIR, 'test/helpers/serve-probe.ts')], resolved, {
+    MODEL_URI: dir,
+    EDGETUNE_ENGINE: engine,
+    LOG_LEVEL: 'silent',
+  });
   const tfjs = urls.filter((u) => /\/@tensorflow\/|\/core\/(tf|backend)\.ts$|\/functions\/tfjs-serving\.ts$/.test(u));
   const awsSdk = urls.filter((u) => /\/@aws-sdk\/|\/@smithy\/|\/core\/s3\/(client|sdk)\.ts$/.test(u));
   return { ...out, urls, tfjs, awsSdk };
