@@ -73,8 +73,8 @@ export async function buildDist() {
     target: 'node20',
     sourcemap: 'linked',
     logLevel: 'warning',
-    // core/tf.ts and core/sharp.ts call `require` where a bundle has one, else createRequire: in
-    // this file-by-file ESM build the first branch never runs.
+    // core/tf.ts, core/sharp.ts and core/s3/sdk.ts call `require` where a bundle has one, else
+    // createRequire: in this file-by-file ESM build the first branch never runs.
     logOverride: { 'unsupported-require-call': 'silent' },
   });
   for (const f of files.filter((x) => !x.endsWith('.ts'))) {

@@ -1,9 +1,11 @@
 // Serving from serving.onnx never evaluates tfjs (issue 18's cold start): a child process serves a
 // folder with serving.onnx on onnxruntime and answers a classify request while a resolve hook
-// records every module it loads; tfjs-core's global engine must not exist and no @tensorflow
-// package, core/tf.ts, core/backend.ts or functions/tfjs-serving.ts may have been resolved. The same
-// child on the wasm engine is the control: there, tfjs is loaded. A folder's model loads no AWS SDK
-// either (~0.15 s of a cold start): that is resolved on the first s3:// URI only.
+// records every module ESM resolves; tfjs-core's global engine must not exist and none of
+// core/tf.ts, core/backend.ts and functions/tfjs-serving.ts may have been resolved (core/tf.ts
+// requires the tfjs packages, which the hook does not see: it is the door to them). The same child
+// on the wasm engine is the control: there, tfjs is loaded. A folder's model loads no AWS SDK either
+// (~0.15 s of a cold start): core/s3/client.ts and core/s3/sdk.ts, its only doors, are resolved on
+// the first s3:// URI only.
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
