@@ -1,12 +1,20 @@
 // Runs ONNX files in onnxruntime-node (CPU), the runtime our exports are verified in.
+import { createRequire } from 'node:module';
 import type { InferenceSession } from 'onnxruntime-node';
 
 type Ort = typeof import('onnxruntime-node');
 let ort: Promise<Ort> | undefined;
 
-/** onnxruntime-node, loaded on first use; a clear error when it is not installed. */
+/**
+ * onnxruntime-node, loaded on first use; a clear error when it is not installed. Required, not
+ * imported, for the reason core/tf.ts gives (~25 ms of a serving cold start); bundles keep it
+ * external and their banner's `require` loads it.
+ */
 export function loadOnnxRuntime(): Promise<Ort> {
-  ort ??= import('onnxruntime-node').catch((e) => {
+  ort ??= new Promise<Ort>((resolve) => {
+    const load = typeof require === 'function' ? undefined : createRequire(import.meta.url);
+    resolve((load ? load('onnxruntime-node') : require('onnxruntime-node')) as Ort);
+  }).catch((e) => {
     ort = undefined;
     throw new Error(`onnxruntime-node is not available (${(e as Error).message}); install it with ONNXRUNTIME_NODE_INSTALL=skip npm ci`);
   });
