@@ -45,6 +45,8 @@ export const EnvSchema = z.object({
   EDGETUNE_S3_PORT: int(0),
   EDGETUNE_S3_ATTEMPTS: int(1),
   EDGETUNE_S3_BACKOFF_MS: int(0),
+  /** `sdk` sends every S3 request through the AWS SDK; default `auto`: GETs with a static key pair skip it (core/s3/signed-get.ts). */
+  EDGETUNE_S3_CLIENT: z.preprocess(unset, z.enum(['auto', 'sdk']).optional()),
   /** Extra `edgetune train` flags of the training container (infra/training.ts). */
   EDGETUNE_TRAIN_ARGS: text,
   /** Output folder of the training container (training/Dockerfile). */

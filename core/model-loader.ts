@@ -205,7 +205,10 @@ export async function readServingOnnx(source: ModelSource, manifest: Manifest): 
   if (h !== manifest.input.size || w !== manifest.input.size) {
     throw new ModelIntegrityError(`${where}: takes ${h}x${w} images, the manifest's input is ${manifest.input.size} px`);
   }
-  // Both sources refuse a larger file (a ModelIntegrityError) before reading it.
+  // Both reads at once (a cold start from S3 waits on each). Both sources refuse a larger file (a
+  // ModelIntegrityError) before reading it.
+  const checkFile = source.read('verification.json');
+  checkFile.catch(() => {});
   const { body } = await source.read(rel, { maxBytes: record.onnx.bytes });
   const got = sha256(body);
   if (body.byteLength !== record.onnx.bytes || got !== record.onnx.sha256) {
@@ -214,7 +217,7 @@ export async function readServingOnnx(source: ModelSource, manifest: Manifest): 
     );
   }
   const vWhere = `${source.uri}/verification.json`;
-  const parsed = VerificationSchema.safeParse(parseJson((await source.read('verification.json')).body, vWhere));
+  const parsed = VerificationSchema.safeParse(parseJson((await checkFile).body, vWhere));
   if (!parsed.success) throw new ModelIntegrityError(`${vWhere} (the serving check's images): ${formatIssues(parsed.error)}`);
   const [n, vh, vw] = parsed.data.shape;
   const k = record.check.images;

@@ -228,7 +228,7 @@ async function gateFigures(
 /** Deletes exactly these keys (the files this publisher wrote), never a listing that could include another writer's. */
 async function deleteKeys(bucket: string, keys: string[]): Promise<void> {
   for (let i = 0; i < keys.length; i += 1000) {
-    const out = await s3Client().send(
+    const out = await (await s3Client()).send(
       new s3Sdk.DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true } }),
     );
     if (out.Errors?.length)

@@ -105,6 +105,7 @@ beforeAll(async () => {
   process.env.EDGETUNE_S3_ACCESS_KEY_ID = 'TEST';
   process.env.EDGETUNE_S3_SECRET_ACCESS_KEY = 'TEST';
   process.env.EDGETUNE_S3_ATTEMPTS = '1';
+  process.env.EDGETUNE_S3_CLIENT = 'sdk'; // the mock answers SDK commands: GETs too must go through the SDK
   tmp = await mkdtemp(path.join(os.tmpdir(), 'edgetune-pub-race-'));
   good = await makeModelDir(path.join(tmp, 'good'), { inputSize: 32, valAccuracy: 0.9, seed: 1 });
 });
@@ -115,6 +116,7 @@ afterAll(async () => {
   delete process.env.EDGETUNE_S3_ACCESS_KEY_ID;
   delete process.env.EDGETUNE_S3_SECRET_ACCESS_KEY;
   delete process.env.EDGETUNE_S3_ATTEMPTS;
+  delete process.env.EDGETUNE_S3_CLIENT;
   await rm(tmp, { recursive: true, force: true });
 });
 

@@ -145,7 +145,7 @@ describe('publishModel', () => {
     const key = `models/corrupt/${r.version}/weights.bin`;
     const w = Buffer.from((await getObject(`s3://edgetune/${key}`)).body);
     w[w.length >> 1] ^= 0x5a;
-    await s3Client().send(new PutObjectCommand({ Bucket: 'edgetune', Key: key, Body: w }));
+    await (await s3Client()).send(new PutObjectCommand({ Bucket: 'edgetune', Key: key, Body: w }));
     const err = await loadModel('s3://edgetune/models/corrupt').catch((e) => e);
     expect(err).toBeInstanceOf(ModelIntegrityError);
     expect(err.message).toMatch(/weights\.bin: sha256 mismatch: expected [0-9a-f]{64}/);

@@ -135,7 +135,7 @@ export async function clearCheckpoint(uri: string): Promise<void> {
   if (isS3Uri(target)) {
     const [{ s3Client, parseS3Uri }, { s3Sdk }] = await Promise.all([import('../core/s3/client.js'), import('../core/s3/sdk.js')]);
     const { bucket, key } = parseS3Uri(target);
-    await s3Client().send(new s3Sdk.DeleteObjectCommand({ Bucket: bucket, Key: key }));
+    await (await s3Client()).send(new s3Sdk.DeleteObjectCommand({ Bucket: bucket, Key: key }));
   } else {
     await rm(target, { force: true });
   }

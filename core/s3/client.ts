@@ -1,3 +1,4 @@
+import type * as S3Sdk from '@aws-sdk/client-s3';
 import type { PutObjectCommandInput, S3Client } from '@aws-sdk/client-s3';
 import { edgetuneConfig } from '../config.js';
 import {
@@ -11,15 +12,19 @@ import {
 } from './embedded.js';
 import { isNotFound, ObjectTooLargeError } from './errors.js';
 import { withRetry } from './retry.js';
-import { s3Sdk } from './sdk.js';
+import { isPlainBucket, type StaticS3Access, signedGetObject } from './signed-get.js';
 import { parseS3Uri } from './uri.js';
-
-const { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } = s3Sdk;
 
 export { cleanEtag, isNotFound, ObjectTooLargeError } from './errors.js';
 export { parseS3Uri } from './uri.js';
 
 const clients = new Map<string, S3Client>();
+
+/**
+ * The SDK, loaded on first use through a dynamic import: bundles then keep it (~1.2 MB) in a chunk
+ * of its own that a process compiles only when it needs the SDK, never for staticS3Access() reads.
+ */
+const loadSdk = (): Promise<typeof S3Sdk> => import('./sdk.js').then((m) => m.s3Sdk);
 
 /**
  * Endpoint of a local/self-hosted S3 (s3rver, MinIO): EDGETUNE_S3_ENDPOINT, else the embedded S3
@@ -55,14 +60,19 @@ export function endpointCredentials(
  * against that endpoint, signed with endpointCredentials(); otherwise the standard AWS
  * region/credential chain, i.e. real S3. One client per endpoint and key, reused.
  */
-export function s3Client(): S3Client {
+export async function s3Client(): Promise<S3Client> {
+  return (await sdkClient()).client;
+}
+
+async function sdkClient(): Promise<{ sdk: typeof S3Sdk; client: S3Client }> {
+  const sdk = await loadSdk();
   const endpoint = s3Endpoint();
   const credentials = endpoint ? endpointCredentials(endpoint) : undefined;
   const cacheKey = endpoint ? `${endpoint} ${credentials?.accessKeyId}` : 'aws';
   let client = clients.get(cacheKey);
-  if (client) return client;
+  if (client) return { sdk, client };
   if (endpoint) {
-    client = new s3Sdk.S3Client({
+    client = new sdk.S3Client({
       endpoint,
       forcePathStyle: true,
       region: process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1',
@@ -74,10 +84,33 @@ export function s3Client(): S3Client {
       maxAttempts: 1,
     });
   } else {
-    client = new s3Sdk.S3Client({ maxAttempts: 3 });
+    client = new sdk.S3Client({ maxAttempts: 3 });
   }
   clients.set(cacheKey, client);
-  return client;
+  return { sdk, client };
+}
+
+const truthy = (v: string | undefined) => v !== undefined && /^(1|true)$/i.test(v);
+
+/**
+ * The key pair and address of a GET that needs no SDK (./signed-get.ts): a local endpoint with its
+ * pair, or AWS S3 with the environment's AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN),
+ * which the SDK's chain would pick first too, in AWS_REGION of the standard partition. Undefined
+ * when anything else decides (profiles, roles, custom endpoints, FIPS, dual-stack, China, GovCloud)
+ * or EDGETUNE_S3_CLIENT=sdk says so: then the SDK reads.
+ */
+export function staticS3Access(env: NodeJS.ProcessEnv = process.env): StaticS3Access | undefined {
+  if (edgetuneConfig(env).EDGETUNE_S3_CLIENT === 'sdk') return undefined;
+  const endpoint = s3Endpoint();
+  const region = env.AWS_REGION || env.AWS_DEFAULT_REGION;
+  if (endpoint) return { endpoint, region: region || 'us-east-1', credentials: endpointCredentials(endpoint, env) };
+  const { AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey, AWS_SESSION_TOKEN: sessionToken } = env;
+  if (!accessKeyId || !secretAccessKey || !region) return undefined;
+  if (env.AWS_ENDPOINT_URL || env.AWS_ENDPOINT_URL_S3 || truthy(env.AWS_USE_FIPS_ENDPOINT) || truthy(env.AWS_USE_DUALSTACK_ENDPOINT)) {
+    return undefined;
+  }
+  if (!/^(?:us|eu|ap|sa|ca|me|af|il|mx)-[a-z]+-\d+$/.test(region)) return undefined;
+  return { region, credentials: { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) } };
 }
 
 /** True when the standard AWS environment looks configured (keys, profile, web identity, container). */
@@ -165,12 +198,18 @@ export interface S3Object {
   etag?: string;
 }
 
-/** GET an object's bytes (with retries). Throws the SDK's NoSuchKey error when absent, ObjectTooLargeError above `maxBytes`. */
+/**
+ * GET an object's bytes (with retries): without the SDK when staticS3Access() allows. Throws a
+ * NoSuchKey error when absent (isNotFound), ObjectTooLargeError above `maxBytes`.
+ */
 export async function getObject(uri: string, extra: { ifNoneMatch?: string; maxBytes?: number } = {}): Promise<S3Object> {
   const { bucket, key } = parseS3Uri(uri);
+  const access = staticS3Access();
   return withRetry(
     async () => {
-      const out = await s3Client().send(new GetObjectCommand({ Bucket: bucket, Key: key, IfNoneMatch: extra.ifNoneMatch }));
+      if (access && (access.endpoint || isPlainBucket(bucket))) return signedGetObject(access, bucket, key, extra);
+      const { sdk, client } = await sdkClient();
+      const out = await client.send(new sdk.GetObjectCommand({ Bucket: bucket, Key: key, IfNoneMatch: extra.ifNoneMatch }));
       if (extra.maxBytes !== undefined && (out.ContentLength ?? 0) > extra.maxBytes) {
         (out.Body as { destroy?: () => void } | undefined)?.destroy?.();
         throw new ObjectTooLargeError(`${uri} is ${out.ContentLength} bytes, more than the ${extra.maxBytes} allowed`);
@@ -197,7 +236,8 @@ export async function headObject(uri: string): Promise<{ etag?: string; size?: n
   try {
     return await withRetry(
       async () => {
-        const out = await s3Client().send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+        const { sdk, client } = await sdkClient();
+        const out = await client.send(new sdk.HeadObjectCommand({ Bucket: bucket, Key: key }));
         return { etag: out.ETag, size: out.ContentLength };
       },
       { label: `HEAD ${uri}` },
@@ -216,7 +256,8 @@ export async function putObject(
   const { bucket, key } = parseS3Uri(uri);
   return withRetry(
     async () => {
-      const out = await s3Client().send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ...extra }));
+      const { sdk, client } = await sdkClient();
+      const out = await client.send(new sdk.PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ...extra }));
       return { etag: out.ETag };
     },
     { label: `PUT ${uri}` },
@@ -241,8 +282,12 @@ export async function listObjects(
   let token: string | undefined;
   do {
     const page = await withRetry(
-      () =>
-        s3Client().send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token, Delimiter: opts.delimiter })),
+      async () => {
+        const { sdk, client } = await sdkClient();
+        return client.send(
+          new sdk.ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token, Delimiter: opts.delimiter }),
+        );
+      },
       { label: `LIST s3://${bucket}/${prefix}` },
     );
     for (const o of page.Contents ?? []) {

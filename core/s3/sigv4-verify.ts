@@ -28,7 +28,8 @@ export const MAX_SKEW_MS = 15 * 60 * 1000;
 /** Payload hashes a client may declare without us hashing the body (the signature still covers the headers). */
 export const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
 
-class NodeSha256 {
+/** node:crypto as the hash the SDK's signer takes. */
+export class NodeSha256 {
   private readonly h;
   constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
     this.h = secret === undefined ? createHash('sha256') : createHmac('sha256', toBuffer(secret));
