@@ -2,12 +2,15 @@
 // AWS's documented example and the SDK's own signer, its reads against the embedded S3 (whose guard
 // checks every signature with the SDK's signer), and that a read through it never loads the SDK.
 import { execFile } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
+import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readCurrentPointer } from '../core/model-loader.js';
 import { getObject, isNotFound, ObjectTooLargeError, putObject, staticS3Access } from '../core/s3/client.js';
 import { type EmbeddedS3, startS3rver } from '../core/s3/embedded.js';
@@ -77,6 +80,45 @@ describe('signGet', () => {
     expect([aws.href, aws.objectPath]).toEqual(['https://my-bucket.s3.eu-west-1.amazonaws.com/', '/models/x/current.json']);
     const local = objectAddress({ endpoint: 'http://127.0.0.1:4569', region: 'us-east-1', credentials: EXAMPLE }, 'edgetune', 'a b');
     expect([local.host, local.objectPath]).toEqual(['127.0.0.1:4569', '/edgetune/a%20b']);
+  });
+});
+
+describe('signedGetObject on AWS', () => {
+  it("follows S3's answer that the bucket lives in another region once, signed for that region", async () => {
+    const sent: { host: string; authorization: string }[] = [];
+    const answers = [
+      {
+        status: 400,
+        headers: { 'x-amz-bucket-region': 'us-east-1' },
+        body: '<Error><Code>AuthorizationHeaderMalformed</Code><Region>us-east-1</Region></Error>',
+      },
+      { status: 200, headers: { etag: '"e1"' }, body: 'model bytes' },
+    ];
+    const spy = vi.spyOn(https, 'request').mockImplementation(((
+      opts: { hostname: string; headers: Record<string, string> },
+      cb: (r: unknown) => void,
+    ) => {
+      sent.push({ host: opts.hostname, authorization: opts.headers.authorization });
+      const a = answers[sent.length - 1];
+      const req = Object.assign(new EventEmitter(), {
+        setTimeout: () => req,
+        destroy: () => {},
+        end: () => {
+          const res = Object.assign(new PassThrough(), { statusCode: a.status, headers: a.headers });
+          cb(res);
+          res.end(a.body);
+        },
+      });
+      return req;
+    }) as unknown as typeof https.request);
+    try {
+      const got = await signedGetObject({ region: 'eu-west-1', credentials: EXAMPLE }, 'my-bucket', 'models/x/serving.onnx');
+      expect(got).toEqual({ body: Buffer.from('model bytes'), etag: '"e1"' });
+      expect(sent.map((s) => s.host)).toEqual(['my-bucket.s3.eu-west-1.amazonaws.com', 'my-bucket.s3.us-east-1.amazonaws.com']);
+      expect(sent[1].authorization).toMatch(/\/us-east-1\/s3\/aws4_request,/);
+    } finally {
+      spy.mockRestore();
+    }
   });
 });
 
