@@ -1,20 +1,18 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import type { Manifest } from '../core/manifest.js';
-import { type EmbeddedS3, startS3rver } from '../core/s3/embedded.js';
 import { publishModel, readCurrent } from '../store/model-store.js';
+import { useEmbeddedS3 } from './helpers/embedded-s3.js';
 import { makeModelDir } from './helpers/model-dir.js';
 
 // The promotion gate compares test-split accuracies (selection-free) when both versions have one.
-let s3: EmbeddedS3;
-let tmp: string;
+const env = useEmbeddedS3('best-gate');
 const TARGET = 's3://edgetune/models/gate';
 
 async function modelWith(name: string, valAccuracy: number, testAccuracy: number | undefined, seed: number): Promise<string> {
-  const dir = await makeModelDir(path.join(tmp, name), { inputSize: 32, valAccuracy, seed });
+  const dir = await makeModelDir(path.join(env.tmp, name), { inputSize: 32, valAccuracy, seed });
   const file = path.join(dir, 'manifest.json');
   const m = JSON.parse(await readFile(file, 'utf8')) as Manifest;
   if (testAccuracy !== undefined) {
@@ -28,15 +26,6 @@ async function modelWith(name: string, valAccuracy: number, testAccuracy: number
 
 beforeAll(async () => {
   await initBackend();
-  tmp = await mkdtemp(path.join(os.tmpdir(), 'edgetune-best-gate-'));
-  s3 = await startS3rver({ port: 0, dir: path.join(tmp, 's3'), buckets: ['edgetune'] });
-  process.env.EDGETUNE_S3_ENDPOINT = s3.endpoint;
-});
-
-afterAll(async () => {
-  await s3?.close();
-  delete process.env.EDGETUNE_S3_ENDPOINT;
-  await rm(tmp, { recursive: true, force: true });
 });
 
 describe('promotion gate with test figures', () => {

@@ -3,20 +3,18 @@
 // checks every signature with the SDK's signer), and that a read through it never loads the SDK.
 import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
 import https from 'node:https';
-import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { readCurrentPointer } from '../core/model-loader.js';
 import { getObject, isNotFound, ObjectTooLargeError, putObject, staticS3Access } from '../core/s3/client.js';
-import { type EmbeddedS3, startS3rver } from '../core/s3/embedded.js';
 import { isRetryable } from '../core/s3/retry.js';
 import { encodeKey, objectAddress, S3ResponseError, signedGetObject, signGet } from '../core/s3/signed-get.js';
 import { NodeSha256 } from '../core/s3/sigv4-verify.js';
+import { useEmbeddedS3 } from './helpers/embedded-s3.js';
 import { REPO_DIR } from './helpers/shared.js';
 
 const EXAMPLE = { accessKeyId: 'AKIAIOSFODNN7EXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' };
@@ -149,19 +147,8 @@ describe('staticS3Access: when the SDK is not needed', () => {
 });
 
 describe('signedGetObject against the embedded S3', () => {
-  let s3: EmbeddedS3;
-  let tmp: string;
-  beforeAll(async () => {
-    tmp = await mkdtemp(path.join(os.tmpdir(), 'edgetune-signed-get-'));
-    s3 = await startS3rver({ port: 0, dir: path.join(tmp, 's3'), buckets: ['edgetune'] });
-    process.env.EDGETUNE_S3_ENDPOINT = s3.endpoint;
-  });
-  afterAll(async () => {
-    await s3?.close();
-    delete process.env.EDGETUNE_S3_ENDPOINT;
-    await rm(tmp, { recursive: true, force: true });
-  });
-  const access = () => ({ endpoint: s3.endpoint, region: 'us-east-1', credentials: s3.credentials });
+  const env = useEmbeddedS3('signed-get');
+  const access = () => ({ endpoint: env.s3.endpoint, region: 'us-east-1', credentials: env.s3.credentials });
 
   it('reads bytes and the ETag of keys with spaces and non-ASCII; If-None-Match gives a 304 error, not a retry', async () => {
     const bytes = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7) % 256));
@@ -182,7 +169,7 @@ describe('signedGetObject against the embedded S3', () => {
     expect(isNotFound(missing)).toBe(true);
     expect(missing.name).toBe('NoSuchKey');
     const wrong = await signedGetObject(
-      { ...access(), credentials: { ...s3.credentials, secretAccessKey: 'wrong' } },
+      { ...access(), credentials: { ...env.s3.credentials, secretAccessKey: 'wrong' } },
       'edgetune',
       'models/x/serving.onnx',
     ).catch((e) => e);
@@ -223,9 +210,9 @@ describe('signedGetObject against the embedded S3', () => {
       cwd: REPO_DIR,
       env: {
         ...process.env,
-        EDGETUNE_S3_ENDPOINT: s3.endpoint,
-        EDGETUNE_S3_ACCESS_KEY_ID: s3.credentials.accessKeyId,
-        EDGETUNE_S3_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
+        EDGETUNE_S3_ENDPOINT: env.s3.endpoint,
+        EDGETUNE_S3_ACCESS_KEY_ID: env.s3.credentials.accessKeyId,
+        EDGETUNE_S3_SECRET_ACCESS_KEY: env.s3.credentials.secretAccessKey,
       },
       timeout: 60_000,
     });
