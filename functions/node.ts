@@ -1,8 +1,8 @@
 import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { serve } from '@hono/node-server';
-import { decodeImage, restrictSharpLoaders } from '../core/image.js';
 import { configFromEnv, type ServeConfig } from './config.js';
+import { sharpDecoder } from './decoder.js';
 import type { Logger } from './logger.js';
 import { createRuntime, type Runtime } from './runtime.js';
 
@@ -43,8 +43,9 @@ export async function startNodeServer(
 ): Promise<NodeServer> {
   const config = opts.config ?? configFromEnv();
   // Requests never reach the SVG loader either way: the header check refuses SVG first.
-  restrictSharpLoaders({ svg: opts.svgLoader ?? true });
-  const rt = createRuntime(config, decodeImage, { log: opts.log });
+  const decoder = sharpDecoder({ svg: opts.svgLoader ?? true });
+  const rt = createRuntime(config, decoder.decode, { log: opts.log });
+  await decoder.load();
   const hostname = opts.hostname ?? '127.0.0.1';
   const limits = { ...DEFAULT_SERVER_LIMITS, ...opts.limits };
   const server = serve({
