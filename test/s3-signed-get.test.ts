@@ -81,41 +81,57 @@ describe('signGet', () => {
   });
 });
 
+/** Stubs https.request: answers in turn, recording the host and Authorization of each request. */
+function stubHttps(answers: { status: number; headers: Record<string, string>; body: string }[]) {
+  const sent: { host: string; authorization: string }[] = [];
+  const spy = vi.spyOn(https, 'request').mockImplementation(((
+    opts: { hostname: string; headers: Record<string, string> },
+    cb: (r: unknown) => void,
+  ) => {
+    sent.push({ host: opts.hostname, authorization: opts.headers.authorization });
+    const a = answers[sent.length - 1];
+    const req = Object.assign(new EventEmitter(), {
+      setTimeout: () => req,
+      destroy: () => {},
+      end: () => {
+        const res = Object.assign(new PassThrough(), { statusCode: a.status, headers: a.headers });
+        cb(res);
+        res.end(a.body);
+      },
+    });
+    return req;
+  }) as unknown as typeof https.request);
+  return { sent, restore: () => spy.mockRestore() };
+}
+
 describe('signedGetObject on AWS', () => {
   it("follows S3's answer that the bucket lives in another region once, signed for that region", async () => {
-    const sent: { host: string; authorization: string }[] = [];
-    const answers = [
+    const stub = stubHttps([
       {
         status: 400,
         headers: { 'x-amz-bucket-region': 'us-east-1' },
         body: '<Error><Code>AuthorizationHeaderMalformed</Code><Region>us-east-1</Region></Error>',
       },
       { status: 200, headers: { etag: '"e1"' }, body: 'model bytes' },
-    ];
-    const spy = vi.spyOn(https, 'request').mockImplementation(((
-      opts: { hostname: string; headers: Record<string, string> },
-      cb: (r: unknown) => void,
-    ) => {
-      sent.push({ host: opts.hostname, authorization: opts.headers.authorization });
-      const a = answers[sent.length - 1];
-      const req = Object.assign(new EventEmitter(), {
-        setTimeout: () => req,
-        destroy: () => {},
-        end: () => {
-          const res = Object.assign(new PassThrough(), { statusCode: a.status, headers: a.headers });
-          cb(res);
-          res.end(a.body);
-        },
-      });
-      return req;
-    }) as unknown as typeof https.request);
+    ]);
     try {
       const got = await signedGetObject({ region: 'eu-west-1', credentials: EXAMPLE }, 'my-bucket', 'models/x/serving.onnx');
       expect(got).toEqual({ body: Buffer.from('model bytes'), etag: '"e1"' });
-      expect(sent.map((s) => s.host)).toEqual(['my-bucket.s3.eu-west-1.amazonaws.com', 'my-bucket.s3.us-east-1.amazonaws.com']);
-      expect(sent[1].authorization).toMatch(/\/us-east-1\/s3\/aws4_request,/);
+      expect(stub.sent.map((s) => s.host)).toEqual(['my-bucket.s3.eu-west-1.amazonaws.com', 'my-bucket.s3.us-east-1.amazonaws.com']);
+      expect(stub.sent[1].authorization).toMatch(/\/us-east-1\/s3\/aws4_request,/);
     } finally {
-      spy.mockRestore();
+      stub.restore();
+    }
+  });
+
+  it('a body that ends before its Content-Length is a retryable failure, not a short file', async () => {
+    const stub = stubHttps([{ status: 200, headers: { 'content-length': '100', etag: '"e1"' }, body: 'only part' }]);
+    try {
+      const e = await signedGetObject({ region: 'eu-west-1', credentials: EXAMPLE }, 'my-bucket', 'models/x/current.json').catch((x) => x);
+      expect(e.message).toMatch(/9 of 100 bytes arrived/);
+      expect(isRetryable(e)).toBe(true);
+    } finally {
+      stub.restore();
     }
   });
 });

@@ -174,6 +174,11 @@ function getOnce(
         res.on('end', () => {
           const body = Buffer.concat(chunks);
           if (status === 200) {
+            // A connection cut short can end a body without an error: a retryable failure, not a short file.
+            if (Number.isFinite(declared) && body.byteLength !== declared) {
+              reject(Object.assign(new Error(`GET ${where}: ${body.byteLength} of ${declared} bytes arrived`), { code: 'ECONNRESET' }));
+              return;
+            }
             const etag = res.headers.etag;
             resolve({ body, ...(etag ? { etag } : {}) });
             return;
