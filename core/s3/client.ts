@@ -95,17 +95,25 @@ const truthy = (v: string | undefined) => v !== undefined && /^(1|true)$/i.test(
 /**
  * The key pair and address of a GET that needs no SDK (./signed-get.ts): a local endpoint with its
  * pair, or AWS S3 with the environment's AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN),
- * which the SDK's chain would pick first too, in AWS_REGION of the standard partition. Undefined
- * when anything else decides (profiles, roles, custom endpoints, FIPS, dual-stack, China, GovCloud)
+ * which the SDK's chain would pick first too (unless AWS_PROFILE is set), in AWS_REGION of the
+ * standard partition. Undefined when anything else decides (profiles, roles, custom endpoints, FIPS, dual-stack, China, GovCloud)
  * or EDGETUNE_S3_CLIENT=sdk says so: then the SDK reads.
  */
 export function staticS3Access(env: NodeJS.ProcessEnv = process.env): StaticS3Access | undefined {
   if (edgetuneConfig(env).EDGETUNE_S3_CLIENT === 'sdk') return undefined;
   const endpoint = s3Endpoint();
-  const region = env.AWS_REGION || env.AWS_DEFAULT_REGION;
-  if (endpoint) return { endpoint, region: region || 'us-east-1', credentials: endpointCredentials(endpoint, env) };
-  const { AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey, AWS_SESSION_TOKEN: sessionToken } = env;
-  if (!accessKeyId || !secretAccessKey || !region) return undefined;
+  if (endpoint) {
+    return { endpoint, region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1', credentials: endpointCredentials(endpoint, env) };
+  }
+  // The SDK reads AWS_REGION, else the profile's region (never AWS_DEFAULT_REGION, the CLI's).
+  const {
+    AWS_ACCESS_KEY_ID: accessKeyId,
+    AWS_SECRET_ACCESS_KEY: secretAccessKey,
+    AWS_SESSION_TOKEN: sessionToken,
+    AWS_REGION: region,
+  } = env;
+  // With AWS_PROFILE set the SDK's chain skips the environment's keys for the profile's.
+  if (!accessKeyId || !secretAccessKey || !region || env.AWS_PROFILE) return undefined;
   if (env.AWS_ENDPOINT_URL || env.AWS_ENDPOINT_URL_S3 || truthy(env.AWS_USE_FIPS_ENDPOINT) || truthy(env.AWS_USE_DUALSTACK_ENDPOINT)) {
     return undefined;
   }
