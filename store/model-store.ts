@@ -16,9 +16,8 @@ import {
 } from '../core/model-loader.js';
 import { maxAbsDiff } from '../core/probability-rows.js';
 import { type QuantizeDtype, quantizeWeights } from '../core/quantize.js';
-import { getObjectIfExists, headObject, listObjects, putObject, s3Client } from '../core/s3/client.js';
+import { getObjectIfExists, headObject, listObjects, putObject, sdkClient } from '../core/s3/client.js';
 import { mapLimit } from '../core/s3/retry.js';
-import { s3Sdk } from '../core/s3/sdk.js';
 import { joinKey, parseS3Uri } from '../core/s3/uri.js';
 import { buildServingOnnx } from '../core/serving-onnx.js';
 import { tf } from '../core/tf.js';
@@ -228,8 +227,9 @@ async function gateFigures(
 /** Deletes exactly these keys (the files this publisher wrote), never a listing that could include another writer's. */
 async function deleteKeys(bucket: string, keys: string[]): Promise<void> {
   for (let i = 0; i < keys.length; i += 1000) {
-    const out = await (await s3Client()).send(
-      new s3Sdk.DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true } }),
+    const { sdk, client } = await sdkClient();
+    const out = await client.send(
+      new sdk.DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true } }),
     );
     if (out.Errors?.length)
       throw new Error(`could not delete ${out.Errors.length} object(s), e.g. ${out.Errors[0].Key}: ${out.Errors[0].Code}`);

@@ -1,12 +1,10 @@
 // The SDK-free GET serving reads models with (core/s3/signed-get.ts): its SigV4 signature against
 // AWS's documented example and the SDK's own signer, its reads against the embedded S3 (whose guard
 // checks every signature with the SDK's signer), and that a read through it never loads the SDK.
-import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import https from 'node:https';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { promisify } from 'node:util';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { describe, expect, it, vi } from 'vitest';
 import { readCurrentPointer } from '../core/model-loader.js';
@@ -15,6 +13,7 @@ import { isRetryable } from '../core/s3/retry.js';
 import { encodeKey, objectAddress, S3ResponseError, signedGetObject, signGet } from '../core/s3/signed-get.js';
 import { NodeSha256 } from '../core/s3/sigv4-verify.js';
 import { useEmbeddedS3 } from './helpers/embedded-s3.js';
+import { runRecordingResolved } from './helpers/resolved-child.js';
 import { REPO_DIR } from './helpers/shared.js';
 
 const EXAMPLE = { accessKeyId: 'AKIAIOSFODNN7EXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' };
@@ -223,16 +222,14 @@ describe('signedGetObject against the embedded S3', () => {
       const body = (await getObject('s3://edgetune/models/x/manifest.json')).body.toString();
       const sdk = Object.keys(createRequire(import.meta.url).cache).filter((k) => k.includes('/@aws-sdk/client-s3/'));
       console.log(JSON.stringify({ body, sdk: sdk.length }));`;
-    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      cwd: REPO_DIR,
-      env: {
-        ...process.env,
-        EDGETUNE_S3_ENDPOINT: env.s3.endpoint,
-        EDGETUNE_S3_ACCESS_KEY_ID: env.s3.credentials.accessKeyId,
-        EDGETUNE_S3_SECRET_ACCESS_KEY: env.s3.credentials.secretAccessKey,
-      },
-      timeout: 60_000,
+    const { out, urls } = await runRecordingResolved(['--input-type=module', '-e', script], path.join(env.tmp, 'resolved.txt'), {
+      EDGETUNE_S3_ENDPOINT: env.s3.endpoint,
+      EDGETUNE_S3_ACCESS_KEY_ID: env.s3.credentials.accessKeyId,
+      EDGETUNE_S3_SECRET_ACCESS_KEY: env.s3.credentials.secretAccessKey,
     });
-    expect(JSON.parse(stdout.trim().split('\n').at(-1) as string)).toEqual({ body: '{"n":1}', sdk: 0 });
+    expect(out).toEqual({ body: '{"n":1}', sdk: 0 });
+    // core/s3/sdk.ts, the one module that requires the SDK, was never even resolved.
+    expect(urls.some((u) => u.endsWith('/core/s3/client.ts'))).toBe(true);
+    expect(urls.filter((u) => u.endsWith('/core/s3/sdk.ts'))).toEqual([]);
   }, 90_000);
 });

@@ -4,8 +4,8 @@
 // core/tf.ts, core/backend.ts and functions/tfjs-serving.ts may have been resolved (core/tf.ts
 // requires the tfjs packages, which the hook does not see: it is the door to them). The same child
 // on the wasm engine is the control: there, tfjs is loaded. A folder's model loads no AWS SDK either
-// (~0.15 s of a cold start): core/s3/client.ts and core/s3/sdk.ts, its only doors, are resolved on
-// the first s3:// URI only.
+// (~0.15 s of a cold start): core/s3/client.ts and core/s3/sdk.ts, its doors, are resolved for
+// s3:// URIs only, and sdk.ts only for a request that needs the SDK (test/s3-signed-get.test.ts).
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';

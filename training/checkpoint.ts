@@ -133,9 +133,10 @@ export async function loadCheckpoint(uri: string, runKey: string): Promise<Check
 export async function clearCheckpoint(uri: string): Promise<void> {
   const target = location(uri);
   if (isS3Uri(target)) {
-    const [{ s3Client, parseS3Uri }, { s3Sdk }] = await Promise.all([import('../core/s3/client.js'), import('../core/s3/sdk.js')]);
+    const { sdkClient, parseS3Uri } = await import('../core/s3/client.js');
     const { bucket, key } = parseS3Uri(target);
-    await (await s3Client()).send(new s3Sdk.DeleteObjectCommand({ Bucket: bucket, Key: key }));
+    const { sdk, client } = await sdkClient();
+    await client.send(new sdk.DeleteObjectCommand({ Bucket: bucket, Key: key }));
   } else {
     await rm(target, { force: true });
   }

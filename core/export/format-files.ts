@@ -29,9 +29,10 @@ export async function openVersionFile(versionUri: string, rel: string): Promise<
   if (isS3Uri(versionUri)) {
     const { bucket, key } = parseS3Uri(versionUri);
     // Imported here so that serving a folder never loads the AWS SDK.
-    const [{ s3Sdk }, { s3Client }] = await Promise.all([import('../s3/sdk.js'), import('../s3/client.js')]);
+    const { sdkClient } = await import('../s3/client.js');
     try {
-      const out = await (await s3Client()).send(new s3Sdk.GetObjectCommand({ Bucket: bucket, Key: joinKey(key.replace(/\/+$/, ''), rel) }));
+      const { sdk, client } = await sdkClient();
+      const out = await client.send(new sdk.GetObjectCommand({ Bucket: bucket, Key: joinKey(key.replace(/\/+$/, ''), rel) }));
       if (!out.Body) return undefined;
       return { body: out.Body.transformToWebStream() as ReadableStream<Uint8Array>, bytes: out.ContentLength };
     } catch (e) {

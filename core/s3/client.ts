@@ -1,5 +1,4 @@
 import type * as S3Sdk from '@aws-sdk/client-s3';
-import type { PutObjectCommandInput, S3Client } from '@aws-sdk/client-s3';
 import { edgetuneConfig } from '../config.js';
 import {
   ACCESS_KEY_ENV,
@@ -18,7 +17,7 @@ import { parseS3Uri } from './uri.js';
 export { cleanEtag, isNotFound, ObjectTooLargeError } from './errors.js';
 export { parseS3Uri } from './uri.js';
 
-const clients = new Map<string, S3Client>();
+const clients = new Map<string, S3Sdk.S3Client>();
 
 /**
  * The SDK, loaded on first use through a dynamic import: bundles then keep it (~1.2 MB) in a chunk
@@ -30,8 +29,8 @@ const loadSdk = (): Promise<typeof S3Sdk> => import('./sdk.js').then((m) => m.s3
  * Endpoint of a local/self-hosted S3 (s3rver, MinIO): EDGETUNE_S3_ENDPOINT, else the embedded S3
  * ensureS3() started in this process; undefined for real AWS S3.
  */
-export function s3Endpoint(): string | undefined {
-  return edgetuneConfig().EDGETUNE_S3_ENDPOINT ?? embedded?.s3.endpoint;
+export function s3Endpoint(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return edgetuneConfig(env).EDGETUNE_S3_ENDPOINT ?? embedded?.s3.endpoint;
 }
 
 /**
@@ -60,11 +59,12 @@ export function endpointCredentials(
  * against that endpoint, signed with endpointCredentials(); otherwise the standard AWS
  * region/credential chain, i.e. real S3. One client per endpoint and key, reused.
  */
-export async function s3Client(): Promise<S3Client> {
+export async function s3Client(): Promise<S3Sdk.S3Client> {
   return (await sdkClient()).client;
 }
 
-async function sdkClient(): Promise<{ sdk: typeof S3Sdk; client: S3Client }> {
+/** s3Client() with the SDK it was made from, whose commands it sends. */
+export async function sdkClient(): Promise<{ sdk: typeof S3Sdk; client: S3Sdk.S3Client }> {
   const sdk = await loadSdk();
   const endpoint = s3Endpoint();
   const credentials = endpoint ? endpointCredentials(endpoint) : undefined;
@@ -101,7 +101,7 @@ const truthy = (v: string | undefined) => v !== undefined && /^(1|true)$/i.test(
  */
 export function staticS3Access(env: NodeJS.ProcessEnv = process.env): StaticS3Access | undefined {
   if (edgetuneConfig(env).EDGETUNE_S3_CLIENT === 'sdk') return undefined;
-  const endpoint = s3Endpoint();
+  const endpoint = s3Endpoint(env);
   if (endpoint) {
     return { endpoint, region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1', credentials: endpointCredentials(endpoint, env) };
   }
@@ -259,7 +259,7 @@ export async function headObject(uri: string): Promise<{ etag?: string; size?: n
 export async function putObject(
   uri: string,
   body: Buffer | string,
-  extra: Omit<PutObjectCommandInput, 'Bucket' | 'Key' | 'Body'> = {},
+  extra: Omit<S3Sdk.PutObjectCommandInput, 'Bucket' | 'Key' | 'Body'> = {},
 ): Promise<{ etag?: string }> {
   const { bucket, key } = parseS3Uri(uri);
   return withRetry(
