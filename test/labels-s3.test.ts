@@ -1,32 +1,21 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EmbeddedS3, startS3rver } from '../core/s3/embedded.js';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { listAndSplit } from '../training/dataset-listing.js';
 import { labelsKey, skipReason, uploadDataset } from '../training/dataset-s3.js';
 import type { TrainEvent } from '../training/progress.js';
+import { useEmbeddedS3 } from './helpers/embedded-s3.js';
 import { makeImage } from './helpers/images.js';
 
-let s3: EmbeddedS3;
-let tmp: string;
+const env = useEmbeddedS3('labels-s3');
 
 beforeAll(async () => {
-  tmp = await mkdtemp(path.join(os.tmpdir(), 'edgetune-labels-s3-'));
-  s3 = await startS3rver({ port: 0, dir: path.join(tmp, 's3'), buckets: ['edgetune'] });
-  process.env.EDGETUNE_S3_ENDPOINT = s3.endpoint;
   process.env.EDGETUNE_S3_BACKOFF_MS = '20';
-});
-
-afterAll(async () => {
-  await s3?.close();
-  delete process.env.EDGETUNE_S3_ENDPOINT;
-  await rm(tmp, { recursive: true, force: true });
 });
 
 describe('label manifests on S3', () => {
   it('syncs labels.csv next to flat images and lists by it; without --labels the flat keys are refused as before', async () => {
-    const src = path.join(tmp, 'src');
+    const src = path.join(env.tmp, 'src');
     await mkdir(src, { recursive: true });
     const rows = ['path,label,split'];
     for (let i = 0; i < 10; i++) {
@@ -39,7 +28,7 @@ describe('label manifests on S3', () => {
 
     const events: TrainEvent[] = [];
     const opts = { data: 's3://edgetune/datasets/flat/', validationSplit: 0.2, seed: 1, stratified: false };
-    const cacheDir = path.join(tmp, 'cache');
+    const cacheDir = path.join(env.tmp, 'cache');
     const r = await listAndSplit({ ...opts, labels: 'labels.csv' }, (e) => events.push(e), { cacheDir });
     expect(r.dir).toBe(path.join(cacheDir, 'edgetune', 'datasets', 'flat'));
     expect(r.listing.classes).toEqual(['cat', 'dog']);
@@ -54,7 +43,7 @@ describe('label manifests on S3', () => {
     await expect(listAndSplit({ ...opts, labels: 's3://edgetune/elsewhere/labels.csv' }, () => {}, { cacheDir })).rejects.toThrow(
       /must sit below the dataset, s3:\/\/edgetune\/datasets\/flat\//,
     );
-    await expect(listAndSplit(opts, () => {}, { cacheDir: path.join(tmp, 'cache2') })).rejects.toThrow(/not inside a class folder/);
+    await expect(listAndSplit(opts, () => {}, { cacheDir: path.join(env.tmp, 'cache2') })).rejects.toThrow(/not inside a class folder/);
     await expect(listAndSplit({ ...opts, labels: 'nope.csv' }, () => {}, { cacheDir })).rejects.toThrow(
       /labels file not found: s3:\/\/edgetune\/datasets\/flat\/nope\.csv/,
     );

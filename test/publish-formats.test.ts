@@ -1,5 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,7 +8,6 @@ import { decodeImage } from '../core/image.js';
 import { type Manifest, parseManifest } from '../core/manifest.js';
 import { loadModel } from '../core/model-loader.js';
 import { getObject, listObjects, putObject } from '../core/s3/client.js';
-import { type EmbeddedS3, startS3rver } from '../core/s3/embedded.js';
 import { tf } from '../core/tf.js';
 import { sha256 } from '../core/versioning.js';
 import { createApp } from '../functions/app.js';
@@ -18,10 +16,10 @@ import { memoryLogger } from '../functions/logger.js';
 import { ModelHolder } from '../functions/model-holder.js';
 import { publishModel } from '../store/model-store.js';
 import { exportModelFormats } from '../training/export-formats.js';
+import { useEmbeddedS3 } from './helpers/embedded-s3.js';
 import { makeModelDir } from './helpers/model-dir.js';
 
-let s3: EmbeddedS3;
-let tmp: string;
+const env = useEmbeddedS3('pub-fmt');
 let dir: string;
 const TARGET = 's3://edgetune/models/fmt';
 const log = () => {};
@@ -32,19 +30,10 @@ beforeAll(async () => {
   await initBackend();
   process.env.EDGETUNE_S3_BACKOFF_MS = '20';
   process.env.EDGETUNE_S3_ATTEMPTS = '3';
-  tmp = await mkdtemp(path.join(os.tmpdir(), 'edgetune-pub-fmt-'));
-  s3 = await startS3rver({ port: 0, dir: path.join(tmp, 's3'), buckets: ['edgetune'] });
-  process.env.EDGETUNE_S3_ENDPOINT = s3.endpoint;
-  dir = await makeModelDir(path.join(tmp, 'model'), { inputSize: 32, valAccuracy: 0.9, seed: 3 });
+  dir = await makeModelDir(path.join(env.tmp, 'model'), { inputSize: 32, valAccuracy: 0.9, seed: 3 });
   // float32 only: the random test model is too sensitive for the float16 bound.
   await exportModelFormats(dir, ['onnx'], {});
 }, 120_000);
-
-afterAll(async () => {
-  await s3?.close();
-  delete process.env.EDGETUNE_S3_ENDPOINT;
-  await rm(tmp, { recursive: true, force: true });
-});
 
 const versionsUnder = async (prefix: string) => (await listObjects('edgetune', `${prefix}/`, { delimiter: '/' })).prefixes;
 

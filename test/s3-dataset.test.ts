@@ -1,16 +1,14 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { s3Client } from '../core/s3/client.js';
-import { type EmbeddedS3, startS3rver } from '../core/s3/embedded.js';
 import { listDataset } from '../training/dataset.js';
 import { skipReason, syncDatasetWithStats, uploadDataset } from '../training/dataset-s3.js';
+import { useEmbeddedS3 } from './helpers/embedded-s3.js';
 
-let s3: EmbeddedS3;
-let tmp: string;
+const env = useEmbeddedS3('s3-ds');
 let src: string;
 
 async function png(rgb: [number, number, number]): Promise<Buffer> {
@@ -20,11 +18,8 @@ async function png(rgb: [number, number, number]): Promise<Buffer> {
 }
 
 beforeAll(async () => {
-  tmp = await mkdtemp(path.join(os.tmpdir(), 'edgetune-s3-ds-'));
-  s3 = await startS3rver({ port: 0, dir: path.join(tmp, 's3'), buckets: ['edgetune'] });
-  process.env.EDGETUNE_S3_ENDPOINT = s3.endpoint;
   process.env.EDGETUNE_S3_BACKOFF_MS = '20';
-  src = path.join(tmp, 'src');
+  src = path.join(env.tmp, 'src');
   for (const [cls, color] of [
     ['alpaca', [200, 150, 100]],
     ['not_alpaca', [20, 90, 200]],
@@ -36,12 +31,6 @@ beforeAll(async () => {
   }
   await writeFile(path.join(src, '.DS_Store'), 'hidden');
   await writeFile(path.join(src, 'README.md'), 'not an image');
-});
-
-afterAll(async () => {
-  await s3?.close();
-  delete process.env.EDGETUNE_S3_ENDPOINT;
-  await rm(tmp, { recursive: true, force: true });
 });
 
 describe('dataset upload and sync', () => {
@@ -58,7 +47,7 @@ describe('dataset upload and sync', () => {
   });
 
   it('syncs into a cache that the local dataset loader reads, and a rerun downloads nothing', async () => {
-    const cacheDir = path.join(tmp, 'cache');
+    const cacheDir = path.join(env.tmp, 'cache');
     await (await s3Client()).send(new PutObjectCommand({ Bucket: 'edgetune', Key: 'datasets/demo/_RETRAIN', Body: '' }));
     const a = await syncDatasetWithStats(uri, { cacheDir, concurrency: 3 });
     // README.md (top level, not an image) is listed but never downloaded; the _RETRAIN marker is not data.
@@ -85,7 +74,7 @@ describe('dataset upload and sync', () => {
   });
 
   it('a local file damaged in the cache is fetched again', async () => {
-    const cacheDir = path.join(tmp, 'cache');
+    const cacheDir = path.join(env.tmp, 'cache');
     const dir = path.join(cacheDir, 'edgetune', 'datasets/demo/');
     await writeFile(path.join(dir, 'alpaca/1.png'), 'x');
     const d = await syncDatasetWithStats(uri, { cacheDir });
@@ -105,7 +94,7 @@ describe('dataset upload and sync', () => {
     await put('datasets/mixed/dogs/.hidden.jpg', await png([1, 1, 1]));
     await put('datasets/mixed/loose.jpg', await png([1, 1, 1]));
     const lines: string[] = [];
-    const cacheDir = path.join(tmp, 'c-mixed');
+    const cacheDir = path.join(env.tmp, 'c-mixed');
     const r = await syncDatasetWithStats('s3://edgetune/datasets/mixed/', { cacheDir, maxObjectBytes: 2048, log: (l) => lines.push(l) });
     expect(r).toMatchObject({ objects: 2, downloaded: 2 });
     const reasons = Object.fromEntries(r.skipped.map((k) => [k.key.slice('datasets/mixed/'.length), k.reason]));
@@ -133,7 +122,7 @@ describe('dataset upload and sync', () => {
   });
 
   it('says clearly when the prefix is empty or the server is unreachable', async () => {
-    await expect(syncDatasetWithStats('s3://edgetune/datasets/none/', { cacheDir: path.join(tmp, 'c2') })).rejects.toThrow(
+    await expect(syncDatasetWithStats('s3://edgetune/datasets/none/', { cacheDir: path.join(env.tmp, 'c2') })).rejects.toThrow(
       /no objects under s3:\/\/edgetune\/datasets\/none\//,
     );
     const saved = { ...process.env };
@@ -144,12 +133,12 @@ describe('dataset upload and sync', () => {
       EDGETUNE_S3_SECRET_ACCESS_KEY: 'S',
     });
     try {
-      await expect(syncDatasetWithStats(uri, { cacheDir: path.join(tmp, 'c3') })).rejects.toThrow(
+      await expect(syncDatasetWithStats(uri, { cacheDir: path.join(env.tmp, 'c3') })).rejects.toThrow(
         /LIST s3:\/\/edgetune\/datasets\/demo\/ failed after 4 attempts: .*ECONNREFUSED/,
       );
       delete process.env.EDGETUNE_S3_ACCESS_KEY_ID;
       // Without one: says so before trying.
-      await expect(syncDatasetWithStats(uri, { cacheDir: path.join(tmp, 'c4') })).rejects.toThrow(
+      await expect(syncDatasetWithStats(uri, { cacheDir: path.join(env.tmp, 'c4') })).rejects.toThrow(
         /no credentials for it: set EDGETUNE_S3_ACCESS_KEY_ID/,
       );
     } finally {

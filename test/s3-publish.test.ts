@@ -1,19 +1,17 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { checkForUpdate, loadModel, ModelIntegrityError } from '../core/model-loader.js';
 import { getObject, s3Client } from '../core/s3/client.js';
-import { type EmbeddedS3, startS3rver } from '../core/s3/embedded.js';
+import { startS3rver } from '../core/s3/embedded.js';
 import { tf } from '../core/tf.js';
 import { sha256, VERSION_RE } from '../core/versioning.js';
 import { listVersions, promoteVersion, publishModel, readCurrent, rollback } from '../store/model-store.js';
+import { useEmbeddedS3 } from './helpers/embedded-s3.js';
 import { makeModelDir } from './helpers/model-dir.js';
 
-let s3: EmbeddedS3;
-let tmp: string;
+const env = useEmbeddedS3('s3-pub');
 let good: string;
 let worse: string;
 const TARGET = 's3://edgetune/models/alpaca';
@@ -24,17 +22,8 @@ beforeAll(async () => {
   await initBackend();
   process.env.EDGETUNE_S3_BACKOFF_MS = '20';
   process.env.EDGETUNE_S3_ATTEMPTS = '3';
-  tmp = await mkdtemp(path.join(os.tmpdir(), 'edgetune-s3-pub-'));
-  s3 = await startS3rver({ port: 0, dir: path.join(tmp, 's3'), buckets: ['edgetune'] });
-  process.env.EDGETUNE_S3_ENDPOINT = s3.endpoint;
-  good = await makeModelDir(path.join(tmp, 'good'), { inputSize: 32, valAccuracy: 0.9, seed: 1 });
-  worse = await makeModelDir(path.join(tmp, 'worse'), { inputSize: 32, valAccuracy: 0.7, seed: 2 });
-});
-
-afterAll(async () => {
-  await s3?.close();
-  delete process.env.EDGETUNE_S3_ENDPOINT;
-  await rm(tmp, { recursive: true, force: true });
+  good = await makeModelDir(path.join(env.tmp, 'good'), { inputSize: 32, valAccuracy: 0.9, seed: 1 });
+  worse = await makeModelDir(path.join(env.tmp, 'worse'), { inputSize: 32, valAccuracy: 0.7, seed: 2 });
 });
 
 describe('publishModel', () => {
@@ -122,7 +111,7 @@ describe('publishModel', () => {
 
   it('refuses a model folder that does not reproduce its verification.json', async () => {
     const { cp, readFile, writeFile } = await import('node:fs/promises');
-    const bad = path.join(tmp, 'bad-verification');
+    const bad = path.join(env.tmp, 'bad-verification');
     await cp(good, bad, { recursive: true });
     const v = JSON.parse(await readFile(path.join(bad, 'verification.json'), 'utf8'));
     v.probabilities[0] = [v.probabilities[0][1], v.probabilities[0][0]];
@@ -190,7 +179,7 @@ describe('S3 stopped in the middle of a publish', () => {
     const err = await publishModel(good, TARGET, {
       force: true,
       log: (l) => {
-        if (l.includes('uploading') && !stopping) stopping = s3.close();
+        if (l.includes('uploading') && !stopping) stopping = env.s3.close();
       },
     }).catch((e) => e);
     const failMs = performance.now() - t0;
@@ -199,7 +188,7 @@ describe('S3 stopped in the middle of a publish', () => {
     expect(err.message).toMatch(/failed after 3 attempts: .*(ECONNREFUSED|ECONNRESET|socket hang up)/);
     console.log(`publish with S3 stopped failed after ${Math.round(failMs)} ms: ${err.message}`);
 
-    s3 = await startS3rver({ port: s3.port, dir: s3.dir, buckets: ['edgetune'] });
+    env.s3 = await startS3rver({ port: env.s3.port, dir: env.s3.dir, buckets: ['edgetune'] });
     const after = await readCurrent('edgetune', 'models/alpaca');
     expect(after.current).toEqual(before.current);
     const r = await publishModel(good, TARGET, { force: true });

@@ -1,34 +1,23 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { buildClassifier } from '../core/classifier.js';
 import { checkForUpdate, loadModel, ModelIntegrityError } from '../core/model-loader.js';
 import { ensureS3, getObject, parseS3Uri, putObject, s3ChildEnv } from '../core/s3/client.js';
-import { type EmbeddedS3, startS3rver } from '../core/s3/embedded.js';
 import { registerS3Router } from '../core/s3/io-handler.js';
 import { tf } from '../core/tf.js';
+import { useEmbeddedS3 } from './helpers/embedded-s3.js';
 import { makeModelDir } from './helpers/model-dir.js';
 import { REPO_DIR } from './helpers/shared.js';
 
-let s3: EmbeddedS3;
-let tmp: string;
+const env = useEmbeddedS3('s3-rt');
 
 beforeAll(async () => {
   await initBackend();
-  tmp = await mkdtemp(path.join(os.tmpdir(), 'edgetune-s3-rt-'));
-  s3 = await startS3rver({ port: 0, dir: path.join(tmp, 's3'), buckets: ['edgetune'] });
-  process.env.EDGETUNE_S3_ENDPOINT = s3.endpoint;
   registerS3Router();
-});
-
-afterAll(async () => {
-  await s3?.close();
-  delete process.env.EDGETUNE_S3_ENDPOINT;
-  await rm(tmp, { recursive: true, force: true });
 });
 
 describe('s3:// URIs', () => {
@@ -41,7 +30,7 @@ describe('s3:// URIs', () => {
 
   it('ensureS3 uses the configured endpoint instead of starting another server', async () => {
     const h = await ensureS3();
-    expect(h).toMatchObject({ embedded: false, endpoint: s3.endpoint });
+    expect(h).toMatchObject({ embedded: false, endpoint: env.s3.endpoint });
     await h.close();
   });
 
@@ -49,13 +38,13 @@ describe('s3:// URIs', () => {
     const saved = { ...process.env };
     for (const k of Object.keys(process.env)) if (k.startsWith('EDGETUNE_S3_') || k.startsWith('AWS_')) delete process.env[k];
     const before = { ...process.env };
-    const h = await ensureS3({ dir: path.join(tmp, 's3-embedded'), log: () => {} });
+    const h = await ensureS3({ dir: path.join(env.tmp, 's3-embedded'), log: () => {} });
     try {
       expect(h.embedded).toBe(true);
       expect({ ...process.env }).toEqual(before);
       await putObject('s3://edgetune/scratch/child.txt', Buffer.from('from the parent'));
       expect((await getObject('s3://edgetune/scratch/child.txt')).body.toString()).toBe('from the parent');
-      const script = path.join(tmp, 'child.mts');
+      const script = path.join(env.tmp, 'child.mts');
       await writeFile(
         script,
         `import { getObject } from ${JSON.stringify(path.join(REPO_DIR, 'core/s3/client.ts'))};\n` +
@@ -95,7 +84,7 @@ describe('tfjs s3:// IOHandler', () => {
 
 describe('loadModel', () => {
   it('loads a local folder with verification, and reports a corrupted weight file', async () => {
-    const dir = await makeModelDir(path.join(tmp, 'local-model'), { inputSize: 32 });
+    const dir = await makeModelDir(path.join(env.tmp, 'local-model'), { inputSize: 32 });
     const m = await loadModel(dir);
     expect(m.manifest.classes).toEqual(['alpaca', 'not_alpaca']);
     expect(m.etag).toBe(m.version);

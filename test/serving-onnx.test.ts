@@ -3,10 +3,9 @@
 // answers on the same weights (float32 folder, float16 and unquantized published versions); a corrupt
 // file is refused on refresh (the previous model keeps serving); a version without it is converted
 // at load as before.
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { HEAD } from '../core/classifier.js';
 import { decodeImage } from '../core/image.js';
@@ -14,7 +13,6 @@ import { type Manifest, ManifestSchema, SERVING_CHECK_IMAGES, VerificationSchema
 import { loadModel, loadServing, ModelIntegrityError } from '../core/model-loader.js';
 import { maxAbsDiff } from '../core/probability-rows.js';
 import { getObject } from '../core/s3/client.js';
-import { type EmbeddedS3, startS3rver } from '../core/s3/embedded.js';
 import { SERVING_ONNX_FILE } from '../core/serving-onnx.js';
 import { sha256 } from '../core/versioning.js';
 import { configFromEnv } from '../functions/config.js';
@@ -22,14 +20,14 @@ import { memoryLogger } from '../functions/logger.js';
 import { ModelHolder } from '../functions/model-holder.js';
 import { createRuntime } from '../functions/runtime.js';
 import { predictVerification, publishModel } from '../store/model-store.js';
+import { useEmbeddedS3 } from './helpers/embedded-s3.js';
 import { makeModelDir } from './helpers/model-dir.js';
 import { exportedFrom } from './helpers/serving-dir.js';
 import { makePhoto } from './helpers/tiny-model.js';
 
 const quiet = () => {};
 const SIZE = 64;
-let tmp: string;
-let s3: EmbeddedS3;
+const env = useEmbeddedS3('serving-onnx');
 /** makeModelDir's folder: no serving.onnx (a model from before it). */
 let plain: string;
 /** The same weights through training's exportModel: serving.onnx written. */
@@ -83,20 +81,11 @@ let photos: Uint8Array<ArrayBuffer>[];
 
 beforeAll(async () => {
   await initBackend('auto', quiet);
-  tmp = await mkdtemp(path.join(os.tmpdir(), 'edgetune-serving-onnx-'));
-  s3 = await startS3rver({ port: 0, dir: path.join(tmp, 's3'), buckets: ['edgetune'] });
-  process.env.EDGETUNE_S3_ENDPOINT = s3.endpoint;
-  plain = await makeModelDir(path.join(tmp, 'plain'), { classes: ['alpaca', 'llama', 'other'], inputSize: SIZE, seed: 3 });
+  plain = await makeModelDir(path.join(env.tmp, 'plain'), { classes: ['alpaca', 'llama', 'other'], inputSize: SIZE, seed: 3 });
   // Training's export on the same weights and verification images.
-  exported = await exportedFrom(plain, path.join(tmp, 'exported'));
+  exported = await exportedFrom(plain, path.join(env.tmp, 'exported'));
   photos = await Promise.all([1, 2, 3, 4, 5, 6].map((s) => makePhoto('jpeg', 120, 90, s)));
 }, 120_000);
-
-afterAll(async () => {
-  await s3?.close();
-  delete process.env.EDGETUNE_S3_ENDPOINT;
-  if (tmp) await rm(tmp, { recursive: true, force: true });
-});
 
 /** The record matches the file beside it and the tfjs probabilities of the weights `uri` serves. */
 async function expectRecordMatches(uri: string, onnx: Buffer, weights: 'float32' | 'float16'): Promise<Manifest> {
@@ -198,7 +187,7 @@ describe('serving.onnx: served on onnxruntime without a tfjs model', () => {
   });
 
   it('a corrupt serving.onnx is refused: an integrity error on load, and on refresh the previous model keeps serving', async () => {
-    const dir = path.join(tmp, 'refresh');
+    const dir = path.join(env.tmp, 'refresh');
     await mkdir(dir);
     for (const f of ['model.json', 'weights.bin', 'verification.json', 'manifest.json', SERVING_ONNX_FILE]) {
       await copyFile(path.join(exported, f), path.join(dir, f));
