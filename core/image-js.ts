@@ -3,6 +3,8 @@
 // replays sharp's pipeline from core/image.ts step by step (JPEG shrink-on-load, WebP scaled
 // load, orientation, ICC profile to sRGB, premultiplied-alpha linear resize) so serving sees nearly the same pixels
 // as training. Measured against sharp: see test/api-image-js.test.ts.
+
+import { embedsSrgbProfile } from './icc-profile.js';
 import type { PreprocessOptions, RgbImage } from './image.js';
 import { checkImageHeader, ImageDecodeError, ImageTooLargeError, UnsupportedImageError } from './image-format.js';
 
@@ -84,9 +86,10 @@ export async function decodeImageJs(bytes: Uint8Array, opts: PreprocessOptions):
       }
     }
 
-    // Like sharp: move to sRGB through the embedded ICC profile (perceptual), or from CMYK.
+    // Like sharp: move to sRGB through the embedded ICC profile (perceptual), or from CMYK; an sRGB
+    // profile is left alone, as core/image.ts does.
     const interp = im.interpretation;
-    if (im.getTypeof('icc-profile-data') !== 0 && interp !== 'labs' && interp !== 'grey16') {
+    if (im.getTypeof('icc-profile-data') !== 0 && interp !== 'labs' && interp !== 'grey16' && !embedsSrgbProfile(bytes, kind)) {
       const depth = interp === 'rgb16' || interp === 'grey16' ? 16 : 8;
       try {
         im = keep(im.iccTransform('srgb', { embedded: true, depth, intent: 'perceptual' }));

@@ -1,4 +1,5 @@
 import bmp from 'bmp-js';
+import { embedsSrgbProfile } from './icc-profile.js';
 import { checkImageHeader, ImageDecodeError, ImageTooLargeError, UnsupportedImageError } from './image-format.js';
 import { sharp } from './sharp.js';
 
@@ -36,8 +37,12 @@ export async function decodeImage(bytes: Uint8Array, opts: PreprocessOptions): P
   const header = checkImageHeader(bytes, limitInputPixels);
   decodeCounter.sharp++;
   try {
+    // An embedded sRGB profile would be converted to sRGB pixel by pixel for nothing (core/icc-profile.ts).
+    const ignoreIcc = embedsSrgbProfile(bytes, header.format);
     const input =
-      header.format === 'bmp' ? bmpToSharp(bytes, limitInputPixels) : sharp(bytes, { limitInputPixels, failOn: 'error', pages: 1 });
+      header.format === 'bmp'
+        ? bmpToSharp(bytes, limitInputPixels)
+        : sharp(bytes, { limitInputPixels, failOn: 'error', pages: 1, ignoreIcc });
     const { data, info } = await input
       .rotate()
       .toColourspace('srgb')

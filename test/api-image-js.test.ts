@@ -4,6 +4,7 @@ import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { decodeImage, type PreprocessOptions } from '../core/image.js';
 import { decodeImageJs } from '../core/image-js.js';
+import { ADOBE_D50, jpegWithIcc, makeProfile } from './helpers/icc.js';
 import { ALPACA_DIR, hasAlpaca, skipReason } from './helpers/shared.js';
 import { makePhoto } from './helpers/tiny-model.js';
 
@@ -32,6 +33,16 @@ describe('core/image-js (libvips in WASM) against core/image (sharp)', () => {
     ['PNG 50x70 upscaled -> 64', () => makePhoto('png', 50, 70, 6), { size: 64 }],
     ['WebP 800x600 -> 160 (scaled load)', () => makePhoto('webp', 800, 600, 7), { size: 160 }],
     ['GIF 200x150 -> 160', () => makePhoto('gif', 200, 150, 8), { size: 160 }],
+    [
+      'JPEG 640x480 with an sRGB profile (not converted) -> 160',
+      async () => jpegWithIcc(await makePhoto('jpeg', 640, 480, 10), makeProfile()),
+      { size: 160 },
+    ],
+    [
+      'JPEG 640x480 with an Adobe RGB profile (converted) -> 160',
+      async () => jpegWithIcc(await makePhoto('jpeg', 640, 480, 11), makeProfile({ colorants: ADOBE_D50 })),
+      { size: 160 },
+    ],
     [
       'greyscale JPEG 400x300 -> 128',
       async () =>
