@@ -214,20 +214,22 @@ describe('signedGetObject against the embedded S3', () => {
     expect(await readCurrentPointer('edgetune', 'models/none')).toBe('missing');
   });
 
-  it('a process that reads through getObject never loads the AWS SDK', async () => {
+  it('a process that reads through getObject never loads the AWS SDK, nor s3rver', async () => {
     await putObject('s3://edgetune/models/x/manifest.json', '{"n":1}');
     const script = `
       const { createRequire } = await import('node:module');
       const { getObject } = await import(${JSON.stringify(path.join(REPO_DIR, 'core/s3/client.ts'))});
       const body = (await getObject('s3://edgetune/models/x/manifest.json')).body.toString();
-      const sdk = Object.keys(createRequire(import.meta.url).cache).filter((k) => k.includes('/@aws-sdk/client-s3/'));
-      console.log(JSON.stringify({ body, sdk: sdk.length }));`;
+      const loaded = Object.keys(createRequire(import.meta.url).cache);
+      const sdk = loaded.filter((k) => k.includes('/@aws-sdk/client-s3/')).length;
+      const s3rver = loaded.filter((k) => k.includes('/node_modules/s3rver/')).length;
+      console.log(JSON.stringify({ body, sdk, s3rver }));`;
     const { out, urls } = await runRecordingResolved(['--input-type=module', '-e', script], path.join(env.tmp, 'resolved.txt'), {
       EDGETUNE_S3_ENDPOINT: env.s3.endpoint,
       EDGETUNE_S3_ACCESS_KEY_ID: env.s3.credentials.accessKeyId,
       EDGETUNE_S3_SECRET_ACCESS_KEY: env.s3.credentials.secretAccessKey,
     });
-    expect(out).toEqual({ body: '{"n":1}', sdk: 0 });
+    expect(out).toEqual({ body: '{"n":1}', sdk: 0, s3rver: 0 });
     // core/s3/sdk.ts, the one module that requires the SDK, was never even resolved.
     expect(urls.some((u) => u.endsWith('/core/s3/client.ts'))).toBe(true);
     expect(urls.filter((u) => u.endsWith('/core/s3/sdk.ts'))).toEqual([]);

@@ -4,7 +4,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import S3rver from 's3rver';
+import type S3rver from 's3rver';
 import { createGuardHandler } from './guard.js';
 import type { S3Credentials } from './sigv4-verify.js';
 
@@ -90,7 +90,10 @@ export async function startS3rver(
   const credentials = opts.credentials ?? runCredentials();
   const sockDir = await mkdtemp(path.join(os.tmpdir(), 'edgetune-s3-'));
   const socketPath = path.join(sockDir, 's3rver.sock');
-  const server = new S3rver({
+  // Loaded here, not at import: s3rver and Koa cost ~0.2 s of start-up in every CLI process that
+  // reaches core/s3/client.ts for a real S3.
+  const { default: S3rverClass } = await import('s3rver');
+  const server = new S3rverClass({
     directory: dir,
     silent: opts.silent ?? true,
     // Path-style only: bucket names are never taken from the Host header.
