@@ -1,0 +1,84 @@
+// npm run bench:decode [-- --data <folder of class folders>]: decoding photos to the model's input,
+// one thread: core/image.ts (sharp) as training and serving run it, the same pipeline with every
+// embedded ICC profile converted (before sRGB profiles were skipped, core/icc-profile.ts), and
+// Debian's PIL (libjpeg-turbo, what the PyTorch anchor decodes with) when /usr/bin/python3 has it.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { embedsSrgbProfile, jpegIccProfile } from '../core/icc-profile.js';
+import { decodeImage } from '../core/image.js';
+import { sharp } from '../core/sharp.js';
+import { machineLine } from './machine.js';
+
+const { values } = parseArgs({
+  options: {
+    data: { type: 'string', default: path.resolve(import.meta.dirname, '../../shared/datasets/alpaca') },
+    rounds: { type: 'string', default: '3' },
+  },
+});
+const root = values.data as string;
+if (!existsSync(root)) {
+  console.log(`bench:decode: ${root} not found (the alpaca photos in ../shared, or --data): nothing to decode`);
+  process.exit(0);
+}
+const files = readdirSync(root, { withFileTypes: true })
+  .filter((d) => d.isDirectory())
+  .flatMap((d) => readdirSync(path.join(root, d.name)).map((f) => path.join(root, d.name, f)))
+  .filter((f) => /\.(jpe?g|png|webp|gif)$/i.test(f))
+  .sort();
+const photos = files.map((f) => new Uint8Array(readFileSync(f)));
+const withProfile = photos.filter((b) => jpegIccProfile(b)).length;
+const srgb = photos.filter((b) => embedsSrgbProfile(b, 'jpeg')).length;
+console.log(machineLine());
+console.log(
+  `bench:decode: ${photos.length} photos from ${root}; ${withProfile} embed an ICC profile, ${srgb} of them sRGB (not converted)`,
+);
+
+sharp.concurrency(1);
+const converting = (b: Uint8Array, size: number) =>
+  sharp(b, { failOn: 'error', pages: 1 })
+    .rotate()
+    .toColourspace('srgb')
+    .removeAlpha()
+    .resize(size, size, { fit: 'fill', kernel: 'linear' })
+    .raw()
+    .toBuffer();
+const rounds = Number(values.rounds);
+async function msPerPhoto(fn: (b: Uint8Array) => Promise<unknown>): Promise<string> {
+  const means: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const t = performance.now();
+    for (const b of photos) await fn(b);
+    means.push((performance.now() - t) / photos.length);
+  }
+  means.sort((a, b) => a - b);
+  return `${means[0].toFixed(1)}-${means[means.length - 1].toFixed(1)} ms`;
+}
+// Alternating, so a drift of the machine hits both alike.
+for (const size of [224, 160]) {
+  const ours = await msPerPhoto((b) => decodeImage(b, { size }));
+  const before = await msPerPhoto((b) => converting(b, size));
+  console.log(`to ${size}x${size}, a photo, ${rounds} rounds: core/image.ts ${ours}; every profile converted ${before}`);
+}
+
+const python = '/usr/bin/python3';
+const pil = `
+import io, sys, time
+from PIL import Image
+paths = sys.argv[1:]
+data = [open(p, 'rb').read() for p in paths]
+for size in (224, 160):
+  best = []
+  for r in range(${rounds}):
+    t = time.perf_counter()
+    for b in data:
+      im = Image.open(io.BytesIO(b)); im.draft('RGB', (size, size)); im.convert('RGB').resize((size, size), Image.BILINEAR)
+    best.append((time.perf_counter() - t) / len(data) * 1000)
+  print(f'to {size}x{size}, a photo: PIL (draft mode, bilinear) {min(best):.1f}-{max(best):.1f} ms')
+`;
+try {
+  process.stdout.write(execFileSync(python, ['-c', pil, ...files], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
+} catch (e) {
+  console.log(`PIL reference skipped: ${python} with PIL did not run (${(e as Error).message.split('\n')[0]})`);
+}
