@@ -21,6 +21,8 @@ export interface PreprocessOptions {
   resize?: ResizeMode;
   /** Refuse images with more pixels than this (decompression bombs). */
   limitInputPixels?: number;
+  /** Convert an embedded sRGB profile too, as before core/icc-profile.ts (benchmarks and tests compare). */
+  convertEveryProfile?: boolean;
 }
 
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.bmp'] as const;
@@ -38,7 +40,7 @@ export async function decodeImage(bytes: Uint8Array, opts: PreprocessOptions): P
   decodeCounter.sharp++;
   try {
     // An embedded sRGB profile would be converted to sRGB pixel by pixel for nothing (core/icc-profile.ts).
-    const ignoreIcc = embedsSrgbProfile(bytes, header.format);
+    const ignoreIcc = !opts.convertEveryProfile && embedsSrgbProfile(bytes, header.format);
     const input =
       header.format === 'bmp'
         ? bmpToSharp(bytes, limitInputPixels)
