@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
@@ -144,3 +144,42 @@ describe.skipIf(!hasAlpaca)(`the profiles in the alpaca photos ${hasAlpaca ? '' 
     for (const icc of accepted.values()) expect(await maxConversionError(icc)).toBeLessThanOrEqual(1);
   }, 180_000);
 });
+
+const DEBIAN_ICC = '/usr/share/color/icc';
+const hasDebianProfiles = existsSync(path.join(DEBIAN_ICC, 'colord/sRGB.icc')) && existsSync(path.join(DEBIAN_ICC, 'sRGB.icc'));
+
+describe.skipIf(!hasDebianProfiles)(
+  `Debian's ICC profiles (colord-data, icc-profiles-free) ${hasDebianProfiles ? '' : `skipped: not found under ${DEBIAN_ICC} (apt-get install colord-data icc-profiles-free)`}`,
+  () => {
+    const profiles = hasDebianProfiles
+      ? [...readdirSync(DEBIAN_ICC), ...readdirSync(path.join(DEBIAN_ICC, 'colord')).map((f) => `colord/${f}`)].filter((f) =>
+          /\.ic[cm]$/i.test(f),
+        )
+      : [];
+    const read = (f: string) => new Uint8Array(readFileSync(path.join(DEBIAN_ICC, f)));
+
+    it('accepts their sRGB profiles and refuses the other spaces', () => {
+      for (const f of ['sRGB.icc', 'colord/sRGB.icc']) expect(isSrgbProfile(read(f)), f).toBe(true);
+      // Other primaries, other tone curves (Rec709 has sRGB's primaries and its own curve), other spaces.
+      for (const f of [
+        'colord/AdobeRGB1998.icc',
+        'colord/ProPhotoRGB.icc',
+        'colord/AppleRGB.icc',
+        'colord/Rec709.icc',
+        'colord/WideGamutRGB.icc',
+        'colord/SwappedRedAndGreen.icc',
+        'compatibleWithAdobeRGB1998.icc',
+        'Gray.icc',
+        'ITULab.icc',
+      ])
+        expect(isSrgbProfile(read(f)), f).toBe(false);
+    });
+
+    it('every profile accepted converts no colour by more than two levels', async () => {
+      const accepted = profiles.filter((f) => isSrgbProfile(read(f)));
+      // Measured: the two sRGB profiles (2 levels, on 0.02% of the values) and colord's Bluish and Gamma*K display profiles (0).
+      expect(accepted.length).toBeGreaterThanOrEqual(2);
+      for (const f of accepted) expect(await maxConversionError(read(f)), f).toBeLessThanOrEqual(2);
+    }, 180_000);
+  },
+);
