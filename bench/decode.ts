@@ -6,8 +6,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { embedsSrgbProfile, jpegIccProfile } from '../core/icc-profile.js';
+import { embedsSrgbProfile, iccProfile } from '../core/icc-profile.js';
 import { decodeImage } from '../core/image.js';
+import { sniffFormat } from '../core/image-format.js';
 import { sharp } from '../core/sharp.js';
 import { machineLine } from './machine.js';
 
@@ -28,8 +29,9 @@ const files = readdirSync(root, { withFileTypes: true })
   .filter((f) => /\.(jpe?g|png|webp|gif)$/i.test(f))
   .sort();
 const photos = files.map((f) => new Uint8Array(readFileSync(f)));
-const withProfile = photos.filter((b) => jpegIccProfile(b)).length;
-const srgb = photos.filter((b) => embedsSrgbProfile(b, 'jpeg')).length;
+const format = (b: Uint8Array) => sniffFormat(b) ?? '';
+const withProfile = photos.filter((b) => iccProfile(b, format(b))).length;
+const srgb = photos.filter((b) => embedsSrgbProfile(b, format(b))).length;
 console.log(machineLine());
 console.log(
   `bench:decode: ${photos.length} photos from ${root}; ${withProfile} embed an ICC profile, ${srgb} of them sRGB (not converted)`,

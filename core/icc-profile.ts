@@ -5,12 +5,56 @@
 // decimal, so lcms moves a few colours by one or two levels (test/icc-profile.test.ts runs every
 // 8-bit colour through each accepted profile, the alpaca photos' and Debian's). The decoders skip
 // the transform for those. Anything else, or anything unusual about the profile, keeps it.
+import { inflateSync } from 'node:zlib';
 
-/** Whether the image's embedded ICC profile is sRGB (read from JPEG headers; other formats answer false). */
+/** Whether the image's embedded ICC profile (JPEG, PNG or WebP) is sRGB. */
 export function embedsSrgbProfile(bytes: Uint8Array, format: string): boolean {
-  if (format !== 'jpeg') return false;
-  const icc = jpegIccProfile(bytes);
+  const icc = iccProfile(bytes, format);
   return icc !== undefined && isSrgbProfile(icc);
+}
+
+/** The embedded ICC profile as libvips reads it, or undefined if none, malformed or another format. */
+export function iccProfile(bytes: Uint8Array, format: string): Uint8Array | undefined {
+  if (format === 'jpeg') return jpegIccProfile(bytes);
+  if (format === 'png') return pngIccProfile(bytes);
+  if (format === 'webp') return webpIccProfile(bytes);
+  return undefined;
+}
+
+/** The PNG's iCCP chunk, inflated (at most 1 MiB), from the chunks before the image data. */
+export function pngIccProfile(b: Uint8Array): Uint8Array | undefined {
+  let i = 8;
+  while (i + 12 <= b.length) {
+    const len = u32(b, i);
+    const type = ascii(b, i + 4, 4);
+    if (type === 'IDAT' || type === 'IEND' || i + 12 + len > b.length) return undefined;
+    if (type === 'iCCP') {
+      const data = b.subarray(i + 8, i + 8 + len);
+      const nul = data.indexOf(0);
+      if (nul < 1 || nul > 79 || data[nul + 1] !== 0) return undefined;
+      try {
+        return new Uint8Array(inflateSync(data.subarray(nul + 2), { maxOutputLength: MAX_PROFILE_BYTES }));
+      } catch {
+        return undefined;
+      }
+    }
+    i += 12 + len;
+  }
+  return undefined;
+}
+
+/** The WebP's ICCP chunk (extended format: VP8X first). */
+export function webpIccProfile(b: Uint8Array): Uint8Array | undefined {
+  let i = 12;
+  while (i + 8 <= b.length) {
+    const type = ascii(b, i, 4);
+    const len = u32le(b, i + 4);
+    if (i + 8 + len > b.length) return undefined;
+    if (type === 'ICCP') return b.subarray(i + 8, i + 8 + len);
+    if (type !== 'VP8X') return undefined; // ICCP follows VP8X directly, before the image data
+    i += 8 + len + (len & 1);
+  }
+  return undefined;
 }
 
 /** The JPEG's ICC profile (APP2 `ICC_PROFILE` chunks before the scan), or undefined if none or malformed. */
@@ -55,6 +99,8 @@ export function jpegIccProfile(b: Uint8Array): Uint8Array | undefined {
   return out;
 }
 
+const MAX_PROFILE_BYTES = 1 << 20;
+
 // IEC 61966-2-1 primaries adapted to the D50 connection space (Bradford), as ICC sRGB profiles store them.
 const SRGB_COLORANTS: Record<string, [number, number, number]> = {
   rXYZ: [0.436066, 0.222488, 0.013916],
@@ -74,7 +120,7 @@ const LUT_TAGS = ['A2B0', 'A2B1', 'A2B2', 'B2A0', 'B2A1', 'B2A2', 'D2B0', 'D2B1'
  * LUT tag, other colour space or unreadable tag answers false.
  */
 export function isSrgbProfile(icc: Uint8Array): boolean {
-  if (icc.length < 132 || icc.length > 1 << 20) return false;
+  if (icc.length < 132 || icc.length > MAX_PROFILE_BYTES) return false;
   if (ascii(icc, 16, 4) !== 'RGB ' || ascii(icc, 20, 4) !== 'XYZ ' || ascii(icc, 36, 4) !== 'acsp') return false;
   const tags = new Map<string, Uint8Array>();
   const n = u32(icc, 128);
@@ -146,5 +192,6 @@ function ascii(b: Uint8Array, at: number, n: number): string {
   return s;
 }
 const u16 = (b: Uint8Array, i: number) => (b[i] << 8) | b[i + 1];
+const u32le = (b: Uint8Array, i: number) => (b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24)) >>> 0;
 const u32 = (b: Uint8Array, i: number) => ((b[i] << 24) >>> 0) + (b[i + 1] << 16) + (b[i + 2] << 8) + b[i + 3];
 const s15f16 = (b: Uint8Array, i: number) => ((b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]) / 65536;

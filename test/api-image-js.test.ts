@@ -4,7 +4,7 @@ import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { decodeImage, type PreprocessOptions } from '../core/image.js';
 import { decodeImageJs } from '../core/image-js.js';
-import { ADOBE_D50, jpegWithIcc, makeProfile } from './helpers/icc.js';
+import { ADOBE_D50, jpegWithIcc, makeProfile, pngWithIcc } from './helpers/icc.js';
 import { ALPACA_DIR, hasAlpaca, skipReason } from './helpers/shared.js';
 import { makePhoto } from './helpers/tiny-model.js';
 
@@ -41,6 +41,11 @@ describe('core/image-js (libvips in WASM) against core/image (sharp)', () => {
     [
       'JPEG 640x480 with an Adobe RGB profile (converted) -> 160',
       async () => jpegWithIcc(await makePhoto('jpeg', 640, 480, 11), makeProfile({ colorants: ADOBE_D50 })),
+      { size: 160 },
+    ],
+    [
+      'PNG 500x300 with an sRGB profile (not converted) -> 160',
+      async () => pngWithIcc(await makePhoto('png', 500, 300, 12), makeProfile()),
       { size: 160 },
     ],
     [

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { embedsSrgbProfile, isSrgbProfile, jpegIccProfile } from '../core/icc-profile.js';
+import { embedsSrgbProfile, isSrgbProfile, jpegIccProfile, pngIccProfile, webpIccProfile } from '../core/icc-profile.js';
 import { decodeImage } from '../core/image.js';
-import { ADOBE_D50, jpegWithIcc, makeProfile, maxConversionError } from './helpers/icc.js';
+import { ADOBE_D50, jpegWithIcc, makeProfile, maxConversionError, pngWithIcc } from './helpers/icc.js';
 import { ALPACA_DIR, hasAlpaca, skipReason } from './helpers/shared.js';
 import { makePhoto } from './helpers/tiny-model.js';
 
@@ -88,6 +89,56 @@ describe('jpegIccProfile', () => {
     repeated[second + 16] = 1;
     expect(jpegIccProfile(repeated)).toBeUndefined();
     expect(embedsSrgbProfile(missing, 'jpeg')).toBe(false);
+  });
+});
+
+describe('PNG and WebP profiles', () => {
+  /** A WebP that libvips wrote with `icc` embedded (its pixels converted into that profile). */
+  async function webpWithIcc(icc: Uint8Array, seed: number): Promise<Buffer> {
+    const file = path.join(os.tmpdir(), `edgetune-icc-${process.pid}-${seed}.icc`);
+    writeFileSync(file, icc);
+    try {
+      return await sharp(await makePhoto('png', 320, 240, seed))
+        .withIccProfile(file)
+        .webp({ lossless: true })
+        .toBuffer();
+    } finally {
+      rmSync(file, { force: true });
+    }
+  }
+
+  it('reads the profile libvips reads from a PNG iCCP chunk and a WebP ICCP chunk', async () => {
+    const icc = makeProfile();
+    const png = pngWithIcc(await makePhoto('png', 64, 48, 2), icc);
+    expect(Buffer.from(pngIccProfile(png) ?? [])).toEqual(Buffer.from(icc));
+    expect((await sharp(png).metadata()).icc).toEqual(Buffer.from(icc));
+    const webp = await webpWithIcc(icc, 3);
+    expect(Buffer.from(webpIccProfile(webp) ?? [])).toEqual((await sharp(webp).metadata()).icc);
+    expect(embedsSrgbProfile(webp, 'webp')).toBe(true);
+    expect(pngIccProfile(await makePhoto('png', 64, 48, 2))).toBeUndefined();
+    expect(webpIccProfile(await makePhoto('webp', 64, 48, 2))).toBeUndefined();
+  });
+
+  it('gives up on a corrupt or oversized iCCP chunk', async () => {
+    const png = await makePhoto('png', 64, 48, 2);
+    const bomb = pngWithIcc(png, new Uint8Array(4 << 20)); // inflates past the 1 MiB a profile may have
+    expect(pngIccProfile(bomb)).toBeUndefined();
+    const garbage = pngWithIcc(png, makeProfile());
+    garbage[33 + 8 + 6] ^= 0xff; // inside the zlib stream
+    expect(() => pngIccProfile(garbage)).not.toThrow();
+    expect(embedsSrgbProfile(garbage, 'png')).toBe(false);
+  });
+
+  it('skips the conversion of an sRGB profile in a PNG and keeps it for Adobe RGB', async () => {
+    const png = await makePhoto('png', 500, 300, 4);
+    const plain = await decodeImage(png, { size: 160 });
+    const srgb = pngWithIcc(png, makeProfile());
+    expect(Buffer.from((await decodeImage(srgb, { size: 160 })).data)).toEqual(Buffer.from(plain.data));
+    expect(maxDiff(plain.data, await decodeConverting(srgb, 160))).toBeLessThanOrEqual(1);
+    const adobe = pngWithIcc(png, makeProfile({ colorants: ADOBE_D50 }));
+    const converted = await decodeImage(adobe, { size: 160 });
+    expect(Buffer.from(converted.data)).toEqual(Buffer.from(await decodeConverting(adobe, 160)));
+    expect(maxDiff(converted.data, plain.data)).toBeGreaterThan(10);
   });
 });
 
