@@ -134,51 +134,78 @@ export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures,
   // `frozenViews` sets cycled over the epochs, or the un-augmented images every epoch.
   const viewSet = (e: number) => (!opts.augmentFrozen ? -1 : opts.frozenViews ? e % opts.frozenViews : e);
   const featureSets = new Map<number, Float32Array>();
-  for (let e = first; e < opts.epochs; e++) {
-    const te = performance.now();
+  /** Epoch e's pooled features, computed (the un-augmented pass also keeps the rows post-training needs). */
+  const compute = (e: number) => {
     const set = viewSet(e);
-    let feats = featureSets.get(set);
-    if (!feats) {
-      const draws = set >= 0 ? epochDraws(trainPaths, ctx.aug, opts.seed, set) : trainPaths.map(() => null);
-      report({ type: 'stage', stage: `features (epoch ${state.plan.done('frozen', e)})`, total: data.train.length });
-      // The un-augmented pass also keeps the boundary rows post-training needs (one pass, not two).
-      const keepRows = keep && set < 0 && !keep.pooled;
-      const withBoundary = keepRows && opts.fineTuneEpochs > 0 && val.boundary !== undefined;
-      const [store, boundaryRows] = await computeStores(
-        ctx.extractor,
-        data.train,
-        draws,
-        withBoundary ? [HEAD.pool, ctx.boundary] : [HEAD.pool],
-        {
-          cache: withBoundary ? { ...ctx.cache, budget: new DiskFirstBudget(ctx.cache.budget) } : ctx.cache,
-          name: 'pooled',
-          memoryOnly: [HEAD.pool],
-          rowBytes: val.dim * 4 + (withBoundary ? (val.boundary as RowStore).dim * 4 : 0),
-          onProgress: (done) => report({ type: 'progress', stage: 'features', done, total: data.train.length }),
-        },
-      );
-      feats = store.float32();
-      if (keepRows) {
-        keep.pooled = store;
-        keep.boundary = boundaryRows;
+    const draws = set >= 0 ? epochDraws(trainPaths, ctx.aug, opts.seed, set) : trainPaths.map(() => null);
+    report({ type: 'stage', stage: `features (epoch ${state.plan.done('frozen', e)})`, total: data.train.length });
+    const keepRows = keep && set < 0 && !keep.pooled;
+    const withBoundary = keepRows && opts.fineTuneEpochs > 0 && val.boundary !== undefined;
+    return computeStores(ctx.extractor, data.train, draws, withBoundary ? [HEAD.pool, ctx.boundary] : [HEAD.pool], {
+      cache: withBoundary ? { ...ctx.cache, budget: new DiskFirstBudget(ctx.cache.budget) } : ctx.cache,
+      name: 'pooled',
+      memoryOnly: [HEAD.pool],
+      rowBytes: val.dim * 4 + (withBoundary ? (val.boundary as RowStore).dim * 4 : 0),
+      onProgress: (done) => report({ type: 'progress', stage: 'features', done, total: data.train.length }),
+    }).then(([store, boundaryRows]) => ({ store, boundaryRows, keepRows }));
+  };
+  // With a new set of augmented views every epoch, the workers compute epoch e + 1's while the head
+  // trains on epoch e's (as in phase 2): the views are seeded by epoch, so the bits do not change.
+  let prefetched: { epoch: number; views: ReturnType<typeof compute> } | undefined;
+  const prefetch = (e: number) => {
+    const set = viewSet(e);
+    if (e >= opts.epochs || set < 0 || featureSets.has(set)) return;
+    prefetched = { epoch: e, views: compute(e) };
+    prefetched.views.catch(() => {}); // awaited when its epoch starts, or disposed below
+  };
+  try {
+    for (let e = first; e < opts.epochs; e++) {
+      const te = performance.now();
+      const set = viewSet(e);
+      let feats = featureSets.get(set);
+      if (!feats) {
+        const pending = prefetched?.epoch === e ? prefetched.views : compute(e);
+        prefetched = undefined;
+        const { store, boundaryRows, keepRows } = await pending;
+        feats = store.float32();
+        if (keepRows && keep) {
+          keep.pooled = store;
+          keep.boundary = boundaryRows;
+        }
+        if (set < 0 || opts.frozenViews) featureSets.set(set, feats);
+        // Kept only by the map (or this epoch); the budget counts the sets kept.
+        else store.dispose();
       }
-      if (set < 0 || opts.frozenViews) featureSets.set(set, feats);
-      // Kept only by the map (or this epoch); the budget counts the sets kept.
-      else store.dispose();
+      prefetch(e + 1);
+      const { loss, accuracy } = head.trainEpoch(
+        feats,
+        val.dim,
+        data.trainLabels,
+        opts.batchSize,
+        opts.seed,
+        state.plan.global('frozen', e),
+      );
+      const metrics = computeMetrics(rows(head.probabilities(val.pooled, val.dim), numClasses), data.validationLabels, data.classes);
+      const stop = await state.finishEpoch('frozen', e, {
+        loss,
+        accuracy,
+        metrics,
+        seconds: seconds(te),
+        writeBack: () => head.writeBack(),
+        layers: new Set([HEAD.logits]),
+        optimizerWeights: () => head.optimizerWeights(),
+        optimizerPowers: () => head.optimizerPowers(),
+      });
+      if (stop) break;
     }
-    const { loss, accuracy } = head.trainEpoch(feats, val.dim, data.trainLabels, opts.batchSize, opts.seed, state.plan.global('frozen', e));
-    const metrics = computeMetrics(rows(head.probabilities(val.pooled, val.dim), numClasses), data.validationLabels, data.classes);
-    const stop = await state.finishEpoch('frozen', e, {
-      loss,
-      accuracy,
-      metrics,
-      seconds: seconds(te),
-      writeBack: () => head.writeBack(),
-      layers: new Set([HEAD.logits]),
-      optimizerWeights: () => head.optimizerWeights(),
-      optimizerPowers: () => head.optimizerPowers(),
-    });
-    if (stop) break;
+  } finally {
+    // Early stopping (or a failure) leaves the next epoch's views unused.
+    const unused = prefetched?.views;
+    if (unused)
+      await unused.then(
+        ({ store }) => store.dispose(),
+        () => {},
+      );
   }
   if (first < opts.epochs) head.writeBack();
   head.dispose();
