@@ -6,6 +6,7 @@
 // 8-bit colour through each accepted profile, the alpaca photos' and Debian's). The decoders skip
 // the transform for those. Anything else, or anything unusual about the profile, keeps it.
 import { inflateSync } from 'node:zlib';
+import { ascii, jpegSegments, u16be as u16, u32be as u32, u32le } from './image-format.js';
 
 /** Whether the image's embedded ICC profile (JPEG, PNG or WebP) is sRGB. */
 export function embedsSrgbProfile(bytes: Uint8Array, format: string): boolean {
@@ -61,28 +62,18 @@ export function webpIccProfile(b: Uint8Array): Uint8Array | undefined {
 export function jpegIccProfile(b: Uint8Array): Uint8Array | undefined {
   const chunks: Uint8Array[] = [];
   let count = 0;
-  let i = 2;
-  while (i + 4 <= b.length && b[i] === 0xff) {
-    const m = b[i + 1];
-    if (m === 0xff) {
-      i++;
-      continue;
-    }
-    if (m === 0x01 || (m >= 0xd0 && m <= 0xd8)) {
-      i += 2;
-      continue;
-    }
-    if (m === 0xda || m === 0xd9) break;
-    const len = (b[i + 2] << 8) | b[i + 3];
-    if (len < 2 || i + 2 + len > b.length) return undefined;
-    if (m === 0xe2 && len >= 16 && ascii(b, i + 4, 12) === 'ICC_PROFILE\0') {
-      const seq = b[i + 16];
-      const n = b[i + 17];
+  try {
+    for (const { marker, at, length } of jpegSegments(b)) {
+      if (at + length > b.length) return undefined;
+      if (marker !== 0xe2 || length < 14 || ascii(b, at, 12) !== 'ICC_PROFILE\0') continue;
+      const seq = b[at + 12];
+      const n = b[at + 13];
       if (seq < 1 || n < 1 || (count && n !== count) || seq > n || chunks[seq - 1]) return undefined;
       count = n;
-      chunks[seq - 1] = b.subarray(i + 18, i + 2 + len);
+      chunks[seq - 1] = b.subarray(at + 14, at + length);
     }
-    i += 2 + len;
+  } catch {
+    return undefined; // not a marker where one should be: libvips decides
   }
   if (!count) return undefined;
   let size = 0;
@@ -186,12 +177,4 @@ function srgbEncode(y: number): number {
   return v <= 0.0031308 ? 12.92 * v : 1.055 * v ** (1 / 2.4) - 0.055;
 }
 
-function ascii(b: Uint8Array, at: number, n: number): string {
-  let s = '';
-  for (let i = at; i < at + n && i < b.length; i++) s += String.fromCharCode(b[i]);
-  return s;
-}
-const u16 = (b: Uint8Array, i: number) => (b[i] << 8) | b[i + 1];
-const u32le = (b: Uint8Array, i: number) => (b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24)) >>> 0;
-const u32 = (b: Uint8Array, i: number) => ((b[i] << 24) >>> 0) + (b[i + 1] << 16) + (b[i + 2] << 8) + b[i + 3];
 const s15f16 = (b: Uint8Array, i: number) => ((b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]) / 65536;

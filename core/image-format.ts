@@ -73,17 +73,17 @@ export function sniffFormat(b: Uint8Array): ImageFormat | undefined {
   return undefined;
 }
 
-function ascii(b: Uint8Array, at: number, n: number): string {
+export function ascii(b: Uint8Array, at: number, n: number): string {
   let s = '';
   for (let i = at; i < at + n && i < b.length; i++) s += String.fromCharCode(b[i]);
   return s;
 }
-const u16be = (b: Uint8Array, i: number) => (b[i] << 8) | b[i + 1];
+export const u16be = (b: Uint8Array, i: number) => (b[i] << 8) | b[i + 1];
 const u16le = (b: Uint8Array, i: number) => b[i] | (b[i + 1] << 8);
 const u24le = (b: Uint8Array, i: number) => b[i] | (b[i + 1] << 8) | (b[i + 2] << 16);
-const u32be = (b: Uint8Array, i: number) => ((b[i] << 24) >>> 0) + (b[i + 1] << 16) + (b[i + 2] << 8) + b[i + 3];
+export const u32be = (b: Uint8Array, i: number) => ((b[i] << 24) >>> 0) + (b[i + 1] << 16) + (b[i + 2] << 8) + b[i + 3];
 const i32le = (b: Uint8Array, i: number) => b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24);
-const u32le = (b: Uint8Array, i: number) => i32le(b, i) >>> 0;
+export const u32le = (b: Uint8Array, i: number) => i32le(b, i) >>> 0;
 
 const bad = (format: string, why: string) => new ImageDecodeError(`cannot decode image: invalid ${format} header (${why})`);
 
@@ -91,7 +91,12 @@ function need(b: Uint8Array, n: number, format: string): void {
   if (b.length < n) throw bad(format, 'truncated');
 }
 
-function jpegHeader(b: Uint8Array): [number, number] {
+/**
+ * A JPEG's marker segments up to its first scan: the marker, where its data starts and how long it
+ * is (the length field's own two bytes excluded). The scan (DA) or an end (D9) comes last, with no
+ * data. Throws ImageDecodeError where no marker is.
+ */
+export function* jpegSegments(b: Uint8Array): Generator<{ marker: number; at: number; length: number }> {
   let i = 2;
   while (i + 4 <= b.length) {
     if (b[i] !== 0xff) throw bad('JPEG', `no marker at byte ${i}`);
@@ -104,18 +109,28 @@ function jpegHeader(b: Uint8Array): [number, number] {
       i += 2; // markers without a length
       continue;
     }
-    if (m === 0xd9 || m === 0xda) throw bad('JPEG', 'no frame header before the scan');
+    if (m === 0xd9 || m === 0xda) {
+      yield { marker: m, at: i + 2, length: 0 };
+      return;
+    }
     const len = u16be(b, i + 2);
     if (len < 2) throw bad('JPEG', 'segment length');
+    yield { marker: m, at: i + 4, length: len - 2 };
+    i += 2 + len;
+  }
+}
+
+function jpegHeader(b: Uint8Array): [number, number] {
+  for (const { marker: m, at } of jpegSegments(b)) {
+    if (m === 0xd9 || m === 0xda) throw bad('JPEG', 'no frame header before the scan');
     // SOF0-SOF15 except DHT (C4), JPG (C8) and DAC (CC).
     if (m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc) {
-      need(b, i + 9, 'JPEG');
-      const h = u16be(b, i + 5);
-      const w = u16be(b, i + 7);
+      need(b, at + 5, 'JPEG');
+      const h = u16be(b, at + 1);
+      const w = u16be(b, at + 3);
       if (w === 0 || h === 0) throw bad('JPEG', 'zero width or height');
       return [w, h];
     }
-    i += 2 + len;
   }
   throw bad('JPEG', 'truncated before the frame header');
 }
