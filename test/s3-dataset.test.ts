@@ -3,7 +3,7 @@ import path from 'node:path';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { s3Client } from '../core/s3/client.js';
+import { sdkClient } from '../core/s3/client.js';
 import { listDataset } from '../training/dataset.js';
 import { skipReason, syncDatasetWithStats, uploadDataset } from '../training/dataset-s3.js';
 import { useEmbeddedS3 } from './helpers/embedded-s3.js';
@@ -48,7 +48,7 @@ describe('dataset upload and sync', () => {
 
   it('syncs into a cache that the local dataset loader reads, and a rerun downloads nothing', async () => {
     const cacheDir = path.join(env.tmp, 'cache');
-    await (await s3Client()).send(new PutObjectCommand({ Bucket: 'edgetune', Key: 'datasets/demo/_RETRAIN', Body: '' }));
+    await (await sdkClient()).client.send(new PutObjectCommand({ Bucket: 'edgetune', Key: 'datasets/demo/_RETRAIN', Body: '' }));
     const a = await syncDatasetWithStats(uri, { cacheDir, concurrency: 3 });
     // README.md (top level, not an image) is listed but never downloaded; the _RETRAIN marker is not data.
     expect(a).toMatchObject({ objects: 12, downloaded: 12, cached: 0 });
@@ -64,10 +64,10 @@ describe('dataset upload and sync', () => {
     expect(b).toMatchObject({ downloaded: 0, cached: 12, removed: 0, bytesDownloaded: 0 });
 
     // A changed object is fetched again, a deleted one disappears locally.
-    await (await s3Client()).send(
+    await (await sdkClient()).client.send(
       new PutObjectCommand({ Bucket: 'edgetune', Key: 'datasets/demo/not_alpaca/1.png', Body: await png([9, 9, 9]) }),
     );
-    await (await s3Client()).send(new DeleteObjectCommand({ Bucket: 'edgetune', Key: 'datasets/demo/not_alpaca/2.png' }));
+    await (await sdkClient()).client.send(new DeleteObjectCommand({ Bucket: 'edgetune', Key: 'datasets/demo/not_alpaca/2.png' }));
     const c = await syncDatasetWithStats(uri, { cacheDir });
     expect(c).toMatchObject({ objects: 11, downloaded: 1, cached: 10, removed: 1 });
     expect((await readdir(path.join(a.dir, 'not_alpaca'))).sort()).toEqual(['0.png', '1.png', '3.png', '4.png', 'sub']);
@@ -83,7 +83,7 @@ describe('dataset upload and sync', () => {
 
   it('skips and reports keys that are not images, too large (from the listing), outside a class folder or hidden; the rest syncs', async () => {
     const put = async (Key: string, Body: Buffer | string) =>
-      (await s3Client()).send(new PutObjectCommand({ Bucket: 'edgetune', Key, Body }));
+      (await sdkClient()).client.send(new PutObjectCommand({ Bucket: 'edgetune', Key, Body }));
     const big = Buffer.alloc(4096, 1);
     await put('datasets/mixed/cats/ok.png', await png([1, 200, 3]));
     await put('datasets/mixed/dogs/ok.PNG', await png([200, 1, 3]));

@@ -3,7 +3,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
 import { checkForUpdate, loadModel, ModelIntegrityError } from '../core/model-loader.js';
-import { getObject, s3Client } from '../core/s3/client.js';
+import { getObject, sdkClient } from '../core/s3/client.js';
 import { startS3rver } from '../core/s3/embedded.js';
 import { tf } from '../core/tf.js';
 import { sha256, VERSION_RE } from '../core/versioning.js';
@@ -134,7 +134,7 @@ describe('publishModel', () => {
     const key = `models/corrupt/${r.version}/weights.bin`;
     const w = Buffer.from((await getObject(`s3://edgetune/${key}`)).body);
     w[w.length >> 1] ^= 0x5a;
-    await (await s3Client()).send(new PutObjectCommand({ Bucket: 'edgetune', Key: key, Body: w }));
+    await (await sdkClient()).client.send(new PutObjectCommand({ Bucket: 'edgetune', Key: key, Body: w }));
     const err = await loadModel('s3://edgetune/models/corrupt').catch((e) => e);
     expect(err).toBeInstanceOf(ModelIntegrityError);
     expect(err.message).toMatch(/weights\.bin: sha256 mismatch: expected [0-9a-f]{64}/);

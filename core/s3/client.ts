@@ -54,16 +54,15 @@ export function endpointCredentials(
   return { accessKeyId, secretAccessKey };
 }
 
-/**
- * The S3 client every edgetune module uses. With EDGETUNE_S3_ENDPOINT set: path-style addressing
- * against that endpoint, signed with endpointCredentials(); otherwise the standard AWS
- * region/credential chain, i.e. real S3. One client per endpoint and key, reused.
- */
-export async function s3Client(): Promise<S3Sdk.S3Client> {
-  return (await sdkClient()).client;
-}
+/** The region a local endpoint's requests are signed for (it has none of its own). */
+const endpointRegion = (env: NodeJS.ProcessEnv) => env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1';
 
-/** s3Client() with the SDK it was made from, whose commands it sends. */
+/**
+ * The S3 client every edgetune module uses, with the SDK whose commands it sends. With
+ * EDGETUNE_S3_ENDPOINT set: path-style addressing against that endpoint, signed with
+ * endpointCredentials(); otherwise the standard AWS region/credential chain, i.e. real S3. One
+ * client per endpoint and key, reused.
+ */
 export async function sdkClient(): Promise<{ sdk: typeof S3Sdk; client: S3Sdk.S3Client }> {
   const sdk = await loadSdk();
   const endpoint = s3Endpoint();
@@ -75,7 +74,7 @@ export async function sdkClient(): Promise<{ sdk: typeof S3Sdk; client: S3Sdk.S3
     client = new sdk.S3Client({
       endpoint,
       forcePathStyle: true,
-      region: process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1',
+      region: endpointRegion(process.env),
       credentials,
       // s3rver predates S3's flexible checksums; only send them where an operation requires one.
       requestChecksumCalculation: 'WHEN_REQUIRED',
@@ -103,7 +102,7 @@ export function staticS3Access(env: NodeJS.ProcessEnv = process.env): StaticS3Ac
   if (edgetuneConfig(env).EDGETUNE_S3_CLIENT === 'sdk') return undefined;
   const endpoint = s3Endpoint(env);
   if (endpoint) {
-    return { endpoint, region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1', credentials: endpointCredentials(endpoint, env) };
+    return { endpoint, region: endpointRegion(env), credentials: endpointCredentials(endpoint, env) };
   }
   // The SDK reads AWS_REGION, else the profile's region (never AWS_DEFAULT_REGION, the CLI's).
   const {
@@ -146,7 +145,7 @@ let embedded: { s3: EmbeddedS3; users: number } | undefined;
 /**
  * Makes sure an S3 is reachable: EDGETUNE_S3_ENDPOINT if set, else real AWS when credentials are in
  * the environment, else starts s3rver in this process on a free port (data in EDGETUNE_S3_DIR or
- * .edgetune/s3, bucket `edgetune` created if missing), which s3Client() then uses; child processes
+ * .edgetune/s3, bucket `edgetune` created if missing), which sdkClient() then uses; child processes
  * reach it through s3ChildEnv(). close() stops it once every caller has closed.
  */
 export async function ensureS3(opts: { log?: (line: string) => void; port?: number; dir?: string } = {}): Promise<S3Handle> {
