@@ -23,19 +23,6 @@ export function arnRef(resource: IConstruct): string {
   return `<${Stack.of(resource).resolve(cfn.logicalId)}.Arn>`;
 }
 
-/** The project pins Node 20 (as the spec asks); both the nag rule and CloudFormation's deprecation warning say so. */
-export const NODE20_ACKS: Ack[] = [
-  {
-    id: 'AwsSolutions-L1',
-    reason: 'The project targets Node 20: the bundle, its native/WASM dependencies and the local runtime are built and tested on Node 20.',
-  },
-  {
-    id: 'CloudFormation-Validate::W2531',
-    reason:
-      'Node 20 is the runtime the project is built and tested on; moving to nodejs22.x/24.x is a one-line change here once the bundle is tested there.',
-  },
-];
-
 interface ValidationReport {
   pluginReports: Array<{
     violations: Array<{ ruleName: string; severity: string; violatingConstructs: Array<{ constructPath: string }> }>;

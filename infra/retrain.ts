@@ -15,7 +15,8 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { SWEEP_MESSAGE } from '../trigger/events.js';
 import { functionRoleAndLogs } from './function-role.js';
-import { acknowledge, arnRef, NODE20_ACKS } from './nag.js';
+import { LAMBDA_RUNTIME } from './lambda-runtime.js';
+import { acknowledge, arnRef } from './nag.js';
 import { PREFIX } from './storage.js';
 import { REPO_ROOT } from './training.js';
 
@@ -136,7 +137,7 @@ export class RetrainTrigger extends Construct {
       ACTIVE_GRACE_SECONDS: '60',
     };
     const common = {
-      runtime: lambda.Runtime.NODEJS_20_X,
+      runtime: LAMBDA_RUNTIME,
       architecture: lambda.Architecture.ARM_64,
       memorySize: 256,
       timeout,
@@ -158,7 +159,7 @@ export class RetrainTrigger extends Construct {
             target: 'node20',
             minify: true,
             sourceMap: true,
-            // The Node 20 runtime ships AWS SDK v3; bundle everything else (zod).
+            // The Node.js runtimes ship AWS SDK v3; bundle everything else (zod).
             externalModules: ['@aws-sdk/*'],
             forceDockerBundling: false,
             banner: "import{createRequire}from'module';const require=createRequire(import.meta.url);",
@@ -191,6 +192,5 @@ export class RetrainTrigger extends Construct {
         reason: 'trigger-state/* is one prefix holding one small state object per dataset; dataset names are not known at deploy time.',
       },
     ]);
-    acknowledge(this.fn, NODE20_ACKS);
   }
 }

@@ -10,7 +10,8 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { functionRoleAndLogs } from './function-role.js';
-import { acknowledge, arnRef, NODE20_ACKS } from './nag.js';
+import { LAMBDA_RUNTIME } from './lambda-runtime.js';
+import { acknowledge, arnRef } from './nag.js';
 import { PREFIX } from './storage.js';
 
 export interface ServingProps {
@@ -91,7 +92,7 @@ export class Serving extends Construct {
     }
 
     this.fn = new lambda.Function(this, 'Function', {
-      runtime: lambda.Runtime.NODEJS_20_X,
+      runtime: LAMBDA_RUNTIME,
       architecture: lambda.Architecture.ARM_64,
       memorySize: props.memoryMiB,
       timeout: Duration.seconds(29),
@@ -193,7 +194,6 @@ export class Serving extends Construct {
           'Authorization is done by the app: API keys from Secrets Manager are required unless the stack was synthesised with -c publicApi=true; the stage is throttled either way.',
       },
     ]);
-    acknowledge(this.fn, NODE20_ACKS);
     acknowledge(this.distribution, [
       { id: 'AwsSolutions-CFR1', reason: 'A public image classifier: no geographic restriction is wanted.' },
       {

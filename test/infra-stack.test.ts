@@ -6,6 +6,7 @@ import { Capture, Match, type Template } from 'aws-cdk-lib/assertions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseInfraConfig } from '../infra/config.js';
+import { LAMBDA_NODE_MAJOR } from '../infra/lambda-runtime.js';
 import { validationErrors } from '../infra/nag.js';
 import { EdgetuneStack } from '../infra/stack.js';
 import { synthWithNag } from './helpers/synth.js';
@@ -260,10 +261,10 @@ describe('training', () => {
 });
 
 describe('serving', () => {
-  it('Lambda: Node 20, arm64, 2048 MB, MODEL_URI on the model bucket, own role', () => {
+  it(`Lambda: Node ${LAMBDA_NODE_MAJOR}, arm64, 2048 MB, MODEL_URI on the model bucket, own role`, () => {
     const model = logicalId('AWS::S3::Bucket', 'StorageModelBucket');
     t.hasResourceProperties('AWS::Lambda::Function', {
-      Runtime: 'nodejs20.x',
+      Runtime: `nodejs${LAMBDA_NODE_MAJOR}.x`,
       Architectures: ['arm64'],
       MemorySize: 2048,
       Handler: 'index.handler',
@@ -416,7 +417,7 @@ describe('retrain trigger', () => {
 
   it('trigger Lambda: bundled handler, no reserved concurrency, configured from the stack, fed by the queue at maximum concurrency 2', () => {
     t.hasResourceProperties('AWS::Lambda::Function', {
-      Runtime: 'nodejs20.x',
+      Runtime: `nodejs${LAMBDA_NODE_MAJOR}.x`,
       Architectures: ['arm64'],
       Handler: 'index.handler',
       ReservedConcurrentExecutions: Match.absent(),
