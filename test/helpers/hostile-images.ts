@@ -23,7 +23,8 @@ export async function avifGiant(side = 7071): Promise<Uint8Array> {
   return new Uint8Array(await solid(side, side).avif({ effort: 0, quality: 1 }).toBuffer());
 }
 
-function pngChunk(type: string, data: Uint8Array): Uint8Array {
+/** A PNG chunk: length, type, data and its CRC. */
+export function pngChunk(type: string, data: Uint8Array): Uint8Array {
   const out = new Uint8Array(12 + data.length);
   const v = new DataView(out.buffer);
   v.setUint32(0, data.length);

@@ -1,7 +1,8 @@
 // ICC v2 matrix/curve profiles built in the test, and the containers that carry them, for
 // test/icc-profile.test.ts and test/api-image-js.test.ts.
-import { crc32, deflateSync } from 'node:zlib';
+import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
+import { pngChunk } from './hostile-images.js';
 
 type Xyz = [number, number, number];
 export const SRGB_D50: Record<'r' | 'g' | 'b', Xyz> = {
@@ -112,12 +113,7 @@ function put(b: Uint8Array, at: number, s: string): void {
 
 /** The PNG with an iCCP chunk carrying `icc` spliced in after IHDR. */
 export function pngWithIcc(png: Uint8Array, icc: Uint8Array): Buffer {
-  const data = Buffer.concat([Buffer.from('icc\0\0', 'latin1'), deflateSync(icc)]);
-  const chunk = Buffer.alloc(12 + data.length);
-  chunk.writeUInt32BE(data.length, 0);
-  chunk.write('iCCP', 4, 'latin1');
-  data.copy(chunk, 8);
-  chunk.writeUInt32BE(crc32(chunk.subarray(4, 8 + data.length)), 8 + data.length);
+  const chunk = pngChunk('iCCP', Buffer.concat([Buffer.from('icc\0\0', 'latin1'), deflateSync(icc)]));
   return Buffer.concat([png.subarray(0, 33), chunk, png.subarray(33)]);
 }
 
