@@ -92,6 +92,13 @@ class DiskFirstBudget extends CacheBudget {
 
 const seconds = (t0: number) => (performance.now() - t0) / 1000;
 
+/** Disposes what `pending` resolves to, if it resolves: rows computed ahead that training stopped before using. */
+const disposeWhenSettled = (pending?: Promise<{ dispose(): void }>): Promise<void> | undefined =>
+  pending?.then(
+    (v) => v.dispose(),
+    () => {},
+  );
+
 /** Validation pooled features and, when phase 2 follows, their boundary activations, in one pass. */
 export async function validationFeatures(ctx: PhaseContext): Promise<ValidationFeatures> {
   const { opts, report, data } = ctx;
@@ -151,12 +158,13 @@ export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures,
   };
   // With a new set of augmented views every epoch, the workers compute epoch e + 1's while the head
   // trains on epoch e's (as in phase 2): the views are seeded by epoch, so the bits do not change.
-  let prefetched: { epoch: number; views: ReturnType<typeof compute> } | undefined;
+  // Always the next epoch's: set after this epoch's views are in featureSets, which it then is not in.
+  let next: ReturnType<typeof compute> | undefined;
   const prefetch = (e: number) => {
     const set = viewSet(e);
     if (e >= opts.epochs || set < 0 || featureSets.has(set)) return;
-    prefetched = { epoch: e, views: compute(e) };
-    prefetched.views.catch(() => {}); // awaited when its epoch starts, or disposed below
+    next = compute(e);
+    next.catch(() => {}); // awaited when its epoch starts, or disposed below
   };
   try {
     for (let e = first; e < opts.epochs; e++) {
@@ -164,8 +172,8 @@ export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures,
       const set = viewSet(e);
       let feats = featureSets.get(set);
       if (!feats) {
-        const pending = prefetched?.epoch === e ? prefetched.views : compute(e);
-        prefetched = undefined;
+        const pending = next ?? compute(e);
+        next = undefined;
         const { store, boundaryRows, keepRows } = await pending;
         feats = store.float32();
         if (keepRows && keep) {
@@ -200,12 +208,7 @@ export async function runFrozenPhase(ctx: PhaseContext, val: ValidationFeatures,
     }
   } finally {
     // Early stopping (or a failure) leaves the next epoch's views unused.
-    const unused = prefetched?.views;
-    if (unused)
-      await unused.then(
-        ({ store }) => store.dispose(),
-        () => {},
-      );
+    await disposeWhenSettled(next?.then(({ store }) => store));
   }
   if (first < opts.epochs) head.writeBack();
   head.dispose();
@@ -368,15 +371,9 @@ export async function runFineTunePhase(ctx: PhaseContext, val: ValidationFeature
       trainingRows = undefined;
     }
   } finally {
-    trainingRows?.then(
-      (r) => r.dispose(),
-      () => {},
-    );
+    disposeWhenSettled(trainingRows);
     // Also on failure: the tail's worker threads would keep the process alive.
-    next?.then(
-      (v) => v.dispose(),
-      () => {},
-    );
+    disposeWhenSettled(next);
     await tail.dispose();
     optimizer.dispose();
     if (ctx.tailGemm === 'ort') setOrtGemmThreads(ORT_GEMM_MAX_THREADS);
