@@ -3,13 +3,14 @@
 // embedded ICC profile converted (before sRGB profiles were skipped, core/icc-profile.ts), and
 // Debian's PIL (libjpeg-turbo, what the PyTorch anchor decodes with) when /usr/bin/python3 has it.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { embedsSrgbProfile, iccProfile } from '../core/icc-profile.js';
 import { decodeImage } from '../core/image.js';
 import { sniffFormat } from '../core/image-format.js';
 import { sharp } from '../core/sharp.js';
+import { listDataset } from '../training/dataset.js';
 import { machineLine } from './machine.js';
 
 const { values } = parseArgs({
@@ -23,11 +24,8 @@ if (!existsSync(root)) {
   console.log(`bench:decode: ${root} not found (the alpaca photos in ../shared, or --data): nothing to decode`);
   process.exit(0);
 }
-const files = readdirSync(root, { withFileTypes: true })
-  .filter((d) => d.isDirectory())
-  .flatMap((d) => readdirSync(path.join(root, d.name)).map((f) => path.join(root, d.name, f)))
-  .filter((f) => /\.(jpe?g|png|webp|gif)$/i.test(f))
-  .sort();
+// The photos training would decode, found as training finds them.
+const files = (await listDataset(root)).files.map((f) => f.absPath);
 const photos = files.map((f) => new Uint8Array(readFileSync(f)));
 const format = (b: Uint8Array) => sniffFormat(b) ?? '';
 const withProfile = photos.filter((b) => iccProfile(b, format(b))).length;
@@ -39,20 +37,20 @@ console.log(
 
 sharp.concurrency(1);
 const rounds = Number(values.rounds);
-async function msPerPhoto(fn: (b: Uint8Array) => Promise<unknown>): Promise<string> {
-  const means: number[] = [];
+/** Each decoder's range of per-photo means over `rounds` rounds, alternating so a drift of the machine hits all alike. */
+async function msPerPhoto(fns: ((b: Uint8Array) => Promise<unknown>)[]): Promise<string[]> {
+  const means: number[][] = fns.map(() => []);
   for (let r = 0; r < rounds; r++) {
-    const t = performance.now();
-    for (const b of photos) await fn(b);
-    means.push((performance.now() - t) / photos.length);
+    for (const [k, fn] of fns.entries()) {
+      const t = performance.now();
+      for (const b of photos) await fn(b);
+      means[k].push((performance.now() - t) / photos.length);
+    }
   }
-  means.sort((a, b) => a - b);
-  return `${means[0].toFixed(1)}-${means[means.length - 1].toFixed(1)} ms`;
+  return means.map((m) => `${Math.min(...m).toFixed(1)}-${Math.max(...m).toFixed(1)} ms`);
 }
-// Alternating, so a drift of the machine hits both alike.
 for (const size of [224, 160]) {
-  const ours = await msPerPhoto((b) => decodeImage(b, { size }));
-  const before = await msPerPhoto((b) => decodeImage(b, { size, convertEveryProfile: true }));
+  const [ours, before] = await msPerPhoto([(b) => decodeImage(b, { size }), (b) => decodeImage(b, { size, convertEveryProfile: true })]);
   console.log(`to ${size}x${size}, a photo, ${rounds} rounds: core/image.ts ${ours}; every profile converted ${before}`);
 }
 
